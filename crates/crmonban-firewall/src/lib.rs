@@ -1,1 +1,267 @@
-//! Firewall (being written).
+//! crmonban-firewall owns the kernel side of a ban: the [`FirewallBackend`] trait and its
+//! implementations. [`NftBackend`] is the only code in crmonban that talks to nftables; it
+//! manages exactly one table (DESIGN.md §3) and never reads or changes any other.
+//! [`RecordingBackend`] keeps the same contract in memory so the engine can be tested without a
+//! kernel.
+//!
+//! The trait is small, synchronous and object-safe: one owner (the engine's firewall task)
+//! holds the backend and sends it whole change sets, each applied as ONE nftables transaction —
+//! all of it or nothing. The ban path never lists the kernel's sets: listing costs seconds at a
+//! million elements, adding one element well under a millisecond through libnftables.
+
+mod intervals;
+mod layout;
+mod nft;
+mod recording;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crmonban_core::Target;
+
+pub use intervals::{Interval, merge_networks};
+pub use layout::Layout;
+pub use nft::{NftBackend, NftOptions, Transport};
+pub use recording::{Call, RecordingBackend};
+
+/// When an element leaves the kernel by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Expiry {
+    /// At this Unix second; the kernel gets the remaining time as the element's timeout.
+    At(i64),
+    /// Permanent: no timeout.
+    Never,
+}
+
+impl Expiry {
+    /// The kernel timeout in whole seconds at `now` (at least 1), `None` for permanent.
+    pub fn timeout_at(self, now: i64) -> Option<u32> {
+        match self {
+            Expiry::Never => None,
+            Expiry::At(end) => Some(end.saturating_sub(now).clamp(1, u32::MAX as i64) as u32),
+        }
+    }
+
+    /// True when this expiry has passed at `now`.
+    pub fn is_past(self, now: i64) -> bool {
+        matches!(self, Expiry::At(end) if end <= now)
+    }
+}
+
+/// One member of a blocked set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Element {
+    pub target: Target,
+    pub expiry: Expiry,
+}
+
+impl Element {
+    pub fn permanent(target: Target) -> Element {
+        Element {
+            target,
+            expiry: Expiry::Never,
+        }
+    }
+
+    /// Expires `duration` from now (rounded up to whole seconds).
+    pub fn timed(target: Target, duration: Duration) -> Element {
+        let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+        Element {
+            target,
+            expiry: Expiry::At(now_unix().saturating_add(secs.min(i64::MAX as u64) as i64)),
+        }
+    }
+
+    /// Expires at Unix second `at` (a ban's `expires_at`); `None` is permanent.
+    pub fn until(target: Target, at: Option<i64>) -> Element {
+        Element {
+            target,
+            expiry: at.map_or(Expiry::Never, Expiry::At),
+        }
+    }
+}
+
+/// One change to the blocked sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Make the target present with this expiry (replacing an earlier expiry).
+    Add(Element),
+    /// Make the target absent; not an error when it is already absent (e.g. expired).
+    Remove(Target),
+}
+
+/// Changes applied together, in order, as one transaction. A later change to the same target
+/// overrides an earlier one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub changes: Vec<Change>,
+}
+
+impl ChangeSet {
+    pub fn new() -> ChangeSet {
+        ChangeSet::default()
+    }
+    pub fn add(&mut self, element: Element) -> &mut Self {
+        self.changes.push(Change::Add(element));
+        self
+    }
+    pub fn remove(&mut self, target: Target) -> &mut Self {
+        self.changes.push(Change::Remove(target));
+        self
+    }
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+impl FromIterator<Change> for ChangeSet {
+    fn from_iter<I: IntoIterator<Item = Change>>(iter: I) -> Self {
+        ChangeSet {
+            changes: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// What one `apply` or `replace_all` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Addresses and networks now present that the change set added.
+    pub added: usize,
+    /// Targets the change set removed.
+    pub removed: usize,
+    /// Network elements written to the interval sets after merging.
+    pub interval_elements: usize,
+    /// Networks that were absorbed by merging (contained in, or joined with, another).
+    pub networks_merged: usize,
+    /// Transactions sent to the kernel: 1, or 0 for an empty change set.
+    pub transactions: usize,
+}
+
+/// Why the firewall did not change. Nothing was half-applied in any case: a batch is one
+/// nftables transaction.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FirewallError {
+    /// The request itself is wrong (e.g. a target of the wrong family for a set).
+    #[error("invalid firewall request: {0}")]
+    Invalid(String),
+    /// nft or the kernel refused the transaction.
+    #[error("nftables refused the change{}: {message}", element.as_ref().map(|e| format!(" (element {e})")).unwrap_or_default())]
+    Refused {
+        message: String,
+        element: Option<String>,
+    },
+    /// Our table, set or chain does not exist (deleted or flushed by someone else).
+    #[error("the crmonban nftables layout is missing: {0}")]
+    LayoutMissing(String),
+    /// nftables cannot be used at all: no nft binary, no libnftables, no permission.
+    #[error("nftables unavailable: {0}")]
+    Unavailable(String),
+    /// nft answered something we could not read.
+    #[error("unexpected output from nft: {0}")]
+    Parse(String),
+}
+
+impl FirewallError {
+    /// Classifies an nft error message. nft quotes the failing command (with the element) in
+    /// its message; we keep the first quoted element we recognise.
+    pub(crate) fn from_nft_message(message: &str) -> FirewallError {
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("operation not permitted") {
+            return FirewallError::Unavailable(format!(
+                "{message} (crmonban must run as root or with CAP_NET_ADMIN)"
+            ));
+        }
+        if lower.contains("no such file or directory") && !lower.contains("element") {
+            return FirewallError::LayoutMissing(message.to_owned());
+        }
+        FirewallError::Refused {
+            element: first_address_in(message),
+            message: message.to_owned(),
+        }
+    }
+}
+
+fn first_address_in(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':' || c == '/'))
+        .filter(|w| w.contains('.') || w.matches(':').count() >= 2)
+        .find(|w| Target::parse(w).is_ok())
+        .map(str::to_owned)
+}
+
+/// The kernel side of bans. Implementations apply each call as one transaction.
+pub trait FirewallBackend: Send {
+    /// Creates the table, sets and chains when missing. Idempotent: on a complete layout it
+    /// changes nothing. Cheap (a few existence probes) whatever the sets hold.
+    fn ensure_layout(&mut self) -> Result<(), FirewallError>;
+
+    /// Applies a change set as one transaction.
+    fn apply(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError>;
+
+    /// Makes the sets hold exactly `elements` (and the chains exactly our rules), creating the
+    /// layout if needed, in one transaction: used to restore bans at start and to repair.
+    fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError>;
+
+    /// True when the table exists (a probe that costs the same at any set size).
+    fn layout_present(&mut self) -> Result<bool, FirewallError>;
+
+    /// Reads every element back from the kernel. Slow at scale (tens of seconds at a million
+    /// elements): for diagnostics and tests, never the ban path.
+    fn list(&mut self) -> Result<Vec<Element>, FirewallError>;
+
+    /// Removes the table and everything in it.
+    fn teardown(&mut self) -> Result<(), FirewallError>;
+
+    /// A one-line description for logs ("nftables via libnftables (in-process), table inet crmonban").
+    fn describe(&self) -> String;
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.expiry {
+            Expiry::Never => write!(f, "{} (permanent)", self.target),
+            Expiry::At(at) => write!(f, "{} (until {at})", self.target),
+        }
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_timeouts() {
+        assert_eq!(Expiry::Never.timeout_at(100), None);
+        assert_eq!(Expiry::At(160).timeout_at(100), Some(60));
+        assert_eq!(Expiry::At(90).timeout_at(100), Some(1));
+        assert!(Expiry::At(90).is_past(100));
+        assert!(!Expiry::Never.is_past(i64::MAX));
+    }
+
+    #[test]
+    fn nft_messages_are_classified_with_the_element() {
+        let e = FirewallError::from_nft_message(
+            "Error: interval overlaps with an existing one\nadd element inet t n { 10.1.0.0/16 timeout 100s }",
+        );
+        assert!(
+            matches!(e, FirewallError::Refused { element: Some(ref el), .. } if el == "10.1.0.0/16"),
+            "{e:?}"
+        );
+        let e = FirewallError::from_nft_message(
+            "Error: Could not process rule: No such file or directory\nadd set inet crmonban blocked_v4",
+        );
+        assert!(matches!(e, FirewallError::LayoutMissing(_)));
+        let e = FirewallError::from_nft_message(
+            "Error: Could not process rule: Operation not permitted",
+        );
+        assert!(e.to_string().contains("CAP_NET_ADMIN"));
+    }
+}

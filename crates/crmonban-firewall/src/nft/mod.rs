@@ -1,0 +1,327 @@
+//! [`NftBackend`]: the nftables implementation of [`FirewallBackend`].
+//!
+//! Every call builds one JSON document from the `nftables` crate's types and sends it as one
+//! transaction, through libnftables in-process when available (no process start per ban) or
+//! the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
+//! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
+//! the same transaction) whenever a network ban changes, after merging (see
+//! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
+//! restore at start) or from an `ensure_layout` that created the table.
+//!
+//! Removal is tolerant: an element is added, then deleted, in the same transaction, so a
+//! removal of an element that already expired in the kernel does not fail the batch.
+
+mod batch;
+mod blame;
+mod listing;
+mod runner;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use crmonban_core::Target;
+use ipnet::IpNet;
+use tracing::debug;
+
+use crate::{
+    ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
+    merge_networks, now_unix,
+};
+use batch::BatchBuilder;
+use runner::{CliRunner, Runner};
+
+/// How batches reach the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// libnftables when compiled in and usable, else the `nft` binary from PATH.
+    #[default]
+    Auto,
+    /// libnftables in this process (needs the `libnftables` feature).
+    Library,
+    /// This `nft` binary, one process per batch.
+    Binary(PathBuf),
+}
+
+/// Options for [`NftBackend::new`].
+#[derive(Clone, Debug, Default)]
+pub struct NftOptions {
+    pub layout: Layout,
+    pub transport: Transport,
+}
+
+/// nftables backend; see the module docs.
+pub struct NftBackend {
+    layout: Layout,
+    runner: Box<dyn Runner>,
+    /// Every network ban the interval sets hold (before merging), with its expiry.
+    nets: BTreeMap<IpNet, Expiry>,
+}
+
+impl NftBackend {
+    /// Opens the transport. Nothing is sent to the kernel until the first call.
+    pub fn new(options: NftOptions) -> Result<NftBackend, FirewallError> {
+        let runner: Box<dyn Runner> = match options.transport {
+            Transport::Binary(program) => Box::new(CliRunner { program }),
+            Transport::Library => library_runner()?,
+            Transport::Auto => library_runner().unwrap_or_else(|e| {
+                debug!(error = %e, "libnftables not usable; using the nft binary");
+                Box::new(CliRunner {
+                    program: PathBuf::from("nft"),
+                })
+            }),
+        };
+        Ok(NftBackend {
+            layout: options.layout,
+            runner,
+            nets: BTreeMap::new(),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Adds the interval-set rewrite for each family whose networks changed.
+    fn write_nets(
+        &self,
+        batch: &mut BatchBuilder,
+        nets: &BTreeMap<IpNet, Expiry>,
+        families: [bool; 2],
+        now: i64,
+    ) -> (usize, usize) {
+        let list: Vec<(IpNet, Expiry)> = nets.iter().map(|(n, e)| (*n, *e)).collect();
+        let (intervals, merged) = merge_networks(&list);
+        let mut written = 0;
+        for (ipv4, changed) in [(true, families[0]), (false, families[1])] {
+            if !changed {
+                continue;
+            }
+            let set = self.layout.set_for(ipv4, true);
+            batch.flush_set(&set);
+            let mine: Vec<_> = intervals
+                .iter()
+                .filter(|iv| iv.lo.is_ipv4() == ipv4)
+                .collect();
+            written += mine.len();
+            batch.add_intervals(&set, &mine, now);
+        }
+        (written, merged)
+    }
+}
+
+/// Sends one transaction. When nft refuses a batch that carries elements, the element that
+/// caused it is found by dry runs over ever shorter prefixes of the batch (only on failure, and
+/// only for batches small enough that this stays quick).
+fn run(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<String, FirewallError> {
+    let commands = batch.finish();
+    match runner.run(&commands.to_json()?, false) {
+        Err(FirewallError::Refused {
+            message,
+            element: _,
+        }) => {
+            let element = blame::find_refused_element(runner, &commands);
+            Err(FirewallError::Refused { message, element })
+        }
+        other => other,
+    }
+}
+
+/// Runs a batch whose only expected failure is "object exists"; returns whether it did.
+fn probe_exists(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<bool, FirewallError> {
+    match run(runner, batch) {
+        Ok(_) => Ok(false),
+        Err(FirewallError::Refused { message, .. }) if message.contains("File exists") => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(feature = "libnftables")]
+fn library_runner() -> Result<Box<dyn Runner>, FirewallError> {
+    Ok(Box::new(runner::LibRunner::new()?))
+}
+
+#[cfg(not(feature = "libnftables"))]
+fn library_runner() -> Result<Box<dyn Runner>, FirewallError> {
+    Err(FirewallError::Unavailable(
+        "crmonban-firewall was built without the libnftables feature".into(),
+    ))
+}
+
+/// The last change per target, in first-seen order.
+fn last_change_per_target(changes: &ChangeSet) -> Vec<Change> {
+    let mut index: HashMap<Target, usize> = HashMap::with_capacity(changes.len());
+    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in &changes.changes {
+        let target = match change {
+            Change::Add(e) => e.target,
+            Change::Remove(t) => *t,
+        };
+        match index.get(&target) {
+            Some(&i) => out[i] = *change,
+            None => {
+                index.insert(target, out.len());
+                out.push(*change);
+            }
+        }
+    }
+    out
+}
+
+impl FirewallBackend for NftBackend {
+    fn ensure_layout(&mut self) -> Result<(), FirewallError> {
+        let mut objects = BatchBuilder::new(&self.layout);
+        objects.add_table_and_sets();
+        let table_existed = {
+            let mut probe = BatchBuilder::new(&self.layout);
+            probe.create_table();
+            probe_exists(&mut *self.runner, probe)?
+        };
+        run(&mut *self.runner, objects)?;
+        for forward in [false, true] {
+            let mut chain = BatchBuilder::new(&self.layout);
+            chain.create_chain_with_rules(forward);
+            probe_exists(&mut *self.runner, chain)?;
+        }
+        if !table_existed {
+            // We created the sets: they are empty, so the network model is exact.
+            self.nets.clear();
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError> {
+        let mut report = ApplyReport::default();
+        if changes.is_empty() {
+            return Ok(report);
+        }
+        let now = now_unix();
+        let mut nets = self.nets.clone();
+        nets.retain(|_, e| !e.is_past(now));
+        let mut nets_changed = [false, false];
+        let mut batch = BatchBuilder::new(&self.layout);
+        let mut adds: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+        let mut removes: [Vec<Target>; 2] = [Vec::new(), Vec::new()];
+        for change in last_change_per_target(changes) {
+            match change {
+                Change::Add(e) if e.expiry.is_past(now) => {
+                    return Err(FirewallError::Invalid(format!("{e} has already expired")));
+                }
+                Change::Add(e) => {
+                    report.added += 1;
+                    let family = usize::from(!e.target.is_ipv4());
+                    match e.target {
+                        Target::Net(net) => {
+                            nets.insert(net, e.expiry);
+                            nets_changed[family] = true;
+                        }
+                        Target::Addr(_) => adds[family].push(e),
+                    }
+                }
+                Change::Remove(t) => {
+                    report.removed += 1;
+                    let family = usize::from(!t.is_ipv4());
+                    match t {
+                        Target::Net(net) => {
+                            nets.remove(&net);
+                            nets_changed[family] = true;
+                        }
+                        Target::Addr(_) => removes[family].push(t),
+                    }
+                }
+            }
+        }
+        for (family, ipv4) in [(0, true), (1, false)] {
+            let set = self.layout.set_for(ipv4, false);
+            batch.remove_elements(&set, &removes[family]);
+            batch.add_elements(&set, &adds[family], now);
+        }
+        let (written, merged) = self.write_nets(&mut batch, &nets, nets_changed, now);
+        report.interval_elements = written;
+        report.networks_merged = merged;
+        run(&mut *self.runner, batch)?;
+        report.transactions = 1;
+        self.nets = nets;
+        Ok(report)
+    }
+
+    fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError> {
+        let now = now_unix();
+        let mut batch = BatchBuilder::new(&self.layout);
+        batch.add_table_and_sets();
+        batch.flush_all_sets();
+        batch.reset_chains();
+        let mut singles: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+        let mut nets = BTreeMap::new();
+        let mut report = ApplyReport::default();
+        for e in elements.iter().filter(|e| !e.expiry.is_past(now)) {
+            report.added += 1;
+            match e.target {
+                Target::Net(net) => {
+                    // Two bans of the same network: the later expiry wins.
+                    let slot = nets.entry(net).or_insert(e.expiry);
+                    *slot = (*slot).max(e.expiry);
+                }
+                Target::Addr(_) => singles[usize::from(!e.target.is_ipv4())].push(*e),
+            }
+        }
+        for (family, ipv4) in [(0, true), (1, false)] {
+            batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], now);
+        }
+        // The sets were flushed above, so only the element additions are needed here.
+        let list: Vec<(IpNet, Expiry)> = nets.iter().map(|(n, e)| (*n, *e)).collect();
+        let (intervals, merged) = merge_networks(&list);
+        for ipv4 in [true, false] {
+            let mine: Vec<_> = intervals
+                .iter()
+                .filter(|iv| iv.lo.is_ipv4() == ipv4)
+                .collect();
+            batch.add_intervals(&self.layout.set_for(ipv4, true), &mine, now);
+        }
+        report.interval_elements = intervals.len();
+        report.networks_merged = merged;
+        run(&mut *self.runner, batch)?;
+        report.transactions = 1;
+        self.nets = nets;
+        Ok(report)
+    }
+
+    fn layout_present(&mut self) -> Result<bool, FirewallError> {
+        for object in batch::LayoutObject::ALL {
+            let mut probe = BatchBuilder::new(&self.layout);
+            probe.create_and_delete(object);
+            if !probe_exists(&mut *self.runner, probe)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn list(&mut self) -> Result<Vec<Element>, FirewallError> {
+        // One set per run: libnftables 1.0.x fills its cache for the first `list` command of a
+        // batch only, and then fails to find the other sets.
+        let mut out = Vec::new();
+        for (ipv4, net) in [(true, false), (false, false), (true, true), (false, true)] {
+            let mut batch = BatchBuilder::new(&self.layout);
+            batch.list_set(ipv4, net);
+            let output = run(&mut *self.runner, batch)?;
+            out.extend(listing::parse_elements(&output, now_unix())?);
+        }
+        Ok(out)
+    }
+
+    fn teardown(&mut self) -> Result<(), FirewallError> {
+        let mut batch = BatchBuilder::new(&self.layout);
+        batch.delete_table();
+        run(&mut *self.runner, batch)?;
+        self.nets.clear();
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "nftables via {}, table inet {}",
+            self.runner.describe(),
+            self.layout.table
+        )
+    }
+}

@@ -1,0 +1,168 @@
+//! How a JSON batch reaches the kernel: through libnftables in this process (one long-lived
+//! context, no process start per batch) or through the `nft` binary reading the batch on stdin.
+//! Both take the same JSON document produced from the `nftables` crate's types.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::FirewallError;
+
+/// Runs one nftables JSON document (one transaction) and returns nft's JSON output, if any.
+pub(crate) trait Runner: Send {
+    /// `dry_run`: check the batch with the kernel, then abort it (`nft --check`).
+    fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError>;
+    fn describe(&self) -> String;
+}
+
+/// The `nft` binary: one process per batch (~2–5 ms each), used when libnftables is not compiled
+/// in or cannot be opened.
+pub(crate) struct CliRunner {
+    pub(crate) program: PathBuf,
+}
+
+impl Runner for CliRunner {
+    fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError> {
+        let mut command = Command::new(&self.program);
+        if dry_run {
+            command.arg("--check");
+        }
+        let mut child = command
+            .args(["-j", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                FirewallError::Unavailable(format!("cannot run {}: {e}", self.program.display()))
+            })?;
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        // Write from a thread: nft may start answering before it has read everything.
+        let input = json.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let output = child.wait_with_output().map_err(|e| {
+            FirewallError::Unavailable(format!("{} failed: {e}", self.program.display()))
+        })?;
+        let written = writer.join().unwrap_or(Ok(()));
+        if !output.status.success() {
+            return Err(FirewallError::from_nft_message(
+                String::from_utf8_lossy(&output.stderr).trim(),
+            ));
+        }
+        written.map_err(|e| FirewallError::Unavailable(format!("writing to nft: {e}")))?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (one process per batch)", self.program.display())
+    }
+}
+
+#[cfg(feature = "libnftables")]
+pub(crate) use lib::LibRunner;
+
+#[cfg(feature = "libnftables")]
+mod lib {
+    //! A hand-written binding of the nine libnftables functions we call. The libnftables1-sys
+    //! crate would need bindgen and libclang at build time for the same nine declarations.
+    use std::ffi::{CStr, CString, c_char, c_int, c_uint};
+
+    use super::Runner;
+    use crate::FirewallError;
+
+    #[repr(C)]
+    struct NftCtx {
+        _opaque: [u8; 0],
+    }
+
+    const NFT_CTX_DEFAULT: u32 = 0;
+    const NFT_CTX_OUTPUT_JSON: c_uint = 1 << 4;
+
+    #[link(name = "nftables")]
+    unsafe extern "C" {
+        fn nft_ctx_new(flags: u32) -> *mut NftCtx;
+        fn nft_ctx_free(ctx: *mut NftCtx);
+        fn nft_ctx_output_set_flags(ctx: *mut NftCtx, flags: c_uint);
+        fn nft_ctx_buffer_output(ctx: *mut NftCtx) -> c_int;
+        fn nft_ctx_buffer_error(ctx: *mut NftCtx) -> c_int;
+        fn nft_ctx_get_output_buffer(ctx: *mut NftCtx) -> *const c_char;
+        fn nft_ctx_get_error_buffer(ctx: *mut NftCtx) -> *const c_char;
+        fn nft_run_cmd_from_buffer(ctx: *mut NftCtx, buf: *const c_char) -> c_int;
+        fn nft_ctx_set_dry_run(ctx: *mut NftCtx, dry: bool);
+    }
+
+    /// One libnftables context, kept for the life of the backend. Its netlink socket belongs
+    /// to the network namespace of the thread that created it.
+    pub(crate) struct LibRunner {
+        ctx: *mut NftCtx,
+    }
+
+    // SAFETY: the context is only ever used through `&mut self`, so never from two threads at
+    // once; libnftables keeps no thread-local state.
+    unsafe impl Send for LibRunner {}
+
+    impl LibRunner {
+        pub(crate) fn new() -> Result<LibRunner, FirewallError> {
+            // SAFETY: plain constructor; a null return is handled.
+            let ctx = unsafe { nft_ctx_new(NFT_CTX_DEFAULT) };
+            if ctx.is_null() {
+                return Err(FirewallError::Unavailable(
+                    "libnftables: nft_ctx_new failed".into(),
+                ));
+            }
+            // SAFETY: ctx is valid and exclusively ours.
+            unsafe {
+                // JSON output also makes libnftables 1.0.x parse the input as JSON.
+                nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON);
+                if nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0 {
+                    nft_ctx_free(ctx);
+                    return Err(FirewallError::Unavailable(
+                        "libnftables: cannot buffer output".into(),
+                    ));
+                }
+            }
+            Ok(LibRunner { ctx })
+        }
+    }
+
+    impl Runner for LibRunner {
+        fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError> {
+            let buf = CString::new(json)
+                .map_err(|_| FirewallError::Invalid("batch contains a NUL byte".into()))?;
+            // SAFETY: ctx is valid; buf outlives the call; the returned buffers are owned by
+            // ctx and copied before the next call.
+            unsafe {
+                nft_ctx_set_dry_run(self.ctx, dry_run);
+                let rc = nft_run_cmd_from_buffer(self.ctx, buf.as_ptr());
+                let out = cstr_lossy(nft_ctx_get_output_buffer(self.ctx));
+                let err = cstr_lossy(nft_ctx_get_error_buffer(self.ctx));
+                if rc != 0 {
+                    return Err(FirewallError::from_nft_message(err.trim()));
+                }
+                Ok(out)
+            }
+        }
+
+        fn describe(&self) -> String {
+            "libnftables (in-process)".into()
+        }
+    }
+
+    impl Drop for LibRunner {
+        fn drop(&mut self) {
+            // SAFETY: ctx came from nft_ctx_new and is freed once.
+            unsafe { nft_ctx_free(self.ctx) }
+        }
+    }
+
+    unsafe fn cstr_lossy(ptr: *const c_char) -> String {
+        if ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: libnftables returns NUL-terminated buffers.
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+}
