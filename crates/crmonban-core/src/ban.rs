@@ -114,7 +114,14 @@ mod tests {
 
     #[test]
     fn source_round_trips_through_text() {
-        for s in ["detector", "dbus", "restore", "blocklist", "fleet", "crrouter"] {
+        for s in [
+            "detector",
+            "dbus",
+            "restore",
+            "blocklist",
+            "fleet",
+            "crrouter",
+        ] {
             assert_eq!(s.parse::<BanSource>().unwrap().as_str(), s);
         }
     }

@@ -87,7 +87,13 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_text() {
-        for s in ["failed_auth", "invalid_user", "rate_limited", "probe", "sasl_failure"] {
+        for s in [
+            "failed_auth",
+            "invalid_user",
+            "rate_limited",
+            "probe",
+            "sasl_failure",
+        ] {
             assert_eq!(s.parse::<EventKind>().unwrap().to_string(), s);
         }
         assert_eq!(Service::new("ssh").to_string(), "ssh");

@@ -13,5 +13,6 @@ pub mod event;
 pub mod target;
 
 pub use ban::{Ban, BanSource};
+pub use config::{Config, ConfigError, ConfigErrors, ConfigWarning};
 pub use event::{Event, EventKind, Service};
 pub use target::{Normalisation, Target, TargetError};

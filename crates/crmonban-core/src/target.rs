@@ -56,7 +56,9 @@ impl fmt::Display for Normalisation {
 pub enum TargetError {
     #[error("empty address")]
     Empty,
-    #[error("invalid address {0:?}: expected an IPv4 or IPv6 address, or a CIDR such as 192.0.2.0/24")]
+    #[error(
+        "invalid address {0:?}: expected an IPv4 or IPv6 address, or a CIDR such as 192.0.2.0/24"
+    )]
     InvalidAddress(String),
     #[error("invalid prefix length in {input:?}: {prefix:?} is not a number from 0 to {max}")]
     InvalidPrefix {
@@ -94,21 +96,25 @@ impl Target {
             Some((addr_text, prefix_text)) => {
                 let addr = parse_addr(addr_text).map_err(|_| invalid(given))?;
                 let max = if addr.is_ipv4() { 32 } else { 128 };
-                let prefix: u8 = prefix_text
-                    .parse()
-                    .ok()
-                    .filter(|p| *p <= max)
-                    .ok_or_else(|| TargetError::InvalidPrefix {
-                        input: given.to_owned(),
-                        prefix: prefix_text.to_owned(),
-                        max,
-                    })?;
+                let prefix: u8 =
+                    prefix_text
+                        .parse()
+                        .ok()
+                        .filter(|p| *p <= max)
+                        .ok_or_else(|| TargetError::InvalidPrefix {
+                            input: given.to_owned(),
+                            prefix: prefix_text.to_owned(),
+                            max,
+                        })?;
                 let (addr, prefix) = match addr {
                     IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
                         notes.push(Normalisation::MappedToIpv4 {
                             given: given.to_owned(),
                         });
-                        (IpAddr::V4(v6.to_ipv4_mapped().expect("checked")), prefix - 96)
+                        (
+                            IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+                            prefix - 96,
+                        )
                     }
                     other => (other, prefix),
                 };
@@ -290,7 +296,10 @@ mod tests {
     #[test]
     fn parses_addresses_of_both_families() {
         assert_eq!(t("192.0.2.7"), Target::Addr("192.0.2.7".parse().unwrap()));
-        assert_eq!(t(" 2001:db8::1 "), Target::Addr("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            t(" 2001:db8::1 "),
+            Target::Addr("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(t("[2001:db8::1]"), t("2001:db8::1"));
         assert!(t("2001:db8::1").to_string() == "2001:db8::1");
     }
@@ -322,7 +331,10 @@ mod tests {
     fn full_prefix_is_the_address() {
         let (target, notes) = Target::parse_reporting("192.0.2.7/32").unwrap();
         assert_eq!(target, t("192.0.2.7"));
-        assert!(matches!(notes[..], [Normalisation::FullPrefixIsAddress { .. }]));
+        assert!(matches!(
+            notes[..],
+            [Normalisation::FullPrefixIsAddress { .. }]
+        ));
         assert_eq!(t("2001:db8::1/128"), t("2001:db8::1"));
     }
 
@@ -332,7 +344,10 @@ mod tests {
         let e = Target::parse("not-an-ip").unwrap_err();
         assert!(e.to_string().contains("\"not-an-ip\""), "{e}");
         let e = Target::parse("10.0.0.0/33").unwrap_err();
-        assert!(e.to_string().contains("\"33\"") && e.to_string().contains("0 to 32"), "{e}");
+        assert!(
+            e.to_string().contains("\"33\"") && e.to_string().contains("0 to 32"),
+            "{e}"
+        );
         let e = Target::parse("2001:db8::/129").unwrap_err();
         assert!(e.to_string().contains("0 to 128"), "{e}");
         assert!(Target::parse("10.0.0.0/x").is_err());

@@ -1,0 +1,911 @@
+//! The typed configuration: one struct per TOML section, enums for every choice, and the
+//! value types that carry a checked meaning ([`Pattern`], [`BanDuration`], [`NftName`],
+//! [`JournalMatch`], [`Secret`]). Defaults live here, next to the fields they fill; they must
+//! agree with `default-config.toml` (a test checks it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::{EventKind, Target};
+
+/// The whole configuration, as read from `/etc/crmonban/config.toml` or built in when absent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub general: GeneralConfig,
+    pub nftables: NftablesConfig,
+    pub intel: IntelConfig,
+    /// Every service by its config name; the built-in ones ([`BUILTIN_SERVICES`]) are always
+    /// present, enabled or not.
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub dbus: DbusConfig,
+    pub zones: ZonesConfig,
+    pub siem: SiemConfig,
+    pub ebpf: EbpfConfig,
+    pub whitelist: WhitelistConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let general = GeneralConfig::default();
+        let services = BUILTIN_SERVICES
+            .iter()
+            .filter_map(|name| {
+                ServiceConfig::builtin(name, general.default_ban_duration)
+                    .map(|service| (name.to_string(), service))
+            })
+            .collect();
+        Config {
+            general,
+            nftables: NftablesConfig::default(),
+            intel: IntelConfig::default(),
+            services,
+            dbus: DbusConfig::default(),
+            zones: ZonesConfig::default(),
+            siem: SiemConfig::default(),
+            ebpf: EbpfConfig::default(),
+            whitelist: WhitelistConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The services that are switched on, by name.
+    pub fn enabled_services(&self) -> impl Iterator<Item = (&str, &ServiceConfig)> {
+        self.services
+            .iter()
+            .filter(|(_, service)| service.enabled)
+            .map(|(name, service)| (name.as_str(), service))
+    }
+}
+
+/// Declares a fieldless enum read from a fixed set of strings, with `as_str`, `ALL`,
+/// `Display` and a `FromStr` whose error lists the allowed strings.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order the documentation lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// The strings the configuration accepts, in the order of [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($text,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownChoice;
+            fn from_str(s: &str) -> Result<Self, UnknownChoice> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownChoice {
+                        given: s.to_owned(),
+                        allowed: $name::NAMES,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A string that is none of a setting's allowed values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "must be one of {}; found {given:?}",
+    super::document::quoted_list(allowed)
+)]
+pub struct UnknownChoice {
+    pub given: String,
+    pub allowed: &'static [&'static str],
+}
+
+// ---------------------------------------------------------------------------------------------
+// [general]
+
+string_enum! {
+    /// `[general] log_level`.
+    pub enum LogLevel {
+        Trace = "trace",
+        Debug = "debug",
+        Info = "info",
+        Warn = "warn",
+        Error = "error",
+    }
+}
+
+/// `[general]`: files, logging, and what a ban does by default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneralConfig {
+    /// SQLite database. Default `/var/lib/crmonban/crmonban.db`.
+    pub db_path: PathBuf,
+    /// Default `/var/run/crmonban.pid`.
+    pub pid_file: PathBuf,
+    /// Default `info`.
+    pub log_level: LogLevel,
+    /// Gather intel on every newly banned address. Default true.
+    pub auto_intel: bool,
+    /// For bans that name no duration, and for services without `ban_time`. Default 3600 s.
+    pub default_ban_duration: BanDuration,
+    /// Where the daemon keeps other state (log positions, caches). Default `/var/lib/crmonban`.
+    pub state_dir: PathBuf,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> GeneralConfig {
+        GeneralConfig {
+            db_path: PathBuf::from("/var/lib/crmonban/crmonban.db"),
+            pid_file: PathBuf::from("/var/run/crmonban.pid"),
+            log_level: LogLevel::Info,
+            auto_intel: true,
+            default_ban_duration: BanDuration::Timed(Duration::from_secs(3600)),
+            state_dir: PathBuf::from("/var/lib/crmonban"),
+        }
+    }
+}
+
+/// How long a ban lasts. In the configuration, as on D-Bus, `0` seconds means permanent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BanDuration {
+    Permanent,
+    /// Never zero; at most `u32::MAX` seconds, so that it fits D-Bus' `duration_secs u`.
+    Timed(Duration),
+}
+
+impl BanDuration {
+    /// `0` is permanent, as in the D-Bus `Ban` method.
+    pub fn from_secs(secs: u32) -> BanDuration {
+        match secs {
+            0 => BanDuration::Permanent,
+            secs => BanDuration::Timed(Duration::from_secs(u64::from(secs))),
+        }
+    }
+
+    /// Seconds, `0` for permanent (the D-Bus convention).
+    pub fn as_secs(self) -> u32 {
+        match self {
+            BanDuration::Permanent => 0,
+            BanDuration::Timed(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The length of the ban; `None` when permanent.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            BanDuration::Permanent => None,
+            BanDuration::Timed(d) => Some(d),
+        }
+    }
+}
+
+impl fmt::Display for BanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BanDuration::Permanent => f.write_str("permanent"),
+            BanDuration::Timed(d) => write!(f, "{}s", d.as_secs()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [nftables]
+
+/// An nftables table, chain or set name that `nft` accepts unquoted and that leaves room for
+/// the suffixes crmonban derives from it (`_net`): `[A-Za-z_][A-Za-z0-9_-]*`, at most
+/// [`NftName::MAX_LEN`] characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NftName(String);
+
+/// Why a string is not an [`NftName`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NftNameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{0:?} is too long: at most 64 characters")]
+    TooLong(String),
+    #[error("{0:?} must start with a letter or `_`")]
+    BadStart(String),
+    #[error("{name:?} contains {bad:?}: use only letters, digits, `_` and `-`")]
+    BadChar { name: String, bad: char },
+}
+
+impl NftName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn new(name: &str) -> Result<NftName, NftNameError> {
+        let mut chars = name.chars();
+        match chars.next() {
+            None => return Err(NftNameError::Empty),
+            Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+                return Err(NftNameError::BadStart(name.to_owned()));
+            }
+            Some(_) => {}
+        }
+        if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+            return Err(NftNameError::BadChar {
+                name: name.to_owned(),
+                bad,
+            });
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(NftNameError::TooLong(name.to_owned()));
+        }
+        Ok(NftName(name.to_owned()))
+    }
+
+    /// For the built-in defaults, which are valid by construction.
+    fn known(name: &'static str) -> NftName {
+        debug_assert!(NftName::new(name).is_ok(), "{name}");
+        NftName(name.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name of the interval set that holds CIDR bans next to the set `self`.
+    pub fn net_set(&self) -> String {
+        format!("{}_net", self.0)
+    }
+}
+
+impl fmt::Display for NftName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `[nftables]`: the names of everything crmonban owns in the kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NftablesConfig {
+    /// `table inet <table_name>`. Default `crmonban`.
+    pub table_name: NftName,
+    /// The input-hook chain. Default `input` (the forward-hook chain is always `forward`).
+    pub chain_name: NftName,
+    /// Set of banned IPv4 addresses; CIDR bans go to `<set_v4>_net`. Default `blocked_v4`.
+    pub set_v4: NftName,
+    /// Default `blocked_v6`.
+    pub set_v6: NftName,
+    /// Hook priority of both chains; lower runs earlier. Default -100.
+    pub priority: i32,
+}
+
+impl Default for NftablesConfig {
+    fn default() -> NftablesConfig {
+        NftablesConfig {
+            table_name: NftName::known("crmonban"),
+            chain_name: NftName::known("input"),
+            set_v4: NftName::known("blocked_v4"),
+            set_v6: NftName::known("blocked_v6"),
+            priority: -100,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [intel]
+
+/// A credential from the configuration. Its `Debug` does not show it, so that logging a
+/// [`Config`] leaks no key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `[intel]`: what is gathered about banned addresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntelConfig {
+    /// Country/city/ASN from local MaxMind databases. Default true.
+    pub geoip_enabled: bool,
+    /// Reverse DNS. Default true.
+    pub rdns_enabled: bool,
+    /// WHOIS. Default true.
+    pub whois_enabled: bool,
+    /// Per lookup. Default 10 s.
+    pub timeout: Duration,
+    /// Shodan is queried only when set. Default unset.
+    pub shodan_api_key: Option<Secret>,
+    /// AbuseIPDB is queried only when set. Default unset.
+    pub abuseipdb_api_key: Option<Secret>,
+    /// Default `/var/lib/GeoIP/GeoLite2-City.mmdb`; a missing file only drops those fields.
+    pub geoip_city_db: PathBuf,
+    /// Default `/var/lib/GeoIP/GeoLite2-ASN.mmdb`.
+    pub geoip_asn_db: PathBuf,
+}
+
+impl Default for IntelConfig {
+    fn default() -> IntelConfig {
+        IntelConfig {
+            geoip_enabled: true,
+            rdns_enabled: true,
+            whois_enabled: true,
+            timeout: Duration::from_secs(10),
+            shodan_api_key: None,
+            abuseipdb_api_key: None,
+            geoip_city_db: PathBuf::from("/var/lib/GeoIP/GeoLite2-City.mmdb"),
+            geoip_asn_db: PathBuf::from("/var/lib/GeoIP/GeoLite2-ASN.mmdb"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [services.NAME]
+
+/// The service names crmonban knows out of the box (their detection patterns are built into
+/// crmonban-detect); each is always present in [`Config::services`].
+pub const BUILTIN_SERVICES: &[&str] = &["ssh", "nginx", "apache", "postfix", "dovecot"];
+
+/// True for the names in [`BUILTIN_SERVICES`].
+pub fn is_builtin_service(name: &str) -> bool {
+    BUILTIN_SERVICES.contains(&name)
+}
+
+/// Log file and journal match of each built-in service, Debian paths and unit names (the
+/// journal match also names the Red Hat unit where it differs).
+const BUILTIN_SOURCES: &[(&str, &str, &str)] = &[
+    (
+        "ssh",
+        "/var/log/auth.log",
+        "_SYSTEMD_UNIT=ssh.service _SYSTEMD_UNIT=sshd.service",
+    ),
+    (
+        "nginx",
+        "/var/log/nginx/error.log",
+        "_SYSTEMD_UNIT=nginx.service",
+    ),
+    (
+        "apache",
+        "/var/log/apache2/error.log",
+        "_SYSTEMD_UNIT=apache2.service _SYSTEMD_UNIT=httpd.service",
+    ),
+    (
+        "postfix",
+        "/var/log/mail.log",
+        "_SYSTEMD_UNIT=postfix@-.service _SYSTEMD_UNIT=postfix.service",
+    ),
+    (
+        "dovecot",
+        "/var/log/mail.log",
+        "_SYSTEMD_UNIT=dovecot.service",
+    ),
+];
+
+string_enum! {
+    /// `[services.NAME] source`: where a service's log lines come from.
+    pub enum LogSource {
+        /// `log_path` if that file exists, else the journal (`journal_match`).
+        Auto = "auto",
+        /// Only `log_path`; waits for it to appear.
+        File = "file",
+        /// Only the systemd journal, filtered by `journal_match`.
+        Journal = "journal",
+    }
+}
+
+/// `[services.NAME]`: one protected service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    /// Default true for ssh and for services the user adds; false for the other built-ins.
+    pub enabled: bool,
+    /// Absolute path of the log file; `None` only for a journal-only user service.
+    pub log_path: Option<PathBuf>,
+    /// Default `auto`.
+    pub source: LogSource,
+    /// Journal entries to read; required for `source = "journal"` unless built in.
+    pub journal_match: Option<JournalMatch>,
+    /// Failures within `find_time` that lead to a ban. Default 5.
+    pub max_failures: u32,
+    /// The counting window, measured with the log lines' own timestamps. Default 600 s.
+    pub find_time: Duration,
+    /// Default `[general] default_ban_duration`.
+    pub ban_time: BanDuration,
+    /// The user's patterns, used in addition to the built-in ones of a built-in service.
+    pub patterns: Vec<Pattern>,
+}
+
+impl ServiceConfig {
+    /// The defaults of a built-in service; `None` for other names.
+    pub fn builtin(name: &str, ban_time: BanDuration) -> Option<ServiceConfig> {
+        let (_, log_path, journal_match) = BUILTIN_SOURCES.iter().find(|(n, _, _)| *n == name)?;
+        Some(ServiceConfig {
+            enabled: name == "ssh",
+            log_path: Some(PathBuf::from(log_path)),
+            journal_match: JournalMatch::parse(journal_match).ok(),
+            ..ServiceConfig::custom(ban_time)
+        })
+    }
+
+    /// The defaults of a service the user adds: enabled, but with no source or pattern yet.
+    pub fn custom(ban_time: BanDuration) -> ServiceConfig {
+        ServiceConfig {
+            enabled: true,
+            log_path: None,
+            source: LogSource::Auto,
+            journal_match: None,
+            max_failures: 5,
+            find_time: Duration::from_secs(600),
+            ban_time,
+            patterns: Vec::new(),
+        }
+    }
+}
+
+/// A systemd journal filter in `journalctl` syntax: `FIELD=value` terms separated by blanks,
+/// and `+` between alternatives. As in `journalctl`, terms on the same field are alternatives,
+/// terms on different fields must all match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalMatch {
+    terms: Vec<JournalTerm>,
+}
+
+/// One term of a [`JournalMatch`], in the order given (what `sd_journal_add_match` and
+/// `sd_journal_add_disjunction` take).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalTerm {
+    Field {
+        name: String,
+        value: String,
+    },
+    /// `+`: what follows is an alternative to what precedes.
+    Or,
+}
+
+/// Why a string is not a [`JournalMatch`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalMatchError {
+    #[error("must name at least one FIELD=value, e.g. \"_SYSTEMD_UNIT=ssh.service\"")]
+    Empty,
+    #[error("{0:?} is not FIELD=value (e.g. _SYSTEMD_UNIT=ssh.service)")]
+    NotAMatch(String),
+    #[error("{0:?} is not a journal field name: use A-Z, 0-9 and `_`, not starting with a digit")]
+    BadField(String),
+    #[error("`+` must stand between two matches")]
+    MisplacedOr,
+}
+
+impl JournalMatch {
+    pub fn parse(text: &str) -> Result<JournalMatch, JournalMatchError> {
+        let mut terms = Vec::new();
+        for word in text.split_whitespace() {
+            if word == "+" {
+                if !matches!(terms.last(), Some(JournalTerm::Field { .. })) {
+                    return Err(JournalMatchError::MisplacedOr);
+                }
+                terms.push(JournalTerm::Or);
+                continue;
+            }
+            let (name, value) = word
+                .split_once('=')
+                .ok_or_else(|| JournalMatchError::NotAMatch(word.to_owned()))?;
+            let valid_name = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && name.chars().next().is_some_and(|c| !c.is_ascii_digit());
+            if !valid_name {
+                return Err(JournalMatchError::BadField(name.to_owned()));
+            }
+            terms.push(JournalTerm::Field {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+        }
+        match terms.last() {
+            None => Err(JournalMatchError::Empty),
+            Some(JournalTerm::Or) => Err(JournalMatchError::MisplacedOr),
+            Some(JournalTerm::Field { .. }) => Ok(JournalMatch { terms }),
+        }
+    }
+
+    pub fn terms(&self) -> &[JournalTerm] {
+        &self.terms
+    }
+}
+
+impl fmt::Display for JournalMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, term) in self.terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            match term {
+                JournalTerm::Field { name, value } => write!(f, "{name}={value}")?,
+                JournalTerm::Or => f.write_str("+")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A compiled detection pattern: a regex with a named group `ip` (`(?P<ip>...)` or
+/// `(?<ip>...)`) that captures the offending address. Two patterns are equal when their name,
+/// regex source and event type are.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub name: String,
+    pub regex: Regex,
+    pub event_type: EventKind,
+}
+
+/// Why a regex cannot be a [`Pattern`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("invalid regex: {0}")]
+    InvalidRegex(String),
+    #[error("the regex has no named group `ip`: capture the address with (?P<ip>...)")]
+    NoIpGroup,
+}
+
+impl Pattern {
+    /// Compiles `regex` and checks that it captures `ip`.
+    pub fn new(name: &str, regex: &str, event_type: EventKind) -> Result<Pattern, PatternError> {
+        let compiled = Regex::new(regex).map_err(|e| PatternError::InvalidRegex(one_line(&e)))?;
+        if !compiled.capture_names().any(|group| group == Some("ip")) {
+            return Err(PatternError::NoIpGroup);
+        }
+        Ok(Pattern {
+            name: name.to_owned(),
+            regex: compiled,
+            event_type,
+        })
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.name == other.name
+            && self.regex.as_str() == other.regex.as_str()
+            && self.event_type == other.event_type
+    }
+}
+
+/// A regex error on one line. The crate's message draws carets under the pattern on
+/// separate lines; keep its last line (the reason) and turn the carets into a position.
+fn one_line(error: &regex::Error) -> String {
+    let regex::Error::Syntax(text) = error else {
+        return error.to_string();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let reason = lines
+        .iter()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "));
+    // Single-line patterns are shown as "    <pattern>" then "    <spaces>^^^".
+    let position = match lines.as_slice() {
+        [_, _, carets, ..] if carets.trim_start().starts_with('^') => carets
+            .find('^')
+            .and_then(|col| col.checked_sub(4))
+            .map(|col| col + 1),
+        _ => None,
+    };
+    match (reason, position) {
+        (Some(reason), Some(at)) => format!("{reason} (at character {at})"),
+        (Some(reason), None) => reason.to_owned(),
+        (None, _) => lines.join(" "),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [dbus]
+
+/// `[dbus]`: the daemon's control interface.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbusConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// The system bus (true) or the session bus. Default true.
+    pub system_bus: bool,
+}
+
+impl Default for DbusConfig {
+    fn default() -> DbusConfig {
+        DbusConfig {
+            enabled: true,
+            system_bus: true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [zones]
+
+/// `[zones]`: networks with a trust level; trusted zones are never banned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZonesConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// More zones in a separate file, read by crmonban-zones. Default unset.
+    pub config_file: Option<PathBuf>,
+    /// Zones at or above this trust level are whitelisted unless they say otherwise.
+    /// 0..=100, default 80.
+    pub whitelist_threshold: u8,
+    /// Default none.
+    pub zones: Vec<Zone>,
+}
+
+impl Default for ZonesConfig {
+    fn default() -> ZonesConfig {
+        ZonesConfig {
+            enabled: false,
+            config_file: None,
+            whitelist_threshold: 80,
+            zones: Vec::new(),
+        }
+    }
+}
+
+/// `[[zones.zones]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    pub name: String,
+    /// 0 (hostile) ..= 100 (fully trusted).
+    pub trust_level: u8,
+    pub networks: Vec<Target>,
+    /// Addresses of this zone are never banned. When the key is absent this is
+    /// `trust_level >= whitelist_threshold`.
+    pub implicit_whitelist: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// [siem]
+
+string_enum! {
+    /// `[siem] format`.
+    pub enum SiemFormat {
+        /// ArcSight Common Event Format.
+        Cef = "cef",
+        /// IBM QRadar Log Event Extended Format.
+        Leef = "leef",
+        /// RFC 5424 syslog with structured data.
+        Syslog = "syslog",
+        /// One JSON object per event.
+        Json = "json",
+    }
+}
+
+/// `[siem]`: exporting events to a SIEM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiemConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// Default `json`.
+    pub format: SiemFormat,
+    /// Default none.
+    pub targets: Vec<SiemTarget>,
+}
+
+impl Default for SiemConfig {
+    fn default() -> SiemConfig {
+        SiemConfig {
+            enabled: false,
+            format: SiemFormat::Json,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// `[[siem.targets]]`, chosen by its `type` key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SiemTarget {
+    /// `type = "file"`: append to `path`.
+    File { path: PathBuf },
+    /// `type = "syslog"`: a local syslog socket, default `/dev/log`.
+    Syslog { socket: PathBuf },
+    /// `type = "webhook"`: HTTP POST to `url` with extra `headers`.
+    Webhook {
+        url: String,
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+/// The socket of a syslog target without `socket`.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
+// ---------------------------------------------------------------------------------------------
+// [ebpf]
+
+string_enum! {
+    /// `[ebpf] method` (or `[ebpf.method] type`).
+    pub enum EbpfMethod {
+        /// crmonban loads its own XDP program and keeps its map in sync.
+        Xdp = "xdp",
+        /// crmonban only writes a map pinned at `pin_path` by another program.
+        Mapfile = "mapfile",
+        /// No eBPF fast path.
+        Disabled = "disabled",
+    }
+}
+
+/// `[ebpf]`: the optional XDP fast path in front of nftables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EbpfConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// Default `xdp` (used only once `enabled` is true).
+    pub method: EbpfMethod,
+    /// The pinned map (`pin_path`, or `path` of the `[ebpf.method]` table).
+    /// Default `/sys/fs/bpf/crmonban_blacklist`.
+    pub pin_path: PathBuf,
+    /// How often the map is reconciled with the nftables sets. Default 60 s.
+    pub sync_interval: Duration,
+    /// Map capacity. Default 10000.
+    pub max_entries: u32,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> EbpfConfig {
+        EbpfConfig {
+            enabled: false,
+            method: EbpfMethod::Xdp,
+            pin_path: PathBuf::from(DEFAULT_EBPF_PIN_PATH),
+            sync_interval: Duration::from_secs(60),
+            max_entries: 10_000,
+        }
+    }
+}
+
+pub const DEFAULT_EBPF_PIN_PATH: &str = "/sys/fs/bpf/crmonban_blacklist";
+
+// ---------------------------------------------------------------------------------------------
+// [whitelist]
+
+/// `[whitelist]`: addresses that are never banned, from several sources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WhitelistConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// How long an answer from the sources is reused. 0 = not cached. Default 300 s.
+    pub cache_ttl: Duration,
+    /// Default `[database, zones]`.
+    pub sources: Vec<WhitelistSource>,
+}
+
+impl Default for WhitelistConfig {
+    fn default() -> WhitelistConfig {
+        WhitelistConfig {
+            enabled: true,
+            cache_ttl: Duration::from_secs(300),
+            sources: vec![WhitelistSource::Database, WhitelistSource::Zones],
+        }
+    }
+}
+
+/// `[[whitelist.sources]]`, chosen by its `type` key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WhitelistSource {
+    /// Entries added with `crmonctl whitelist add`.
+    Database,
+    /// Zones whose `implicit_whitelist` is true.
+    Zones,
+    /// Networks listed in the configuration.
+    Networks(Vec<Target>),
+    /// One address or CIDR per line (`#` comments); re-read on change when `watch`.
+    File { path: PathBuf, watch: bool },
+    /// An external firewall daemon asked over D-Bus.
+    Daemon,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_errors_fit_on_one_line_and_point_at_the_problem() {
+        let err = Pattern::new("p", "Failed (?P<ip", EventKind::FailedAuth).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid regex: unclosed capture group name (at character 14)"
+        );
+        let err = Pattern::new("p", "a\nb(", EventKind::FailedAuth).unwrap_err();
+        assert_eq!(err.to_string(), "invalid regex: unclosed group");
+        assert_eq!(
+            Pattern::new("p", r"from (\S+)", EventKind::FailedAuth).unwrap_err(),
+            PatternError::NoIpGroup
+        );
+        assert!(Pattern::new("p", r"from (?<ip>\S+)", EventKind::FailedAuth).is_ok());
+    }
+
+    #[test]
+    fn nft_names_follow_nft_identifier_rules() {
+        assert!(NftName::new("blocked_v4").is_ok());
+        assert!(NftName::new("_x-1").is_ok());
+        assert_eq!(NftName::new(""), Err(NftNameError::Empty));
+        assert!(matches!(NftName::new("4x"), Err(NftNameError::BadStart(_))));
+        assert!(matches!(
+            NftName::new("a b"),
+            Err(NftNameError::BadChar { bad: ' ', .. })
+        ));
+        assert!(matches!(
+            NftName::new(&"a".repeat(65)),
+            Err(NftNameError::TooLong(_))
+        ));
+        assert_eq!(NftName::known("blocked_v4").net_set(), "blocked_v4_net");
+    }
+
+    #[test]
+    fn journal_matches_follow_journalctl_syntax() {
+        let m = JournalMatch::parse("_SYSTEMD_UNIT=ssh.service + SYSLOG_IDENTIFIER=sshd").unwrap();
+        assert_eq!(m.terms().len(), 3);
+        assert_eq!(
+            m.to_string(),
+            "_SYSTEMD_UNIT=ssh.service + SYSLOG_IDENTIFIER=sshd"
+        );
+        assert_eq!(JournalMatch::parse("  "), Err(JournalMatchError::Empty));
+        assert_eq!(
+            JournalMatch::parse("+ A=b"),
+            Err(JournalMatchError::MisplacedOr)
+        );
+        assert_eq!(
+            JournalMatch::parse("A=b +"),
+            Err(JournalMatchError::MisplacedOr)
+        );
+        assert!(matches!(
+            JournalMatch::parse("ssh"),
+            Err(JournalMatchError::NotAMatch(_))
+        ));
+        assert!(matches!(
+            JournalMatch::parse("unit=ssh"),
+            Err(JournalMatchError::BadField(_))
+        ));
+    }
+
+    #[test]
+    fn ban_durations_use_zero_for_permanent() {
+        assert_eq!(BanDuration::from_secs(0), BanDuration::Permanent);
+        assert_eq!(BanDuration::from_secs(60).as_secs(), 60);
+        assert_eq!(BanDuration::Permanent.duration(), None);
+        assert_eq!(BanDuration::from_secs(60).to_string(), "60s");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn choices_list_the_allowed_values() {
+        assert_eq!("warn".parse::<LogLevel>(), Ok(LogLevel::Warn));
+        let err = "verbose".parse::<LogLevel>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"must be one of "trace", "debug", "info", "warn", "error"; found "verbose""#
+        );
+        assert_eq!(EbpfMethod::ALL.len(), EbpfMethod::NAMES.len());
+    }
+}

@@ -1,0 +1,1268 @@
+//! Tests of configuration parsing as a user sees it: what a file turns into, and the exact
+//! `file:line: key: message` lines `check-config` would print.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::{EventKind, Target};
+
+const ORIGIN: &str = "config.toml";
+
+fn parse(text: &str) -> Config {
+    match Config::from_toml_str(text, ORIGIN) {
+        Ok(config) => config,
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    match Config::from_toml_str_with_warnings(text, ORIGIN) {
+        Ok((_, warnings)) => warnings.iter().map(ToString::to_string).collect(),
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+/// Every error line, as `check-config` prints them.
+fn errors(text: &str) -> Vec<String> {
+    match Config::from_toml_str(text, ORIGIN) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.errors().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The one error of `text`.
+fn error(text: &str) -> String {
+    let all = errors(text);
+    assert_eq!(all.len(), 1, "expected one error, got {all:#?}");
+    all.into_iter().next().unwrap_or_default()
+}
+
+fn t(s: &str) -> Target {
+    Target::parse(s).unwrap()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults.
+
+#[test]
+fn defaults_are_the_original_readme_values_and_safe_choices() {
+    let c = Config::default();
+    assert_eq!(
+        c.general.db_path,
+        PathBuf::from("/var/lib/crmonban/crmonban.db")
+    );
+    assert_eq!(c.general.pid_file, PathBuf::from("/var/run/crmonban.pid"));
+    assert_eq!(c.general.log_level, LogLevel::Info);
+    assert!(c.general.auto_intel);
+    assert_eq!(c.general.default_ban_duration, BanDuration::from_secs(3600));
+    assert_eq!(c.general.state_dir, PathBuf::from("/var/lib/crmonban"));
+
+    assert_eq!(c.nftables.table_name.as_str(), "crmonban");
+    assert_eq!(c.nftables.chain_name.as_str(), "input");
+    assert_eq!(c.nftables.set_v4.as_str(), "blocked_v4");
+    assert_eq!(c.nftables.set_v6.as_str(), "blocked_v6");
+    assert_eq!(c.nftables.priority, -100);
+
+    assert!(c.intel.geoip_enabled && c.intel.rdns_enabled && c.intel.whois_enabled);
+    assert_eq!(c.intel.timeout, secs(10));
+    assert_eq!(c.intel.shodan_api_key, None);
+    assert_eq!(c.intel.abuseipdb_api_key, None);
+    assert_eq!(
+        c.intel.geoip_city_db,
+        PathBuf::from("/var/lib/GeoIP/GeoLite2-City.mmdb")
+    );
+    assert_eq!(
+        c.intel.geoip_asn_db,
+        PathBuf::from("/var/lib/GeoIP/GeoLite2-ASN.mmdb")
+    );
+
+    let names: Vec<&str> = c.services.keys().map(String::as_str).collect();
+    assert_eq!(names, ["apache", "dovecot", "nginx", "postfix", "ssh"]);
+    let ssh = &c.services["ssh"];
+    assert!(ssh.enabled);
+    assert_eq!(ssh.log_path, Some(PathBuf::from("/var/log/auth.log")));
+    assert_eq!(ssh.source, LogSource::Auto);
+    assert!(ssh.journal_match.is_some());
+    assert_eq!(ssh.max_failures, 5);
+    assert_eq!(ssh.find_time, secs(600));
+    assert_eq!(ssh.ban_time, BanDuration::from_secs(3600));
+    assert!(ssh.patterns.is_empty());
+    for service in c.services.values() {
+        assert!(service.journal_match.is_some());
+    }
+    for (name, log) in [
+        ("nginx", "/var/log/nginx/error.log"),
+        ("apache", "/var/log/apache2/error.log"),
+        ("postfix", "/var/log/mail.log"),
+        ("dovecot", "/var/log/mail.log"),
+    ] {
+        assert!(!c.services[name].enabled, "{name}");
+        assert_eq!(
+            c.services[name].log_path,
+            Some(PathBuf::from(log)),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        c.enabled_services()
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>(),
+        ["ssh"]
+    );
+
+    assert!(c.dbus.enabled && c.dbus.system_bus);
+    assert!(!c.zones.enabled);
+    assert_eq!(c.zones.whitelist_threshold, 80);
+    assert!(c.zones.zones.is_empty() && c.zones.config_file.is_none());
+    assert!(!c.siem.enabled && c.siem.targets.is_empty());
+    assert!(!c.ebpf.enabled);
+    assert!(c.whitelist.enabled);
+    assert_eq!(c.whitelist.cache_ttl, secs(300));
+    assert_eq!(
+        c.whitelist.sources,
+        [WhitelistSource::Database, WhitelistSource::Zones]
+    );
+}
+
+#[test]
+fn the_default_file_parses_to_exactly_the_defaults() {
+    let (config, warnings) =
+        Config::from_toml_str_with_warnings(DEFAULT_CONFIG_TOML, "default-config.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config, Config::default());
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn the_default_file_shows_every_key() {
+    for key in [
+        "db_path",
+        "pid_file",
+        "log_level",
+        "auto_intel",
+        "default_ban_duration",
+        "state_dir",
+        "table_name",
+        "chain_name",
+        "set_v4",
+        "set_v6",
+        "priority",
+        "geoip_enabled",
+        "rdns_enabled",
+        "whois_enabled",
+        "timeout_secs",
+        "shodan_api_key",
+        "abuseipdb_api_key",
+        "geoip_city_db",
+        "geoip_asn_db",
+        "log_path",
+        "source",
+        "journal_match",
+        "max_failures",
+        "find_time",
+        "ban_time",
+        "[[services.ssh.patterns]]",
+        "regex",
+        "event_type",
+        "system_bus",
+        "config_file",
+        "whitelist_threshold",
+        "[[zones.zones]]",
+        "trust_level",
+        "networks",
+        "implicit_whitelist",
+        "format",
+        "[[siem.targets]]",
+        "socket",
+        "url",
+        "headers",
+        "method",
+        "pin_path",
+        "[ebpf.method]",
+        "sync_interval_secs",
+        "max_entries",
+        "cache_ttl_secs",
+        "[[whitelist.sources]]",
+        "watch",
+        "\"daemon\"",
+        "\"file\"",
+        "\"networks\"",
+        "\"webhook\"",
+        "\"syslog\"",
+    ] {
+        assert!(
+            DEFAULT_CONFIG_TOML.contains(key),
+            "default file lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_file_is_the_defaults() {
+    assert_eq!(parse(""), Config::default());
+    assert_eq!(parse("# only a comment\n"), Config::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Complete files.
+
+const FULL: &str = r#"
+[general]
+db_path = "/srv/crmonban/db.sqlite"
+pid_file = "/run/crmonban.pid"
+log_level = "debug"
+auto_intel = false
+default_ban_duration = 7200
+state_dir = "/srv/crmonban"
+
+[nftables]
+table_name = "ips"
+chain_name = "in_filter"
+set_v4 = "bad4"
+set_v6 = "bad6"
+priority = -200
+
+[intel]
+geoip_enabled = false
+rdns_enabled = true
+whois_enabled = false
+timeout_secs = 3
+shodan_api_key = "shodan-key"
+abuseipdb_api_key = "abuse-key"
+geoip_city_db = "/usr/share/GeoIP/City.mmdb"
+geoip_asn_db = "/usr/share/GeoIP/ASN.mmdb"
+
+[services.ssh]
+enabled = true
+log_path = "/var/log/secure"
+source = "file"
+max_failures = 3
+find_time = 300
+ban_time = 0
+
+[[services.ssh.patterns]]
+name = "pubkey_probe"
+regex = 'Connection closed by authenticating user \S+ (?<ip>[0-9a-fA-F:.]+)'
+event_type = "probe"
+
+[services.gitea]
+source = "journal"
+journal_match = "_SYSTEMD_UNIT=gitea.service"
+max_failures = 10
+find_time = 60
+
+[[services.gitea.patterns]]
+name = "failed_login"
+regex = 'Failed authentication attempt for .* from (?P<ip>\S+)'
+event_type = "gitea_login"
+
+[dbus]
+enabled = false
+system_bus = false
+
+[zones]
+enabled = true
+config_file = "/etc/crmonban/zones.yaml"
+whitelist_threshold = 70
+
+[[zones.zones]]
+name = "office"
+trust_level = 75
+networks = ["192.0.2.0/24", "2001:db8::/48"]
+
+[[zones.zones]]
+name = "lab"
+trust_level = 90
+networks = ["198.51.100.7"]
+implicit_whitelist = false
+
+[siem]
+enabled = true
+format = "leef"
+
+[[siem.targets]]
+type = "file"
+path = "/var/log/crmonban/siem.log"
+
+[[siem.targets]]
+type = "syslog"
+
+[[siem.targets]]
+type = "syslog"
+socket = "/run/systemd/journal/syslog"
+
+[[siem.targets]]
+type = "webhook"
+url = "https://siem.example.com/api/events"
+headers = [["Authorization", "Bearer token"], ["X-Source", "crmonban"]]
+
+[[siem.targets]]
+type = "webhook"
+url = "https://other.example.com/"
+headers = { X-Key = "k" }
+
+[ebpf]
+enabled = true
+method = "mapfile"
+pin_path = "/sys/fs/bpf/shared_blocklist"
+sync_interval_secs = 30
+max_entries = 65536
+
+[whitelist]
+enabled = true
+cache_ttl_secs = 0
+
+[[whitelist.sources]]
+type = "database"
+
+[[whitelist.sources]]
+type = "zones"
+
+[[whitelist.sources]]
+type = "networks"
+networks = ["10.0.0.0/8", "fd00::/8"]
+
+[[whitelist.sources]]
+type = "file"
+path = "/etc/crmonban/whitelist.txt"
+watch = false
+
+[[whitelist.sources]]
+type = "file"
+path = "/etc/crmonban/more.txt"
+
+[[whitelist.sources]]
+type = "daemon"
+"#;
+
+#[test]
+fn a_file_using_every_key_parses_to_the_expected_values() {
+    let c = parse(FULL);
+
+    let g = &c.general;
+    assert_eq!(g.db_path, PathBuf::from("/srv/crmonban/db.sqlite"));
+    assert_eq!(g.pid_file, PathBuf::from("/run/crmonban.pid"));
+    assert_eq!(g.log_level, LogLevel::Debug);
+    assert!(!g.auto_intel);
+    assert_eq!(g.default_ban_duration, BanDuration::Timed(secs(7200)));
+    assert_eq!(g.state_dir, PathBuf::from("/srv/crmonban"));
+
+    let n = &c.nftables;
+    assert_eq!(
+        [
+            n.table_name.as_str(),
+            n.chain_name.as_str(),
+            n.set_v4.as_str(),
+            n.set_v6.as_str()
+        ],
+        ["ips", "in_filter", "bad4", "bad6"]
+    );
+    assert_eq!(n.priority, -200);
+
+    let i = &c.intel;
+    assert!(!i.geoip_enabled && i.rdns_enabled && !i.whois_enabled);
+    assert_eq!(i.timeout, secs(3));
+    assert_eq!(
+        i.shodan_api_key.as_ref().map(Secret::expose),
+        Some("shodan-key")
+    );
+    assert_eq!(i.abuseipdb_api_key, Some(Secret::new("abuse-key")));
+    assert_eq!(i.geoip_city_db, PathBuf::from("/usr/share/GeoIP/City.mmdb"));
+    assert_eq!(i.geoip_asn_db, PathBuf::from("/usr/share/GeoIP/ASN.mmdb"));
+
+    let ssh = &c.services["ssh"];
+    assert_eq!(
+        *ssh,
+        ServiceConfig {
+            enabled: true,
+            log_path: Some(PathBuf::from("/var/log/secure")),
+            source: LogSource::File,
+            // Kept from the built-in defaults: the section does not set it.
+            journal_match: Config::default().services["ssh"].journal_match.clone(),
+            max_failures: 3,
+            find_time: secs(300),
+            ban_time: BanDuration::Permanent,
+            patterns: vec![
+                Pattern::new(
+                    "pubkey_probe",
+                    r"Connection closed by authenticating user \S+ (?<ip>[0-9a-fA-F:.]+)",
+                    EventKind::Probe,
+                )
+                .unwrap()
+            ],
+        }
+    );
+    let gitea = &c.services["gitea"];
+    assert_eq!(
+        *gitea,
+        ServiceConfig {
+            enabled: true,
+            log_path: None,
+            source: LogSource::Journal,
+            journal_match: Some(JournalMatch::parse("_SYSTEMD_UNIT=gitea.service").unwrap()),
+            max_failures: 10,
+            find_time: secs(60),
+            // Not set: follows [general] default_ban_duration.
+            ban_time: BanDuration::Timed(secs(7200)),
+            patterns: vec![
+                Pattern::new(
+                    "failed_login",
+                    r"Failed authentication attempt for .* from (?P<ip>\S+)",
+                    "gitea_login".parse().unwrap(),
+                )
+                .unwrap()
+            ],
+        }
+    );
+    // Untouched built-ins also follow default_ban_duration.
+    assert_eq!(c.services["nginx"].ban_time, BanDuration::Timed(secs(7200)));
+    assert_eq!(c.services.len(), 6);
+
+    assert_eq!(
+        c.dbus,
+        DbusConfig {
+            enabled: false,
+            system_bus: false
+        }
+    );
+
+    assert_eq!(
+        c.zones,
+        ZonesConfig {
+            enabled: true,
+            config_file: Some(PathBuf::from("/etc/crmonban/zones.yaml")),
+            whitelist_threshold: 70,
+            zones: vec![
+                Zone {
+                    name: "office".into(),
+                    trust_level: 75,
+                    networks: vec![t("192.0.2.0/24"), t("2001:db8::/48")],
+                    // Absent: 75 >= whitelist_threshold 70.
+                    implicit_whitelist: true,
+                },
+                Zone {
+                    name: "lab".into(),
+                    trust_level: 90,
+                    networks: vec![t("198.51.100.7")],
+                    implicit_whitelist: false,
+                },
+            ],
+        }
+    );
+
+    assert_eq!(
+        c.siem,
+        SiemConfig {
+            enabled: true,
+            format: SiemFormat::Leef,
+            targets: vec![
+                SiemTarget::File {
+                    path: "/var/log/crmonban/siem.log".into()
+                },
+                SiemTarget::Syslog {
+                    socket: "/dev/log".into()
+                },
+                SiemTarget::Syslog {
+                    socket: "/run/systemd/journal/syslog".into()
+                },
+                SiemTarget::Webhook {
+                    url: "https://siem.example.com/api/events".into(),
+                    headers: vec![
+                        ("Authorization".into(), Secret::new("Bearer token")),
+                        ("X-Source".into(), Secret::new("crmonban")),
+                    ],
+                },
+                SiemTarget::Webhook {
+                    url: "https://other.example.com/".into(),
+                    headers: vec![("X-Key".into(), Secret::new("k"))],
+                },
+            ],
+        }
+    );
+
+    assert_eq!(
+        c.ebpf,
+        EbpfConfig {
+            enabled: true,
+            method: EbpfMethod::Mapfile,
+            pin_path: "/sys/fs/bpf/shared_blocklist".into(),
+            sync_interval: secs(30),
+            max_entries: 65536,
+        }
+    );
+
+    assert_eq!(
+        c.whitelist,
+        WhitelistConfig {
+            enabled: true,
+            cache_ttl: Duration::ZERO,
+            sources: vec![
+                WhitelistSource::Database,
+                WhitelistSource::Zones,
+                WhitelistSource::Networks(vec![t("10.0.0.0/8"), t("fd00::/8")]),
+                WhitelistSource::File {
+                    path: "/etc/crmonban/whitelist.txt".into(),
+                    watch: false
+                },
+                WhitelistSource::File {
+                    path: "/etc/crmonban/more.txt".into(),
+                    watch: true
+                },
+                WhitelistSource::Daemon,
+            ],
+        }
+    );
+}
+
+#[test]
+fn the_full_file_gives_no_warnings_and_hides_secrets_in_debug() {
+    assert!(warnings(FULL).is_empty());
+    let debug = format!("{:?}", parse(FULL));
+    for secret in ["shodan-key", "abuse-key", "Bearer token"] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug");
+    }
+}
+
+#[test]
+fn ebpf_method_is_accepted_as_a_string_or_as_a_table() {
+    let as_string = parse("[ebpf]\nenabled = true\nmethod = \"xdp\"\n").ebpf;
+    assert_eq!(as_string.method, EbpfMethod::Xdp);
+    assert_eq!(as_string.pin_path, PathBuf::from(DEFAULT_EBPF_PIN_PATH));
+
+    let table_with_path_only =
+        parse("[ebpf]\nenabled = true\n[ebpf.method]\npath = \"/sys/fs/bpf/x\"\n").ebpf;
+    assert_eq!(table_with_path_only.method, EbpfMethod::Mapfile);
+    assert_eq!(
+        table_with_path_only.pin_path,
+        PathBuf::from("/sys/fs/bpf/x")
+    );
+
+    let table_with_type = parse("[ebpf.method]\ntype = \"xdp\"\npath = \"/sys/fs/bpf/y\"\n").ebpf;
+    assert_eq!(table_with_type.method, EbpfMethod::Xdp);
+    assert_eq!(table_with_type.pin_path, PathBuf::from("/sys/fs/bpf/y"));
+
+    let inline = parse("[ebpf]\nmethod = { type = \"disabled\" }\n").ebpf;
+    assert_eq!(inline.method, EbpfMethod::Disabled);
+}
+
+/// The original README's example sections, verbatim except that its `[ebpf]` section held both
+/// `method = "mapfile"` and an `[ebpf.method]` table, which TOML cannot: the string is dropped
+/// (mapfile is the table's default type).
+const ORIGINAL_README: &str = r#"
+[general]
+db_path = "/var/lib/crmonban/crmonban.db"
+pid_file = "/var/run/crmonban.pid"
+log_level = "info" # trace, debug, info, warn, error
+auto_intel = true # Gather intel automatically on ban
+default_ban_duration = 3600 # Default ban duration in seconds
+
+[nftables]
+table_name = "crmonban"
+chain_name = "input"
+set_v4 = "blocked_v4"
+set_v6 = "blocked_v6"
+priority = -100 # Chain priority (lower = earlier)
+
+[intel]
+geoip_enabled = true
+rdns_enabled = true
+whois_enabled = true
+timeout_secs = 10
+# Optional API keys for enhanced intelligence
+# shodan_api_key = "your-key"
+# abuseipdb_api_key = "your-key"
+
+[services.ssh]
+enabled = true
+log_path = "/var/log/auth.log"
+max_failures = 5 # Failures before ban
+find_time = 600 # Time window (seconds)
+ban_time = 3600 # Ban duration (seconds)
+[[services.ssh.patterns]]
+name = "failed_password"
+regex = 'Failed password for .* from (?P<ip>\d+\.\d+\.\d+\.\d+)'
+event_type = "failed_auth"
+[[services.ssh.patterns]]
+name = "invalid_user"
+regex = 'Invalid user .* from (?P<ip>\d+\.\d+\.\d+\.\d+)'
+event_type = "invalid_user"
+
+[dbus]
+enabled = true # Enable D-Bus interface
+system_bus = true # Use system bus (recommended for daemon)
+
+[zones]
+enabled = true
+config_file = "/etc/crmonban/zones.yaml"
+whitelist_threshold = 80 # Trust level for implicit whitelist
+[[zones.zones]]
+name = "internal"
+trust_level = 80
+networks = ["10.0.0.0/8", "192.168.0.0/16"]
+implicit_whitelist = true
+[[zones.zones]]
+name = "external"
+trust_level = 0
+networks = ["0.0.0.0/0"]
+
+[siem]
+enabled = true
+format = "cef" # cef, leef, syslog, json
+[[siem.targets]]
+type = "file"
+path = "/var/log/crmonban/siem.log"
+[[siem.targets]]
+type = "syslog"
+socket = "/dev/log"
+[[siem.targets]]
+type = "webhook"
+url = "https://siem.example.com/api/events"
+headers = [["Authorization", "Bearer token"]]
+
+[ebpf]
+enabled = true
+sync_interval_secs = 60 # Sync with nftables
+max_entries = 10000
+# For mapfile method:
+[ebpf.method]
+path = "/sys/fs/bpf/crmonban_blacklist"
+
+[whitelist]
+enabled = true
+cache_ttl_secs = 300
+[[whitelist.sources]]
+type = "database" # Local crmonban whitelist
+[[whitelist.sources]]
+type = "zones" # Zone-based implicit whitelist
+[[whitelist.sources]]
+type = "networks"
+networks = ["10.0.0.0/8", "172.16.0.0/12"]
+[[whitelist.sources]]
+type = "file"
+path = "/etc/crmonban/whitelist.txt"
+watch = true
+[[whitelist.sources]]
+type = "daemon" # Query external daemon via D-Bus (requires crrouter feature)
+"#;
+
+#[test]
+fn the_original_readme_example_parses() {
+    let c = parse(ORIGINAL_README);
+    let defaults = Config::default();
+    assert_eq!(c.general, defaults.general);
+    assert_eq!(c.nftables, defaults.nftables);
+    assert_eq!(c.intel, defaults.intel);
+    assert_eq!(c.dbus, defaults.dbus);
+    let ssh = &c.services["ssh"];
+    assert_eq!(
+        ssh.patterns
+            .iter()
+            .map(|p| (p.name.as_str(), p.event_type.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("failed_password", EventKind::FailedAuth),
+            ("invalid_user", EventKind::InvalidUser)
+        ]
+    );
+    let caps = ssh.patterns[0]
+        .regex
+        .captures("Failed password for root from 203.0.113.9 port 22 ssh2")
+        .and_then(|c| c.name("ip"));
+    assert_eq!(caps.map(|m| m.as_str()), Some("203.0.113.9"));
+    assert_eq!(c.zones.zones.len(), 2);
+    assert!(c.zones.zones[0].implicit_whitelist);
+    assert!(!c.zones.zones[1].implicit_whitelist);
+    assert_eq!(c.zones.zones[1].networks, [t("0.0.0.0/0")]);
+    assert_eq!(c.siem.format, SiemFormat::Cef);
+    assert_eq!(c.siem.targets.len(), 3);
+    assert_eq!(c.ebpf.method, EbpfMethod::Mapfile);
+    assert_eq!(
+        c.ebpf.pin_path,
+        PathBuf::from("/sys/fs/bpf/crmonban_blacklist")
+    );
+    assert_eq!(c.whitelist.sources.len(), 5);
+}
+
+#[test]
+fn the_original_ebpf_section_as_written_is_refused_with_a_hint() {
+    let original = "[ebpf]\nenabled = true\nmethod = \"mapfile\"\nmax_entries = 10000\n[ebpf.method]\npath = \"/sys/fs/bpf/crmonban_blacklist\"\n";
+    let e = error(original);
+    assert!(
+        e.starts_with("config.toml:5: invalid TOML (column 7): duplicate key `method`"),
+        "{e}"
+    );
+    assert!(e.contains("either `method = \"mapfile\"`"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merging services.
+
+#[test]
+fn a_user_ssh_section_overrides_only_the_keys_it_sets() {
+    let c = parse("[services.ssh]\nmax_failures = 3\n");
+    let builtin = &Config::default().services["ssh"];
+    let ssh = &c.services["ssh"];
+    assert_eq!(ssh.max_failures, 3);
+    assert_eq!(
+        *ssh,
+        ServiceConfig {
+            max_failures: 3,
+            ..builtin.clone()
+        }
+    );
+
+    let c = parse("[services.nginx]\nenabled = true\n");
+    assert!(c.services["nginx"].enabled);
+    assert_eq!(
+        c.services["nginx"].log_path,
+        Some(PathBuf::from("/var/log/nginx/error.log"))
+    );
+    assert!(
+        c.services["ssh"].enabled,
+        "other services keep their defaults"
+    );
+}
+
+#[test]
+fn user_patterns_of_a_builtin_service_are_kept_in_order() {
+    let c = parse(
+        "[[services.dovecot.patterns]]\nname = \"a\"\nregex = 'rip=(?P<ip>\\S+)'\n\
+         [[services.dovecot.patterns]]\nname = \"b\"\nregex = 'from (?<ip>\\S+)'\nevent_type = \"sasl\"\n",
+    );
+    let patterns = &c.services["dovecot"].patterns;
+    assert_eq!(patterns.len(), 2);
+    assert_eq!(
+        patterns[0].event_type,
+        EventKind::FailedAuth,
+        "default event_type"
+    );
+    assert_eq!(patterns[1].event_type.as_str(), "sasl");
+    assert!(
+        !c.services["dovecot"].enabled,
+        "adding patterns does not enable it"
+    );
+}
+
+#[test]
+fn default_ban_duration_reaches_services_without_ban_time() {
+    let c = parse("[general]\ndefault_ban_duration = 0\n[services.postfix]\nban_time = 60\n");
+    assert_eq!(c.services["ssh"].ban_time, BanDuration::Permanent);
+    assert_eq!(c.services["postfix"].ban_time, BanDuration::from_secs(60));
+}
+
+#[test]
+fn ban_time_zero_means_permanent() {
+    let c = parse("[services.ssh]\nban_time = 0\n");
+    assert_eq!(c.services["ssh"].ban_time, BanDuration::Permanent);
+    assert_eq!(c.services["ssh"].ban_time.as_secs(), 0);
+}
+
+#[test]
+fn a_new_service_needs_a_log_and_a_pattern() {
+    let text = "[services.gitea]\nmax_failures = 3\n";
+    assert_eq!(
+        errors(text),
+        [
+            "config.toml:1: services.gitea: needs `log_path` (or source = \"journal\" with \
+             `journal_match`): `gitea` is not a built-in service, so crmonban knows no log for it",
+            "config.toml:1: services.gitea: needs at least one [[services.gitea.patterns]]: \
+             `gitea` is not a built-in service, so crmonban has no patterns for it (built-in: \
+             ssh, nginx, apache, postfix, dovecot)",
+        ]
+    );
+    let e = error(
+        "[services.gitea]\nsource = \"journal\"\n[[services.gitea.patterns]]\nname = \"x\"\nregex = '(?P<ip>\\S+)'\n",
+    );
+    assert_eq!(
+        e,
+        "config.toml:1: services.gitea: source = \"journal\" needs `journal_match`, e.g. \
+         \"_SYSTEMD_UNIT=gitea.service\""
+    );
+    let e = error(
+        "[services.ssh]\nsource = \"file\"\n[services.x]\nsource = \"file\"\n[[services.x.patterns]]\nname = \"p\"\nregex = '(?P<ip>.)'\n",
+    );
+    assert_eq!(
+        e,
+        "config.toml:3: services.x: source = \"file\" needs `log_path`"
+    );
+}
+
+#[test]
+fn a_new_service_with_a_log_and_a_pattern_is_enabled() {
+    let c = parse(
+        "[services.gitea]\nlog_path = \"/var/log/gitea/gitea.log\"\n\
+         [[services.gitea.patterns]]\nname = \"login\"\nregex = 'from (?P<ip>\\S+)'\n",
+    );
+    assert!(c.services["gitea"].enabled);
+    assert_eq!(c.services["gitea"].ban_time, BanDuration::from_secs(3600));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each kind of error, with its line and key.
+
+#[test]
+fn toml_syntax_errors_give_line_and_column() {
+    let e = error("[general]\nlog_level = \"info\nauto_intel = true\n");
+    assert!(e.starts_with("config.toml:2: invalid TOML (column "), "{e}");
+    let all = errors("[general]\na = \n\n[nftables\n");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(
+        all[0].starts_with("config.toml:2: invalid TOML"),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].starts_with("config.toml:4: invalid TOML"),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
+    assert_eq!(
+        error("[general]\nlog_level = \"info\"\nlog_levle = \"debug\"\n"),
+        "config.toml:3: general.log_levle: unknown key (did you mean `log_level`?); known keys \
+         here: db_path, pid_file, log_level, auto_intel, default_ban_duration, state_dir"
+    );
+    let e = error("\n[firewall]\ntable = \"x\"\n");
+    assert!(
+        e.starts_with("config.toml:2: firewall: unknown section; sections are: general, nftables"),
+        "{e}"
+    );
+    let e = error("[services.ssh]\nretries = 3\n");
+    assert!(
+        e.starts_with("config.toml:2: services.ssh.retries: unknown key;"),
+        "{e}"
+    );
+    let e = error("[[siem.targets]]\ntype = \"file\"\npath = \"/x\"\nurl = \"https://a\"\n");
+    assert_eq!(
+        e,
+        "config.toml:4: siem.targets[0].url: unknown key; known keys here: type, path"
+    );
+    let e = error("[ebpf.method]\npath = \"/sys/fs/bpf/x\"\npinned = true\n");
+    assert!(
+        e.starts_with("config.toml:3: ebpf.method.pinned: unknown key"),
+        "{e}"
+    );
+    let e = error("[[whitelist.sources]]\ntype = \"database\"\npath = \"/x\"\n");
+    assert_eq!(
+        e,
+        "config.toml:3: whitelist.sources[0].path: unknown key; known keys here: type"
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected_and_found() {
+    assert_eq!(
+        error("[general]\nauto_intel = \"yes\"\n"),
+        "config.toml:2: general.auto_intel: expected a boolean (true or false), found string \"yes\""
+    );
+    assert_eq!(
+        error("[services.ssh]\nmax_failures = \"5\"\n"),
+        "config.toml:2: services.ssh.max_failures: expected an integer, found string \"5\""
+    );
+    assert_eq!(
+        error("[services.ssh]\nfind_time = 1.5\n"),
+        "config.toml:2: services.ssh.find_time: expected an integer, found float 1.5"
+    );
+    assert_eq!(
+        error("general = 3\n"),
+        "config.toml:1: general: expected a table, found integer 3"
+    );
+    assert_eq!(
+        error("[services.ssh.patterns]\nname = \"x\"\n"),
+        "config.toml:1: services.ssh.patterns: expected an array of tables \
+         ([[services.ssh.patterns]]), found table"
+    );
+    assert_eq!(
+        error(
+            "[zones]\n\n[[zones.zones]]\nname = \"a\"\ntrust_level = 1\nnetworks = \"10.0.0.0/8\"\n"
+        ),
+        "config.toml:6: zones.zones[0].networks: expected an array of addresses or CIDRs, found \
+         string \"10.0.0.0/8\""
+    );
+    assert_eq!(
+        error("[ebpf]\nmethod = 1\n"),
+        "config.toml:2: ebpf.method: expected a string (\"xdp\", \"mapfile\", \"disabled\") or \
+         an [ebpf.method] table, found integer 1"
+    );
+}
+
+#[test]
+fn counts_and_durations_must_be_positive() {
+    assert_eq!(
+        error("[services.ssh]\nenabled = true\nmax_failures = 0\n"),
+        "config.toml:3: services.ssh.max_failures: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[services.ssh]\nfind_time = 0\n"),
+        "config.toml:2: services.ssh.find_time: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[services.ssh]\nban_time = -1\n"),
+        "config.toml:2: services.ssh.ban_time: must not be negative, found -1"
+    );
+    assert_eq!(
+        error("[general]\ndefault_ban_duration = 4294967296\n"),
+        "config.toml:2: general.default_ban_duration: must be at most 4294967295, found 4294967296"
+    );
+    assert_eq!(
+        error("[intel]\ntimeout_secs = 0\n"),
+        "config.toml:2: intel.timeout_secs: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[ebpf]\nmax_entries = 0\n"),
+        "config.toml:2: ebpf.max_entries: must be greater than 0, found 0"
+    );
+}
+
+#[test]
+fn regexes_must_compile_and_capture_ip() {
+    assert_eq!(
+        error("[[services.ssh.patterns]]\nname = \"a\"\nregex = 'Failed (?P<ip'\n"),
+        "config.toml:3: services.ssh.patterns[0].regex: invalid regex: unclosed capture group \
+         name (at character 14)"
+    );
+    assert_eq!(
+        error("[[services.ssh.patterns]]\nname = \"a\"\nregex = 'from (\\S+)'\n"),
+        "config.toml:3: services.ssh.patterns[0].regex: the regex has no named group `ip`: \
+         capture the address with (?P<ip>...)"
+    );
+    assert_eq!(
+        error("[[services.ssh.patterns]]\nname = \"a\"\n"),
+        "config.toml:1: services.ssh.patterns[0]: missing key `regex` (with a named group `ip`, \
+         e.g. 'from (?P<ip>\\S+)')"
+    );
+    assert_eq!(
+        error(
+            "[[services.ssh.patterns]]\nname = \"a\"\nregex = '(?P<ip>.)'\n[[services.ssh.patterns]]\nname = \"a\"\nregex = '(?P<ip>.)'\n"
+        ),
+        "config.toml:5: services.ssh.patterns[1].name: the name \"a\" is used twice; names must be unique"
+    );
+    assert_eq!(
+        error(
+            "[[services.ssh.patterns]]\nname = \"a\"\nregex = '(?P<ip>.)'\nevent_type = \"failed auth\"\n"
+        ),
+        "config.toml:4: services.ssh.patterns[0].event_type: \"failed auth\" is not a valid event \
+         type: start with a letter, then use letters, digits, `_` and `-` (e.g. \"failed_auth\")"
+    );
+}
+
+#[test]
+fn addresses_use_the_target_parser_messages() {
+    assert_eq!(
+        error(
+            "[[whitelist.sources]]\ntype = \"networks\"\nnetworks = [\"10.0.0.0/8\",\n  \"10.0.0.0/33\"]\n"
+        ),
+        "config.toml:4: whitelist.sources[0].networks[1]: invalid prefix length in \"10.0.0.0/33\": \
+         \"33\" is not a number from 0 to 32"
+    );
+    assert_eq!(
+        error("[[zones.zones]]\nname = \"z\"\ntrust_level = 10\nnetworks = [\"intranet\"]\n"),
+        "config.toml:4: zones.zones[0].networks[0]: invalid address \"intranet\": expected an IPv4 \
+         or IPv6 address, or a CIDR such as 192.0.2.0/24"
+    );
+    assert_eq!(
+        error("[[whitelist.sources]]\ntype = \"networks\"\nnetworks = []\n"),
+        "config.toml:3: whitelist.sources[0].networks: must list at least one address or CIDR"
+    );
+}
+
+#[test]
+fn normalised_networks_are_accepted_with_a_warning() {
+    let text = "[[whitelist.sources]]\ntype = \"networks\"\nnetworks = [\"10.1.2.3/8\"]\n";
+    assert_eq!(
+        parse(text).whitelist.sources,
+        [WhitelistSource::Networks(vec![t("10.0.0.0/8")])]
+    );
+    assert_eq!(
+        warnings(text),
+        [
+            "config.toml:3: whitelist.sources[0].networks[0]: 10.1.2.3/8: host bits set, using \
+          network 10.0.0.0/8"
+        ]
+    );
+}
+
+#[test]
+fn enum_strings_list_the_allowed_values() {
+    let cases = [
+        (
+            "[general]\nlog_level = \"verbose\"\n",
+            "config.toml:2: general.log_level: must be one of \"trace\", \"debug\", \"info\", \
+             \"warn\", \"error\"; found \"verbose\"",
+        ),
+        (
+            "[services.ssh]\nsource = \"syslog\"\n",
+            "config.toml:2: services.ssh.source: must be one of \"auto\", \"file\", \"journal\"; \
+             found \"syslog\"",
+        ),
+        (
+            "[siem]\nformat = \"xml\"\n",
+            "config.toml:2: siem.format: must be one of \"cef\", \"leef\", \"syslog\", \"json\"; \
+             found \"xml\"",
+        ),
+        (
+            "[[siem.targets]]\ntype = \"kafka\"\nbrokers = 1\n",
+            "config.toml:2: siem.targets[0].type: must be one of \"file\", \"syslog\", \
+             \"webhook\"; found \"kafka\"",
+        ),
+        (
+            "[ebpf]\nmethod = \"tc\"\n",
+            "config.toml:2: ebpf.method: must be one of \"xdp\", \"mapfile\", \"disabled\"; found \
+             \"tc\"",
+        ),
+        (
+            "[ebpf.method]\ntype = \"tc\"\n",
+            "config.toml:2: ebpf.method.type: must be one of \"xdp\", \"mapfile\", \"disabled\"; \
+             found \"tc\"",
+        ),
+        (
+            "[[whitelist.sources]]\ntype = \"ldap\"\n",
+            "config.toml:2: whitelist.sources[0].type: must be one of \"database\", \"zones\", \
+             \"networks\", \"file\", \"daemon\"; found \"ldap\"",
+        ),
+        (
+            "[[whitelist.sources]]\nnetworks = [\"10.0.0.0/8\"]\n",
+            "config.toml:1: whitelist.sources[0]: missing key `type` (one of \"database\", \
+             \"zones\", \"networks\", \"file\", \"daemon\")",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(error(text), expected, "for:\n{text}");
+    }
+}
+
+#[test]
+fn trust_levels_are_percentages() {
+    assert_eq!(
+        error("[[zones.zones]]\nname = \"z\"\ntrust_level = 101\nnetworks = [\"10.0.0.0/8\"]\n"),
+        "config.toml:3: zones.zones[0].trust_level: must be at most 100, found 101"
+    );
+    assert_eq!(
+        error("[zones]\nwhitelist_threshold = 200\n"),
+        "config.toml:2: zones.whitelist_threshold: must be at most 100, found 200"
+    );
+    assert_eq!(
+        error("[[zones.zones]]\nname = \"z\"\nnetworks = [\"10.0.0.0/8\"]\n"),
+        "config.toml:1: zones.zones[0]: missing key `trust_level` (0 (hostile) to 100 (trusted))"
+    );
+}
+
+#[test]
+fn nftables_names_follow_nft_rules() {
+    assert_eq!(
+        error("[nftables]\ntable_name = \"\"\n"),
+        "config.toml:2: nftables.table_name: must not be empty"
+    );
+    assert_eq!(
+        error("[nftables]\nset_v4 = \"blocked v4\"\n"),
+        "config.toml:2: nftables.set_v4: \"blocked v4\" contains ' ': use only letters, digits, \
+         `_` and `-`"
+    );
+    assert_eq!(
+        error("[nftables]\nchain_name = \"1st\"\n"),
+        "config.toml:2: nftables.chain_name: \"1st\" must start with a letter or `_`"
+    );
+    assert_eq!(
+        error("[nftables]\nchain_name = \"forward\"\n"),
+        "config.toml:2: nftables.chain_name: must not be \"forward\": crmonban's forward-hook chain \
+         has that name"
+    );
+    assert_eq!(
+        error("[nftables]\nset_v4 = \"x\"\nset_v6 = \"x_net\"\n"),
+        "config.toml:3: nftables.set_v6: \"x_net\" clashes with set_v4 \"x\": the sets x, x_net, \
+         x_net and x_net_net must all have different names"
+    );
+    assert!(error("[nftables]\nset_v6 = \"blocked_v4\"\n").contains("clashes with set_v4"));
+}
+
+#[test]
+fn priority_must_fit_an_i32() {
+    assert_eq!(
+        error("[nftables]\npriority = 2147483648\n"),
+        "config.toml:2: nftables.priority: must be at most 2147483647, found 2147483648"
+    );
+    assert_eq!(
+        error("[nftables]\npriority = -2147483649\n"),
+        "config.toml:2: nftables.priority: must be at least -2147483648, found -2147483649"
+    );
+    assert_eq!(
+        parse("[nftables]\npriority = -2147483648\n")
+            .nftables
+            .priority,
+        i32::MIN
+    );
+}
+
+#[test]
+fn siem_targets_need_their_keys() {
+    assert_eq!(
+        error("[siem]\nenabled = true\n[[siem.targets]]\ntype = \"file\"\n"),
+        "config.toml:3: siem.targets[0]: missing key `path` (the file events are appended to)"
+    );
+    assert_eq!(
+        error("[[siem.targets]]\ntype = \"webhook\"\n"),
+        "config.toml:1: siem.targets[0]: missing key `url` (where events are POSTed, e.g. \
+         \"https://siem.example.com/api\")"
+    );
+    assert_eq!(
+        error("[[siem.targets]]\ntype = \"webhook\"\nurl = \"ftp://siem.example.com/\"\n"),
+        "config.toml:3: siem.targets[0].url: must be an http:// or https:// URL, found \
+         \"ftp://siem.example.com/\""
+    );
+    assert_eq!(
+        error("[[siem.targets]]\ntype = \"webhook\"\nurl = \"https:///events\"\n"),
+        "config.toml:3: siem.targets[0].url: \"https:///events\" has no host"
+    );
+    assert_eq!(
+        error(
+            "[[siem.targets]]\ntype = \"webhook\"\nurl = \"https://a\"\nheaders = [[\"Authorization\"]]\n"
+        ),
+        "config.toml:4: siem.targets[0].headers[0]: expected a [name, value] pair, found 1 elements"
+    );
+    assert_eq!(
+        error(
+            "[[siem.targets]]\ntype = \"webhook\"\nurl = \"https://a\"\nheaders = [[\"Bad Name\", \"v\"]]\n"
+        ),
+        "config.toml:4: siem.targets[0].headers[0]: \"Bad Name\" is not a valid HTTP header name"
+    );
+    assert_eq!(
+        error("[[siem.targets]]\ntype = \"syslog\"\nsocket = \"dev/log\"\n"),
+        "config.toml:3: siem.targets[0].socket: must be an absolute path, found \"dev/log\""
+    );
+}
+
+#[test]
+fn doubtful_but_valid_settings_give_warnings() {
+    assert_eq!(
+        warnings("[siem]\nenabled = true\n"),
+        [
+            "config.toml:2: siem.enabled: SIEM export is enabled but there is no [[siem.targets]]: \
+          nothing will be sent"
+        ]
+    );
+    assert_eq!(
+        warnings("[[siem.targets]]\ntype = \"webhook\"\nurl = \"http://siem.lan/x\"\n"),
+        [
+            "config.toml:3: siem.targets[0].url: plain http:// sends events (and any Authorization \
+          header) unencrypted; prefer https://"
+        ]
+    );
+    assert_eq!(
+        warnings("[ebpf]\nenabled = true\nmethod = \"disabled\"\n"),
+        [
+            "config.toml:3: ebpf.method: eBPF is enabled but its method is \"disabled\": no fast path"
+        ]
+    );
+    assert_eq!(
+        warnings(
+            "[services.ssh]\nsource = \"file\"\njournal_match = \"_SYSTEMD_UNIT=x.service\"\n"
+        ),
+        ["config.toml:3: services.ssh.journal_match: ignored: source is \"file\""]
+    );
+}
+
+#[test]
+fn misc_value_errors() {
+    assert_eq!(
+        error("[general]\ndb_path = \"crmonban.db\"\n"),
+        "config.toml:2: general.db_path: must be an absolute path, found \"crmonban.db\""
+    );
+    assert_eq!(
+        error("[intel]\nshodan_api_key = \"\"\n"),
+        "config.toml:2: intel.shodan_api_key: must not be empty"
+    );
+    assert_eq!(
+        error("[services.ssh]\njournal_match = \"ssh.service\"\n"),
+        "config.toml:2: services.ssh.journal_match: \"ssh.service\" is not FIELD=value (e.g. \
+         _SYSTEMD_UNIT=ssh.service)"
+    );
+    assert_eq!(
+        error("[services.\"my svc\"]\nlog_path = \"/x\"\n"),
+        "config.toml:1: services.\"my svc\": a service name must start with a letter and use only \
+         letters, digits, `_` and `-`"
+    );
+    assert_eq!(
+        error("[ebpf]\npin_path = \"/sys/fs/bpf/a\"\n[ebpf.method]\npath = \"/sys/fs/bpf/b\"\n"),
+        "config.toml:2: ebpf.pin_path: the map path is given twice: keep either `pin_path` here or \
+         `path` in [ebpf.method]"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Everything at once.
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once_in_line_order() {
+    let text = r#"[general]
+log_level = "loud"
+colour = true
+
+[nftables]
+priority = 99999999999
+
+[services.ssh]
+max_failures = 0
+find_time = "10m"
+
+[[services.ssh.patterns]]
+name = "p"
+regex = 'from (\S+)'
+
+[services.gitea]
+enabled = true
+
+[[zones.zones]]
+name = "z"
+trust_level = 150
+networks = ["10.0.0.0/40"]
+
+[[siem.targets]]
+type = "file"
+
+[ebpf]
+method = "tc"
+"#;
+    let result = Config::from_toml_str(text, "/etc/crmonban/config.toml");
+    let Err(errors) = result else {
+        panic!("expected errors");
+    };
+    let located: Vec<(Option<usize>, &str)> = errors
+        .errors()
+        .iter()
+        .map(|e| (e.line, e.key.as_str()))
+        .collect();
+    assert_eq!(
+        located,
+        [
+            (Some(2), "general.log_level"),
+            (Some(3), "general.colour"),
+            (Some(6), "nftables.priority"),
+            (Some(9), "services.ssh.max_failures"),
+            (Some(10), "services.ssh.find_time"),
+            (Some(14), "services.ssh.patterns[0].regex"),
+            (Some(16), "services.gitea"),
+            (Some(16), "services.gitea"),
+            (Some(21), "zones.zones[0].trust_level"),
+            (Some(22), "zones.zones[0].networks[0]"),
+            (Some(24), "siem.targets[0]"),
+            (Some(28), "ebpf.method"),
+        ]
+    );
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), 12);
+    assert!(
+        shown
+            .lines()
+            .all(|l| l.starts_with("/etc/crmonban/config.toml:")),
+        "{shown}"
+    );
+    assert!(shown.contains(
+        "/etc/crmonban/config.toml:9: services.ssh.max_failures: must be greater than 0, found 0"
+    ));
+}
