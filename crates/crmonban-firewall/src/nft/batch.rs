@@ -54,6 +54,8 @@ pub(crate) struct BatchBuilder<'l> {
     objects: Vec<NfObject<'static>>,
 }
 
+const UNSET_ELEM_FIELDS: &str = r#","expires":null,"comment":null,"counter":null"#;
+
 /// A finished batch: the commands of one transaction.
 #[derive(Clone)]
 pub(crate) struct Commands(pub(crate) Vec<NfObject<'static>>);
@@ -65,8 +67,12 @@ impl Commands {
         struct Document<'c> {
             nftables: &'c [NfObject<'static>],
         }
-        serde_json::to_string(&Document { nftables: &self.0 })
-            .map_err(|e| FirewallError::Invalid(format!("cannot encode batch: {e}")))
+        let json = serde_json::to_string(&Document { nftables: &self.0 })
+            .map_err(|e| FirewallError::Invalid(format!("cannot encode batch: {e}")))?;
+        // The nftables crate writes unset `elem` fields as nulls, which nft 1.0.x parses one by
+        // one (a third slower on a 100k batch). Our elements never set these fields, and no
+        // address contains the pattern.
+        Ok(json.replace(UNSET_ELEM_FIELDS, ""))
     }
 }
 

@@ -1,0 +1,105 @@
+//! Firewall benchmarks against the real kernel, in a network namespace of their own (needs
+//! root; run by `cargo xtask bench`). Prints one `name: value` line per figure, which xtask
+//! collects into docs/BENCHMARKS.md.
+//!
+//! - bulk apply of 100,000 and 1,000,000 mixed v4/v6 bans, each one transaction;
+//! - one more ban with 1,000,000 already in the sets (median and p99 of 500);
+//! - the same single ban through the `nft` binary, for comparison;
+//! - replace_all (restore) of 1,000,000 and a layout probe at that size.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crmonban_core::Target;
+use crmonban_firewall::{
+    ChangeSet, Element, FirewallBackend, Layout, NftBackend, NftOptions, Transport,
+};
+use crmonban_testutil::NetNs;
+
+fn target(i: u32) -> Target {
+    if i % 2 == 0 {
+        Target::from(Ipv4Addr::from(0x0B00_0000 + i))
+    } else {
+        Target::from(Ipv6Addr::from(
+            0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+        ))
+    }
+}
+
+fn bans(from: u32, count: u32) -> ChangeSet {
+    (from..from + count)
+        .map(|i| {
+            crmonban_firewall::Change::Add(Element::timed(target(i), Duration::from_secs(86_400)))
+        })
+        .collect()
+}
+
+fn backend(transport: Transport) -> NftBackend {
+    NftBackend::new(NftOptions {
+        layout: Layout::default(),
+        transport,
+    })
+    .expect("backend")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn single_bans(fw: &mut NftBackend, first: u32, n: u32) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|k| {
+            let one = bans(first + k, 1);
+            let start = Instant::now();
+            fw.apply(&one).expect("single ban");
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let ns = NetNs::new("bench-fw");
+    ns.run(|| {
+        let mut fw = backend(Transport::Library);
+        fw.ensure_layout().expect("layout");
+        println!("firewall: {}", fw.describe());
+
+        let hundred_k = bans(0, 100_000);
+        let start = Instant::now();
+        fw.apply(&hundred_k).expect("100k");
+        println!("apply_100k_one_batch: {}", ms(start.elapsed()));
+
+        fw.replace_all(&[]).expect("flush");
+        let million = bans(0, 1_000_000);
+        let start = Instant::now();
+        fw.apply(&million).expect("1M");
+        println!("apply_1m_one_batch: {}", ms(start.elapsed()));
+
+        let (median, p99) = single_bans(&mut fw, 2_000_000, 500);
+        println!("one_ban_with_1m_loaded_libnftables_median: {}", ms(median));
+        println!("one_ban_with_1m_loaded_libnftables_p99: {}", ms(p99));
+
+        let mut cli = backend(Transport::Binary("nft".into()));
+        let (median, p99) = single_bans(&mut cli, 3_000_000, 20);
+        println!("one_ban_with_1m_loaded_nft_binary_median: {}", ms(median));
+        println!("one_ban_with_1m_loaded_nft_binary_p99: {}", ms(p99));
+
+        let start = Instant::now();
+        let present = fw.layout_present().expect("probe");
+        assert!(present);
+        println!("layout_probe_with_1m_loaded: {}", ms(start.elapsed()));
+
+        let elements: Vec<Element> = (0..1_000_000)
+            .map(|i| Element::timed(target(i), Duration::from_secs(86_400)))
+            .collect();
+        let start = Instant::now();
+        fw.replace_all(&elements).expect("restore 1M");
+        println!("replace_all_1m: {}", ms(start.elapsed()));
+    });
+}
