@@ -1,0 +1,107 @@
+//! `cargo xtask bench`: runs every benchmark harness (each prints `name: value` lines), and
+//! writes docs/BENCHMARKS.md with the machine, the date, the command and the figures next to
+//! their targets. Benchmarks that need the kernel make their own network namespace.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, require_root};
+
+/// (package, bench target, what it measures)
+const BENCHES: &[(&str, &str, &str)] = &[(
+    "crmonban-firewall",
+    "nft_scale",
+    "nftables backend against the kernel (libnftables in-process unless noted)",
+)];
+
+/// Targets from the issues, by figure name: (target text, limit in ms).
+const TARGETS: &[(&str, &str, f64)] = &[
+    ("apply_100k_one_batch", "< 1 s", 1000.0),
+    ("apply_1m_one_batch", "< 10 s", 10_000.0),
+    ("one_ban_with_1m_loaded_libnftables_median", "< 1 ms", 1.0),
+];
+
+pub(crate) fn run(root: &Path) -> Result<ExitCode> {
+    require_root("bench")?;
+    let mut report = String::new();
+    let _ = writeln!(report, "# Benchmarks\n");
+    let _ = writeln!(
+        report,
+        "Written by `cargo xtask bench` (run as root; kernel benchmarks run in a network namespace of their own). \
+         Figures are from one run on the machine below; rerun to refresh.\n"
+    );
+    let _ = writeln!(report, "## Machine\n");
+    for (label, program, args) in [
+        ("date", "date", vec!["-u", "+%Y-%m-%d %H:%M UTC"]),
+        ("kernel", "uname", vec!["-r"]),
+        ("cpus", "nproc", vec![]),
+        ("nft", "nft", vec!["--version"]),
+    ] {
+        let _ = writeln!(
+            report,
+            "- {label}: {}",
+            capture(program, &args).unwrap_or_else(|e| format!("unknown ({e})"))
+        );
+    }
+    if let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo")
+        && let Some(model) = cpuinfo.lines().find(|l| l.starts_with("model name"))
+    {
+        let _ = writeln!(
+            report,
+            "- cpu: {}",
+            model.split(':').nth(1).unwrap_or("").trim()
+        );
+    }
+    let mut failed = false;
+    for (package, bench, what) in BENCHES {
+        let command = format!("cargo bench -p {package} --bench {bench}");
+        eprintln!("xtask: {command}");
+        let out = cargo()
+            .args(["bench", "--locked", "-p", package, "--bench", bench])
+            .output()
+            .with_context(|| format!("running {command}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        print!("{stdout}");
+        let _ = writeln!(report, "\n## {bench}: {what}\n\nCommand: `{command}`\n");
+        let _ = writeln!(report, "| figure | value | target |\n|---|---|---|");
+        for line in stdout.lines() {
+            let Some((name, value)) = line.split_once(": ") else {
+                continue;
+            };
+            let target = TARGETS.iter().find(|t| t.0 == name);
+            let verdict = match (target, parse_ms(value)) {
+                (Some((_, text, limit)), Some(ms)) if ms < *limit => format!("{text} (met)"),
+                (Some((_, text, _)), Some(_)) => format!("{text} (**not met**)"),
+                _ => String::new(),
+            };
+            let _ = writeln!(report, "| {name} | {value} | {verdict} |");
+        }
+        if !out.status.success() {
+            failed = true;
+            let _ = writeln!(
+                report,
+                "\nThe benchmark failed:\n\n```\n{}\n```",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    let path = root.join("docs/BENCHMARKS.md");
+    std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    if failed {
+        bail!("a benchmark failed; see {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_ms(value: &str) -> Option<f64> {
+    value.strip_suffix(" ms")?.trim().parse().ok()
+}
+
+fn capture(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program).args(args).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
