@@ -17,7 +17,7 @@ use crmonban_firewall::{
 use crmonban_testutil::NetNs;
 
 fn target(i: u32) -> Target {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Target::from(Ipv4Addr::from(0x0B00_0000 + i))
     } else {
         Target::from(Ipv6Addr::from(

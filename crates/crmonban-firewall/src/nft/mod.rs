@@ -1,12 +1,14 @@
 //! [`NftBackend`]: the nftables implementation of [`FirewallBackend`].
 //!
-//! Every call builds one JSON document from the `nftables` crate's types and sends it as one
+//! Every call builds one JSON document (tables, sets, chains and rules from the `nftables`
+//! crate's types, element lists written directly; see [`batch`]) and sends it as one
 //! transaction, through libnftables in-process when available (no process start per ban) or
 //! the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
 //! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
 //! the same transaction) whenever a network ban changes, after merging (see
 //! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
-//! restore at start) or from an `ensure_layout` that created the table.
+//! restore at start, which deletes and recreates the whole table in its transaction) or from an
+//! `ensure_layout` that created the table.
 //!
 //! Removal is tolerant: an element is added, then deleted, in the same transaction, so a
 //! removal of an element that already expired in the kernel does not fail the batch.
@@ -247,9 +249,7 @@ impl FirewallBackend for NftBackend {
     fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError> {
         let now = now_unix();
         let mut batch = BatchBuilder::new(&self.layout);
-        batch.add_table_and_sets();
-        batch.flush_all_sets();
-        batch.reset_chains();
+        batch.recreate_layout();
         let mut singles: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
         let mut nets = BTreeMap::new();
         let mut report = ApplyReport::default();
@@ -267,7 +267,7 @@ impl FirewallBackend for NftBackend {
         for (family, ipv4) in [(0, true), (1, false)] {
             batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], now);
         }
-        // The sets were flushed above, so only the element additions are needed here.
+        // The sets were created empty above, so only the element additions are needed here.
         let list: Vec<(IpNet, Expiry)> = nets.iter().map(|(n, e)| (*n, *e)).collect();
         let (intervals, merged) = merge_networks(&list);
         for ipv4 in [true, false] {
