@@ -1,1 +1,151 @@
-//! Store (being written).
+//! crmonban-store owns crmonban's SQLite database and is the only crate that writes SQL. It
+//! keeps the full ban history (ended and expired bans stay, for repeat-offender escalation),
+//! detector events, the intel cache, the whitelist, the activity log and the read position of
+//! every log source, behind a typed async API ([`Store`]) that speaks `crmonban_core` types.
+//!
+//! The schema lives in `migrations/` and is applied by [`Store::open`]. Times are `i64` Unix
+//! seconds; targets are stored as the canonical text of [`crmonban_core::Target`] and parsed
+//! back on every read, so a corrupt row is reported as [`StoreError::Corrupt`] and never
+//! panics. This crate touches no firewall and spawns no task; callers decide when to write
+//! (the engine writes a ban only after the firewall accepted it).
+
+mod activity;
+mod bans;
+mod bulk;
+mod error;
+mod events;
+mod intel;
+mod positions;
+mod rows;
+mod whitelist;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::Transaction;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+
+pub use activity::ActivityEntry;
+pub use bans::BanRecord;
+pub use error::StoreError;
+pub use events::EventRecord;
+pub use positions::LogPosition;
+pub use whitelist::WhitelistEntry;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// SQLite serializes writers; a few connections let reads (D-Bus queries, restore) run beside
+/// the one writer without holding many file descriptors.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Page cache per connection, in KiB (SQLite allocates it only as pages are read).
+const CACHE_KIB: u32 = 32 * 1024;
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle on the database. Cheap to clone; clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: Arc<Path>,
+}
+
+impl Store {
+    /// Opens (creating it when missing) the database at `path` in WAL mode and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across a crash of crmonban in WAL mode; only a power cut can
+            // lose the last transactions, which the firewall (in RAM) loses anyway.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // The default 2 MiB page cache is smaller than the ban indices at a million
+            // rows; a bulk insert then went to the OS for most index pages.
+            .pragma("cache_size", format!("-{CACHE_KIB}"));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if let Err(source) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        tracing::debug!(path = %path.display(), "database open");
+        Ok(Store {
+            pool,
+            path: Arc::from(path),
+        })
+    }
+
+    /// Waits for running queries, then closes every connection (checkpointing the WAL), so the
+    /// file can be reopened or copied. Every clone of this store is closed with it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        tracing::debug!(path = %self.path.display(), "database closed");
+    }
+
+    /// The database file this store was opened on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal mode SQLite reports (`"wal"` once open), for diagnostics.
+    pub async fn journal_mode(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error::query("read the journal mode"))
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from its first statement, so
+    /// that one which reads before it writes waits (busy timeout) for another writer instead
+    /// of failing with SQLITE_BUSY when it tries to upgrade its lock.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// The current time in Unix seconds, for columns whose API takes no explicit time.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A `LIMIT` argument: SQLite takes a signed 64-bit integer.
+fn limit(n: u32) -> i64 {
+    i64::from(n)
+}
+
+/// A `count(*)` result; SQLite never returns a negative count.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_can_be_shared_between_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<super::Store>();
+    }
+}

@@ -1,0 +1,79 @@
+//! The `activity_log` table: what the daemon did and why (bans, unbans, reloads...), for
+//! `crmonctl logs` and D-Bus `GetLogs`.
+
+use crmonban_core::Target;
+use sqlx::sqlite::SqliteRow;
+
+use crate::error::{into_sqlx, query};
+use crate::rows::RowReader;
+use crate::{Store, StoreError, limit};
+
+/// One line of the activity log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityEntry {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened: `"ban"`, `"unban"`, `"flush"`, `"reload"`, ...
+    pub action: String,
+    /// The address or network concerned, if any.
+    pub target: Option<Target>,
+    pub detail: String,
+}
+
+impl Store {
+    /// Appends an entry to the activity log and returns its id.
+    pub async fn log_activity(
+        &self,
+        at: i64,
+        action: &str,
+        target: Option<&Target>,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO activity_log (at, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(at)
+        .bind(action)
+        .bind(target.map(Target::to_string))
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .map_err(query("write the activity log"))?;
+        Ok(result.last_insert_rowid())
+    }
+
+    /// The `limit` most recent entries, newest first.
+    pub async fn recent_activity(&self, limit_rows: u32) -> Result<Vec<ActivityEntry>, StoreError> {
+        sqlx::query(
+            "SELECT id, at, action, target, detail FROM activity_log ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(limit(limit_rows))
+        .try_map(|row: SqliteRow| activity_entry_from_row(&row).map_err(into_sqlx))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("read the activity log"))
+    }
+
+    /// Deletes entries older than `before` and returns how many went.
+    pub async fn prune_activity(&self, before: i64) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM activity_log WHERE at < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(query("prune the activity log"))?
+            .rows_affected();
+        Ok(deleted)
+    }
+}
+
+fn activity_entry_from_row(row: &SqliteRow) -> Result<ActivityEntry, StoreError> {
+    let r = RowReader::by_id(row, "activity_log")?;
+    Ok(ActivityEntry {
+        id: r.get("id")?,
+        at: r.get("at")?,
+        action: r.get("action")?,
+        target: r.parse_opt("target", Target::parse)?,
+        detail: r.get("detail")?,
+    })
+}

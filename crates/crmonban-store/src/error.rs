@@ -1,0 +1,83 @@
+//! [`StoreError`]: every way a store operation fails, each naming what it was doing.
+
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or created (missing directory, permissions, not a
+    /// database, locked by another program...).
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date, e.g. the file was written by a newer
+    /// crmonban or an applied migration has since been edited.
+    #[error("cannot apply the schema migrations to database {}: {source}", path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement failed; `action` says what the store was doing ("record a ban").
+    #[error("database error: cannot {action}: {source}")]
+    Query {
+        action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A row holds a value that does not read back as its type (edited by hand, written by
+    /// another program). `key` names the row, e.g. `id 42`.
+    #[error("corrupt row in table {table} ({key}): column {column} holds {value}: {problem}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        column: &'static str,
+        value: String,
+        problem: String,
+    },
+    /// A value given to the store does not fit the column (an unsigned number above
+    /// `i64::MAX` where the store keeps its arithmetic meaning).
+    #[error("cannot {action}: {what} {value} is larger than {}", i64::MAX)]
+    OutOfRange {
+        action: &'static str,
+        what: &'static str,
+        value: u64,
+    },
+}
+
+/// Maps a sqlx error to [`StoreError::Query`] for `action`. Row conversions run inside sqlx's
+/// row stream and can only fail with a `sqlx::Error`, so they carry a [`StoreError::Corrupt`]
+/// inside `sqlx::Error::Decode`; it is unwrapped here and returned as it was.
+pub(crate) fn query(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match error {
+        sqlx::Error::Decode(inner) => match inner.downcast::<StoreError>() {
+            Ok(store_error) => *store_error,
+            Err(other) => StoreError::Query {
+                action,
+                source: sqlx::Error::Decode(other),
+            },
+        },
+        source => StoreError::Query { action, source },
+    }
+}
+
+/// Carries a [`StoreError`] through sqlx's row mapping; see [`query`].
+pub(crate) fn into_sqlx(error: StoreError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
+}
+
+/// A `u64` the store compares or adds up (a byte offset) as a SQLite integer.
+pub(crate) fn to_i64(
+    action: &'static str,
+    what: &'static str,
+    value: u64,
+) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        action,
+        what,
+        value,
+    })
+}
