@@ -365,11 +365,16 @@ fn root_ten_thousand_mixed_bans_in_one_transaction() {
     }
     // Watch the namespace's transactions: each commit prints one "new generation" line.
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut monitor = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "monitor"])
-        .stdout(Stdio::from(log.reopen().unwrap()))
-        .spawn()
-        .unwrap();
+    // Spawned from a thread inside the namespace (not through `ip netns exec`, which forks and
+    // would leave nft running after a kill): a monitor left behind slows every nftables
+    // transaction on the host, in every namespace.
+    let mut monitor = ns.run(|| {
+        Command::new("nft")
+            .arg("monitor")
+            .stdout(Stdio::from(log.reopen().unwrap()))
+            .spawn()
+            .unwrap()
+    });
     std::thread::sleep(Duration::from_millis(500));
     let report = ns.run(|| fw.apply(&changes)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
