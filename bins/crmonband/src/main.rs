@@ -1,1 +1,134 @@
-fn main() {}
+//! `crmonband`: the crmonban daemon's command line. This binary owns process concerns only —
+//! arguments, reading the config file, logging setup, exit codes; everything it does is
+//! composed from the library crates (core for config, firewall for nftables, store for SQLite).
+//!
+//! Commands available now: `init`, `gen-config`, `check-config` (DESIGN.md §5). `start` and
+//! `explain` arrive with the daemon and detection work.
+
+mod config_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crmonban_core::config::{Config, DEFAULT_CONFIG_TOML};
+use crmonban_firewall::{FirewallBackend, Layout, NftBackend, NftOptions, Transport};
+
+#[derive(Parser)]
+#[command(
+    name = "crmonband",
+    version,
+    about = "crmonban intrusion prevention daemon"
+)]
+struct Cli {
+    /// Configuration file; built-in defaults are used when the default path does not exist.
+    #[arg(short, long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Create the nftables table, sets and chains and the database (idempotent).
+    Init,
+    /// Write the commented default configuration (to stdout without -o).
+    GenConfig {
+        /// Write to this file instead of stdout.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the configuration; print every problem with file:line; exit 1 on any.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::GenConfig { output, force } => gen_config(output, force),
+        Commands::CheckConfig => config_file::check(cli.config.as_deref()),
+        Commands::Init => init(cli.config.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crmonband: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_config(output: Option<PathBuf>, force: bool) -> Result<ExitCode> {
+    match output {
+        None => print!("{DEFAULT_CONFIG_TOML}"),
+        Some(path) => {
+            if path.exists() && !force {
+                anyhow::bail!("{} exists; use --force to overwrite it", path.display());
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&path, DEFAULT_CONFIG_TOML)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote the default configuration to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The firewall layout named by `[nftables]`.
+fn layout(config: &Config) -> Layout {
+    let n = &config.nftables;
+    Layout {
+        table: n.table_name.as_str().to_owned(),
+        input_chain: n.chain_name.as_str().to_owned(),
+        forward_chain: "forward".to_owned(),
+        set_v4: n.set_v4.as_str().to_owned(),
+        set_v6: n.set_v6.as_str().to_owned(),
+        priority: n.priority,
+    }
+}
+
+fn init(path: Option<&std::path::Path>) -> Result<ExitCode> {
+    let loaded = config_file::load(path)?;
+    let config = loaded.config;
+    let mut firewall = NftBackend::new(NftOptions {
+        layout: layout(&config),
+        transport: Transport::Auto,
+    })?;
+    let existed = firewall.layout_present()?;
+    firewall.ensure_layout()?;
+    println!(
+        "nftables: table inet {} {} ({})",
+        config.nftables.table_name,
+        if existed {
+            "already present, checked"
+        } else {
+            "created"
+        },
+        firewall.describe()
+    );
+    let db_path = &config.general.db_path;
+    if let Some(dir) = db_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let active = runtime.block_on(async {
+        let store = crmonban_store::Store::open(db_path).await?;
+        let active = store.count_active(crmonban_core::unix_now()).await?;
+        store.close().await;
+        Ok::<_, crmonban_store::StoreError>(active)
+    })?;
+    println!(
+        "database: {} ready ({active} active bans)",
+        db_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -3,8 +3,19 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Target;
+
+/// The current time in Unix seconds: the unit of every time in bans, events and the store.
+/// (Reading the clock is the one impurity this crate allows itself.)
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
 
 /// Who asked for a ban. Stored as its string form (`"dbus"`, `"detector"`, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

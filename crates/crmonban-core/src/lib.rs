@@ -12,7 +12,7 @@ pub mod config;
 pub mod event;
 pub mod target;
 
-pub use ban::{Ban, BanSource};
+pub use ban::{Ban, BanSource, unix_now};
 pub use config::{Config, ConfigError, ConfigErrors, ConfigWarning};
 pub use event::{Event, EventKind, Service};
 pub use target::{Normalisation, Target, TargetError};

@@ -15,7 +15,7 @@ mod nft;
 mod recording;
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crmonban_core::Target;
 
@@ -227,11 +227,7 @@ impl fmt::Display for Element {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub(crate) use crmonban_core::unix_now as now_unix;
 
 #[cfg(test)]
 mod tests {

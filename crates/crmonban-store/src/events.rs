@@ -12,7 +12,8 @@ use sqlx::sqlite::SqliteRow;
 use crate::bulk::insert_rows;
 use crate::error::{into_sqlx, query};
 use crate::rows::RowReader;
-use crate::{Store, StoreError, count, limit, unix_now};
+use crate::{Store, StoreError, count, limit};
+use crmonban_core::unix_now;
 
 /// An event as stored: the [`Event`] plus its row id and when crmonban read it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ mod whitelist;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::Transaction;
 use sqlx::migrate::Migrator;
@@ -120,15 +120,6 @@ impl Store {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
-}
-
-/// The current time in Unix seconds, for columns whose API takes no explicit time.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
 }
 
 /// A `LIMIT` argument: SQLite takes a signed 64-bit integer.

@@ -6,7 +6,8 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::error::{into_sqlx, query};
 use crate::rows::RowReader;
-use crate::{Store, StoreError, unix_now};
+use crate::{Store, StoreError};
+use crmonban_core::unix_now;
 
 /// One whitelisted address or network.
 #[derive(Clone, Debug, PartialEq, Eq)]

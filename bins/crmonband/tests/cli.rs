@@ -1,0 +1,120 @@
+//! crmonband's command line as a user runs it: gen-config, check-config, init.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crmonban_testutil::NetNs;
+
+fn crmonband(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crmonband"))
+        .args(args)
+        .output()
+        .expect("run crmonband")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn generated_config_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etc/config.toml");
+    let path_str = path.to_str().unwrap();
+    let out = crmonband(&["gen-config", "-o", path_str]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = crmonband(&["gen-config"]).stdout;
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        stdout,
+        "-o and stdout must write the same file"
+    );
+
+    let refused = crmonband(&["gen-config", "-o", path_str]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("exists; use --force"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let out = crmonband(&["-c", path_str, "check-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration is valid"));
+    assert!(text(&out.stdout).contains("enabled services: ssh"));
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[general]\nlog_levle = \"info\"\n\n[services.ssh]\nmax_failures = 0\n\n[[services.ssh.patterns]]\nname = \"x\"\nregex = 'Failed from (\\S+)'\n\n[zones]\n[[zones.zones]]\nname = \"lan\"\ntrust_level = 50\nnetworks = [\"10.0.0.0/33\"]\n",
+    )
+    .unwrap();
+    let out = crmonband(&["-c", path.to_str().unwrap(), "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let shown = path.display().to_string();
+    for expected in [
+        format!("{shown}:2: general.log_levle"),
+        format!("{shown}:5: services.ssh.max_failures"),
+        format!("{shown}:9: services.ssh.patterns[0].regex"),
+        format!("{shown}:15: zones.zones[0].networks"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_explicit_config_is_an_error_naming_it() {
+    let out = crmonband(&["-c", "/nonexistent/crmonban.toml", "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/crmonban.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn root_init_creates_the_layout_and_database_idempotently() {
+    let ns = NetNs::new("cli-init");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state/crmonban.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[general]\ndb_path = \"{}\"\n\n[nftables]\ntable_name = \"crmb_test\"\npriority = -90\n", db.display()),
+    )
+    .unwrap();
+    let run_init = || {
+        let out = ns.exec(
+            env!("CARGO_BIN_EXE_crmonband"),
+            &["-c", config.to_str().unwrap(), "init"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let first = run_init();
+    assert!(first.contains("table inet crmb_test created"), "{first}");
+    assert!(first.contains("0 active bans"), "{first}");
+    assert!(Path::new(&db).exists());
+    let table = ns.nft(&["-y", "list", "table", "inet", "crmb_test"]);
+    assert!(
+        table.contains("set blocked_v4_net") && table.contains("hook forward priority -90"),
+        "{table}"
+    );
+
+    let second = run_init();
+    assert!(second.contains("already present"), "{second}");
+    assert_eq!(
+        ns.nft(&["-y", "list", "table", "inet", "crmb_test"]),
+        table,
+        "a second init changed the table"
+    );
+}
