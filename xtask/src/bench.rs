@@ -17,6 +17,16 @@ const BENCHES: &[(&str, &str, &str)] = &[(
     "nftables backend against the kernel (libnftables in-process unless noted)",
 )];
 
+/// What a reader needs to compare the figures, by bench target.
+const NOTES: &[(&str, &str)] = &[(
+    "nft_scale",
+    "Bans are 50% IPv4 / 50% IPv6 with a 24 h timeout. `apply_*` is one `FirewallBackend::apply` \
+     call, one nftables transaction. `plain_nft_f_text_*` loads the same bans with `nft -f` in \
+     nft's text syntax: the floor set by nft itself. For scale, fail2ban restores bans one `nft` \
+     (or iptables) process per ban: at the few milliseconds per process measured here \
+     (`one_ban_with_1m_loaded_nft_binary_median`), 1,000,000 bans would take over an hour.",
+)];
+
 /// Targets from the issues, by figure name: (target text, limit in ms).
 const TARGETS: &[(&str, &str, f64)] = &[
     ("apply_100k_one_batch", "< 1 s", 1000.0),
@@ -66,6 +76,9 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode> {
         let stdout = String::from_utf8_lossy(&out.stdout);
         print!("{stdout}");
         let _ = writeln!(report, "\n## {bench}: {what}\n\nCommand: `{command}`\n");
+        if let Some(note) = NOTES.iter().find(|n| n.0 == *bench) {
+            let _ = writeln!(report, "{}\n", note.1);
+        }
         let _ = writeln!(report, "| figure | value | target |\n|---|---|---|");
         for line in stdout.lines() {
             let Some((name, value)) = line.split_once(": ") else {

@@ -5,7 +5,9 @@
 //! - bulk apply of 100,000 and 1,000,000 mixed v4/v6 bans, each one transaction;
 //! - one more ban with 1,000,000 already in the sets (median and p99 of 500);
 //! - the same single ban through the `nft` binary, for comparison;
-//! - replace_all (restore) of 1,000,000 and a layout probe at that size.
+//! - replace_all (restore) of 1,000,000 and a layout probe at that size;
+//! - plain `nft -f` of the same bans in text syntax, the baseline;
+//! - the benchmark process's peak RSS (bulk batches are parsed by a short-lived nft process).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -59,6 +61,40 @@ fn single_bans(fw: &mut NftBackend, first: u32, n: u32) -> (Duration, Duration) 
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
+fn label(count: u32) -> &'static str {
+    if count == 100_000 { "100k" } else { "1m" }
+}
+
+/// Times `nft -f` of `count` bans written as nft text, in a scratch table that is then removed.
+fn plain_nft_load(count: u32) -> Duration {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "add table inet baseline\n\
+         add set inet baseline v4 { type ipv4_addr; flags timeout; }\n\
+         add set inet baseline v6 { type ipv6_addr; flags timeout; }\n",
+    );
+    for (set, ipv4) in [("v4", true), ("v6", false)] {
+        let _ = write!(text, "add element inet baseline {set} {{ ");
+        for i in (0..count).filter(|i| (i % 2 == 0) == ipv4) {
+            let _ = write!(text, "{} timeout 86400s, ", target(i));
+        }
+        text.push_str("}\n");
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), text).expect("write baseline");
+    let start = Instant::now();
+    let status = std::process::Command::new("nft")
+        .arg("-f")
+        .arg(file.path())
+        .status();
+    let elapsed = start.elapsed();
+    assert!(status.is_ok_and(|s| s.success()), "nft -f baseline failed");
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "inet", "baseline"])
+        .status();
+    elapsed
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
@@ -101,5 +137,23 @@ fn main() {
         let start = Instant::now();
         fw.replace_all(&elements).expect("restore 1M");
         println!("replace_all_1m: {}", ms(start.elapsed()));
+        // The baseline: plain `nft -f` of the same bans in nft's own text syntax, into a table of
+        // its own (same set types), as an administrator would load them by hand.
+        for count in [100_000u32, 1_000_000] {
+            println!(
+                "plain_nft_f_text_{}: {}",
+                label(count),
+                ms(plain_nft_load(count))
+            );
+        }
+
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            // Includes the benchmark's own 1M-element inputs.
+            println!(
+                "bench_process_peak_rss: {}",
+                hwm.trim_start_matches("VmHWM:").trim()
+            );
+        }
     });
 }

@@ -2,8 +2,8 @@
 //!
 //! Every call builds one JSON document (tables, sets, chains and rules from the `nftables`
 //! crate's types, element lists written directly; see [`batch`]) and sends it as one
-//! transaction, through libnftables in-process when available (no process start per ban) or
-//! the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
+//! transaction, through libnftables in-process when available (no process start per ban; bulk
+//! batches go to a short-lived `nft` process, see `runner`) or the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
 //! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
 //! the same transaction) whenever a network ban changes, after merging (see
 //! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
