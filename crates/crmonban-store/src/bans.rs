@@ -107,15 +107,9 @@ impl Store {
         let action = "end a ban";
         let target = target.to_string();
         let mut tx = self.begin_write().await.map_err(query(action))?;
-        sqlx::query(
-            "UPDATE bans SET unbanned_at = expires_at, unban_reason = 'expired'
-             WHERE target = ?1 AND unbanned_at IS NULL AND expires_at <= ?2",
-        )
-        .bind(&target)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(action))?;
+        mark_expired(&mut tx, Some(&target), at)
+            .await
+            .map_err(query(action))?;
         let ended = sqlx::query(
             "UPDATE bans SET unbanned_at = ?2, unban_reason = ?3
              WHERE target = ?1 AND unbanned_at IS NULL",
@@ -136,14 +130,9 @@ impl Store {
     pub async fn end_bans_all(&self, at: i64, reason: &str) -> Result<u64, StoreError> {
         let action = "end all bans";
         let mut tx = self.begin_write().await.map_err(query(action))?;
-        sqlx::query(
-            "UPDATE bans SET unbanned_at = expires_at, unban_reason = 'expired'
-             WHERE unbanned_at IS NULL AND expires_at <= ?1",
-        )
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(action))?;
+        mark_expired(&mut tx, None, at)
+            .await
+            .map_err(query(action))?;
         let ended = sqlx::query(
             "UPDATE bans SET unbanned_at = ?1, unban_reason = ?2 WHERE unbanned_at IS NULL",
         )
@@ -199,14 +188,9 @@ impl Store {
                 break;
             }
         }
-        sqlx::query(
-            "UPDATE bans SET unbanned_at = expires_at, unban_reason = 'expired'
-             WHERE unbanned_at IS NULL AND expires_at <= ?1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(action))?;
+        mark_expired(&mut tx, None, now)
+            .await
+            .map_err(query(action))?;
         tx.commit().await.map_err(query(action))?;
         Ok(due)
     }
@@ -419,4 +403,22 @@ fn ban_from_columns(columns: BanColumns) -> Result<Ban, StoreError> {
         expires_at,
         offence,
     })
+}
+
+/// Ends, as "expired" at their own end time, the active bans (of `target`, or all) whose end is
+/// at or before `at`: history records when a ban really stopped, not when we noticed.
+async fn mark_expired(
+    conn: &mut SqliteConnection,
+    target: Option<&str>,
+    at: i64,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE bans SET unbanned_at = expires_at, unban_reason = 'expired'
+         WHERE unbanned_at IS NULL AND expires_at <= ?1 AND (?2 IS NULL OR target = ?2)",
+    )
+    .bind(at)
+    .bind(target)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
 }

@@ -223,16 +223,20 @@ pub fn connect(a: End<'_>, b: End<'_>) -> (String, String) {
     (ia, ib)
 }
 
+/// The any-address, any-port socket address of `addr`'s family.
+fn wildcard(addr: IpAddr) -> SocketAddr {
+    let any: IpAddr = if addr.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(any, 0)
+}
+
 /// Sends UDP datagrams from namespace `from` to `to_addr` (an address of namespace `to`) and
 /// says whether any arrived within `wait`.
 pub fn udp_reaches(from: &NetNs, to: &NetNs, to_addr: IpAddr, wait: Duration) -> bool {
-    let bind: SocketAddr = if to_addr.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap();
+    let bind = wildcard(to_addr);
     let receiver = to.run(|| UdpSocket::bind(bind).expect("bind receiver"));
     receiver.set_read_timeout(Some(wait)).unwrap();
     let port = receiver.local_addr().unwrap().port();
@@ -258,13 +262,7 @@ pub fn udp_reaches(from: &NetNs, to: &NetNs, to_addr: IpAddr, wait: Duration) ->
 /// Opens a TCP connection from `from` to a listener in `to` and says whether it was accepted
 /// within `wait`.
 pub fn tcp_connects(from: &NetNs, to: &NetNs, to_addr: IpAddr, wait: Duration) -> bool {
-    let bind: SocketAddr = if to_addr.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap();
+    let bind = wildcard(to_addr);
     let listener = to.run(|| TcpListener::bind(bind).expect("bind listener"));
     let port = listener.local_addr().unwrap().port();
     from.run(|| TcpStream::connect_timeout(&SocketAddr::new(to_addr, port), wait).is_ok())
