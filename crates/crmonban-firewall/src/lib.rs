@@ -136,6 +136,8 @@ pub struct ApplyReport {
     pub interval_elements: usize,
     /// Networks that were absorbed by merging (contained in, or joined with, another).
     pub networks_merged: usize,
+    /// Additions skipped because their expiry had already passed.
+    pub skipped_expired: usize,
     /// Transactions sent to the kernel: 1, or 0 for an empty change set.
     pub transactions: usize,
 }

@@ -80,8 +80,10 @@ impl FirewallBackend for RecordingBackend {
         self.calls.push(Call::Apply(changes.clone()));
         self.check()?;
         let mut report = ApplyReport::default();
+        let now = now_unix();
         for change in &changes.changes {
             match change {
+                Change::Add(e) if e.expiry.is_past(now) => report.skipped_expired += 1,
                 Change::Add(e) => {
                     report.added += 1;
                     self.elements.insert(e.target, e.expiry);

@@ -245,6 +245,18 @@ fn root_packets_are_dropped_while_banned_v4_v6_and_cidr() {
         "network unban must restore traffic"
     );
 
+    // A ban already over is skipped, not an error for the rest of the batch.
+    let report = b
+        .run(|| {
+            fw.apply(
+                ChangeSet::new()
+                    .add(Element::until(t("198.51.100.1"), Some(1)))
+                    .add(Element::permanent(t("198.51.100.2"))),
+            )
+        })
+        .unwrap();
+    assert_eq!((report.added, report.skipped_expired), (1, 1));
+
     // Unbanning something that is not banned (or already expired) is not an error.
     ban(
         &b,
@@ -514,7 +526,7 @@ fn root_replace_all_restores_exactly_in_one_batch() {
         Element::permanent(t("10.9.0.0/16")),
     ];
     let report = ns.run(|| fw2.replace_all(&restored)).unwrap();
-    assert_eq!(report.added, 3);
+    assert_eq!((report.added, report.skipped_expired), (3, 1));
     let table = ns.nft(&["-y", "list", "table", "inet", "crmonban"]);
     assert!(table.contains("priority -150"), "{table}");
     assert!(

@@ -205,9 +205,10 @@ impl FirewallBackend for NftBackend {
         let mut removes: [Vec<Target>; 2] = [Vec::new(), Vec::new()];
         for change in last_change_per_target(changes) {
             match change {
-                Change::Add(e) if e.expiry.is_past(now) => {
-                    return Err(FirewallError::Invalid(format!("{e} has already expired")));
-                }
+                // A ban whose time is already over has nothing to put in the kernel; the
+                // kernel would refuse a zero timeout, and one late element must not fail the
+                // rest of the batch.
+                Change::Add(e) if e.expiry.is_past(now) => report.skipped_expired += 1,
                 Change::Add(e) => {
                     report.added += 1;
                     let family = usize::from(!e.target.is_ipv4());
@@ -253,7 +254,11 @@ impl FirewallBackend for NftBackend {
         let mut singles: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
         let mut nets = BTreeMap::new();
         let mut report = ApplyReport::default();
-        for e in elements.iter().filter(|e| !e.expiry.is_past(now)) {
+        for e in elements {
+            if e.expiry.is_past(now) {
+                report.skipped_expired += 1;
+                continue;
+            }
             report.added += 1;
             match e.target {
                 Target::Net(net) => {
