@@ -104,15 +104,15 @@ fn init(path: Option<&std::path::Path>) -> Result<ExitCode> {
     let existed = firewall.layout_present()?;
     firewall.ensure_layout()?;
     println!(
-        "nftables: table inet {} {} ({})",
+        "nftables: table inet {} {}",
         config.nftables.table_name,
         if existed {
             "already present, checked"
         } else {
             "created"
         },
-        firewall.describe()
     );
+    println!("firewall: {}", firewall.describe());
     let db_path = &config.general.db_path;
     if let Some(dir) = db_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
