@@ -1,1 +1,32 @@
-//! Engine (being written).
+//! crmonban-engine is crmonban as a library: what the daemon runs and what another Rust
+//! firewall embeds. It composes a [`FirewallBackend`](crmonban_firewall::FirewallBackend)
+//! and the [`Store`](crmonban_store::Store) into an [`Engine`] that
+//! - bans and unbans with the kernel and the database in agreement: a ban is in both or in
+//!   neither (kernel first, record after, undo on failure);
+//! - never bans a protected target (loopback, link-local, multicast, unspecified, broadcast,
+//!   this host's own addresses, whitelisted networks, or a network containing any of them);
+//! - restores every active ban in ONE transaction at start, expires bans on a timer, and
+//!   re-creates the nftables layout when someone else deleted it;
+//! - tells subscribers what happened over a bounded broadcast bus ([`EngineEvent`]) that
+//!   never slows a ban.
+//!
+//! One OS thread owns the firewall backend (see `kernel`); it batches concurrent bans into
+//! one transaction. The background tasks run on the embedder's tokio runtime and end when
+//! the engine is shut down or dropped. This crate does not parse logs, talk D-Bus or handle
+//! signals: those belong to the detectors and the daemon.
+
+mod activity;
+mod engine;
+mod error;
+mod events;
+mod host;
+mod index;
+mod kernel;
+mod options;
+mod protect;
+
+pub use engine::{BanRequest, Engine};
+pub use error::EngineError;
+pub use events::EngineEvent;
+pub use host::host_addresses;
+pub use options::{DoublingEscalation, EngineOptions, Escalation, NoEscalation};

@@ -23,7 +23,8 @@ pub(crate) struct CliRunner {
 }
 
 impl CliRunner {
-    /// `nft` from PATH, if there is one.
+    /// `nft` from PATH, if there is one (the bulk path beside libnftables).
+    #[cfg(feature = "libnftables")]
     pub(crate) fn from_path() -> Option<CliRunner> {
         let path = std::env::var_os("PATH")?;
         std::env::split_paths(&path)

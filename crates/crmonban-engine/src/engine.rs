@@ -1,0 +1,761 @@
+//! [`Engine`]: bans, unbans, flush, whitelist and the background work (expiry, layout repair,
+//! host address refresh) over one firewall thread and the store.
+//!
+//! Ordering rules that keep the kernel and the database in agreement (DESIGN.md §7):
+//! - a ban goes to the kernel first and is recorded only once the kernel accepted it; if the
+//!   record fails the kernel is put back as it was;
+//! - an unban leaves the kernel first and is ended in the store after; if that fails the
+//!   element is put back;
+//! - the in-memory index changes only after the store did.
+//!
+//! Concurrency: operations on one target hold that target's stripe lock (so two bans of the
+//! same address cannot interleave their kernel and store steps), and the shared side of the
+//! `gate`; operations on every ban (flush, repair, whitelist changes, shutdown) hold the
+//! gate exclusively. Different targets proceed concurrently, which is what lets the firewall
+//! thread combine a burst of bans into one transaction.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crmonban_core::config::BanDuration;
+use crmonban_core::{Ban, BanSource, Event, Target, unix_now};
+use crmonban_firewall::{ChangeSet, FirewallBackend, FirewallError};
+use crmonban_store::{Store, WhitelistEntry};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
+
+use crate::activity::{Activity, ActivityLog, write_activity};
+use crate::index::{BanIndex, element_of};
+use crate::kernel::Kernel;
+use crate::protect::{Protection, overlaps};
+use crate::{EngineError, EngineEvent, EngineOptions};
+
+/// How often this host's addresses are read again (they are also read on every repair).
+const HOST_ADDRESS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Locks that serialise operations on the same target; more stripes, fewer false collisions.
+const STRIPES: usize = 64;
+
+/// A request to ban one target.
+#[derive(Clone, Debug)]
+pub struct BanRequest {
+    pub target: Target,
+    /// `None`: [`EngineOptions::default_ban`]. Escalation may lengthen it.
+    pub duration: Option<BanDuration>,
+    pub reason: String,
+    pub source: BanSource,
+    /// The service whose log caused the ban, if any.
+    pub service: Option<String>,
+}
+
+/// The engine; see the crate docs. Cheap to clone: clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: EngineOptions,
+    kernel: Kernel,
+    store: Store,
+    index: RwLock<BanIndex>,
+    protection: RwLock<Protection>,
+    events: broadcast::Sender<EngineEvent>,
+    gate: tokio::sync::RwLock<()>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    activity: ActivityLog,
+    events_processed: AtomicU64,
+    started: Instant,
+    stopped: AtomicBool,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the engine: spawns the firewall thread (from the calling thread, whose network
+    /// namespace it keeps), restores every active ban from the store in ONE transaction
+    /// (which also creates the nftables layout and drops kernel elements the store does not
+    /// know), loads the whitelist and this host's addresses, and starts the expiry, repair
+    /// and host-address tasks on the current tokio runtime. Emits
+    /// [`EngineEvent::DaemonStarted`] at the end.
+    ///
+    /// Bans in the store whose target is protected now (whitelisted since, or this host's
+    /// address) are ended with reason "whitelisted" or "protected" instead of restored.
+    #[instrument(name = "engine_start", skip_all)]
+    pub async fn start(
+        options: EngineOptions,
+        firewall: Box<dyn FirewallBackend>,
+        store: Store,
+    ) -> Result<Engine, EngineError> {
+        let kernel = Kernel::spawn(firewall)?;
+        let host = match kernel.host_addresses().await? {
+            Ok(addrs) => addrs,
+            Err(error) => {
+                warn!(%error, "cannot read this host's addresses; only the special ranges and the whitelist are protected until the next refresh");
+                Vec::new()
+            }
+        };
+        let whitelist = store
+            .whitelist_list()
+            .await?
+            .into_iter()
+            .map(|entry| entry.target)
+            .collect();
+        let protection = Protection::new(host, whitelist);
+
+        let now = unix_now();
+        let expired = store.expire_due(now).await?;
+        let mut restored = Vec::new();
+        for ban in store.active_bans(now).await? {
+            match protection.check(&ban.target) {
+                Ok(()) => restored.push(ban),
+                Err(refusal) => {
+                    let reason = match refusal {
+                        EngineError::Whitelisted { .. } => "whitelisted",
+                        _ => "protected",
+                    };
+                    warn!(target = %ban.target, %refusal, "not restoring a ban of a protected target; ending it");
+                    store.end_ban(&ban.target, now, reason).await?;
+                }
+            }
+        }
+        let elements = restored.iter().map(element_of).collect();
+        let report = kernel.replace_all(elements).await?;
+        info!(
+            restored = restored.len(),
+            expired_while_stopped = expired.len(),
+            interval_elements = report.interval_elements,
+            firewall = kernel.description(),
+            "active bans restored in one transaction"
+        );
+
+        let (activity, activity_queue) = ActivityLog::new();
+        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        let (stop, _) = watch::channel(false);
+        let restored_count = restored.len();
+        let inner = Arc::new(Inner {
+            options,
+            kernel,
+            store: store.clone(),
+            index: RwLock::new(BanIndex::from_bans(restored)),
+            protection: RwLock::new(protection),
+            events,
+            gate: tokio::sync::RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            activity,
+            events_processed: AtomicU64::new(0),
+            started: Instant::now(),
+            stopped: AtomicBool::new(false),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let tasks = vec![
+            tokio::spawn(
+                write_activity(store, activity_queue, inner.stop.subscribe())
+                    .instrument(info_span!("activity_log")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.options.expiry_interval,
+                    Periodic::Expiry,
+                )
+                .instrument(info_span!("expiry")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.options.repair_interval,
+                    Periodic::Repair,
+                )
+                .instrument(info_span!("repair")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    HOST_ADDRESS_REFRESH,
+                    Periodic::HostAddresses,
+                )
+                .instrument(info_span!("host_addresses")),
+            ),
+        ];
+        *lock(&inner.tasks) = tasks;
+
+        inner.record(
+            now,
+            "start",
+            None,
+            format!("restored {restored_count} bans"),
+        );
+        inner.emit(EngineEvent::DaemonStarted);
+        Ok(Engine { inner })
+    }
+
+    /// Bans a target: refused when it is protected; otherwise the kernel first, then the
+    /// store (offence = earlier bans + 1), then [`EngineEvent::BanAdded`]. Banning a banned
+    /// target replaces its expiry. If the nftables layout has disappeared, it is repaired and
+    /// the ban tried once more.
+    #[instrument(name = "ban", skip_all, fields(target = %req.target, source = %req.source))]
+    pub async fn ban(&self, req: BanRequest) -> Result<Ban, EngineError> {
+        match self.inner.try_ban(&req).await {
+            Err(EngineError::Firewall(FirewallError::LayoutMissing(why))) => {
+                warn!(%why, "the nftables layout is gone; repairing it, then banning again");
+                self.inner.repair_if_needed().await?;
+                self.inner.try_ban(&req).await
+            }
+            other => other,
+        }
+    }
+
+    /// Ends the ban of exactly `target` (kernel first, then store) with `reason`, emitting
+    /// [`EngineEvent::BanRemoved`]. False when it was not banned.
+    #[instrument(name = "unban", skip_all, fields(target = %target))]
+    pub async fn unban(&self, target: &Target, reason: &str) -> Result<bool, EngineError> {
+        let inner = &self.inner;
+        inner.ensure_running()?;
+        let _shared = inner.gate.read().await;
+        let _target = inner.stripe(target).lock().await;
+        inner.ensure_running()?;
+        inner.unban_locked(target, reason).await
+    }
+
+    /// Ends every ban: one transaction removing them all from the kernel, then the store.
+    /// Emits [`EngineEvent::BanRemoved`] (reason "flush") per ban and returns how many the
+    /// store ended.
+    #[instrument(name = "flush", skip_all)]
+    pub async fn flush(&self) -> Result<u64, EngineError> {
+        let inner = &self.inner;
+        inner.ensure_running()?;
+        let _all = inner.gate.write().await;
+        inner.ensure_running()?;
+        let now = unix_now();
+        let changes: ChangeSet = {
+            let index = inner.index_read();
+            let mut changes = ChangeSet::new();
+            for ban in index.active(i64::MIN) {
+                changes.remove(ban.target);
+            }
+            changes
+        };
+        if !changes.is_empty() {
+            inner.remove_from_kernel(changes).await?;
+        }
+        let ended = match inner.store.end_bans_all(now, "flush").await {
+            Ok(ended) => ended,
+            Err(store_error) => {
+                let mut back = ChangeSet::new();
+                for element in inner.index_read().elements(now) {
+                    back.add(element);
+                }
+                inner.put_back(back, "flush").await;
+                return Err(store_error.into());
+            }
+        };
+        let removed = inner.index_write().take_all();
+        for ban in removed {
+            let reason = if ban.is_active_at(now) {
+                "flush"
+            } else {
+                "expired"
+            };
+            inner.emit(EngineEvent::BanRemoved {
+                target: ban.target,
+                reason: reason.to_owned(),
+            });
+        }
+        info!(ended, "all bans flushed");
+        inner.record(now, "flush", None, format!("{ended} bans ended"));
+        Ok(ended)
+    }
+
+    /// True when `target` is banned, or lies inside a banned network.
+    pub fn is_banned(&self, target: &Target) -> bool {
+        self.inner.index_read().is_banned(target, unix_now())
+    }
+
+    /// The ban of exactly `target`, if it is in force.
+    pub fn active_ban(&self, target: &Target) -> Option<Ban> {
+        let now = unix_now();
+        self.inner
+            .index_read()
+            .get(target)
+            .filter(|ban| ban.is_active_at(now))
+            .cloned()
+    }
+
+    /// Every ban in force, oldest first.
+    pub fn active_bans(&self) -> Vec<Ban> {
+        self.inner.index_read().active(unix_now())
+    }
+
+    /// How many bans are in force.
+    pub fn active_ban_count(&self) -> u64 {
+        let count = self.inner.index_read().count_active(unix_now());
+        u64::try_from(count).unwrap_or(u64::MAX)
+    }
+
+    /// Ok when `target` may be banned; otherwise the refusal a ban would get
+    /// ([`EngineError::Protected`] or [`EngineError::Whitelisted`]).
+    pub fn check_protected(&self, target: &Target) -> Result<(), EngineError> {
+        self.inner.protection_read().check(target)
+    }
+
+    /// Whitelists `target` (false when it already was). Bans that the new entry forbids — of
+    /// addresses or networks inside it, or networks around it — are ended with reason
+    /// "whitelisted".
+    #[instrument(name = "whitelist_add", skip_all, fields(target = %target))]
+    pub async fn whitelist_add(&self, target: &Target, comment: &str) -> Result<bool, EngineError> {
+        let inner = &self.inner;
+        inner.ensure_running()?;
+        // Exclusive: no ban may be checked against the old whitelist and applied after the
+        // sweep below.
+        let _all = inner.gate.write().await;
+        inner.ensure_running()?;
+        let added = inner.store.whitelist_add(target, comment).await?;
+        inner.reload_whitelist().await?;
+        let forbidden: Vec<Target> = inner
+            .index_read()
+            .active(i64::MIN)
+            .into_iter()
+            .map(|ban| ban.target)
+            .filter(|banned| overlaps(banned, target))
+            .collect();
+        for banned in forbidden {
+            if let Err(error) = inner.unban_locked(&banned, "whitelisted").await {
+                warn!(%banned, %error, "cannot end a ban that the new whitelist entry covers; it stays until unbanned");
+            }
+        }
+        if added {
+            info!(comment, "whitelisted");
+            inner.record(
+                unix_now(),
+                "whitelist_add",
+                Some(*target),
+                comment.to_owned(),
+            );
+        }
+        Ok(added)
+    }
+
+    /// Removes `target` from the whitelist; false when it was not there.
+    #[instrument(name = "whitelist_remove", skip_all, fields(target = %target))]
+    pub async fn whitelist_remove(&self, target: &Target) -> Result<bool, EngineError> {
+        let inner = &self.inner;
+        inner.ensure_running()?;
+        let removed = inner.store.whitelist_remove(target).await?;
+        inner.reload_whitelist().await?;
+        if removed {
+            info!("removed from the whitelist");
+            inner.record(unix_now(), "whitelist_remove", Some(*target), String::new());
+        }
+        Ok(removed)
+    }
+
+    /// Every whitelist entry, oldest first.
+    pub async fn whitelist(&self) -> Result<Vec<WhitelistEntry>, EngineError> {
+        Ok(self.inner.store.whitelist_list().await?)
+    }
+
+    /// Counts a detector's event and emits [`EngineEvent::AttackDetected`].
+    pub fn report_attack(&self, event: &Event) {
+        self.inner.events_processed.fetch_add(1, Ordering::Relaxed);
+        self.inner.emit(EngineEvent::AttackDetected {
+            addr: event.addr,
+            service: event.service.to_string(),
+            kind: event.kind.to_string(),
+        });
+    }
+
+    /// How many detector events [`Engine::report_attack`] has seen.
+    pub fn events_processed(&self) -> u64 {
+        self.inner.events_processed.load(Ordering::Relaxed)
+    }
+
+    /// Time since [`Engine::start`] returned.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// A receiver of every event from now on. A receiver that falls more than
+    /// [`EngineOptions::event_capacity`] events behind loses the oldest (its `recv` returns
+    /// `Lagged`); it never slows the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The firewall backend's own description, for logs.
+    pub fn firewall_description(&self) -> &str {
+        self.inner.kernel.description()
+    }
+
+    /// False once [`Engine::shutdown`] has begun.
+    pub fn is_running(&self) -> bool {
+        !self.inner.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Re-reads this host's addresses, then probes the nftables layout; when it is gone
+    /// (someone ran `nft flush ruleset`), re-creates it with every active ban in one
+    /// transaction, emits [`EngineEvent::LayoutRepaired`] and returns `Some(bans)`.
+    /// The repair task calls this every [`EngineOptions::repair_interval`].
+    pub async fn repair_if_needed(&self) -> Result<Option<usize>, EngineError> {
+        self.inner.repair_if_needed().await
+    }
+
+    /// Emits [`EngineEvent::DaemonStopping`], waits for running operations, stops the
+    /// background tasks (writing the queued activity log) and the firewall thread. Bans stay
+    /// in the kernel (and in the store, to be restored at the next start). Later calls on
+    /// any clone of this engine return [`EngineError::Stopped`].
+    #[instrument(name = "engine_shutdown", skip_all)]
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        inner.emit(EngineEvent::DaemonStopping);
+        drop(inner.gate.write().await);
+        inner.record(unix_now(), "stop", None, String::new());
+        let _ = inner.stop.send(true);
+        let tasks = std::mem::take(&mut *lock(&inner.tasks));
+        for task in tasks {
+            let _ = task.await;
+        }
+        inner.kernel.stop().await;
+        info!("engine stopped; bans stay in the kernel");
+    }
+}
+
+impl Inner {
+    fn ensure_running(&self) -> Result<(), EngineError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            Err(EngineError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // An error only means nobody subscribes.
+        let _ = self.events.send(event);
+    }
+
+    fn record(&self, at: i64, action: &'static str, target: Option<Target>, detail: String) {
+        self.activity.record(Activity {
+            at,
+            action,
+            target,
+            detail,
+        });
+    }
+
+    fn stripe(&self, target: &Target) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        target.hash(&mut hasher);
+        let slot = usize::try_from(hasher.finish() % STRIPES as u64).unwrap_or(0);
+        &self.stripes[slot]
+    }
+
+    fn index_read(&self) -> RwLockReadGuard<'_, BanIndex> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn index_write(&self) -> RwLockWriteGuard<'_, BanIndex> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn protection_read(&self) -> RwLockReadGuard<'_, Protection> {
+        self.protection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn protection_write(&self) -> RwLockWriteGuard<'_, Protection> {
+        self.protection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn try_ban(&self, req: &BanRequest) -> Result<Ban, EngineError> {
+        self.ensure_running()?;
+        let _shared = self.gate.read().await;
+        let _target = self.stripe(&req.target).lock().await;
+        self.ensure_running()?;
+        // Checked under the locks: a whitelist change holds the gate exclusively.
+        self.protection_read().check(&req.target)?;
+
+        let previous = self.store.offence_count(&req.target, None).await?;
+        let requested = req.duration.unwrap_or(self.options.default_ban);
+        let duration = self.options.escalation.duration(requested, previous);
+        let now = unix_now();
+        let ban = Ban {
+            target: req.target,
+            reason: req.reason.clone(),
+            source: req.source.clone(),
+            service: req.service.clone(),
+            banned_at: now,
+            expires_at: expires_at(now, duration),
+            offence: previous.saturating_add(1),
+        };
+
+        let mut changes = ChangeSet::new();
+        changes.add(element_of(&ban));
+        self.kernel.apply(changes).await?;
+
+        if let Err(store_error) = self.store.record_ban(&ban).await {
+            // The kernel took the ban, the store did not: put the kernel back as it was.
+            let mut back = ChangeSet::new();
+            match self.index_read().get(&ban.target) {
+                Some(old) if old.is_active_at(unix_now()) => back.add(element_of(old)),
+                _ => back.remove(ban.target),
+            };
+            self.put_back(back, "ban").await;
+            return Err(store_error.into());
+        }
+        self.index_write().insert(ban.clone());
+
+        info!(
+            duration = %duration,
+            offence = ban.offence,
+            reason = %ban.reason,
+            "banned"
+        );
+        self.record(
+            now,
+            "ban",
+            Some(ban.target),
+            format!(
+                "{} (source {}, {}, offence {})",
+                ban.reason, ban.source, duration, ban.offence
+            ),
+        );
+        self.emit(EngineEvent::BanAdded { ban: ban.clone() });
+        Ok(ban)
+    }
+
+    /// The body of an unban; the caller holds the target's stripe (or the gate exclusively).
+    async fn unban_locked(&self, target: &Target, reason: &str) -> Result<bool, EngineError> {
+        let mut changes = ChangeSet::new();
+        changes.remove(*target);
+        self.remove_from_kernel(changes).await?;
+        let now = unix_now();
+        let ended = match self.store.end_ban(target, now, reason).await {
+            Ok(ended) => ended,
+            Err(store_error) => {
+                let mut back = ChangeSet::new();
+                if let Some(old) = self
+                    .index_read()
+                    .get(target)
+                    .filter(|b| b.is_active_at(now))
+                {
+                    back.add(element_of(old));
+                }
+                if !back.is_empty() {
+                    self.put_back(back, "unban").await;
+                }
+                return Err(store_error.into());
+            }
+        };
+        let indexed = self.index_write().remove(target);
+        if ended {
+            info!(reason, "unbanned");
+            self.record(now, "unban", Some(*target), reason.to_owned());
+            self.emit(EngineEvent::BanRemoved {
+                target: *target,
+                reason: reason.to_owned(),
+            });
+        } else if indexed.is_some() {
+            // Its time had run out; the store marked it expired rather than ended.
+            self.emit(EngineEvent::BanRemoved {
+                target: *target,
+                reason: "expired".to_owned(),
+            });
+        }
+        Ok(ended)
+    }
+
+    /// Removes elements; a missing layout means they are gone from the kernel already.
+    async fn remove_from_kernel(&self, changes: ChangeSet) -> Result<(), EngineError> {
+        match self.kernel.apply(changes).await {
+            Err(EngineError::Firewall(FirewallError::LayoutMissing(why))) => {
+                debug!(%why, "layout missing; nothing to remove from the kernel");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Undoes a kernel change whose store half failed.
+    async fn put_back(&self, changes: ChangeSet, operation: &str) {
+        if let Err(error) = self.kernel.apply(changes).await {
+            error!(
+                operation,
+                %error,
+                "the store failed and the kernel could not be put back: kernel and database disagree until the next restart restores from the database"
+            );
+        }
+    }
+
+    async fn reload_whitelist(&self) -> Result<(), EngineError> {
+        let entries = self.store.whitelist_list().await?;
+        self.protection_write()
+            .set_whitelist(entries.into_iter().map(|e| e.target).collect());
+        Ok(())
+    }
+
+    async fn refresh_host_addresses(&self) {
+        match self.kernel.host_addresses().await {
+            Ok(Ok(addrs)) => {
+                debug!(count = addrs.len(), "host addresses read");
+                self.protection_write().set_host_addresses(addrs);
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "cannot read this host's addresses; keeping the previous list")
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Ends what the store says has expired and drops it from the index.
+    async fn expire_due(&self) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let expired = self.store.expire_due(now).await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let removed: Vec<Ban> = {
+            let mut index = self.index_write();
+            expired
+                .into_iter()
+                .filter(|ban| index.remove_exact(ban))
+                .collect()
+        };
+        for ban in &removed {
+            debug!(target = %ban.target, "ban expired");
+            self.emit(EngineEvent::BanRemoved {
+                target: ban.target,
+                reason: "expired".to_owned(),
+            });
+        }
+        Ok(removed.len())
+    }
+
+    async fn repair_if_needed(&self) -> Result<Option<usize>, EngineError> {
+        self.ensure_running()?;
+        self.refresh_host_addresses().await;
+        if self.kernel.layout_present().await? {
+            return Ok(None);
+        }
+        let _all = self.gate.write().await;
+        // Another caller may have repaired while we waited.
+        if self.kernel.layout_present().await? {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let elements = self.index_read().elements(now);
+        let bans = elements.len();
+        self.kernel.replace_all(elements).await?;
+        warn!(
+            bans,
+            "the nftables layout had disappeared (flushed by someone else?); re-created it with every active ban"
+        );
+        self.record(
+            now,
+            "repair",
+            None,
+            format!("nftables layout re-created with {bans} bans"),
+        );
+        self.emit(EngineEvent::LayoutRepaired { bans });
+        Ok(Some(bans))
+    }
+}
+
+/// The end of a ban of `duration` starting at `now`; at least one second away.
+fn expires_at(now: i64, duration: BanDuration) -> Option<i64> {
+    duration.duration().map(|d| {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        now.saturating_add(i64::try_from(secs.max(1)).unwrap_or(i64::MAX))
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The background jobs.
+#[derive(Clone, Copy, Debug)]
+enum Periodic {
+    Expiry,
+    Repair,
+    HostAddresses,
+}
+
+/// Runs `job` every `period` until the engine stops or is dropped. Holds only a weak
+/// reference between runs, so dropping every [`Engine`] handle ends the task (and with the
+/// engine the firewall thread).
+async fn run_every(engine: Weak<Inner>, period: Duration, job: Periodic) {
+    let mut stop = match engine.upgrade() {
+        Some(inner) => inner.stop.subscribe(),
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(period.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; start and restore have just done each job.
+    ticker.tick().await;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let result = match job {
+            Periodic::Expiry => inner.expire_due().await.map(drop),
+            Periodic::Repair => inner.repair_if_needed().await.map(drop),
+            Periodic::HostAddresses => {
+                inner.refresh_host_addresses().await;
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => failing = false,
+            Err(EngineError::Stopped) => return,
+            Err(error) if !failing => {
+                failing = true;
+                warn!(?job, %error, "background job failed; retrying every period");
+            }
+            Err(error) => debug!(?job, %error, "background job still failing"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_bans_end_at_least_a_second_later() {
+        assert_eq!(expires_at(100, BanDuration::Permanent), None);
+        assert_eq!(
+            expires_at(100, BanDuration::Timed(Duration::from_secs(60))),
+            Some(160)
+        );
+        assert_eq!(
+            expires_at(100, BanDuration::Timed(Duration::from_millis(1))),
+            Some(101)
+        );
+        assert_eq!(
+            expires_at(100, BanDuration::Timed(Duration::ZERO)),
+            Some(101)
+        );
+    }
+}

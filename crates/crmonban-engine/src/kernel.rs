@@ -1,0 +1,228 @@
+//! The one owner of the firewall backend: a dedicated OS thread that receives requests over a
+//! bounded channel and answers each through a oneshot.
+//!
+//! Why a thread and not a task: [`FirewallBackend`] is synchronous (libnftables calls block),
+//! and nftables acts on the network namespace of the calling thread. The thread is spawned
+//! from the thread that calls [`Kernel::spawn`] and so inherits its namespace; every kernel
+//! operation of the engine, including reading this host's addresses, runs there.
+//!
+//! Batching: when an apply request arrives, every other apply request already queued is
+//! drained into the same change set and sent as ONE transaction, so a burst of bans costs a
+//! few transactions rather than one each. If that combined transaction is refused, the
+//! requests are applied one by one, so that one bad request fails alone.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use crmonban_firewall::{ApplyReport, ChangeSet, Element, FirewallBackend, FirewallError};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::EngineError;
+use crate::host::host_addresses;
+
+/// Requests waiting for the thread; senders wait (back-pressure) when it is full.
+const REQUEST_QUEUE: usize = 1024;
+
+/// The most apply requests combined into one transaction.
+const MAX_BATCH_REQUESTS: usize = REQUEST_QUEUE;
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Request {
+    Apply {
+        changes: ChangeSet,
+        reply: Reply<Result<(), FirewallError>>,
+    },
+    ReplaceAll {
+        elements: Vec<Element>,
+        reply: Reply<Result<ApplyReport, FirewallError>>,
+    },
+    LayoutPresent {
+        reply: Reply<Result<bool, FirewallError>>,
+    },
+    HostAddresses {
+        reply: Reply<io::Result<Vec<IpAddr>>>,
+    },
+    Stop {
+        reply: Reply<()>,
+    },
+}
+
+/// A handle on the firewall thread.
+pub(crate) struct Kernel {
+    requests: mpsc::Sender<Request>,
+    description: String,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Kernel {
+    /// Starts the thread that owns `backend`, in the calling thread's network namespace.
+    pub(crate) fn spawn(backend: Box<dyn FirewallBackend>) -> Result<Kernel, FirewallError> {
+        let description = backend.describe();
+        let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("crmonban-firewall".into())
+            .spawn(move || serve(backend, receiver))
+            .map_err(|e| {
+                FirewallError::Unavailable(format!("cannot start the firewall thread: {e}"))
+            })?;
+        info!(firewall = %description, "firewall thread started");
+        Ok(Kernel {
+            requests,
+            description,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
+
+    async fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(request(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Applies `changes` (possibly together with other queued requests, as one transaction).
+    pub(crate) async fn apply(&self, changes: ChangeSet) -> Result<(), EngineError> {
+        Ok(self
+            .call(|reply| Request::Apply { changes, reply })
+            .await??)
+    }
+
+    pub(crate) async fn replace_all(
+        &self,
+        elements: Vec<Element>,
+    ) -> Result<ApplyReport, EngineError> {
+        Ok(self
+            .call(|reply| Request::ReplaceAll { elements, reply })
+            .await??)
+    }
+
+    pub(crate) async fn layout_present(&self) -> Result<bool, EngineError> {
+        Ok(self
+            .call(|reply| Request::LayoutPresent { reply })
+            .await??)
+    }
+
+    /// This host's addresses as seen from the firewall thread's namespace. The outer error
+    /// is a stopped thread, the inner one getifaddrs failing.
+    pub(crate) async fn host_addresses(&self) -> Result<io::Result<Vec<IpAddr>>, EngineError> {
+        self.call(|reply| Request::HostAddresses { reply }).await
+    }
+
+    /// Stops the thread and waits for it to end (dropping the backend).
+    pub(crate) async fn stop(&self) {
+        if self.call(|reply| Request::Stop { reply }).await.is_err() {
+            debug!("firewall thread already gone");
+        }
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            // It has answered Stop and only drops the backend now; joining is quick, but it
+            // blocks, so not on a runtime worker.
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                warn!("the firewall thread ended with a panic");
+            }
+        }
+    }
+}
+
+/// The thread's loop: one request at a time, consecutive applies combined.
+fn serve(mut backend: Box<dyn FirewallBackend>, mut receiver: mpsc::Receiver<Request>) {
+    let mut held: Option<Request> = None;
+    loop {
+        let request = match held.take() {
+            Some(request) => request,
+            None => match receiver.blocking_recv() {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        match request {
+            Request::Apply { changes, reply } => {
+                let mut batch = vec![(changes, reply)];
+                while batch.len() < MAX_BATCH_REQUESTS {
+                    match receiver.try_recv() {
+                        Ok(Request::Apply { changes, reply }) => batch.push((changes, reply)),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                apply_batch(&mut *backend, batch);
+            }
+            Request::ReplaceAll { elements, reply } => {
+                let _ = reply.send(backend.replace_all(&elements));
+            }
+            Request::LayoutPresent { reply } => {
+                let _ = reply.send(backend.layout_present());
+            }
+            Request::HostAddresses { reply } => {
+                let _ = reply.send(host_addresses());
+            }
+            Request::Stop { reply } => {
+                let _ = reply.send(());
+                break;
+            }
+        }
+    }
+    debug!("firewall thread stopping");
+}
+
+/// Applies several requests as one transaction, or one by one when that is refused.
+fn apply_batch(
+    backend: &mut dyn FirewallBackend,
+    batch: Vec<(ChangeSet, Reply<Result<(), FirewallError>>)>,
+) {
+    if let [(changes, _)] = &batch[..] {
+        let result = backend.apply(changes).map(|_| ());
+        if let Some((_, reply)) = batch.into_iter().next() {
+            let _ = reply.send(result);
+        }
+        return;
+    }
+    let combined: ChangeSet = batch
+        .iter()
+        .flat_map(|(changes, _)| changes.changes.iter().copied())
+        .collect();
+    match backend.apply(&combined) {
+        Ok(report) => {
+            debug!(
+                requests = batch.len(),
+                changes = combined.len(),
+                added = report.added,
+                removed = report.removed,
+                "applied a combined batch"
+            );
+            for (_, reply) in batch {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        // Nothing in the batch can succeed alone either.
+        Err(error @ (FirewallError::LayoutMissing(_) | FirewallError::Unavailable(_))) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        Err(error) => {
+            debug!(requests = batch.len(), %error, "combined batch refused; applying one by one");
+            for (changes, reply) in batch {
+                let _ = reply.send(backend.apply(&changes).map(|_| ()));
+            }
+        }
+    }
+}
