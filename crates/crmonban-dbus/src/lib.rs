@@ -1,1 +1,183 @@
-//! D-Bus contract (being written).
+//! crmonban's D-Bus contract as code: the bus name, object path and interface, the wire tuples,
+//! the error names, which members change state, the client proxy, and the caller check.
+//!
+//! The daemon (`crmonband`) serves `org.crmonban.Daemon` with a `#[zbus::interface]` object whose
+//! methods return `Result<T, Error>`; clients (`crmonctl`, scripts through [`DaemonProxy`]) call
+//! it. Both sides take every name from here, so the two cannot drift apart. This crate does no
+//! I/O of its own beyond what a caller asks of it (connecting, [`authorize`]), spawns no tasks
+//! and knows nothing of the engine.
+//!
+//! # Errors on the wire
+//!
+//! A method that fails replies with one of two families of D-Bus error names, both carried by
+//! [`Error`]:
+//!
+//! - `org.crmonban.Error.*` (`InvalidAddress`, `Whitelisted`, `Protected`, `Firewall`,
+//!   `Database`, `NotEnabled`, `Failed`), the message being the variant's string;
+//! - `org.freedesktop.DBus.Error.AccessDenied` ([`Error::AccessDenied`], built with
+//!   [`Error::access_denied`]) for a caller without the right to a
+//!   [mutating](MUTATING_MEMBERS) member; the bus policy sends the same name.
+//!
+//! Server methods return `Result<T, Error>` (spell it `Result<..>`: `#[zbus::interface]`
+//! recognises a fallible method by a last path segment named `Result`, so an alias does not
+//! work):
+//!
+//! ```no_run
+//! use crmonban_dbus::{Error, authorize};
+//! use zbus::{Connection, message::Header};
+//!
+//! struct Daemon;
+//!
+//! #[zbus::interface(name = "org.crmonban.Daemon")]
+//! impl Daemon {
+//!     async fn ban(
+//!         &self,
+//!         ip: String,
+//!         duration_secs: u32,
+//!         reason: String,
+//!         #[zbus(connection)] conn: &Connection,
+//!         #[zbus(header)] hdr: Header<'_>,
+//!     ) -> Result<bool, Error> {
+//!         // org.freedesktop.DBus.Error.AccessDenied unless uid 0 or group crmonban.
+//!         authorize(conn, &hdr).await?;
+//!         if ip == "127.0.0.1" {
+//!             // org.crmonban.Error.Protected
+//!             return Err(Error::Protected(format!("{ip} is a loopback address")));
+//!         }
+//!         // A hand-made denial elsewhere: Err(Error::access_denied("..."))
+//!         Ok(true)
+//!     }
+//! }
+//! ```
+//!
+//! Client proxy methods return `Result<T, Error>` too: a reply named `org.crmonban.Error.X`
+//! becomes `Error::X(message)`, `AccessDenied` becomes [`Error::AccessDenied`], and every other
+//! failure — `ServiceUnknown` when no daemon runs, I/O errors — is [`Error::ZBus`], which
+//! [`Error::is_unreachable`] and [`Error::dbus_name`] classify.
+
+mod auth;
+mod bus;
+mod error;
+mod proxy;
+mod time;
+
+pub use auth::{PRIVILEGED_GROUP, authorize, caller_may_mutate};
+pub use bus::{BusChoice, connect};
+pub use error::Error;
+pub use proxy::*;
+pub use time::rfc3339_utc;
+
+/// The well-known bus name the daemon owns.
+pub const BUS_NAME: &str = "org.crmonban.Daemon";
+/// The path of the daemon's one object.
+pub const OBJECT_PATH: &str = "/org/crmonban/Daemon";
+/// The interface every member below belongs to.
+pub const INTERFACE: &str = "org.crmonban.Daemon";
+/// The prefix of crmonban's own error names (see [`Error`]).
+pub const ERROR_PREFIX: &str = "org.crmonban.Error";
+/// The standard error name a caller without the right to a mutating member receives, from the
+/// bus policy or from the daemon's own check.
+pub const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+
+/// One active ban as `GetBans` returns it (`(sssxx)`): ip or CIDR, reason, source, banned_at,
+/// expires_at. Times are unix seconds (UTC); `expires_at` is 0 for a permanent ban.
+pub type BanInfo = (String, String, String, i64, i64);
+
+/// One whitelist entry as `GetWhitelist` returns it (`(sss)`): network (address or CIDR),
+/// comment, added_at. `added_at` is unix seconds (UTC) written as decimal text (`"1764090360"`),
+/// like every other time on this interface; it is a string only because the original
+/// interface's tuple was `(sss)`. Clients format it (see [`rfc3339_utc`]) and show any
+/// non-numeric value as is.
+pub type WhitelistInfo = (String, String, String);
+
+/// One activity-log entry as `GetLogs` returns it (`(xsss)`): time (unix seconds), action
+/// (`ban`, `unban`, `flush`, `reload`, ...), target (address or CIDR, empty when none), detail.
+pub type LogInfo = (i64, String, String, String);
+
+/// Methods open to every local user: they change nothing.
+pub const READ_ONLY_MEMBERS: &[&str] = &[
+    "Status",
+    "GetBans",
+    "IsBanned",
+    "GetIntel",
+    "GetWhitelist",
+    "GetLogs",
+    "GetStats",
+];
+
+/// Methods that change state: only uid 0 and members of group [`PRIVILEGED_GROUP`] may call
+/// them. The bus policy (`dbus/org.crmonban.Daemon.conf`) and [`authorize`] both enforce this.
+pub const MUTATING_MEMBERS: &[&str] = &[
+    "Ban",
+    "Unban",
+    "WhitelistAdd",
+    "WhitelistRemove",
+    "Flush",
+    "Reload",
+    "Stop",
+];
+
+/// The interface's properties (all read-only).
+pub const PROPERTIES: &[&str] = &[
+    "Running",
+    "ActiveBanCount",
+    "UptimeSeconds",
+    "EventsProcessed",
+];
+
+/// The interface's signals.
+pub const SIGNALS: &[&str] = &[
+    "BanAdded",
+    "BanRemoved",
+    "AttackDetected",
+    "DaemonStarted",
+    "DaemonStopping",
+];
+
+/// Says whether `member` (a method of [`INTERFACE`]) needs uid 0 or group [`PRIVILEGED_GROUP`].
+pub fn is_mutating(member: &str) -> bool {
+    MUTATING_MEMBERS.contains(&member)
+}
+
+/// Keys of the `Status()` dictionary and the types of their values. A daemon may add keys;
+/// clients ignore keys they do not know.
+pub mod status_keys {
+    /// `b`: always true when the daemon answers.
+    pub const RUNNING: &str = "running";
+    /// `s`: the daemon's version (`CARGO_PKG_VERSION`).
+    pub const VERSION: &str = "version";
+    /// `t`: seconds since the daemon started.
+    pub const UPTIME_SECONDS: &str = "uptime_seconds";
+    /// `t`: bans currently active.
+    pub const ACTIVE_BANS: &str = "active_bans";
+    /// `t`: events counted since start.
+    pub const EVENTS_PROCESSED: &str = "events_processed";
+    /// `as`: the names of the enabled services.
+    pub const SERVICES: &str = "services";
+    /// `u`: `[general] default_ban_duration` in seconds (0 = permanent). `crmonctl ban` without
+    /// `-d` sends this value, or 3600 when the key is absent.
+    pub const DEFAULT_BAN_DURATION: &str = "default_ban_duration";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_partitioned() {
+        for m in READ_ONLY_MEMBERS {
+            assert!(
+                !is_mutating(m),
+                "{m} is listed as both read-only and mutating"
+            );
+        }
+        let mut all: Vec<&str> = READ_ONLY_MEMBERS
+            .iter()
+            .chain(MUTATING_MEMBERS)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 14, "DESIGN.md §6 has 14 methods: {all:?}");
+    }
+}
