@@ -1,9 +1,13 @@
 //! Helpers for crmonban's privileged tests (dev-dependency only): network namespaces that are
 //! removed on drop (even when the test panics), veth links between them, running code inside a
 //! namespace on a thread of its own (`setns`, so the test thread and the host stay untouched),
-//! and UDP/TCP probes that tell whether packets get through.
+//! and UDP/TCP probes that tell whether packets get through; a private `dbus-daemon` configured
+//! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`]).
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
+
+mod bus;
+pub use bus::{NOBODY, PrivateBus, command_as};
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
