@@ -85,12 +85,28 @@ impl Engine {
     ///
     /// Bans in the store whose target is protected now (whitelisted since, or this host's
     /// address) are ended with reason "whitelisted" or "protected" instead of restored.
-    #[instrument(name = "engine_start", skip_all)]
+    ///
+    /// Call it from within a tokio runtime; the engine's tasks run there. No subscriber can
+    /// exist before it returns, so nobody sees that `DaemonStarted`: use
+    /// [`Engine::start_subscribed`] for a receiver that does.
     pub async fn start(
         options: EngineOptions,
         firewall: Box<dyn FirewallBackend>,
         store: Store,
     ) -> Result<Engine, EngineError> {
+        Engine::start_subscribed(options, firewall, store)
+            .await
+            .map(|(engine, _)| engine)
+    }
+
+    /// [`Engine::start`], also returning a receiver subscribed before
+    /// [`EngineEvent::DaemonStarted`] was sent (the daemon forwards it as a D-Bus signal).
+    #[instrument(name = "engine_start", skip_all)]
+    pub async fn start_subscribed(
+        options: EngineOptions,
+        firewall: Box<dyn FirewallBackend>,
+        store: Store,
+    ) -> Result<(Engine, broadcast::Receiver<EngineEvent>), EngineError> {
         let kernel = Kernel::spawn(firewall)?;
         let host = match kernel.host_addresses().await? {
             Ok(addrs) => addrs,
@@ -134,7 +150,7 @@ impl Engine {
         );
 
         let (activity, activity_queue) = ActivityLog::new();
-        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        let (events, first_subscriber) = broadcast::channel(options.event_capacity.max(1));
         let (stop, _) = watch::channel(false);
         let restored_count = restored.len();
         let inner = Arc::new(Inner {
@@ -193,7 +209,7 @@ impl Engine {
             format!("restored {restored_count} bans"),
         );
         inner.emit(EngineEvent::DaemonStarted);
-        Ok(Engine { inner })
+        Ok((Engine { inner }, first_subscriber))
     }
 
     /// Bans a target: refused when it is protected; otherwise the kernel first, then the
@@ -237,8 +253,8 @@ impl Engine {
         let changes: ChangeSet = {
             let index = inner.index_read();
             let mut changes = ChangeSet::new();
-            for ban in index.active(i64::MIN) {
-                changes.remove(ban.target);
+            for target in index.targets() {
+                changes.remove(*target);
             }
             changes
         };
@@ -320,10 +336,9 @@ impl Engine {
         inner.reload_whitelist().await?;
         let forbidden: Vec<Target> = inner
             .index_read()
-            .active(i64::MIN)
-            .into_iter()
-            .map(|ban| ban.target)
+            .targets()
             .filter(|banned| overlaps(banned, target))
+            .copied()
             .collect();
         for banned in forbidden {
             if let Err(error) = inner.unban_locked(&banned, "whitelisted").await {

@@ -74,6 +74,11 @@ impl BanIndex {
         }
     }
 
+    /// Every banned target, expired-but-not-yet-swept ones included.
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.bans.keys()
+    }
+
     /// Empties the index and returns what it held.
     pub(crate) fn take_all(&mut self) -> Vec<Ban> {
         self.net_prefixes.clear();

@@ -796,9 +796,11 @@ async fn started_event_and_options_from_config() {
     config.general.default_ban_duration = BanDuration::Timed(Duration::from_secs(77));
     let options = EngineOptions::from_config(&config);
     let (_dir, store) = temp_store().await;
-    let engine = Engine::start(options, Box::new(SharedBackend::new()), store)
-        .await
-        .unwrap();
+    let (engine, mut events) =
+        Engine::start_subscribed(options, Box::new(SharedBackend::new()), store)
+            .await
+            .unwrap();
+    assert!(matches!(events.try_recv(), Ok(EngineEvent::DaemonStarted)));
     let ban = engine.ban(request("198.51.100.80", None)).await.unwrap();
     assert_eq!(ban.expires_at, Some(ban.banned_at + 77));
     assert!(!engine.firewall_description().is_empty());

@@ -1,0 +1,222 @@
+//! The engine over the real NftBackend, inside network namespaces of its own (removed on
+//! drop): packets from a banned peer are dropped, this host's addresses are refused, a
+//! restart after a kill restores the bans, and a flushed ruleset is repaired. Each engine is
+//! started from a thread inside its namespace, so its firewall thread lives there too.
+//! These tests panic without root.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use crmonban_engine::{Engine, EngineError, EngineEvent};
+use crmonban_firewall::{NftBackend, NftOptions};
+use crmonban_store::Store;
+use crmonban_testutil::{End, NetNs, connect, require_root, udp_reaches};
+
+const WAIT: Duration = Duration::from_millis(700);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens the store and starts an engine over nftables; call on a thread in the namespace.
+async fn start_engine(db: &Path) -> Engine {
+    let store = Store::open(db).await.unwrap();
+    let nft = NftBackend::new(NftOptions::default()).unwrap();
+    Engine::start(quick_options(), Box::new(nft), store)
+        .await
+        .unwrap()
+}
+
+fn set_holds(ns: &NetNs, set: &str, element: &str) -> bool {
+    let listing = ns.nft(&["list", "set", "inet", "crmonban", set]);
+    listing
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .any(|word| word == element)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn root_bans_drop_packets_and_host_addresses_are_refused() {
+    require_root();
+    let host = NetNs::new("eng-h");
+    let peer = NetNs::new("eng-p");
+    connect(
+        End {
+            ns: &host,
+            v4: "10.77.0.1/24",
+            v6: "fd77::1/64",
+        },
+        End {
+            ns: &peer,
+            v4: "10.77.0.2/24",
+            v6: "fd77::2/64",
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+
+    host.run(|| {
+        let rt = runtime();
+        let engine = rt.block_on(start_engine(&db));
+        assert!(
+            engine.firewall_description().contains("libnftables"),
+            "{}",
+            engine.firewall_description()
+        );
+        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
+        assert!(udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+
+        rt.block_on(async {
+            engine.ban(request("10.77.0.2", None)).await.unwrap();
+            engine.ban(request("fd77::2", secs(600))).await.unwrap();
+            engine
+                .ban(request("10.88.0.0/16", secs(600)))
+                .await
+                .unwrap();
+        });
+        assert!(set_holds(&host, "blocked_v4", "10.77.0.2"));
+        assert!(set_holds(&host, "blocked_v6", "fd77::2"));
+        assert!(set_holds(&host, "blocked_v4_net", "10.88.0.0/16"));
+        assert!(!udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
+        assert!(!udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+
+        // This namespace's own addresses, and networks around them, are never banned.
+        rt.block_on(async {
+            for (target, why) in [
+                ("10.77.0.1", "10.77.0.1 is an address of this host"),
+                (
+                    "10.0.0.0/8",
+                    "10.0.0.0/8 contains this host's address 10.77.0.1",
+                ),
+                ("fd77::1", "fd77::1 is an address of this host"),
+            ] {
+                let error = engine.ban(request(target, None)).await.unwrap_err();
+                assert!(
+                    matches!(error, EngineError::Protected { .. }),
+                    "{target}: {error:?}"
+                );
+                assert!(error.to_string().contains(why), "{error}");
+            }
+            // An address added after start is protected from the next refresh on (every
+            // repair probe re-reads them).
+            engine.check_protected(&t("10.66.0.1")).unwrap();
+            host.ip(&["addr", "add", "10.66.0.1/32", "dev", "lo"]);
+            engine.repair_if_needed().await.unwrap();
+            let error = engine.check_protected(&t("10.66.0.1")).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("10.66.0.1 is an address of this host"),
+                "{error}"
+            );
+        });
+        assert!(!set_holds(&host, "blocked_v4", "10.77.0.1"));
+
+        rt.block_on(async {
+            assert!(engine.unban(&t("10.77.0.2"), "unban").await.unwrap());
+            assert!(engine.unban(&t("fd77::2"), "unban").await.unwrap());
+        });
+        assert!(!set_holds(&host, "blocked_v4", "10.77.0.2"));
+        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
+        assert!(udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+
+        rt.block_on(async {
+            assert_eq!(engine.flush().await.unwrap(), 1);
+            engine.shutdown().await;
+        });
+        assert!(!set_holds(&host, "blocked_v4_net", "10.88.0.0/16"));
+    });
+}
+
+#[test]
+fn root_restart_after_a_kill_restores_and_a_flushed_ruleset_is_repaired() {
+    require_root();
+    let ns = NetNs::new("eng-r");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+
+    ns.run(|| {
+        {
+            let rt = runtime();
+            rt.block_on(async {
+                let engine = start_engine(&db).await;
+                engine.ban(request("198.51.100.5", None)).await.unwrap();
+                engine
+                    .ban(request("2001:db8::5", secs(3600)))
+                    .await
+                    .unwrap();
+                engine.ban(request("203.0.113.0/24", None)).await.unwrap();
+                // No shutdown: the daemon is killed, its runtime goes with it.
+                drop(engine);
+            });
+        }
+        assert!(set_holds(&ns, "blocked_v4", "198.51.100.5"));
+
+        // While it was down the kernel changed behind its back.
+        ns.nft(&[
+            "delete",
+            "element",
+            "inet",
+            "crmonban",
+            "blocked_v6",
+            "{ 2001:db8::5 }",
+        ]);
+        ns.nft(&[
+            "add",
+            "element",
+            "inet",
+            "crmonban",
+            "blocked_v4",
+            "{ 198.51.100.99 }",
+        ]);
+
+        let rt = runtime();
+        rt.block_on(async {
+            let engine = start_engine(&db).await;
+            assert_eq!(engine.active_ban_count(), 3);
+            assert!(set_holds(&ns, "blocked_v4", "198.51.100.5"));
+            assert!(set_holds(&ns, "blocked_v6", "2001:db8::5"));
+            assert!(set_holds(&ns, "blocked_v4_net", "203.0.113.0/24"));
+            assert!(
+                !set_holds(&ns, "blocked_v4", "198.51.100.99"),
+                "restore leaves only what the database holds"
+            );
+            let v6 = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v6"]);
+            assert!(
+                v6.contains("expires"),
+                "the timed ban keeps a timeout: {v6}"
+            );
+
+            let mut events = engine.subscribe();
+            ns.nft(&["flush", "ruleset"]);
+            let repaired = wait_for(&mut events, Duration::from_secs(5), "LayoutRepaired", |e| {
+                matches!(e, EngineEvent::LayoutRepaired { .. })
+            })
+            .await;
+            assert!(
+                matches!(repaired, EngineEvent::LayoutRepaired { bans: 3 }),
+                "{repaired:?}"
+            );
+            assert!(set_holds(&ns, "blocked_v4", "198.51.100.5"));
+            assert!(set_holds(&ns, "blocked_v6", "2001:db8::5"));
+            assert!(set_holds(&ns, "blocked_v4_net", "203.0.113.0/24"));
+
+            engine.shutdown().await;
+        });
+        assert!(
+            set_holds(&ns, "blocked_v4", "198.51.100.5"),
+            "bans stay in the kernel after a shutdown"
+        );
+    });
+}
