@@ -178,6 +178,7 @@ impl Engine {
             tokio::spawn(
                 run_every(
                     Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
                     inner.options.expiry_interval,
                     Periodic::Expiry,
                 )
@@ -186,6 +187,7 @@ impl Engine {
             tokio::spawn(
                 run_every(
                     Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
                     inner.options.repair_interval,
                     Periodic::Repair,
                 )
@@ -194,6 +196,7 @@ impl Engine {
             tokio::spawn(
                 run_every(
                     Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
                     HOST_ADDRESS_REFRESH,
                     Periodic::HostAddresses,
                 )
@@ -715,17 +718,23 @@ enum Periodic {
 /// Runs `job` every `period` until the engine stops or is dropped. Holds only a weak
 /// reference between runs, so dropping every [`Engine`] handle ends the task (and with the
 /// engine the firewall thread).
-async fn run_every(engine: Weak<Inner>, period: Duration, job: Periodic) {
-    let mut stop = match engine.upgrade() {
-        Some(inner) => inner.stop.subscribe(),
-        None => return,
-    };
+/// `stop` is subscribed before the task is spawned, so a shutdown that comes before its
+/// first poll is still seen.
+async fn run_every(
+    engine: Weak<Inner>,
+    mut stop: watch::Receiver<bool>,
+    period: Duration,
+    job: Periodic,
+) {
     let mut ticker = tokio::time::interval(period.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; start and restore have just done each job.
     ticker.tick().await;
     let mut failing = false;
     loop {
+        if *stop.borrow() {
+            return;
+        }
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,

@@ -23,8 +23,8 @@ pub enum EngineError {
     /// The store failed; the firewall was put back as it was.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The engine has been shut down (or its firewall thread is gone).
-    #[error("the crmonban engine has been shut down")]
+    /// The engine has been shut down (or its firewall thread ended unexpectedly).
+    #[error("the crmonban engine has been shut down (or its firewall thread has ended)")]
     Stopped,
 }
 

@@ -805,3 +805,15 @@ async fn started_event_and_options_from_config() {
     assert_eq!(ban.expires_at, Some(ban.banned_at + 77));
     assert!(!engine.firewall_description().is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_right_after_start_returns() {
+    // On a current-thread runtime the tasks have not run once when shutdown begins.
+    let (_dir, store) = temp_store().await;
+    let engine = Engine::start(quick_options(), Box::new(SharedBackend::new()), store)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
+        .await
+        .expect("shutdown hung");
+}
