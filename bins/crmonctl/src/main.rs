@@ -1,1 +1,306 @@
-fn main() {}
+//! crmonctl: the command-line client of crmonband. It talks only D-Bus, through the
+//! `crmonban-dbus` proxy, and never touches nftables or the database itself.
+//!
+//! Behaviour a script can rely on:
+//! - exit 0 on success; 1 when the daemon refused or failed the request, with
+//!   `crmonctl: refused: <D-Bus error name>: <message>` (a refusal: bad address, whitelisted,
+//!   protected, not enabled, access denied) or `crmonctl: failed: ...` (anything else) on
+//!   stderr; 2 on usage errors (clap); 3 when the daemon is not reachable, with
+//!   `crmonban is not running (no org.crmonban.Daemon on the system bus)` (or "session bus",
+//!   "bus at ADDR").
+//! - a removal of something absent fails (exit 1: `unban` of an address that is not banned,
+//!   `whitelist rm` of an entry that does not exist), an addition of something present
+//!   succeeds (exit 0, "already banned" / "already whitelisted"), so a typo never passes
+//!   silently and repeating an addition is harmless.
+//! - `ban` without `-d` sends the daemon's `default_ban_duration` from `Status()`, or 3600
+//!   seconds when the daemon does not report one; `-d 0` bans permanently.
+//! - `list -f json` prints an array of `{ip, reason, source, banned_at, expires_at}` (times
+//!   as unix-second numbers, `expires_at` 0 = permanent); `-f simple` one target per line;
+//!   the table shows UTC RFC 3339 times and "permanent".
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use crmonban_dbus::{BUS_NAME, BusChoice, DaemonProxy, Error, status_keys};
+use zbus::proxy::CacheProperties;
+
+use cli::{BanArgs, Cli, Command, Format, LogFormat, WhitelistCommand};
+
+/// Sent as `duration_secs` when `-d` is not given and the daemon reports no default.
+const FALLBACK_BAN_DURATION: u32 = 3600;
+
+/// Why a command did not succeed, and so which exit status it ends with.
+enum Failure {
+    /// Exit 3: no bus, or nobody owns the daemon's name.
+    Unreachable(BusChoice),
+    /// Exit 3: the daemon is there but did not answer.
+    NoAnswer(BusChoice, Error),
+    /// Exit 1: the daemon said no (or failed); the D-Bus error is shown.
+    Daemon(Error),
+    /// Exit 1: the request ran but did not do what was asked (e.g. unban of an unbanned ip).
+    Unsuccessful(String),
+    /// Exit 1: writing the output failed.
+    Output(std::io::Error),
+}
+
+impl Failure {
+    fn from_call(bus: &BusChoice, error: Error) -> Failure {
+        if error.is_unreachable() {
+            return Failure::Unreachable(bus.clone());
+        }
+        if matches!(&error, Error::ZBus(zbus::Error::FDO(e))
+            if matches!(e.as_ref(), zbus::fdo::Error::NoReply(_) | zbus::fdo::Error::Timeout(_)))
+        {
+            return Failure::NoAnswer(bus.clone(), error);
+        }
+        Failure::Daemon(error)
+    }
+
+    fn report(&self) -> ExitCode {
+        match self {
+            Failure::Unreachable(bus) => {
+                eprintln!("crmonban is not running (no {BUS_NAME} on {bus})");
+                ExitCode::from(3)
+            }
+            Failure::NoAnswer(bus, error) => {
+                eprintln!("crmonban did not answer ({BUS_NAME} on {bus}: {error})");
+                ExitCode::from(3)
+            }
+            Failure::Daemon(error) => {
+                let verdict = if is_refusal(error) {
+                    "refused"
+                } else {
+                    "failed"
+                };
+                eprintln!("crmonctl: {verdict}: {error}");
+                ExitCode::from(1)
+            }
+            Failure::Unsuccessful(message) => {
+                eprintln!("crmonctl: {message}");
+                ExitCode::from(1)
+            }
+            Failure::Output(e) => {
+                eprintln!("crmonctl: writing the output: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// A refusal is the daemon (or the bus) deciding against the request; anything else failed.
+fn is_refusal(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::InvalidAddress(_)
+            | Error::Whitelisted(_)
+            | Error::Protected(_)
+            | Error::NotEnabled(_)
+            | Error::AccessDenied(_)
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Flush { yes: false } = cli.command {
+        let mut command = Cli::command();
+        command.build();
+        let flush = command
+            .find_subcommand_mut("flush")
+            .expect("flush is a subcommand");
+        flush
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "flush lifts every ban; confirm with `crmonctl flush --yes`",
+            )
+            .exit();
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("crmonctl: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let bus = cli.bus.choice();
+    let conn = crmonban_dbus::connect(bus.clone())
+        .await
+        .map_err(|_| Failure::Unreachable(bus.clone()))?;
+    let proxy = DaemonProxy::builder(&conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(|e| Failure::from_call(&bus, e.into()))?;
+    let call = |e: Error| Failure::from_call(&bus, e);
+    let text = match cli.command {
+        Command::Status => status(&proxy).await.map_err(call)?,
+        Command::Stop => {
+            proxy.stop().await.map_err(call)?;
+            "crmonban is stopping\n".to_owned()
+        }
+        Command::Reload => {
+            if !proxy.reload().await.map_err(call)? {
+                return Err(Failure::Unsuccessful(
+                    "the daemon kept its configuration (reload refused)".into(),
+                ));
+            }
+            "configuration reloaded\n".to_owned()
+        }
+        Command::Ban(args) => ban(&proxy, args).await.map_err(call)?,
+        Command::Unban { target } => {
+            if !proxy.unban(&target).await.map_err(call)? {
+                return Err(Failure::Unsuccessful(format!("{target} was not banned")));
+            }
+            format!("unbanned {target}\n")
+        }
+        Command::List { format } => {
+            let bans = proxy.get_bans().await.map_err(call)?;
+            match format {
+                Format::Json => output::bans_json(&bans),
+                Format::Simple => bans.iter().map(|b| format!("{}\n", b.0)).collect(),
+                Format::Table if bans.is_empty() => "no active bans\n".to_owned(),
+                Format::Table => output::bans_table(&bans),
+            }
+        }
+        Command::Intel { ip, refresh, json } => {
+            let intel = proxy.get_intel(&ip, refresh).await.map_err(call)?;
+            if json {
+                format!("{}\n", intel.trim_end())
+            } else {
+                output::json_as_key_values(&intel)
+            }
+        }
+        Command::Whitelist(command) => whitelist(&proxy, command, &bus).await?,
+        Command::Logs { limit, format } => {
+            let entries = proxy.get_logs(limit).await.map_err(call)?;
+            match format {
+                LogFormat::Json => output::logs_json(&entries),
+                LogFormat::Table if entries.is_empty() => "no activity\n".to_owned(),
+                LogFormat::Table => output::logs_table(&entries),
+            }
+        }
+        Command::Stats { json } => {
+            let stats = proxy.get_stats().await.map_err(call)?;
+            if json {
+                format!("{}\n", stats.trim_end())
+            } else {
+                output::json_as_key_values(&stats)
+            }
+        }
+        Command::Flush { .. } => {
+            let removed = proxy.flush().await.map_err(call)?;
+            let plural = if removed == 1 { "" } else { "s" };
+            format!("lifted {removed} ban{plural}\n")
+        }
+    };
+    output::print(&text).map_err(Failure::Output)
+}
+
+async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
+    let mut status = proxy.status().await?;
+    // Known keys first, in the contract's order, then whatever else the daemon reports.
+    let known = [
+        status_keys::RUNNING,
+        status_keys::VERSION,
+        status_keys::UPTIME_SECONDS,
+        status_keys::ACTIVE_BANS,
+        status_keys::EVENTS_PROCESSED,
+        status_keys::SERVICES,
+        status_keys::DEFAULT_BAN_DURATION,
+    ];
+    let mut pairs = Vec::new();
+    for key in known {
+        if let Some(value) = status.remove(key) {
+            let text = match key {
+                status_keys::UPTIME_SECONDS => output::variant_u64(&value).map(|s| {
+                    if s == 0 {
+                        "0s".to_owned()
+                    } else {
+                        output::duration_text(s)
+                    }
+                }),
+                status_keys::DEFAULT_BAN_DURATION => {
+                    output::variant_u64(&value).map(output::duration_text)
+                }
+                _ => None,
+            }
+            .unwrap_or_else(|| output::variant_text(&value));
+            pairs.push((key.to_owned(), text));
+        }
+    }
+    let mut rest: Vec<_> = status.into_iter().collect();
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.extend(rest.into_iter().map(|(k, v)| (k, output::variant_text(&v))));
+    Ok(output::key_values(&pairs))
+}
+
+async fn ban(proxy: &DaemonProxy<'_>, args: BanArgs) -> Result<String, Error> {
+    let duration = match args.duration {
+        Some(secs) => secs,
+        None => proxy
+            .status()
+            .await?
+            .get(status_keys::DEFAULT_BAN_DURATION)
+            .and_then(|v| output::variant_u64(v))
+            .and_then(|secs| u32::try_from(secs).ok())
+            .unwrap_or(FALLBACK_BAN_DURATION),
+    };
+    let target = &args.target;
+    if !proxy.ban(target, duration, &args.reason).await? {
+        return Ok(format!("{target} was already banned\n"));
+    }
+    Ok(if duration == 0 {
+        format!("banned {target} permanently\n")
+    } else {
+        format!(
+            "banned {target} for {}\n",
+            output::duration_text(duration.into())
+        )
+    })
+}
+
+async fn whitelist(
+    proxy: &DaemonProxy<'_>,
+    command: WhitelistCommand,
+    bus: &BusChoice,
+) -> Result<String, Failure> {
+    let call = |e: Error| Failure::from_call(bus, e);
+    Ok(match command {
+        WhitelistCommand::Add { target, comment } => {
+            if proxy.whitelist_add(&target, &comment).await.map_err(call)? {
+                format!("whitelisted {target}\n")
+            } else {
+                format!("{target} was already whitelisted\n")
+            }
+        }
+        WhitelistCommand::Rm { target } => {
+            if !proxy.whitelist_remove(&target).await.map_err(call)? {
+                return Err(Failure::Unsuccessful(format!(
+                    "{target} was not whitelisted"
+                )));
+            }
+            format!("removed {target} from the whitelist\n")
+        }
+        WhitelistCommand::List { format } => {
+            let entries = proxy.get_whitelist().await.map_err(call)?;
+            match format {
+                Format::Json => output::whitelist_json(&entries),
+                Format::Simple => entries.iter().map(|e| format!("{}\n", e.0)).collect(),
+                Format::Table if entries.is_empty() => "the whitelist is empty\n".to_owned(),
+                Format::Table => output::whitelist_table(&entries),
+            }
+        }
+    })
+}

@@ -1,0 +1,191 @@
+//! crmonctl's command line (DESIGN.md §5), parsed by clap: a usage error exits 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use crmonban_dbus::BusChoice;
+
+/// Control crmonband, the crmonban intrusion-prevention daemon, over D-Bus.
+///
+/// Exit status: 0 success; 1 the daemon refused or failed the request (the D-Bus error name
+/// and message on stderr); 2 usage error; 3 the daemon is not reachable.
+#[derive(Debug, Parser)]
+#[command(name = "crmonctl", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which bus to find the daemon on (the system bus unless told otherwise).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct BusArgs {
+    /// Use the system bus (default; honours DBUS_SYSTEM_BUS_ADDRESS)
+    #[arg(long, global = true)]
+    pub system: bool,
+    /// Use the session bus
+    #[arg(long, global = true)]
+    pub session: bool,
+    /// Use the bus at this D-Bus address (e.g. unix:path=/run/dbus/system_bus_socket)
+    #[arg(long, value_name = "ADDR", global = true, value_parser = parse_address)]
+    pub address: Option<String>,
+}
+
+impl BusArgs {
+    pub fn choice(&self) -> BusChoice {
+        match (&self.address, self.session) {
+            (Some(address), _) => BusChoice::Address(address.clone()),
+            (None, true) => BusChoice::Session,
+            (None, false) => BusChoice::System,
+        }
+    }
+}
+
+fn parse_address(text: &str) -> Result<String, String> {
+    text.parse::<zbus::Address>()
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a D-Bus address: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the daemon's status
+    Status,
+    /// Stop the daemon (bans stay in the kernel)
+    Stop,
+    /// Make the daemon re-read its configuration
+    Reload,
+    /// Ban an address or network
+    Ban(BanArgs),
+    /// Lift a ban
+    Unban {
+        /// Address or CIDR network, as banned
+        #[arg(value_name = "IP|CIDR")]
+        target: String,
+    },
+    /// List the active bans
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show what is known about an address (GeoIP, ASN, rDNS, WHOIS, reputation)
+    Intel {
+        /// Address to look up
+        ip: String,
+        /// Look it up again instead of using the cache
+        #[arg(short, long)]
+        refresh: bool,
+        /// Print the daemon's JSON as is
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Show or change the whitelist
+    #[command(subcommand)]
+    Whitelist(WhitelistCommand),
+    /// Show the activity log (newest first)
+    Logs {
+        /// How many entries
+        #[arg(short, long, default_value_t = 50)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t = LogFormat::Table)]
+        format: LogFormat,
+    },
+    /// Show the daemon's statistics
+    Stats {
+        /// Print the daemon's JSON as is
+        #[arg(short, long)]
+        json: bool,
+    },
+    /// Lift every ban (needs --yes)
+    Flush {
+        /// Confirm: really lift every ban
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    /// Address or CIDR network to ban
+    #[arg(value_name = "IP|CIDR")]
+    pub target: String,
+    /// Ban duration in seconds; 0 = permanent [default: the daemon's default_ban_duration,
+    /// else 3600]
+    #[arg(short, long, value_name = "SECS")]
+    pub duration: Option<u32>,
+    /// Why (recorded with the ban) [default: chosen by the daemon]
+    #[arg(short, long, default_value = "", hide_default_value = true)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WhitelistCommand {
+    /// Never ban this address or network
+    Add {
+        /// Address or CIDR network
+        #[arg(value_name = "IP|CIDR")]
+        target: String,
+        /// Note kept with the entry
+        #[arg(short, long, default_value = "", hide_default_value = true)]
+        comment: String,
+    },
+    /// Remove an entry
+    #[command(alias = "remove")]
+    Rm {
+        /// Address or CIDR network, as listed
+        #[arg(value_name = "IP|CIDR")]
+        target: String,
+    },
+    /// List the entries
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// How lists are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns with human-readable UTC times
+    Table,
+    /// A JSON array of objects with fixed keys and unix-second times
+    Json,
+    /// One address or network per line
+    Simple,
+}
+
+/// How the activity log is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Aligned columns with human-readable UTC times
+    Table,
+    /// A JSON array of {time, action, target, detail}
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bus_flags() {
+        let cli = Cli::try_parse_from(["crmonctl", "status"]).unwrap();
+        assert_eq!(cli.bus.choice(), BusChoice::System);
+        let cli = Cli::try_parse_from(["crmonctl", "status", "--session"]).unwrap();
+        assert_eq!(cli.bus.choice(), BusChoice::Session);
+        let cli =
+            Cli::try_parse_from(["crmonctl", "--address", "unix:path=/tmp/x", "list"]).unwrap();
+        assert_eq!(
+            cli.bus.choice(),
+            BusChoice::Address("unix:path=/tmp/x".into())
+        );
+        assert!(Cli::try_parse_from(["crmonctl", "--system", "--session", "status"]).is_err());
+        assert!(Cli::try_parse_from(["crmonctl", "--address", "nonsense", "status"]).is_err());
+    }
+}
