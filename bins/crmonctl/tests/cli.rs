@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 
 use crmonban_testutil::{NOBODY, PrivateBus};
-use support::{FakeDaemon, NOW, Run, crmonctl, run_as, run_at};
+use support::{Callers, FakeDaemon, NOW, Run, crmonctl, run_as, run_at};
 
 fn policy_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dbus/org.crmonban.Daemon.conf")
@@ -106,7 +106,7 @@ fn no_daemon_exits_3_and_says_so() {
 #[test]
 fn ban_then_list_shows_it_in_every_format() {
     let bus = PrivateBus::open();
-    let daemon = FakeDaemon::start(bus.address(), None);
+    let daemon = FakeDaemon::start(bus.address(), None, Callers::Trusted);
     let a = bus.address();
 
     let r = run_at(a, &["ban", "192.0.2.7", "-d", "60", "-r", "test"]);
@@ -199,7 +199,7 @@ fn ban_then_list_shows_it_in_every_format() {
 #[test]
 fn ban_without_duration_sends_the_daemons_default_or_3600() {
     let bus = PrivateBus::open();
-    let daemon = FakeDaemon::start(bus.address(), Some(600));
+    let daemon = FakeDaemon::start(bus.address(), Some(600), Callers::Trusted);
     let r = run_at(bus.address(), &["ban", "192.0.2.8"]);
     assert_eq!(
         (r.code, r.stdout.as_str()),
@@ -210,7 +210,7 @@ fn ban_without_duration_sends_the_daemons_default_or_3600() {
     assert_eq!((ban.1.as_str(), ban.4 - ban.3), ("manual ban", 600));
     drop(daemon);
 
-    let daemon = FakeDaemon::start(bus.address(), None);
+    let daemon = FakeDaemon::start(bus.address(), None, Callers::Trusted);
     let r = run_at(bus.address(), &["ban", "192.0.2.9"]);
     assert_eq!(
         (r.code, r.stdout.as_str()),
@@ -224,7 +224,7 @@ fn ban_without_duration_sends_the_daemons_default_or_3600() {
 #[test]
 fn refusals_exit_1_with_the_dbus_error_name() {
     let bus = PrivateBus::open();
-    let _daemon = FakeDaemon::start(bus.address(), None);
+    let _daemon = FakeDaemon::start(bus.address(), None, Callers::Trusted);
     let r = run_at(bus.address(), &["ban", "127.0.0.1"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
@@ -255,7 +255,7 @@ fn refusals_exit_1_with_the_dbus_error_name() {
 #[test]
 fn every_command_round_trips() {
     let bus = PrivateBus::open();
-    let daemon = FakeDaemon::start(bus.address(), Some(0));
+    let daemon = FakeDaemon::start(bus.address(), Some(0), Callers::Trusted);
     let a = bus.address();
     let ok = |args: &[&str]| -> String {
         let r = run_at(a, args);
@@ -348,7 +348,7 @@ fn every_command_round_trips() {
 fn root_policy_lets_everyone_read_and_only_root_change() {
     crmonban_testutil::require_root();
     let bus = PrivateBus::system_like(&policy_file());
-    let daemon = FakeDaemon::start(bus.address(), None);
+    let daemon = FakeDaemon::start(bus.address(), None, Callers::Checked);
     let a = bus.address();
 
     // Read-only members are open to uid 65534.
@@ -400,7 +400,7 @@ fn root_daemon_refuses_nobody_when_the_policy_is_missing() {
     crmonban_testutil::require_root();
     // An open bus stands for a missing or edited policy file: the daemon's own check remains.
     let bus = PrivateBus::open();
-    let daemon = FakeDaemon::start(bus.address(), None);
+    let daemon = FakeDaemon::start(bus.address(), None, Callers::Checked);
     let r = run_as(NOBODY, bus.address(), &["ban", "192.0.2.7", "-d", "60"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(

@@ -1,7 +1,9 @@
 //! A fake crmonband for crmonctl's tests: the `org.crmonban.Daemon` interface over an
 //! in-memory list of bans, served by zbus on a private bus from a thread of its own, plus
-//! helpers to run the crmonctl binary. It checks callers with `crmonban_dbus::authorize` like
-//! the real daemon, and refuses loopback targets with `org.crmonban.Error.Protected`.
+//! helpers to run the crmonctl binary. It refuses loopback targets with
+//! `org.crmonban.Error.Protected`, and — when started with [`Callers::Checked`] — checks callers
+//! with `crmonban_dbus::authorize` like the real daemon (which only root can pass, so the
+//! unprivileged round-trip tests use [`Callers::Trusted`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,9 +30,19 @@ pub struct State {
 /// Fixed "now" of the fake daemon, so that outputs are predictable.
 pub const NOW: i64 = 1_764_090_360; // 2025-11-25T17:06:00Z
 
+/// Whether the fake daemon checks who calls its mutating members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callers {
+    /// Like crmonband: `crmonban_dbus::authorize` in every method.
+    Checked,
+    /// Anyone may do anything (tests that run without root).
+    Trusted,
+}
+
 struct Daemon {
     state: Arc<Mutex<State>>,
     default_ban_duration: Option<u32>,
+    callers: Callers,
 }
 
 fn check_target(text: &str) -> Result<IpAddr, Error> {
@@ -45,6 +57,13 @@ fn check_target(text: &str) -> Result<IpAddr, Error> {
 }
 
 impl Daemon {
+    async fn authorize(&self, conn: &Connection, hdr: &Header<'_>) -> Result<(), Error> {
+        match self.callers {
+            Callers::Checked => authorize(conn, hdr).await,
+            Callers::Trusted => Ok(()),
+        }
+    }
+
     fn record(&self, member: &str) -> std::sync::MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap();
         state.calls.push(member.to_owned());
@@ -96,7 +115,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         let addr = check_target(&ip)?;
         if addr.is_loopback() {
             return Err(Error::Protected(format!("{ip} is a loopback address")));
@@ -130,7 +149,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         let mut state = self.record("Unban");
         let before = state.bans.len();
         state.bans.retain(|b| b.0 != ip);
@@ -160,7 +179,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         check_target(&net)?;
         let mut state = self.record("WhitelistAdd");
         if state.whitelist.iter().any(|w| w.0 == net) {
@@ -176,7 +195,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         let mut state = self.record("WhitelistRemove");
         let before = state.whitelist.len();
         state.whitelist.retain(|w| w.0 != net);
@@ -206,7 +225,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<u32, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         let mut state = self.record("Flush");
         let n = state.bans.len() as u32;
         state.bans.clear();
@@ -218,7 +237,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         drop(self.record("Reload"));
         Ok(true)
     }
@@ -228,7 +247,7 @@ impl Daemon {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        authorize(conn, &hdr).await?;
+        self.authorize(conn, &hdr).await?;
         self.record("Stop").stopped = true;
         Ok(())
     }
@@ -254,11 +273,12 @@ pub struct FakeDaemon {
 impl FakeDaemon {
     /// Serves `org.crmonban.Daemon` on the bus at `address`; `Status()` reports
     /// `default_ban_duration` when given.
-    pub fn start(address: &str, default_ban_duration: Option<u32>) -> FakeDaemon {
+    pub fn start(address: &str, default_ban_duration: Option<u32>, callers: Callers) -> FakeDaemon {
         let state = Arc::new(Mutex::new(State::default()));
         let daemon = Daemon {
             state: state.clone(),
             default_ban_duration,
+            callers,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
