@@ -68,7 +68,9 @@ impl Element {
         let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
         Element {
             target,
-            expiry: Expiry::At(now_unix().saturating_add(secs.min(i64::MAX as u64) as i64)),
+            // From the rounded-up clock, so the kernel gets the full duration when it is
+            // applied within the same second.
+            expiry: Expiry::At(timeout_clock().saturating_add(secs.min(i64::MAX as u64) as i64)),
         }
     }
 
@@ -230,6 +232,17 @@ impl fmt::Display for Element {
 }
 
 pub(crate) use crmonban_core::unix_now as now_unix;
+
+/// The clock kernel timeouts are computed from: the current second rounded UP. Expiries are
+/// whole Unix seconds, so a timeout of `expires_at - timeout_clock()` ends the element in the
+/// kernel at or less than a second before `expires_at`, never after: when the database says a
+/// ban has expired, the kernel has already let it go.
+pub(crate) fn timeout_clock() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() as i64 + i64::from(now.subsec_nanos() > 0)
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ use tracing::debug;
 
 use crate::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
-    merge_networks, now_unix,
+    merge_networks, now_unix, timeout_clock,
 };
 use batch::BatchBuilder;
 use runner::{CliRunner, Runner};
@@ -197,6 +197,7 @@ impl FirewallBackend for NftBackend {
             return Ok(report);
         }
         let now = now_unix();
+        let clock = timeout_clock();
         let mut nets = self.nets.clone();
         nets.retain(|_, e| !e.is_past(now));
         let mut nets_changed = [false, false];
@@ -236,9 +237,9 @@ impl FirewallBackend for NftBackend {
         for (family, ipv4) in [(0, true), (1, false)] {
             let set = self.layout.set_for(ipv4, false);
             batch.remove_elements(&set, &removes[family]);
-            batch.add_elements(&set, &adds[family], now);
+            batch.add_elements(&set, &adds[family], clock);
         }
-        let (written, merged) = self.write_nets(&mut batch, &nets, nets_changed, now);
+        let (written, merged) = self.write_nets(&mut batch, &nets, nets_changed, clock);
         report.interval_elements = written;
         report.networks_merged = merged;
         run(&mut *self.runner, batch)?;
@@ -249,6 +250,7 @@ impl FirewallBackend for NftBackend {
 
     fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError> {
         let now = now_unix();
+        let clock = timeout_clock();
         let mut batch = BatchBuilder::new(&self.layout);
         batch.recreate_layout();
         let mut singles: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
@@ -270,7 +272,7 @@ impl FirewallBackend for NftBackend {
             }
         }
         for (family, ipv4) in [(0, true), (1, false)] {
-            batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], now);
+            batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], clock);
         }
         // The sets were created empty above, so only the element additions are needed here.
         let list: Vec<(IpNet, Expiry)> = nets.iter().map(|(n, e)| (*n, *e)).collect();
@@ -280,7 +282,7 @@ impl FirewallBackend for NftBackend {
                 .iter()
                 .filter(|iv| iv.lo.is_ipv4() == ipv4)
                 .collect();
-            batch.add_intervals(&self.layout.set_for(ipv4, true), &mine, now);
+            batch.add_intervals(&self.layout.set_for(ipv4, true), &mine, clock);
         }
         report.interval_elements = intervals.len();
         report.networks_merged = merged;
