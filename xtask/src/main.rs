@@ -4,8 +4,9 @@
 //! docs/BENCHMARKS.md.
 //!
 //! - `cargo xtask test [-- <cargo test args>]`  packages, build, every test (root_* included)
-//! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband init` as root
+//! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband start -f` as root
 //! - `cargo xtask bench`                          benchmarks (root), written to docs/BENCHMARKS.md
+//! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
 //! - `cargo xtask deps`                           only install missing packages
 
 use std::path::{Path, PathBuf};
@@ -50,16 +51,18 @@ fn run_main() -> Result<ExitCode> {
         "test" => test(&rest),
         "run" => run_daemon(&rest),
         "bench" => bench::run(&workspace_root()),
+        "dbus-xml" => dbus_xml(),
         "deps" => {
             install_missing(TEST_PACKAGES)?;
             Ok(ExitCode::SUCCESS)
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|run|bench|deps> [-- args]\n\
+                "usage: cargo xtask <test|run|bench|dbus-xml|deps> [-- args]\n\
                  \n  test   install missing packages, build, run every test including root_*\
-                 \n  run    install missing packages, build release, run crmonband (default: init) as root\
+                 \n  run    install missing packages, build release, run crmonband start -f as root\
                  \n  bench  run the benchmarks (root) and write docs/BENCHMARKS.md\
+                 \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\
                  \n  deps   install missing Debian packages only"
             );
             Ok(ExitCode::from(2))
@@ -141,12 +144,11 @@ fn test(extra: &[String]) -> Result<ExitCode> {
 fn run_daemon(extra: &[String]) -> Result<ExitCode> {
     install_missing(RUN_PACKAGES)?;
     require_root("run")?;
+    ensure_system_bus()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "crmonband"]))?;
     let daemon = workspace_root().join("target/release/crmonband");
-    // Until the daemon lands, the main job prepares the machine: `init` ensures the nftables
-    // layout and the database and prints what it did.
     let args: Vec<String> = if extra.is_empty() {
-        vec!["init".into()]
+        vec!["start".into(), "--foreground".into()]
     } else {
         extra.to_vec()
     };
@@ -156,4 +158,69 @@ fn run_daemon(extra: &[String]) -> Result<ExitCode> {
         .status()
         .with_context(|| format!("cannot start {}", daemon.display()))?;
     Ok(ExitCode::from(st.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// Writes the introspection XML that `crmonband dbus-xml` generates from the zbus interface.
+fn dbus_xml() -> Result<ExitCode> {
+    let out = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "crmonband",
+            "--",
+            "dbus-xml",
+        ])
+        .output()
+        .context("running crmonband dbus-xml")?;
+    if !out.status.success() {
+        bail!(
+            "crmonband dbus-xml failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let path = workspace_root().join("dbus/org.crmonban.Daemon.xml");
+    std::fs::write(&path, &out.stdout).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the system bus reads extra policy files from.
+const SYSTEM_POLICY_DIR: &str = "/usr/share/dbus-1/system.d";
+const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// Installs the bus policy (without it the system bus lets nobody own org.crmonban.Daemon),
+/// and starts the system bus when none runs (containers and fresh machines without systemd),
+/// so that crmonctl reaches the daemon `cargo xtask run` starts.
+fn ensure_system_bus() -> Result<()> {
+    let policy = std::fs::read(workspace_root().join("dbus/org.crmonban.Daemon.conf"))
+        .context("reading dbus/org.crmonban.Daemon.conf")?;
+    let installed = Path::new(SYSTEM_POLICY_DIR).join("org.crmonban.Daemon.conf");
+    let changed = std::fs::read(&installed).ok().as_deref() != Some(policy.as_slice());
+    if changed {
+        std::fs::create_dir_all(SYSTEM_POLICY_DIR)?;
+        std::fs::write(&installed, &policy)
+            .with_context(|| format!("writing {}", installed.display()))?;
+        eprintln!("xtask: installed {}", installed.display());
+    }
+    if Path::new(SYSTEM_BUS_SOCKET).exists() {
+        if changed {
+            // A running bus picks up the new policy on ReloadConfig.
+            let _ = Command::new("dbus-send")
+                .args([
+                    "--system",
+                    "--type=method_call",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.ReloadConfig",
+                ])
+                .status();
+        }
+        return Ok(());
+    }
+    eprintln!("xtask: no system bus is running; starting dbus-daemon --system");
+    std::fs::create_dir_all("/run/dbus")?;
+    status(Command::new("dbus-uuidgen").arg("--ensure"))?;
+    status(Command::new("dbus-daemon").args(["--system", "--fork"]))
 }

@@ -2,10 +2,15 @@
 //! arguments, reading the config file, logging setup, exit codes; everything it does is
 //! composed from the library crates (core for config, firewall for nftables, store for SQLite).
 //!
-//! Commands available now: `init`, `gen-config`, `check-config` (DESIGN.md §5). `start` and
-//! `explain` arrive with the daemon and detection work.
+//! Commands: `start`, `init`, `gen-config`, `check-config` (DESIGN.md §5); `explain` arrives
+//! with the detection work. The hidden `dbus-xml` prints the D-Bus introspection generated from
+//! the interface code (`cargo xtask dbus-xml` writes it to dbus/).
 
 mod config_file;
+mod daemon;
+mod dbus_server;
+mod dbus_xml;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +36,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run the daemon: restore bans, protect, serve D-Bus (in the background without -f).
+    Start {
+        /// Stay in the foreground (for systemd and tests); logs go to stderr.
+        #[arg(short, long)]
+        foreground: bool,
+    },
     /// Create the nftables table, sets and chains and the database (idempotent).
     Init,
     /// Write the commented default configuration (to stdout without -o).
@@ -44,6 +55,9 @@ enum Commands {
     },
     /// Validate the configuration; print every problem with file:line; exit 1 on any.
     CheckConfig,
+    /// Print the D-Bus introspection XML of org.crmonban.Daemon, generated from the code.
+    #[command(hide = true)]
+    DbusXml,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +66,8 @@ fn main() -> ExitCode {
         Commands::GenConfig { output, force } => gen_config(output, force),
         Commands::CheckConfig => config_file::check(cli.config.as_deref()),
         Commands::Init => init(cli.config.as_deref()),
+        Commands::Start { foreground } => daemon::start(cli.config.as_deref(), foreground),
+        Commands::DbusXml => dbus_xml::print(),
     };
     match result {
         Ok(code) => code,
@@ -82,7 +98,7 @@ fn gen_config(output: Option<PathBuf>, force: bool) -> Result<ExitCode> {
 }
 
 /// The firewall layout named by `[nftables]`.
-fn layout(config: &Config) -> Layout {
+pub(crate) fn layout(config: &Config) -> Layout {
     let n = &config.nftables;
     Layout {
         table: n.table_name.as_str().to_owned(),

@@ -1,0 +1,302 @@
+//! `crmonband start`: the daemon's process concerns — background mode, pid file, logging,
+//! systemd readiness, signals (SIGTERM/SIGINT stop, SIGHUP reloads) — around the engine and
+//! the D-Bus service. Bans stay in the kernel when the daemon stops; the next start restores
+//! them from the database.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use crmonban_core::config::Config;
+use crmonban_engine::{Engine, EngineOptions};
+use crmonban_firewall::{NftBackend, NftOptions, Transport};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, RwLock};
+use tracing::{error, info, warn};
+
+use crate::config_file;
+use crate::dbus_server;
+
+/// What the D-Bus object and the signal handlers share.
+pub struct Shared {
+    pub engine: Engine,
+    pub config: RwLock<Config>,
+    /// The file the config came from (`None`: built-in defaults), re-read on reload.
+    pub config_path: Option<PathBuf>,
+    /// Whether `-c` named the file (then it must exist on reload too).
+    pub config_explicit: bool,
+    /// Asks the main loop to stop (D-Bus Stop).
+    pub stop: Notify,
+}
+
+impl Shared {
+    /// Re-reads the configuration. An invalid file is reported and the running one stays.
+    pub async fn reload(&self) -> Result<()> {
+        let path = if self.config_explicit {
+            self.config_path.as_deref()
+        } else {
+            None
+        };
+        let loaded =
+            config_file::load(path).context("reload refused, the running configuration stays")?;
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        let mut current = self.config.write().await;
+        if loaded.config.nftables != current.nftables {
+            warn!("[nftables] changed: the new table, set and chain names apply at the next start");
+        }
+        if loaded.config.dbus != current.dbus {
+            warn!("[dbus] changed: the bus choice applies at the next start");
+        }
+        *current = loaded.config;
+        info!(
+            file = %loaded.path.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}
+
+/// Runs the daemon until a stop signal or a D-Bus Stop. Without `foreground`, forks into the
+/// background first and returns in the parent once the daemon is ready (or failed).
+pub fn start(config_path: Option<&Path>, foreground: bool) -> Result<ExitCode> {
+    let loaded = config_file::load(config_path)?;
+    let config = &loaded.config;
+    refuse_if_running(&config.general.pid_file)?;
+    let ready_pipe = if foreground {
+        None
+    } else {
+        match daemonize()? {
+            Daemonized::Parent(code) => return Ok(code),
+            Daemonized::Child(pipe) => Some(pipe),
+        }
+    };
+    let log_file = if foreground {
+        None
+    } else {
+        Some(open_log_file(&config.general.state_dir)?)
+    };
+    init_logging(config.general.log_level.as_str(), log_file);
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let mut ready = Readiness(ready_pipe);
+    let outcome = run(loaded, config_path.is_some(), &mut ready);
+    if let Err(e) = &outcome {
+        error!("{e:#}");
+        ready.failed(&format!("{e:#}"));
+    }
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Result<()> {
+    let config = loaded.config;
+    let pid_file = PidFile::create(&config.general.pid_file)?;
+    // The firewall backend is created on this thread: its libnftables socket and the engine's
+    // firewall thread (spawned by Engine::start) live in this process's network namespace.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let firewall = NftBackend::new(NftOptions {
+            layout: crate::layout(&config),
+            transport: Transport::Auto,
+        })?;
+        info!(
+            "firewall: {}",
+            crmonban_firewall::FirewallBackend::describe(&firewall)
+        );
+        let db_path = &config.general.db_path;
+        if let Some(dir) = db_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let store = crmonban_store::Store::open(db_path).await?;
+        let engine = Engine::start(
+            EngineOptions::from_config(&config),
+            Box::new(firewall),
+            store,
+        )
+        .await
+        .context("starting the engine")?;
+        info!(
+            active_bans = engine.active_ban_count(),
+            "bans restored; protecting"
+        );
+        let dbus = config.dbus.clone();
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            config: RwLock::new(config.clone()),
+            config_path: loaded.path.clone(),
+            config_explicit: explicit,
+            stop: Notify::new(),
+        });
+        let bus = dbus
+            .enabled
+            .then(|| dbus_server::spawn(shared.clone(), dbus.system_bus));
+        ready.ready();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        wait_for_stop(&shared).await?;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        info!("stopping; bans stay in the kernel");
+        engine.shutdown().await;
+        if let Some(bus) = bus {
+            bus.finish().await;
+        }
+        // Checkpoints the WAL into the database file.
+        engine.store().clone().close().await;
+        Ok(())
+    });
+    drop(pid_file);
+    result
+}
+
+/// Waits for SIGTERM, SIGINT or a D-Bus Stop; SIGHUP reloads the configuration meanwhile.
+async fn wait_for_stop(shared: &Shared) -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM"); return Ok(()); }
+            _ = int.recv() => { info!("SIGINT"); return Ok(()); }
+            _ = shared.stop.notified() => { info!("stop requested over D-Bus"); return Ok(()); }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                if let Err(e) = shared.reload().await {
+                    error!("{e:#}");
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str, file: Option<File>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+fn open_log_file(state_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = state_dir.join("crmonband.log");
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The pid file, removed on drop (clean stop). A stale file from a killed daemon is replaced.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> Result<PidFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing pid file {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Refuses to start when the pid file names a live crmonband process.
+fn refuse_if_running(pid_file: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Ok(());
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if pid != std::process::id() && comm.trim() == "crmonband" {
+        bail!(
+            "crmonband is already running (pid {pid}, from {}); stop it first",
+            pid_file.display()
+        );
+    }
+    Ok(())
+}
+
+enum Daemonized {
+    Parent(ExitCode),
+    Child(OwnedFd),
+}
+
+/// Forks; the child detaches (new session, stdio on /dev/null) and keeps the write end of a
+/// pipe on which it reports readiness. The parent waits for that report so that `crmonband
+/// start` returns only once the daemon protects the host, or fails with the daemon's error.
+fn daemonize() -> Result<Daemonized> {
+    use nix::unistd::{ForkResult, fork, pipe, setsid};
+    let (read_end, write_end) = pipe().context("creating the readiness pipe")?;
+    // SAFETY: no other thread exists yet (the runtime starts after this), so the child may run
+    // arbitrary code.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut report = String::new();
+            let _ = File::from(read_end).read_to_string(&mut report);
+            if report == "ready" {
+                println!("crmonband started in the background (pid {child})");
+                Ok(Daemonized::Parent(ExitCode::SUCCESS))
+            } else if report.is_empty() {
+                eprintln!("crmonband: the daemon exited before it was ready");
+                Ok(Daemonized::Parent(ExitCode::FAILURE))
+            } else {
+                eprintln!("crmonband: {report}");
+                Ok(Daemonized::Parent(ExitCode::FAILURE))
+            }
+        }
+        ForkResult::Child => {
+            drop(read_end);
+            setsid().context("setsid")?;
+            std::env::set_current_dir("/")?;
+            let null = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            for fd in 0..=2 {
+                // SAFETY: duplicating a valid descriptor onto the standard ones.
+                unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
+            }
+            Ok(Daemonized::Child(write_end))
+        }
+    }
+}
+
+/// The background child's report to the waiting parent (nothing in the foreground).
+struct Readiness(Option<OwnedFd>);
+
+impl Readiness {
+    fn ready(&mut self) {
+        self.send("ready");
+    }
+    fn failed(&mut self, why: &str) {
+        self.send(why);
+    }
+    fn send(&mut self, what: &str) {
+        if let Some(fd) = self.0.take() {
+            let _ = File::from(fd).write_all(what.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The D-Bus service: the `org.crmonban.Daemon` object over the engine (DESIGN.md §6), the
+//! fan-out of engine events to D-Bus signals, and the bus connection's life — a missing bus at
+//! start is retried in the background while the engine keeps banning.
+//!
+//! Access: members that change state need uid 0 or membership of group `crmonban`, checked
+//! in every such method by `crmonban_dbus::authorize` from the caller's credentials (asked of
+//! the bus) as well as by the bus policy in dbus/.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crmonban_core::{BanSource, Target, config::BanDuration};
+use crmonban_dbus::{
+    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, WhitelistInfo, authorize, status_keys,
+};
+use crmonban_engine::{BanRequest, EngineError, EngineEvent};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{OwnedVariant, Variant};
+
+use crate::daemon::Shared;
+
+/// How long to wait between attempts to reach a bus that is not there.
+const BUS_RETRY: Duration = Duration::from_secs(5);
+
+/// The exported object.
+pub struct DaemonObject {
+    shared: Arc<Shared>,
+}
+
+impl DaemonObject {
+    pub fn new(shared: Arc<Shared>) -> DaemonObject {
+        DaemonObject { shared }
+    }
+
+    fn engine(&self) -> &crmonban_engine::Engine {
+        &self.shared.engine
+    }
+}
+
+fn parse_target(argument: &str, text: &str) -> Result<Target, Error> {
+    Target::parse(text).map_err(|e| Error::InvalidAddress(format!("argument {argument}: {e}")))
+}
+
+fn engine_error(e: EngineError) -> Error {
+    match e {
+        EngineError::Protected { .. } => Error::Protected(e.to_string()),
+        EngineError::Whitelisted { .. } => Error::Whitelisted(e.to_string()),
+        EngineError::Firewall(_) => Error::Firewall(e.to_string()),
+        EngineError::Store(_) => Error::Database(e.to_string()),
+        other => Error::Failed(other.to_string()),
+    }
+}
+
+fn duration_secs(ban: &crmonban_core::Ban) -> u32 {
+    ban.expires_at.map_or(0, |end| {
+        u32::try_from((end - ban.banned_at).max(1)).unwrap_or(u32::MAX)
+    })
+}
+
+#[zbus::interface(name = "org.crmonban.Daemon")]
+impl DaemonObject {
+    /// running, version, uptime_seconds, active_bans, events_processed, services,
+    /// default_ban_duration.
+    async fn status(&self) -> HashMap<String, OwnedVariant> {
+        let config = self.shared.config.read().await;
+        let services: Vec<String> = config
+            .enabled_services()
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let default_ban = config.general.default_ban_duration.as_secs();
+        let mut status = HashMap::new();
+        let mut put = |key: &str, value: Variant<'_>| {
+            if let Ok(owned) = OwnedVariant::try_from(value) {
+                status.insert(key.to_owned(), owned);
+            }
+        };
+        put(status_keys::RUNNING, Variant::from(true));
+        put(
+            status_keys::VERSION,
+            Variant::from(env!("CARGO_PKG_VERSION")),
+        );
+        put(
+            status_keys::UPTIME_SECONDS,
+            Variant::from(self.engine().uptime().as_secs()),
+        );
+        put(
+            status_keys::ACTIVE_BANS,
+            Variant::from(self.engine().active_ban_count()),
+        );
+        put(
+            status_keys::EVENTS_PROCESSED,
+            Variant::from(self.engine().events_processed()),
+        );
+        put(status_keys::SERVICES, Variant::from(services));
+        put(
+            status_keys::DEFAULT_BAN_DURATION,
+            Variant::from(default_ban),
+        );
+        status
+    }
+
+    /// Bans `ip` (address or CIDR) for `duration_secs` (0 = permanent).
+    async fn ban(
+        &self,
+        ip: &str,
+        duration_secs: u32,
+        reason: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, Error> {
+        authorize(connection, &header).await?;
+        let target = parse_target("ip", ip)?;
+        let reason = if reason.trim().is_empty() {
+            "manual ban"
+        } else {
+            reason
+        };
+        self.engine()
+            .ban(BanRequest {
+                target,
+                duration: Some(BanDuration::from_secs(duration_secs)),
+                reason: reason.to_owned(),
+                source: BanSource::Dbus,
+                service: None,
+            })
+            .await
+            .map_err(engine_error)?;
+        Ok(true)
+    }
+
+    /// Lifts a ban; false when `ip` was not banned.
+    async fn unban(
+        &self,
+        ip: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, Error> {
+        authorize(connection, &header).await?;
+        let target = parse_target("ip", ip)?;
+        self.engine()
+            .unban(&target, "unban")
+            .await
+            .map_err(engine_error)
+    }
+
+    /// Active bans: ip, reason, source, banned_at, expires_at (Unix seconds; 0 = never).
+    async fn get_bans(&self) -> Vec<BanInfo> {
+        self.engine()
+            .active_bans()
+            .into_iter()
+            .map(|b| {
+                (
+                    b.target.to_string(),
+                    b.reason,
+                    b.source.to_string(),
+                    b.banned_at,
+                    b.expires_at.unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// True when `ip` is banned, itself or inside a banned network.
+    async fn is_banned(&self, ip: &str) -> Result<bool, Error> {
+        Ok(self.engine().is_banned(&parse_target("ip", ip)?))
+    }
+
+    /// Intelligence about `ip` as JSON.
+    async fn get_intel(&self, ip: &str, refresh: bool) -> Result<String, Error> {
+        let _ = (parse_target("ip", ip)?, refresh);
+        Err(Error::NotEnabled(
+            "intel not enabled: this crmonband has no intel gathering yet".into(),
+        ))
+    }
+
+    async fn whitelist_add(
+        &self,
+        net: &str,
+        comment: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, Error> {
+        authorize(connection, &header).await?;
+        let target = parse_target("net", net)?;
+        self.engine()
+            .whitelist_add(&target, comment)
+            .await
+            .map_err(engine_error)
+    }
+
+    async fn whitelist_remove(
+        &self,
+        net: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, Error> {
+        authorize(connection, &header).await?;
+        let target = parse_target("net", net)?;
+        self.engine()
+            .whitelist_remove(&target)
+            .await
+            .map_err(engine_error)
+    }
+
+    /// network, comment, added_at (Unix seconds as text).
+    async fn get_whitelist(&self) -> Result<Vec<WhitelistInfo>, Error> {
+        let entries = self.engine().whitelist().await.map_err(engine_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.target.to_string(), e.comment, e.added_at.to_string()))
+            .collect())
+    }
+
+    /// The newest `limit` activity log entries: time, action, target, detail.
+    async fn get_logs(&self, limit: u32) -> Result<Vec<LogInfo>, Error> {
+        let entries = self
+            .engine()
+            .store()
+            .recent_activity(limit.min(10_000))
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.at,
+                    e.action,
+                    e.target.map(|t| t.to_string()).unwrap_or_default(),
+                    e.detail,
+                )
+            })
+            .collect())
+    }
+
+    /// Attack statistics as JSON (see docs/DBUS.md).
+    async fn get_stats(&self) -> Result<String, Error> {
+        crate::stats::collect(self.engine())
+            .await
+            .map_err(|e| Error::Database(e.to_string()))
+    }
+
+    /// Lifts every ban; returns how many there were.
+    async fn flush(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<u32, Error> {
+        authorize(connection, &header).await?;
+        let n = self.engine().flush().await.map_err(engine_error)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Re-reads the configuration file; an invalid file is refused and the old one stays.
+    async fn reload(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, Error> {
+        authorize(connection, &header).await?;
+        self.shared
+            .reload()
+            .await
+            .map_err(|e| Error::Failed(format!("{e:#}")))?;
+        Ok(true)
+    }
+
+    /// Stops the daemon (bans stay in the kernel).
+    async fn stop(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), Error> {
+        authorize(connection, &header).await?;
+        self.shared.stop.notify_one();
+        Ok(())
+    }
+
+    #[zbus(property)]
+    async fn running(&self) -> bool {
+        true
+    }
+
+    #[zbus(property)]
+    async fn active_ban_count(&self) -> u64 {
+        self.engine().active_ban_count()
+    }
+
+    #[zbus(property)]
+    async fn uptime_seconds(&self) -> u64 {
+        self.engine().uptime().as_secs()
+    }
+
+    #[zbus(property)]
+    async fn events_processed(&self) -> u64 {
+        self.engine().events_processed()
+    }
+
+    #[zbus(signal)]
+    async fn ban_added(
+        emitter: &SignalEmitter<'_>,
+        ip: &str,
+        reason: &str,
+        source: &str,
+        duration_secs: u32,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn ban_removed(emitter: &SignalEmitter<'_>, ip: &str, reason: &str) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn attack_detected(
+        emitter: &SignalEmitter<'_>,
+        ip: &str,
+        service: &str,
+        event_type: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn daemon_started(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn daemon_stopping(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+}
+
+/// The running D-Bus side: the connection task and the signal forwarder.
+pub struct Bus {
+    task: JoinHandle<()>,
+}
+
+impl Bus {
+    /// Lets the forwarder send what is still queued (DaemonStopping among it), then ends.
+    pub async fn finish(self) {
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
+            warn!("D-Bus forwarder did not finish in time");
+        }
+    }
+}
+
+/// Connects (retrying while the bus is absent), exports the object, takes the name, and
+/// forwards engine events as signals until the engine stops.
+pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
+    let mut events = shared.engine.subscribe();
+    let task = tokio::spawn(async move {
+        let connection = loop {
+            match connect(shared.clone(), system_bus).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(
+                        "D-Bus unavailable ({e}); banning continues, retrying in {}s",
+                        BUS_RETRY.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(BUS_RETRY) => {}
+                        _ = wait_stopping(&mut events) => return,
+                    }
+                }
+            }
+        };
+        info!(name = BUS_NAME, "D-Bus service ready");
+        let iface = match connection
+            .object_server()
+            .interface::<_, DaemonObject>(OBJECT_PATH)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                warn!("D-Bus object missing after export: {e}");
+                return;
+            }
+        };
+        let emitter = iface.signal_emitter();
+        let _ = DaemonObject::daemon_started(emitter).await;
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(
+                        missed = n,
+                        "D-Bus signal forwarder fell behind; signals dropped"
+                    );
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let sent = match &event {
+                EngineEvent::BanAdded { ban } => {
+                    DaemonObject::ban_added(
+                        emitter,
+                        &ban.target.to_string(),
+                        &ban.reason,
+                        ban.source.as_str(),
+                        duration_secs(ban),
+                    )
+                    .await
+                }
+                EngineEvent::BanRemoved { target, reason } => {
+                    DaemonObject::ban_removed(emitter, &target.to_string(), reason).await
+                }
+                EngineEvent::AttackDetected {
+                    addr,
+                    service,
+                    kind,
+                } => DaemonObject::attack_detected(emitter, &addr.to_string(), service, kind).await,
+                EngineEvent::DaemonStarted | EngineEvent::LayoutRepaired { .. } => Ok(()),
+                EngineEvent::DaemonStopping => {
+                    let _ = DaemonObject::daemon_stopping(emitter).await;
+                    break;
+                }
+            };
+            if let Err(e) = sent {
+                debug!("emitting a signal failed: {e}");
+            }
+        }
+        let _ = connection.release_name(BUS_NAME).await;
+    });
+    Bus { task }
+}
+
+async fn wait_stopping(events: &mut tokio::sync::broadcast::Receiver<EngineEvent>) {
+    loop {
+        match events.recv().await {
+            Ok(EngineEvent::DaemonStopping)
+            | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+}
+
+async fn connect(shared: Arc<Shared>, system_bus: bool) -> zbus::Result<zbus::Connection> {
+    let builder = if system_bus {
+        zbus::connection::Builder::system()
+    } else {
+        zbus::connection::Builder::session()
+    };
+    builder
+        .name(BUS_NAME)
+        .serve_at(OBJECT_PATH, DaemonObject::new(shared))
+        .build()
+        .await
+}

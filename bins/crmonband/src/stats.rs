@@ -1,0 +1,44 @@
+//! `GetStats`: attack statistics as one JSON object (documented in docs/DBUS.md).
+
+use std::collections::BTreeMap;
+
+use crmonban_engine::Engine;
+use serde_json::json;
+
+/// The window of the per-service and per-attacker figures.
+const WINDOW_SECS: i64 = 24 * 3600;
+
+pub async fn collect(engine: &Engine) -> Result<String, crmonban_store::StoreError> {
+    let since = crmonban_core::unix_now() - WINDOW_SECS;
+    let store = engine.store();
+    let by_service: BTreeMap<String, u64> = store
+        .event_counts_by_service(since)
+        .await?
+        .into_iter()
+        .collect();
+    let top: Vec<_> = store
+        .top_attackers(since, 10)
+        .await?
+        .into_iter()
+        .map(|(ip, events)| json!({"ip": ip, "events": events}))
+        .collect();
+    let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut permanent, mut networks) = (0u64, 0u64);
+    for ban in engine.active_bans() {
+        *by_source.entry(ban.source.to_string()).or_default() += 1;
+        permanent += u64::from(ban.expires_at.is_none());
+        networks += u64::from(ban.target.is_net());
+    }
+    let stats = json!({
+        "active_bans": engine.active_ban_count(),
+        "permanent_bans": permanent,
+        "network_bans": networks,
+        "bans_by_source": by_source,
+        "events_processed": engine.events_processed(),
+        "uptime_seconds": engine.uptime().as_secs(),
+        "window_seconds": WINDOW_SECS,
+        "events_by_service": by_service,
+        "top_attackers": top,
+    });
+    Ok(stats.to_string())
+}

@@ -1,0 +1,770 @@
+//! The daemon end to end, as an administrator meets it: `crmonband start -f` inside a network
+//! namespace of its own, on a private dbus-daemon configured like the system bus with the
+//! shipped policy file, driven by `crmonctl` and by a real D-Bus subscriber. Packets come from
+//! a second namespace. Every test panics without root.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crmonban_core::Target;
+use crmonban_dbus::{DaemonProxy, Error as DbusError};
+use crmonban_testutil::{End, NOBODY, NetNs, PrivateBus, command_as, connect, udp_reaches};
+use futures_util::StreamExt;
+
+const WAIT: Duration = Duration::from_millis(700);
+const ATTACKER_V4: &str = "10.77.0.1";
+const HOST_V4: &str = "10.77.0.2";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn policy_file() -> PathBuf {
+    workspace().join("dbus/org.crmonban.Daemon.conf")
+}
+
+/// The crmonctl binary of this build (built on demand when only this package was built).
+fn crmonctl_path() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let path = deps
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("crmonctl");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "crmonctl", "--bin", "crmonctl"])
+            .current_dir(workspace())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building crmonctl failed");
+    }
+    path
+}
+
+/// One daemon with its namespace, bus and state directory.
+struct Daemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    bus: PrivateBus,
+    host: NetNs,
+}
+
+impl Daemon {
+    /// A host namespace with the daemon running on a system-like bus with the shipped policy.
+    fn start(extra_config: &str) -> Daemon {
+        Daemon::start_on(
+            NetNs::new("d-host"),
+            PrivateBus::system_like(&policy_file()),
+            extra_config,
+        )
+    }
+
+    fn start_on(host: NetNs, bus: PrivateBus, extra_config: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        write_config(&config, dir.path(), extra_config);
+        let mut daemon = Daemon {
+            child: None,
+            dir,
+            config,
+            bus,
+            host,
+        };
+        daemon.spawn(&[]);
+        daemon
+    }
+
+    /// Starts `crmonband -c config start -f` from a thread inside the host namespace, and waits
+    /// until it answers on the bus.
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        let child = self.host.run(|| {
+            Command::new(env!("CARGO_BIN_EXE_crmonband"))
+                .args(["-c", self.config.to_str().unwrap(), "start", "-f"])
+                .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.ctl(&["status"]).status.success() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("crmonband exited early ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("crmonband did not answer on the bus:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn ctl_command(&self, program: Command) -> Command {
+        let mut cmd = program;
+        cmd.env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address());
+        cmd
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_command(Command::new(crmonctl_path()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ctl_as_nobody(&self, args: &[&str]) -> Output {
+        self.ctl_command(command_as(crmonctl_path(), NOBODY, NOBODY))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        crmonban_testutil::run("kill", &[&format!("-{name}"), &pid]);
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("crmonband did not exit:\n{}", self.log());
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("crmonban.db")
+    }
+
+    fn set_contains(&self, set: &str, what: &str) -> bool {
+        self.host
+            .nft(&["list", "set", "inet", "crmonban", set])
+            .contains(what)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn write_config(path: &Path, dir: &Path, extra: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[general]\ndb_path = \"{d}/crmonban.db\"\npid_file = \"{d}/crmonband.pid\"\nstate_dir = \"{d}\"\n{extra}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn proxy(bus: &PrivateBus) -> DaemonProxy<'static> {
+    let conn = zbus::connection::Builder::address(bus.address())
+        .build()
+        .await
+        .unwrap();
+    DaemonProxy::new(&conn).await.unwrap()
+}
+
+/// An attacker namespace linked to the daemon's host namespace.
+fn attacker_for(host: &NetNs) -> NetNs {
+    let attacker = NetNs::new("d-atk");
+    connect(
+        End {
+            ns: &attacker,
+            v4: "10.77.0.1/24",
+            v6: "fd77::1/64",
+        },
+        End {
+            ns: host,
+            v4: "10.77.0.2/24",
+            v6: "fd77::2/64",
+        },
+    );
+    attacker
+}
+
+#[test]
+fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
+    let daemon = Daemon::start("");
+    let attacker = attacker_for(&daemon.host);
+    let host_addr: IpAddr = HOST_V4.parse().unwrap();
+    assert!(
+        udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+        "traffic must pass before the ban"
+    );
+
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        let mut removed = proxy.receive_ban_removed().await.unwrap();
+
+        let out = daemon.ctl(&["ban", ATTACKER_V4, "-d", "600", "-r", "port scan"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let signal = tokio::time::timeout(Duration::from_secs(5), added.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!(
+            (args.ip, args.reason, args.source, args.duration_secs),
+            (ATTACKER_V4, "port scan", "dbus", 600)
+        );
+        assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
+        assert!(proxy.is_banned(ATTACKER_V4).await.unwrap());
+
+        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
+        let row = store
+            .active_ban(
+                &Target::parse(ATTACKER_V4).unwrap(),
+                crmonban_core::unix_now(),
+            )
+            .await
+            .unwrap()
+            .expect("a row for the ban");
+        assert_eq!(row.reason, "port scan");
+        assert!(
+            !udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+            "the banned peer still gets through"
+        );
+
+        let out = daemon.ctl(&["unban", ATTACKER_V4]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let signal = tokio::time::timeout(Duration::from_secs(5), removed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!((args.ip, args.reason), (ATTACKER_V4, "unban"));
+        assert!(!daemon.set_contains("blocked_v4", ATTACKER_V4));
+        assert!(
+            udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+            "traffic must pass after the unban"
+        );
+        let history = store
+            .ban_history(&Target::parse(ATTACKER_V4).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(history[0].unban_reason.as_deref(), Some("unban"));
+    });
+}
+
+#[test]
+fn root_timed_ban_expires_with_signal_and_history() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut removed = proxy.receive_ban_removed().await.unwrap();
+        assert!(proxy.ban("192.0.2.33", 2, "short").await.unwrap());
+        assert!(daemon.set_contains("blocked_v4", "192.0.2.33"));
+        let signal = tokio::time::timeout(Duration::from_secs(6), removed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!((args.ip, args.reason), ("192.0.2.33", "expired"));
+        assert!(
+            !daemon.set_contains("blocked_v4", "192.0.2.33"),
+            "kernel and database disagree"
+        );
+        assert!(proxy.get_bans().await.unwrap().is_empty());
+        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
+        let history = store
+            .ban_history(&Target::parse("192.0.2.33").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1, "expired bans are kept as history");
+        assert_eq!(history[0].unban_reason.as_deref(), Some("expired"));
+    });
+}
+
+#[test]
+fn root_kill_9_then_restart_restores_active_bans_only() {
+    let mut daemon = Daemon::start("");
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        assert!(proxy.ban("198.51.100.1", 0, "permanent").await.unwrap());
+        assert!(proxy.ban("198.51.100.2", 600, "ten minutes").await.unwrap());
+        assert!(proxy.ban("198.51.100.3", 2, "two seconds").await.unwrap());
+        assert!(proxy.ban("2001:db8::9", 600, "v6").await.unwrap());
+        assert!(proxy.ban("203.0.113.0/24", 0, "network").await.unwrap());
+    });
+    daemon.signal("KILL");
+    daemon.wait_exit();
+    // Someone empties the sets while the daemon is down; the 2 s ban runs out meanwhile.
+    daemon
+        .host
+        .nft(&["flush", "set", "inet", "crmonban", "blocked_v4"]);
+    daemon.host.nft(&[
+        "add",
+        "element",
+        "inet",
+        "crmonban",
+        "blocked_v4",
+        "{ 192.0.2.250 }",
+    ]);
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.spawn(&[]);
+
+    let v4 = daemon
+        .host
+        .nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
+    assert!(
+        v4.contains("198.51.100.1") && v4.contains("198.51.100.2"),
+        "{v4}"
+    );
+    assert!(
+        !v4.contains("198.51.100.3"),
+        "an expired ban was restored:\n{v4}"
+    );
+    assert!(
+        !v4.contains("192.0.2.250"),
+        "an element not in the database survived the restore:\n{v4}"
+    );
+    // The timed ban keeps its remaining time, not a fresh ten minutes.
+    let timeout_line = v4
+        .lines()
+        .find(|l| l.contains("198.51.100.2"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        timeout_line.contains("expires 9m") || timeout_line.contains("expires 8m"),
+        "{v4}"
+    );
+    assert!(daemon.set_contains("blocked_v6", "2001:db8::9"));
+    assert!(daemon.set_contains("blocked_v4_net", "203.0.113.0/24"));
+    let bans = runtime().block_on(async { proxy(&daemon.bus).await.get_bans().await.unwrap() });
+    let ips: Vec<&str> = bans.iter().map(|b| b.0.as_str()).collect();
+    assert_eq!(bans.len(), 4, "{ips:?}");
+}
+
+#[test]
+fn root_flushed_ruleset_is_repaired_within_five_seconds() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        assert!(proxy.ban("192.0.2.44", 0, "keep me").await.unwrap());
+    });
+    daemon.host.nft(&["flush", "ruleset"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = daemon
+            .host
+            .exec("nft", &["list", "set", "inet", "crmonban", "blocked_v4"]);
+        if out.status.success() && text(&out.stdout).contains("192.0.2.44") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not repaired within 5 s:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = daemon.host.nft(&["list", "table", "inet", "crmonban"]);
+    assert!(
+        table.contains("hook input") && table.contains("hook forward"),
+        "{table}"
+    );
+}
+
+fn assert_denied(out: &Output, what: &str) {
+    assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("org.freedesktop.DBus.Error.AccessDenied"),
+        "{what}: {}",
+        text(&out.stderr)
+    );
+}
+
+fn check_unprivileged_caller(daemon: &Daemon) {
+    assert!(
+        daemon
+            .ctl(&["ban", "192.0.2.55", "-d", "600"])
+            .status
+            .success()
+    );
+    for (args, what) in [
+        (&["ban", "192.0.2.56"][..], "Ban"),
+        (&["unban", "192.0.2.55"][..], "Unban"),
+        (&["flush", "--yes"][..], "Flush"),
+        (&["stop"][..], "Stop"),
+    ] {
+        assert_denied(&daemon.ctl_as_nobody(args), what);
+    }
+    for args in [&["status"][..], &["list", "-f", "json"][..]] {
+        let out = daemon.ctl_as_nobody(args);
+        assert!(
+            out.status.success(),
+            "{args:?} as nobody: {}",
+            text(&out.stderr)
+        );
+    }
+    let list = text(&daemon.ctl_as_nobody(&["list", "-f", "simple"]).stdout);
+    assert!(list.contains("192.0.2.55"), "{list}");
+    // IsBanned and the properties, through dbus-send as nobody.
+    for (member, arg, expect) in [
+        (
+            "org.crmonban.Daemon.IsBanned",
+            Some("string:192.0.2.55"),
+            "boolean true",
+        ),
+        ("org.freedesktop.DBus.Properties.Get", None, "uint64 1"),
+    ] {
+        let mut cmd = daemon.ctl_command(command_as("dbus-send", NOBODY, NOBODY));
+        cmd.args([
+            "--system",
+            "--print-reply",
+            "--dest=org.crmonban.Daemon",
+            "/org/crmonban/Daemon",
+            member,
+        ]);
+        match arg {
+            Some(a) => cmd.arg(a),
+            None => cmd.args(["string:org.crmonban.Daemon", "string:ActiveBanCount"]),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success() && text(&out.stdout).contains(expect),
+            "{member}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        daemon.set_contains("blocked_v4", "192.0.2.55"),
+        "a refused unban changed the kernel"
+    );
+}
+
+#[test]
+fn root_unprivileged_callers_may_read_but_not_change() {
+    // With the shipped policy the bus refuses first.
+    let daemon = Daemon::start("");
+    check_unprivileged_caller(&daemon);
+    // On a bus without any policy the daemon's own check refuses the same calls.
+    let open = Daemon::start_on(NetNs::new("d-open"), PrivateBus::open(), "");
+    check_unprivileged_caller(&open);
+    assert!(
+        !open.bus.log().contains("org.crmonban.Daemon.conf"),
+        "the open bus must not include the policy"
+    );
+}
+
+#[test]
+fn root_bad_requests_get_named_errors_and_the_daemon_keeps_answering() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        for bad in ["not-an-ip", "10.0.0.0/33", "2001:db8::/129", ""] {
+            match proxy.ban(bad, 60, "x").await {
+                Err(DbusError::InvalidAddress(msg)) => assert!(msg.contains("ip"), "{msg}"),
+                other => panic!("Ban({bad:?}) gave {other:?}"),
+            }
+        }
+        for protected in ["127.0.0.1", "::1", "0.0.0.0/0"] {
+            match proxy.ban(protected, 60, "x").await {
+                Err(DbusError::Protected(msg)) => {
+                    assert!(msg.contains(protected.split('/').next().unwrap()), "{msg}")
+                }
+                other => panic!("Ban({protected}) gave {other:?}"),
+            }
+        }
+        assert!(proxy.status().await.is_ok(), "the daemon stopped answering");
+    });
+    // An address of the daemon's own interface.
+    let _attacker = attacker_for(&daemon.host);
+    std::thread::sleep(Duration::from_millis(2500)); // the engine re-reads host addresses on its repair tick
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        for own in [HOST_V4, "fd77::2", "10.77.0.0/24"] {
+            match proxy.ban(own, 60, "x").await {
+                Err(DbusError::Protected(_)) => {}
+                other => panic!("Ban({own}) of the host's own address gave {other:?}"),
+            }
+        }
+        let out = daemon.ctl(&["ban", "not-an-ip"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("org.crmonban.Error.InvalidAddress"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            proxy.get_bans().await.unwrap().is_empty(),
+            "a refused ban left something behind"
+        );
+    });
+}
+
+#[test]
+fn root_invalid_config_refuses_start_and_sighup_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[general]\ndefault_ban_duration = \"soon\"\n\n[services.ssh]\nmax_failures = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crmonband"))
+        .args(["-c", bad.to_str().unwrap(), "start", "-f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(":2: general.default_ban_duration")
+            && stderr.contains(":5: services.ssh.max_failures"),
+        "{stderr}"
+    );
+
+    let daemon = Daemon::start("default_ban_duration = 77");
+    let default_ban = || {
+        runtime().block_on(async {
+            let status = proxy(&daemon.bus).await.status().await.unwrap();
+            u32::try_from(status["default_ban_duration"].clone()).unwrap()
+        })
+    };
+    assert_eq!(default_ban(), 77);
+    std::fs::write(&daemon.config, "[general]\nlog_levle = \"debug\"\n").unwrap();
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        default_ban(),
+        77,
+        "an invalid reload replaced the running config"
+    );
+    assert!(
+        daemon.log().contains("log_levle"),
+        "the refused reload must say why:\n{}",
+        daemon.log()
+    );
+    write_config(
+        &daemon.config,
+        daemon.dir.path(),
+        "default_ban_duration = 88",
+    );
+    daemon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while default_ban() != 88 {
+        assert!(
+            Instant::now() < deadline,
+            "a valid reload did not apply:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn root_sigterm_announces_stopping_leaves_bans_and_removes_the_pid_file() {
+    let mut daemon = Daemon::start("");
+    let pid_file = daemon.dir.path().join("crmonband.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        daemon.child.as_ref().unwrap().id().to_string()
+    );
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        assert!(proxy.ban("192.0.2.66", 0, "stays").await.unwrap());
+        let mut stopping = proxy.receive_daemon_stopping().await.unwrap();
+        daemon.signal("TERM");
+        tokio::time::timeout(Duration::from_secs(5), stopping.next())
+            .await
+            .expect("no DaemonStopping")
+            .unwrap();
+    });
+    let status = daemon.wait_exit();
+    assert!(status.success(), "{status}:\n{}", daemon.log());
+    assert!(!pid_file.exists(), "the pid file was left behind");
+    assert!(
+        daemon.set_contains("blocked_v4", "192.0.2.66"),
+        "bans must stay in the kernel after a stop"
+    );
+}
+
+#[test]
+fn root_running_object_matches_the_shipped_introspection() {
+    let daemon = Daemon::start("");
+    let out = daemon
+        .ctl_command(Command::new("dbus-send"))
+        .args([
+            "--system",
+            "--print-reply=literal",
+            "--dest=org.crmonban.Daemon",
+            "/org/crmonban/Daemon",
+            "org.freedesktop.DBus.Introspectable.Introspect",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let live = text(&out.stdout);
+    let shipped =
+        std::fs::read_to_string(workspace().join("dbus/org.crmonban.Daemon.xml")).unwrap();
+    let section = |xml: &str| -> String {
+        let start = xml
+            .find("<interface name=\"org.crmonban.Daemon\">")
+            .expect("interface in XML");
+        let end = start + xml[start..].find("</interface>").unwrap();
+        xml[start..end]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        section(&live),
+        section(&shipped),
+        "the running object differs from dbus/org.crmonban.Daemon.xml"
+    );
+    // Every member of the original README, with its original names.
+    for member in [
+        "<method name=\"Status\">",
+        "<method name=\"Ban\">",
+        "<arg name=\"ip\" type=\"s\" direction=\"in\"/>",
+        "<arg name=\"duration_secs\" type=\"u\" direction=\"in\"/>",
+        "<arg name=\"reason\" type=\"s\" direction=\"in\"/>",
+        "<method name=\"Unban\">",
+        "<method name=\"GetBans\">",
+        "<method name=\"IsBanned\">",
+        "<property name=\"Running\" type=\"b\" access=\"read\"/>",
+        "<property name=\"ActiveBanCount\" type=\"t\" access=\"read\"/>",
+        "<property name=\"UptimeSeconds\" type=\"t\" access=\"read\"/>",
+        "<property name=\"EventsProcessed\" type=\"t\" access=\"read\"/>",
+        "<signal name=\"BanAdded\">",
+        "<arg name=\"source\" type=\"s\"/>",
+        "<signal name=\"BanRemoved\">",
+        "<signal name=\"AttackDetected\">",
+        "<arg name=\"service\" type=\"s\"/>",
+        "<arg name=\"event_type\" type=\"s\"/>",
+        "<signal name=\"DaemonStarted\">",
+        "<signal name=\"DaemonStopping\">",
+    ] {
+        assert!(
+            live.contains(member),
+            "introspection lacks {member}:\n{live}"
+        );
+    }
+}
+
+#[test]
+fn root_systemd_notify_ready_and_stopping() {
+    let host = NetNs::new("d-notify");
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut daemon = Daemon {
+        child: None,
+        config: dir.path().join("config.toml"),
+        dir,
+        bus: PrivateBus::system_like(&policy_file()),
+        host,
+    };
+    write_config(&daemon.config, daemon.dir.path(), "");
+    daemon.spawn(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(text(&buf[..n]).contains("READY=1"), "{}", text(&buf[..n]));
+    daemon.signal("TERM");
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(
+        text(&buf[..n]).contains("STOPPING=1"),
+        "{}",
+        text(&buf[..n])
+    );
+    daemon.wait_exit();
+}
+
+#[test]
+fn root_background_start_returns_when_ready() {
+    let host = NetNs::new("d-bg");
+    let bus = PrivateBus::system_like(&policy_file());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    write_config(&config, dir.path(), "");
+    let out = host.run(|| {
+        Command::new(env!("CARGO_BIN_EXE_crmonband"))
+            .args(["-c", config.to_str().unwrap(), "start"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("started in the background"),
+        "{}",
+        text(&out.stdout)
+    );
+    let pid: i32 = std::fs::read_to_string(dir.path().join("crmonband.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // It already answers: `start` returned only once the daemon was ready.
+    let status = Command::new(crmonctl_path())
+        .arg("status")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let mut log = String::new();
+    std::fs::File::open(dir.path().join("crmonband.log"))
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("bans restored"), "{log}");
+    crmonban_testutil::run("kill", &["-TERM", &pid.to_string()]);
+    // The daemon is not our child (it detached); it has stopped once /proc shows it gone or a
+    // zombie waiting for init.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.split_whitespace()
+                .nth(2)
+                .is_none_or(|state| state != "Z")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(pid) {
+        assert!(Instant::now() < deadline, "background daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
