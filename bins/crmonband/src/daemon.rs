@@ -185,7 +185,11 @@ fn init_logging(level: &str, file: Option<File>) {
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))
             .init(),
-        None => builder.with_writer(std::io::stderr).init(),
+        // Colours only for a person at a terminal, not in journald or a redirected file.
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }
 

@@ -123,6 +123,7 @@ impl Engine {
             .collect();
         let protection = Protection::new(host, whitelist);
 
+        let restore_started = std::time::Instant::now();
         let now = unix_now();
         let expired = store.expire_due(now).await?;
         let mut restored = Vec::new();
@@ -146,6 +147,7 @@ impl Engine {
             expired_while_stopped = expired.len(),
             interval_elements = report.interval_elements,
             firewall = kernel.description(),
+            elapsed_ms = restore_started.elapsed().as_millis() as u64,
             "active bans restored in one transaction"
         );
 
