@@ -33,7 +33,7 @@ fn crmonctl() -> PathBuf {
 }
 
 fn target(i: u32) -> Target {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Target::from(Ipv4Addr::from(0x0C00_0000 + i))
     } else {
         Target::from(Ipv6Addr::from(
@@ -69,7 +69,7 @@ fn main() {
                 source: BanSource::Detector,
                 service: Some("ssh".into()),
                 banned_at: now,
-                expires_at: (i % 4 != 0).then_some(now + 86_400),
+                expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
                 offence: 1,
             })
             .collect();
