@@ -104,40 +104,38 @@ impl Store {
         at: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let action = "end a ban";
-        let target = target.to_string();
-        let mut tx = self.begin_write().await.map_err(query(action))?;
-        mark_expired(&mut tx, Some(&target), at)
-            .await
-            .map_err(query(action))?;
-        let ended = sqlx::query(
-            "UPDATE bans SET unbanned_at = ?2, unban_reason = ?3
-             WHERE target = ?1 AND unbanned_at IS NULL",
-        )
-        .bind(&target)
-        .bind(at)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(action))?
-        .rows_affected();
-        tx.commit().await.map_err(query(action))?;
+        let ended = self
+            .end_active(Some(&target.to_string()), at, reason, "end a ban")
+            .await?;
         Ok(ended > 0)
     }
 
     /// Ends every active ban at `at` with `reason` (a flush) and returns how many there were.
     /// Bans already past their end are marked expired and not counted.
     pub async fn end_bans_all(&self, at: i64, reason: &str) -> Result<u64, StoreError> {
-        let action = "end all bans";
+        self.end_active(None, at, reason, "end all bans").await
+    }
+
+    /// Ends the active bans of `target` (or all) at `at` with `reason`, after marking those
+    /// already past their end as expired; returns how many it ended with `reason`.
+    async fn end_active(
+        &self,
+        target: Option<&str>,
+        at: i64,
+        reason: &str,
+        action: &'static str,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await.map_err(query(action))?;
-        mark_expired(&mut tx, None, at)
+        mark_expired(&mut tx, target, at)
             .await
             .map_err(query(action))?;
         let ended = sqlx::query(
-            "UPDATE bans SET unbanned_at = ?1, unban_reason = ?2 WHERE unbanned_at IS NULL",
+            "UPDATE bans SET unbanned_at = ?1, unban_reason = ?2
+             WHERE unbanned_at IS NULL AND (?3 IS NULL OR target = ?3)",
         )
         .bind(at)
         .bind(reason)
+        .bind(target)
         .execute(&mut *tx)
         .await
         .map_err(query(action))?
