@@ -25,6 +25,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "/usr/bin/ip"),
     ("procps", "/usr/sbin/sysctl"),
     ("dbus", "/usr/bin/dbus-daemon"),
+    // The detection end-to-end tests attack a real sshd with wrong passwords.
+    ("openssh-server", "/usr/sbin/sshd"),
+    ("sshpass", "/usr/bin/sshpass"),
 ];
 
 const RUN_PACKAGES: &[(&str, &str)] = &[

@@ -7,7 +7,9 @@
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
+mod sshd;
 pub use bus::{NOBODY, PrivateBus, command_as};
+pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
