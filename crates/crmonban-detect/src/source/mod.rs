@@ -1,1 +1,601 @@
-//! (being written)
+//! Log sources: the tasks that read each enabled service's log (a file, or the systemd journal
+//! through `journalctl`) and hand every complete line, with the read position after it, to one
+//! bounded channel.
+//!
+//! # Delivery guarantee
+//!
+//! Lines are handed over a bounded [`mpsc`] channel: when the consumer is slow the readers wait,
+//! nothing is dropped and memory stays bounded. Positions are persisted through a
+//! [`PositionStore`] that the daemon implements over its database (this crate must not depend on
+//! `crmonban-store`):
+//!
+//! - While running, a position is saved only once every line before it has **left the channel**
+//!   (the consumer has received it). Saves are batched: every [`SourceOptions::save_interval`]
+//!   and every [`SourceOptions::save_every_lines`] lines.
+//! - On [`SourcesHandle::shutdown`] each reader saves the position after the last line it
+//!   handed to the channel, then drops its sender. The consumer is expected to drain the
+//!   receiver until it returns `None`; then a clean restart neither loses nor repeats a line.
+//! - After a crash (`kill -9`) the saved position is at most one save batch behind what the
+//!   consumer had received, and never ahead of it: delivery is **at least once**, the lines
+//!   repeated after a crash being those received within the last `save_interval` (or
+//!   `save_every_lines`) before it. We chose repeats over losses because the detector's windows
+//!   are in memory and restart empty, so a repeated line is counted once by the new process,
+//!   while a lost line is an attack never seen.
+//!
+//! # Implementing [`PositionStore`] over `crmonban_store::Store`
+//!
+//! ```ignore
+//! struct StorePositions(crmonban_store::Store);
+//! impl PositionStore for StorePositions {
+//!     fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>> {
+//!         Box::pin(async move {
+//!             let p = self.0.load_position(source).await.map_err(|e| e.to_string())?;
+//!             Ok(p.map(|p| SourcePosition { source: p.source, inode: p.inode, offset: p.offset,
+//!                 first_line_hash: p.first_line_hash, cursor: p.cursor }))
+//!         })
+//!     }
+//!     fn save<'a>(&'a self, p: &'a SourcePosition) -> PositionFuture<'a, ()> {
+//!         Box::pin(async move {
+//!             let row = crmonban_store::LogPosition { source: p.source.clone(), inode: p.inode,
+//!                 offset: p.offset, first_line_hash: p.first_line_hash, cursor: p.cursor.clone(),
+//!                 updated_at: unix_now_seconds() };
+//!             self.0.save_position(&row).await.map_err(|e| e.to_string())
+//!         })
+//!     }
+//! }
+//! ```
+//!
+//! Position keys ([`SourcePosition::source`]) are the file path for files and
+//! `journal:<match>` for the journal, as `crmonban_store::LogPosition` documents.
+//!
+//! Everything here runs on the caller's tokio runtime: [`Sources::spawn`] must be called from
+//! inside one (the engine does; this crate starts nothing on its own).
+
+mod file;
+mod journal;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crmonban_core::config::{JournalMatch, LogSource, ServiceConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Where a source has read up to. For a file: `inode`, `offset` (bytes after the last complete
+/// line handed over) and `first_line_hash` (tells a truncated-and-rewritten file from the same
+/// file grown); for the journal: `cursor`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SourcePosition {
+    /// The position key: the file path, or `journal:<match>`.
+    pub source: String,
+    pub inode: Option<u64>,
+    pub offset: Option<u64>,
+    pub first_line_hash: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+/// What [`PositionStore`] methods return: a boxed future, so that the trait stays object-safe.
+pub type PositionFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Persistence of read positions, implemented by the daemon over its database (see the module
+/// documentation) and by [`MemoryPositions`] for tests. Errors are messages: a failed save is
+/// logged and retried with the next batch, a failed load starts the source as if it were new.
+pub trait PositionStore: Send + Sync + 'static {
+    fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>>;
+    fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()>;
+}
+
+/// An in-memory [`PositionStore`]: for tests, and for running without a database.
+#[derive(Debug, Default)]
+pub struct MemoryPositions {
+    positions: Mutex<HashMap<String, SourcePosition>>,
+    saves: AtomicU64,
+}
+
+impl MemoryPositions {
+    pub fn new() -> MemoryPositions {
+        MemoryPositions::default()
+    }
+
+    /// The saved position of `source`, without going through the async trait.
+    pub fn get(&self, source: &str) -> Option<SourcePosition> {
+        lock(&self.positions).get(source).cloned()
+    }
+
+    /// How many saves have been made (of any source).
+    pub fn saves(&self) -> u64 {
+        self.saves.load(Ordering::Relaxed)
+    }
+}
+
+impl PositionStore for MemoryPositions {
+    fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>> {
+        let found = self.get(source);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()> {
+        lock(&self.positions).insert(position.source.clone(), position.clone());
+        self.saves.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Extra fields of a journal entry, kept so that the matcher can tell attempts apart.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct JournalFields {
+    /// `_PID`.
+    pub pid: Option<u32>,
+    /// `SYSLOG_IDENTIFIER`, else `_COMM`.
+    pub identifier: Option<String>,
+    /// Where `MESSAGE` starts in [`SourceLine::line`].
+    pub message_start: usize,
+}
+
+/// One complete log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLine {
+    /// The service whose log this is.
+    pub service: Arc<str>,
+    /// The line's bytes without its `\n` (nor a `\r` before it). Not necessarily UTF-8: the
+    /// matcher decides what to do with invalid text ([`SourceLine::text`]).
+    ///
+    /// A journal entry is given the shape of a syslog line without its date and host,
+    /// `IDENTIFIER[PID]: MESSAGE` (`IDENTIFIER: MESSAGE` without a PID, bare `MESSAGE`
+    /// without an identifier), so that patterns written for log files match it too.
+    pub line: Vec<u8>,
+    /// The line was longer than [`SourceOptions::max_line`] and `line` holds its beginning only.
+    pub truncated: bool,
+    /// The position after this line.
+    pub position: SourcePosition,
+    /// When the line was read, Unix microseconds.
+    pub received_at: i64,
+    /// The time the source itself gives the line (the journal's `__REALTIME_TIMESTAMP`), Unix
+    /// microseconds; `None` for files, whose time is in the text.
+    pub time: Option<i64>,
+    /// Journal entries only.
+    pub fields: Option<JournalFields>,
+}
+
+impl SourceLine {
+    /// The line as text, when it is valid UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.line).ok()
+    }
+}
+
+/// Tunables; the defaults suit the daemon, tests shorten the intervals.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Files are re-checked this often even without a notification (missed events, a
+    /// directory that does not exist yet, an unreadable file).
+    pub poll_interval: Duration,
+    /// Positions of received lines are saved at least this often.
+    pub save_interval: Duration,
+    /// ... and after this many lines.
+    pub save_every_lines: usize,
+    /// Longer lines are delivered cut to this many bytes, with [`SourceLine::truncated`] set.
+    pub max_line: usize,
+    /// The `journalctl` program.
+    pub journalctl: PathBuf,
+    /// How long to wait before starting `journalctl` again after it failed or exited.
+    pub retry_interval: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> SourceOptions {
+        SourceOptions {
+            poll_interval: Duration::from_secs(1),
+            save_interval: Duration::from_millis(500),
+            save_every_lines: 256,
+            max_line: 1 << 20,
+            journalctl: PathBuf::from("journalctl"),
+            retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of one source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceStats {
+    pub service: String,
+    /// The position key (file path or `journal:<match>`).
+    pub source: String,
+    pub lines: u64,
+    pub bytes: u64,
+    /// Lines delivered truncated.
+    pub truncated: u64,
+    /// Failures reported (unreadable file, `journalctl` missing or failing, bad entries).
+    pub errors: u64,
+    /// The last failure, `None` once the source reads again.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Counters {
+    service: String,
+    source: String,
+    lines: AtomicU64,
+    bytes: AtomicU64,
+    truncated: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    /// Reports a failure once per change of message: a retry that fails the same way is not
+    /// logged or counted again.
+    fn fail(&self, message: String) {
+        let mut last = lock(&self.last_error);
+        if last.as_deref() != Some(message.as_str()) {
+            tracing::warn!(service = %self.service, "{message}");
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            *last = Some(message);
+        }
+    }
+
+    fn recovered(&self) {
+        let mut last = lock(&self.last_error);
+        if let Some(message) = last.take() {
+            tracing::info!(service = %self.service, source = %self.source, "reading again (was: {message})");
+        }
+    }
+
+    fn snapshot(&self) -> SourceStats {
+        SourceStats {
+            service: self.service.clone(),
+            source: self.source.clone(),
+            lines: self.lines.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+}
+
+/// The sending side shared by all sources. A sequence number given under a lock as each line
+/// enters the channel, together with the channel's occupancy, tells how many lines the consumer
+/// has received: that is what positions may be saved up to.
+struct Outlet {
+    tx: mpsc::Sender<SourceLine>,
+    sent: Mutex<u64>,
+}
+
+impl Outlet {
+    /// Lines before this sequence number have left the channel. Reserved but unused slots count
+    /// as occupied, which only makes the answer smaller (safe).
+    fn consumed(&self) -> u64 {
+        let sent = lock(&self.sent);
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        sent.saturating_sub(queued as u64)
+    }
+}
+
+/// The per-source bookkeeping between reading, handing over and saving.
+struct Delivery {
+    service: Arc<str>,
+    outlet: Arc<Outlet>,
+    positions: Arc<dyn PositionStore>,
+    counters: Arc<Counters>,
+    options: SourceOptions,
+    stop: watch::Receiver<bool>,
+    /// Positions waiting for the consumer: saveable once `consumed() >= threshold`.
+    pending: VecDeque<(u64, SourcePosition)>,
+    /// Threshold of this source's last line handed over.
+    last_threshold: u64,
+    /// The position after everything handed over.
+    latest: Option<SourcePosition>,
+    saved: Option<SourcePosition>,
+    since_save: usize,
+    save_tick: tokio::time::Interval,
+}
+
+/// Why a source task stops.
+struct Stopped;
+
+impl Delivery {
+    fn new(
+        shared: &Shared,
+        service: Arc<str>,
+        counters: Arc<Counters>,
+        saved: Option<SourcePosition>,
+    ) -> Delivery {
+        let mut save_tick = tokio::time::interval(shared.options.save_interval);
+        save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Delivery {
+            service,
+            outlet: Arc::clone(&shared.outlet),
+            positions: Arc::clone(&shared.positions),
+            counters,
+            options: shared.options.clone(),
+            stop: shared.stop.clone(),
+            pending: VecDeque::new(),
+            last_threshold: 0,
+            latest: saved.clone(),
+            saved,
+            since_save: 0,
+            save_tick,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Hands one line to the channel, waiting for room; saves on schedule while waiting.
+    async fn send(&mut self, line: SourceLine) -> Result<(), Stopped> {
+        let outlet = Arc::clone(&self.outlet);
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => return Err(Stopped),
+                permit = outlet.tx.reserve() => match permit {
+                    Ok(permit) => break permit,
+                    // The consumer is gone: nothing more can be delivered.
+                    Err(_) => return Err(Stopped),
+                },
+                _ = self.save_tick.tick() => self.save_consumed().await,
+            }
+        };
+        self.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(line.line.len() as u64, Ordering::Relaxed);
+        if line.truncated {
+            self.counters.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+        let position = line.position.clone();
+        {
+            let mut sent = lock(&outlet.sent);
+            self.last_threshold = *sent + 1;
+            *sent += 1;
+            permit.send(line);
+        }
+        self.advance(position);
+        self.since_save += 1;
+        if self.since_save >= self.options.save_every_lines {
+            self.save_consumed().await;
+        }
+        Ok(())
+    }
+
+    /// Records a position reached without a line (start of a file, skipped bytes, a switch
+    /// to the next file): saveable once this source's earlier lines are received.
+    fn advance(&mut self, position: SourcePosition) {
+        if self.latest.as_ref() == Some(&position) {
+            return;
+        }
+        match self.pending.back_mut() {
+            Some((threshold, last)) if *threshold == self.last_threshold => {
+                *last = position.clone()
+            }
+            _ => self
+                .pending
+                .push_back((self.last_threshold, position.clone())),
+        }
+        self.latest = Some(position);
+    }
+
+    /// Saves the position after the last line the consumer has received.
+    async fn save_consumed(&mut self) {
+        let consumed = self.outlet.consumed();
+        let mut ready = None;
+        while let Some((threshold, _)) = self.pending.front() {
+            if *threshold > consumed {
+                break;
+            }
+            ready = self.pending.pop_front().map(|(_, position)| position);
+        }
+        if let Some(position) = ready {
+            self.save(position).await;
+        }
+        self.since_save = 0;
+    }
+
+    /// Saves everything handed over (clean shutdown: the consumer drains the channel).
+    async fn save_latest(&mut self) {
+        self.pending.clear();
+        if let Some(position) = self.latest.clone() {
+            self.save(position).await;
+        }
+    }
+
+    async fn save(&mut self, position: SourcePosition) {
+        if self.saved.as_ref() == Some(&position) {
+            return;
+        }
+        match self.positions.save(&position).await {
+            Ok(()) => self.saved = Some(position),
+            Err(e) => tracing::warn!(
+                service = %self.service,
+                source = %position.source,
+                "cannot save the read position (retried with the next batch): {e}"
+            ),
+        }
+    }
+
+    /// Waits for `duration`, saving on schedule; `Err` when asked to stop.
+    async fn pause(&mut self, duration: Duration) -> Result<(), Stopped> {
+        let until = tokio::time::Instant::now() + duration;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => return Err(Stopped),
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+                _ = self.save_tick.tick() => self.save_consumed().await,
+            }
+        }
+    }
+}
+
+struct Shared {
+    outlet: Arc<Outlet>,
+    positions: Arc<dyn PositionStore>,
+    options: SourceOptions,
+    stop: watch::Receiver<bool>,
+}
+
+/// The source tasks of all services.
+pub struct Sources;
+
+impl Sources {
+    /// Starts one task per enabled service (inside the current tokio runtime) with the default
+    /// [`SourceOptions`]; lines arrive on the returned receiver, which holds at most `capacity`.
+    pub fn spawn(
+        services: Vec<(String, ServiceConfig)>,
+        positions: Arc<dyn PositionStore>,
+        capacity: usize,
+    ) -> (mpsc::Receiver<SourceLine>, SourcesHandle) {
+        Sources::spawn_with(services, positions, capacity, SourceOptions::default())
+    }
+
+    /// [`Sources::spawn`] with explicit options.
+    pub fn spawn_with(
+        services: Vec<(String, ServiceConfig)>,
+        positions: Arc<dyn PositionStore>,
+        capacity: usize,
+        options: SourceOptions,
+    ) -> (mpsc::Receiver<SourceLine>, SourcesHandle) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Shared {
+            outlet: Arc::new(Outlet {
+                tx,
+                sent: Mutex::new(0),
+            }),
+            positions,
+            options,
+            stop: stop_rx,
+        };
+        let mut tasks = Vec::new();
+        let mut counters = Vec::new();
+        for (name, service) in services {
+            if !service.enabled {
+                continue;
+            }
+            let Some(kind) = choose(&name, &service) else {
+                continue;
+            };
+            let source_id = match &kind {
+                Chosen::File(path) => path.display().to_string(),
+                Chosen::Journal(m) => journal::source_id(m),
+            };
+            let count = Arc::new(Counters {
+                service: name.clone(),
+                source: source_id.clone(),
+                lines: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                truncated: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                last_error: Mutex::new(None),
+            });
+            counters.push(Arc::clone(&count));
+            let service_name: Arc<str> = Arc::from(name.as_str());
+            let positions = Arc::clone(&shared.positions);
+            let shared_for_task = Shared {
+                outlet: Arc::clone(&shared.outlet),
+                positions: Arc::clone(&shared.positions),
+                options: shared.options.clone(),
+                stop: shared.stop.clone(),
+            };
+            tasks.push(tokio::spawn(async move {
+                let saved = match positions.load(&source_id).await {
+                    Ok(saved) => saved,
+                    Err(e) => {
+                        count.fail(format!(
+                            "cannot load the read position of {source_id} (reading it as new): {e}"
+                        ));
+                        None
+                    }
+                };
+                let delivery = Delivery::new(&shared_for_task, service_name, count, saved);
+                match kind {
+                    Chosen::File(path) => file::run(path, source_id, delivery).await,
+                    Chosen::Journal(m) => journal::run(m, source_id, delivery).await,
+                }
+            }));
+        }
+        (
+            rx,
+            SourcesHandle {
+                stop: stop_tx,
+                tasks,
+                counters,
+            },
+        )
+    }
+}
+
+enum Chosen {
+    File(PathBuf),
+    Journal(JournalMatch),
+}
+
+/// `auto` is decided once, at start: the file when it exists, else the journal when a match is
+/// known, else the file (waited for). A file that appears later does not take over from the
+/// journal, which already carries the same messages; a restart re-decides.
+fn choose(name: &str, service: &ServiceConfig) -> Option<Chosen> {
+    let file = service.log_path.clone().map(Chosen::File);
+    let journal = service.journal_match.clone().map(Chosen::Journal);
+    let chosen = match service.source {
+        LogSource::File => file,
+        LogSource::Journal => journal,
+        LogSource::Auto => match (&service.log_path, journal) {
+            (Some(path), Some(journal)) if !path.exists() => Some(journal),
+            (_, journal) => file.or(journal),
+        },
+    };
+    if chosen.is_none() {
+        tracing::error!(
+            service = name,
+            "no log source: neither log_path nor journal_match"
+        );
+    }
+    chosen
+}
+
+/// Stops the sources and reports their counters.
+pub struct SourcesHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    counters: Vec<Arc<Counters>>,
+}
+
+impl SourcesHandle {
+    /// Stops every source and waits until each has saved the position after the last line it
+    /// handed over. Drain the receiver afterwards (until `None`) so that those lines are
+    /// processed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!("a log source task failed: {e}");
+            }
+        }
+    }
+
+    /// Counters per source, in the order the services were given.
+    pub fn stats(&self) -> Vec<SourceStats> {
+        self.counters.iter().map(|c| c.snapshot()).collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding one of these small locks leaves consistent data.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
