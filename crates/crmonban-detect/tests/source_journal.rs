@@ -1,0 +1,266 @@
+//! The journal source against a stand-in `journalctl`: a shell script that records its
+//! arguments and prints recorded JSON entries of sshd (as `journalctl -o json` writes them),
+//! the entries after `--after-cursor=C` when given one, or the "new" entries otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crmonban_core::config::{BanDuration, JournalMatch, LogSource, ServiceConfig};
+use crmonban_detect::source::{
+    MemoryPositions, PositionStore, SourceLine, SourceOptions, Sources, SourcesHandle,
+};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{Instant, timeout};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const MATCH: &str = "_SYSTEMD_UNIT=ssh.service + _SYSTEMD_UNIT=sshd.service";
+
+/// `history.jsonl` answers `--after-cursor`, `new.jsonl` answers `--lines=0`; then it waits
+/// like `journalctl -f` does.
+const SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$*" >> "$dir/args.log"
+after=""
+for arg in "$@"; do
+  case "$arg" in --after-cursor=*) after="${arg#--after-cursor=}" ;; esac
+done
+if [ -n "$after" ]; then
+  awk -v c="\"__CURSOR\":\"$after\"" 'found { print } index($0, c) { found = 1 }' "$dir/history.jsonl"
+else
+  cat "$dir/new.jsonl"
+fi
+exec sleep 600
+"#;
+
+fn entry(cursor: &str, usec: u64, pid: u32, message: &str) -> String {
+    format!(
+        r#"{{"__CURSOR":"{cursor}","__REALTIME_TIMESTAMP":"{usec}","__MONOTONIC_TIMESTAMP":"81234567","_BOOT_ID":"5c3a1d0e8f6b4e2a9d7c1b0a2f3e4d5c","PRIORITY":"6","SYSLOG_FACILITY":"4","SYSLOG_IDENTIFIER":"sshd","_PID":"{pid}","_UID":"0","_GID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd","_CMDLINE":"sshd: root [priv]","_SYSTEMD_UNIT":"ssh.service","_TRANSPORT":"syslog","_HOSTNAME":"web1","MESSAGE":"{message}"}}"#
+    )
+}
+
+fn cursor(i: u32) -> String {
+    format!(
+        "s=9f2b6c1e4d3a4b5c8e7f6a5b4c3d2e1f;i={i:x};b=5c3a1d0e8f6b4e2a9d7c1b0a2f3e4d5c;m=4d7c{i:x};t=60a1b2c3d4e{i:x};x=1a2b3c4d5e6f7a8{i:x}"
+    )
+}
+
+/// Four entries; the third has a MESSAGE that is not UTF-8, which journald writes as an array
+/// of byte values.
+fn entries() -> Vec<String> {
+    let mut all = vec![
+        entry(
+            &cursor(1),
+            1_700_000_001_000_001,
+            4101,
+            "Invalid user admin from 203.0.113.9 port 50522",
+        ),
+        entry(
+            &cursor(2),
+            1_700_000_002_000_002,
+            4101,
+            "Failed password for invalid user admin from 203.0.113.9 port 50522 ssh2",
+        ),
+    ];
+    let bytes: Vec<String> = b"Invalid user \xff\xfe from 2001:db8::7 port 40000"
+        .iter()
+        .map(u8::to_string)
+        .collect();
+    all.push(entry(&cursor(3), 1_700_000_003_000_003, 4102, "X").replace(
+        r#""MESSAGE":"X""#,
+        &format!(r#""MESSAGE":[{}]"#, bytes.join(",")),
+    ));
+    all.push(entry(
+        &cursor(4),
+        1_700_000_004_000_004,
+        4103,
+        "Failed password for root from 198.51.100.4 port 2222 ssh2",
+    ));
+    all
+}
+
+fn write_jsonl(path: &Path, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn install_script(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("journalctl");
+    std::fs::write(&path, SCRIPT).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn start(
+    journalctl: &Path,
+    positions: &Arc<MemoryPositions>,
+) -> (Receiver<SourceLine>, SourcesHandle) {
+    let service = ServiceConfig {
+        source: LogSource::Journal,
+        journal_match: Some(JournalMatch::parse(MATCH).unwrap()),
+        ..ServiceConfig::custom(BanDuration::Permanent)
+    };
+    let store: Arc<dyn PositionStore> = positions.clone();
+    Sources::spawn_with(
+        vec![("ssh".to_owned(), service)],
+        store,
+        8,
+        SourceOptions {
+            journalctl: journalctl.to_path_buf(),
+            poll_interval: Duration::from_millis(100),
+            save_interval: Duration::from_millis(100),
+            retry_interval: Duration::from_millis(200),
+            ..SourceOptions::default()
+        },
+    )
+}
+
+async fn recv(rx: &mut Receiver<SourceLine>, n: usize) -> Vec<SourceLine> {
+    let until = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(line)) => got.push(line),
+            other => panic!("expected {n} lines, got {got:?} then {other:?}"),
+        }
+    }
+    got
+}
+
+async fn assert_quiet(rx: &mut Receiver<SourceLine>) {
+    if let Ok(Some(line)) = timeout(Duration::from_millis(400), rx.recv()).await {
+        panic!("unexpected line {line:?}");
+    }
+}
+
+async fn stop(handle: SourcesHandle, mut rx: Receiver<SourceLine>) {
+    handle.shutdown().await;
+    if let Some(line) = rx.recv().await {
+        panic!("line left after shutdown: {line:?}");
+    }
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let until = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let journalctl = install_script(dir.path());
+    let all = entries();
+    let key = format!("journal:{MATCH}");
+    let positions = Arc::new(MemoryPositions::new());
+
+    // First start: no cursor, so `--lines=0`; three entries arrive.
+    write_jsonl(&dir.path().join("new.jsonl"), &all[..3]);
+    let (mut rx, handle) = start(&journalctl, &positions);
+    let got = recv(&mut rx, 3).await;
+    assert_eq!(
+        got[0].line,
+        b"sshd[4101]: Invalid user admin from 203.0.113.9 port 50522"
+    );
+    assert_eq!(&*got[0].service, "ssh");
+    assert_eq!(got[0].time, Some(1_700_000_001_000_001));
+    let fields = got[0].fields.clone().unwrap();
+    assert_eq!(fields.pid, Some(4101));
+    assert_eq!(fields.identifier.as_deref(), Some("sshd"));
+    assert_eq!(
+        &got[0].line[fields.message_start..],
+        b"Invalid user admin from 203.0.113.9 port 50522"
+    );
+    assert_eq!(got[1].position.cursor.as_deref(), Some(cursor(2).as_str()));
+    assert_eq!(
+        got[2].line,
+        b"sshd[4102]: Invalid user \xff\xfe from 2001:db8::7 port 40000"
+    );
+    assert_eq!(got[2].text(), None);
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+    assert_eq!(positions.get(&key).unwrap().cursor, Some(cursor(3)));
+
+    // Restart: journalctl is asked for what follows the saved cursor, nothing is repeated.
+    write_jsonl(&dir.path().join("history.jsonl"), &all);
+    let (mut rx, handle) = start(&journalctl, &positions);
+    let got = recv(&mut rx, 1).await;
+    assert_eq!(
+        got[0].line,
+        b"sshd[4103]: Failed password for root from 198.51.100.4 port 2222 ssh2"
+    );
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+    assert_eq!(positions.get(&key).unwrap().cursor, Some(cursor(4)));
+
+    let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
+    let runs: Vec<&str> = args.lines().collect();
+    assert_eq!(runs.len(), 2, "{args}");
+    assert!(runs[0].contains("--follow --output=json"), "{args}");
+    assert!(runs[0].contains("--lines=0"), "{args}");
+    assert!(runs[0].ends_with(MATCH), "{args}");
+    assert!(
+        runs[1].contains(&format!("--after-cursor={}", cursor(3))),
+        "{args}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_source_reports_a_missing_journalctl_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let journalctl = dir.path().join("journalctl");
+    let positions = Arc::new(MemoryPositions::new());
+    let (mut rx, handle) = start(&journalctl, &positions);
+    wait_for("the report", || handle.stats()[0].errors > 0).await;
+    let error = handle.stats()[0].last_error.clone().unwrap();
+    assert!(error.contains("not found"), "{error}");
+    assert!(error.contains("journalctl"), "{error}");
+
+    write_jsonl(&dir.path().join("new.jsonl"), &entries()[3..]);
+    install_script(dir.path());
+    let got = recv(&mut rx, 1).await;
+    assert!(
+        got[0]
+            .text()
+            .unwrap()
+            .starts_with("sshd[4103]: Failed password")
+    );
+    wait_for("the error to clear", || {
+        handle.stats()[0].last_error.is_none()
+    })
+    .await;
+    stop(handle, rx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_source_restarts_journalctl_after_it_exits_without_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    // A journalctl that prints its entries and exits (as when journald restarts).
+    let journalctl = dir.path().join("journalctl");
+    std::fs::write(&journalctl, SCRIPT.replace("exec sleep 600", "exit 1")).unwrap();
+    std::fs::set_permissions(&journalctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let all = entries();
+    write_jsonl(&dir.path().join("new.jsonl"), &all[..2]);
+    write_jsonl(&dir.path().join("history.jsonl"), &all);
+    let positions = Arc::new(MemoryPositions::new());
+    let (mut rx, handle) = start(&journalctl, &positions);
+    // The first run gives entries 1-2, the second (after cursor 2) 3-4, the next ones nothing.
+    let got = recv(&mut rx, 4).await;
+    let cursors: Vec<_> = got
+        .iter()
+        .map(|l| l.position.cursor.clone().unwrap())
+        .collect();
+    assert_eq!(cursors, (1..=4).map(cursor).collect::<Vec<_>>());
+    assert_quiet(&mut rx).await;
+    assert!(
+        handle.stats()[0]
+            .last_error
+            .clone()
+            .unwrap()
+            .contains("ended")
+    );
+    stop(handle, rx).await;
+}
