@@ -7,8 +7,14 @@
 //! It does no firewall or database work: the engine persists positions and applies decisions.
 
 pub mod decide;
+pub mod error;
 pub mod explain;
 pub mod matcher;
 pub mod patterns;
 pub mod source;
 pub mod time;
+
+pub use decide::{AttackCoalescer, Decider, DeciderOptions, Decision, WindowCounter};
+pub use error::DetectError;
+pub use explain::{ExplainContext, ExplainMode, ExplainSummary};
+pub use matcher::{AttemptKey, Hit, LineContext, LineOutcome, ServiceMatcher, SkipReason};

@@ -1,1 +1,653 @@
-//! (being written)
+//! [`ServiceMatcher`]: one service's detector for single log lines. It splits a line into its
+//! envelope (timestamp, syslog tag and pid, nginx/Apache headers) and message, runs the
+//! built-in patterns of [`crate::patterns`] and then the user's `[[services.NAME.patterns]]`,
+//! and turns the first match into a [`Hit`]: a validated address, the event kind, the pattern
+//! name, the line's own time and the connection the attempt belongs to.
+//!
+//! # Cost of a line that does not match
+//!
+//! Built-in patterns are tried only when the message starts with one of their literal
+//! prefixes: a 256-entry table of first bytes rejects most messages at once, then a short
+//! `starts_with` per pattern; the regex runs only on candidates. Syslog lines of other programs
+//! (CRON, kernel, systemd-logind, ...) are rejected by their tag before any of that. User
+//! patterns are whole-line regexes (as written in the config, unanchored unless the user anchors
+//! them), whose literal prefilters the regex crate applies itself.
+//!
+//! # Lines that are skipped, and invalid UTF-8
+//!
+//! Lines longer than [`MAX_LINE_LEN`] (64 KiB) are not matched: [`LineOutcome::Skipped`] with
+//! [`SkipReason::TooLong`], counted in [`MatcherStats::too_long`]. No legitimate message of
+//! these services comes near that size, and it bounds the work one line can cost.
+//!
+//! Lines that are not valid UTF-8 are counted in [`MatcherStats::invalid_utf8`] and, by
+//! default ([`Utf8Policy::MatchLossy`]), still matched: the built-in patterns work on bytes and
+//! their address part is ASCII, and user patterns see a lossy copy (invalid bytes replaced by
+//! U+FFFD). Skipping them would let an attacker hide every attempt by putting one invalid byte
+//! in the user name. [`Utf8Policy::Skip`] restores "skip and count" for those who want it.
+//!
+//! The address group is validated as an IPv4 or IPv6 address (never a host name) and an
+//! IPv4-mapped IPv6 address is reported as the IPv4 address.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crmonban_core::config::ServiceConfig;
+use crmonban_core::target::unmap;
+use crmonban_core::{Event, EventKind, Service};
+use memchr::memmem;
+use regex::bytes::{CaptureLocations, Regex};
+
+use crate::DetectError;
+use crate::patterns::{self, ConnectionId, Envelope, Step};
+use crate::time;
+
+/// Lines longer than this many bytes are skipped.
+pub const MAX_LINE_LEN: usize = 64 * 1024;
+
+/// What the caller knows about a line besides its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineContext {
+    /// When the line is read (unix seconds): the reference for the BSD syslog year, and the
+    /// time of a line that carries none.
+    pub now: i64,
+    /// Seconds east of UTC for timestamps without a zone (the host's offset; default 0).
+    pub utc_offset: i32,
+    /// A time the source knows for this line (the journal's `__REALTIME_TIMESTAMP`), used
+    /// when the text has no timestamp.
+    pub time: Option<i64>,
+    /// A pid the source knows for this line (the journal's `_PID`), used when the text has no
+    /// syslog tag.
+    pub pid: Option<u32>,
+}
+
+impl LineContext {
+    /// Lines read at `now`, local time = UTC.
+    pub fn at(now: i64) -> LineContext {
+        LineContext {
+            now,
+            utc_offset: 0,
+            time: None,
+            pid: None,
+        }
+    }
+}
+
+impl Default for LineContext {
+    fn default() -> Self {
+        LineContext::at(crmonban_core::unix_now())
+    }
+}
+
+/// Which connection (sshd monitor process, dovecot session) a line belongs to, and what the
+/// line means for that connection's attempt; see [`crate::decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    /// The pid for sshd, a hash of the session id for dovecot.
+    pub connection: u64,
+    pub step: Step,
+}
+
+/// A matching line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The offending address; IPv4-mapped IPv6 is reported as IPv4.
+    pub addr: IpAddr,
+    /// The source port when the line has one.
+    pub port: Option<u16>,
+    pub kind: EventKind,
+    /// The pattern's name (`ssh-failed-auth`, or the user's `name`).
+    pub pattern: Arc<str>,
+    /// Unix seconds from the line's own timestamp (or the source's, [`LineContext::time`]).
+    pub time: Option<i64>,
+    /// `None`: the line counts on its own.
+    pub attempt: Option<AttemptKey>,
+}
+
+impl Hit {
+    /// The event the engine reports (`AttackDetected`).
+    pub fn event(&self, service: &Service) -> Event {
+        Event {
+            addr: self.addr,
+            service: service.clone(),
+            kind: self.kind.clone(),
+            time: self.time,
+        }
+    }
+}
+
+/// Why a line was not matched at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Longer than [`MAX_LINE_LEN`].
+    TooLong,
+    /// Not UTF-8, under [`Utf8Policy::Skip`].
+    InvalidUtf8,
+}
+
+/// What [`ServiceMatcher::match_line`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineOutcome {
+    Match(Hit),
+    NoMatch,
+    Skipped(SkipReason),
+}
+
+/// What to do with lines that are not UTF-8; see the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Utf8Policy {
+    #[default]
+    MatchLossy,
+    Skip,
+}
+
+/// Counters of unusual lines since the matcher was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatcherStats {
+    pub too_long: u64,
+    /// Lines that were not UTF-8 (matched lossily or skipped, per the policy).
+    pub invalid_utf8: u64,
+}
+
+struct BuiltinMatcher {
+    name: Arc<str>,
+    kind: EventKind,
+    step: Step,
+    connection: ConnectionId,
+    prefixes: &'static [&'static str],
+    needle: Option<memmem::Finder<'static>>,
+    regex: Regex,
+    ip: usize,
+    port: Option<usize>,
+    session: Option<usize>,
+    /// Spare capture slots, so that a match allocates nothing.
+    locations: std::sync::Mutex<Vec<CaptureLocations>>,
+}
+
+struct UserMatcher {
+    name: Arc<str>,
+    kind: EventKind,
+    regex: regex::Regex,
+}
+
+/// The detector of one service: built-in patterns (for built-in service names) followed by the
+/// user's patterns. Build it once per service; matching takes `&self`.
+pub struct ServiceMatcher {
+    service: Service,
+    envelope: Envelope,
+    builtins: Vec<BuiltinMatcher>,
+    /// `first_bytes[b]`: some built-in prefix starts with byte `b`.
+    first_bytes: [bool; 256],
+    users: Vec<UserMatcher>,
+    utf8: Utf8Policy,
+    too_long: AtomicU64,
+    invalid_utf8: AtomicU64,
+}
+
+impl std::fmt::Debug for ServiceMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMatcher")
+            .field("service", &self.service)
+            .field("envelope", &self.envelope)
+            .field("patterns", &self.pattern_names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The parts of a line the patterns need.
+struct Parts<'a> {
+    time: Option<i64>,
+    pid: Option<u32>,
+    message: &'a [u8],
+}
+
+impl ServiceMatcher {
+    /// The detector of service `name` as configured. A name without built-in patterns needs
+    /// at least one user pattern.
+    pub fn new(name: &str, service: &ServiceConfig) -> Result<ServiceMatcher, DetectError> {
+        Self::with_policy(name, service, Utf8Policy::default())
+    }
+
+    /// As [`ServiceMatcher::new`], choosing what happens to lines that are not UTF-8.
+    pub fn with_policy(
+        name: &str,
+        service: &ServiceConfig,
+        utf8: Utf8Policy,
+    ) -> Result<ServiceMatcher, DetectError> {
+        let mut builtins = Vec::new();
+        let mut first_bytes = [false; 256];
+        for p in patterns::builtin(name) {
+            let regex = Regex::new(&patterns::expand(p.regex)).map_err(|e| {
+                DetectError::BuiltinPattern {
+                    name: p.name,
+                    error: e.to_string(),
+                }
+            })?;
+            let group = |n: &str| regex.capture_names().position(|g| g == Some(n));
+            let ip = group("ip").ok_or_else(|| DetectError::BuiltinPattern {
+                name: p.name,
+                error: "no ip group".into(),
+            })?;
+            for prefix in p.prefixes {
+                first_bytes[usize::from(prefix.as_bytes()[0])] = true;
+            }
+            builtins.push(BuiltinMatcher {
+                name: Arc::from(p.name),
+                kind: p.kind.event_kind(),
+                step: p.step,
+                connection: p.connection,
+                prefixes: p.prefixes,
+                needle: p.needle.map(memmem::Finder::new),
+                port: group("port"),
+                session: group("session"),
+                ip,
+                regex,
+                locations: std::sync::Mutex::new(Vec::new()),
+            });
+        }
+        let users: Vec<UserMatcher> = service
+            .patterns
+            .iter()
+            .map(|p| UserMatcher {
+                name: Arc::from(p.name.as_str()),
+                kind: p.event_type.clone(),
+                regex: p.regex.clone(),
+            })
+            .collect();
+        if builtins.is_empty() && users.is_empty() {
+            return Err(DetectError::NoPatterns {
+                service: name.to_owned(),
+            });
+        }
+        Ok(ServiceMatcher {
+            service: Service::new(name),
+            envelope: patterns::envelope(name),
+            builtins,
+            first_bytes,
+            users,
+            utf8,
+            too_long: AtomicU64::new(0),
+            invalid_utf8: AtomicU64::new(0),
+        })
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Pattern names in the order they are tried.
+    pub fn pattern_names(&self) -> impl Iterator<Item = &str> {
+        self.builtins
+            .iter()
+            .map(|b| &*b.name)
+            .chain(self.users.iter().map(|u| &*u.name))
+    }
+
+    pub fn stats(&self) -> MatcherStats {
+        MatcherStats {
+            too_long: self.too_long.load(Ordering::Relaxed),
+            invalid_utf8: self.invalid_utf8.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Matches one line (a trailing `\n` or `\r\n` is ignored).
+    pub fn match_line(&self, line: &[u8], ctx: &LineContext) -> LineOutcome {
+        let line = trim_line_end(line);
+        if line.len() > MAX_LINE_LEN {
+            self.too_long.fetch_add(1, Ordering::Relaxed);
+            return LineOutcome::Skipped(SkipReason::TooLong);
+        }
+        let utf8 = line.is_ascii() || std::str::from_utf8(line).is_ok();
+        if !utf8 {
+            self.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+            if self.utf8 == Utf8Policy::Skip {
+                return LineOutcome::Skipped(SkipReason::InvalidUtf8);
+            }
+        }
+        let parts = self.split(line, ctx);
+        if let Some(parts) = &parts
+            && let Some(hit) = self.match_builtins(parts, ctx)
+        {
+            return LineOutcome::Match(hit);
+        }
+        if !self.users.is_empty() {
+            let time = parts
+                .as_ref()
+                .map_or_else(|| leading_time(line, ctx), |p| p.time);
+            let text = if utf8 {
+                // Checked just above.
+                Cow::Borrowed(std::str::from_utf8(line).unwrap_or_default())
+            } else {
+                String::from_utf8_lossy(line)
+            };
+            if let Some(hit) = self.match_users(&text, time) {
+                return LineOutcome::Match(hit);
+            }
+        }
+        LineOutcome::NoMatch
+    }
+
+    /// The envelope split; `None` when the line is another program's (syslog tag).
+    #[inline]
+    fn split<'a>(&self, line: &'a [u8], ctx: &LineContext) -> Option<Parts<'a>> {
+        let bare = Parts {
+            time: ctx.time,
+            pid: ctx.pid,
+            message: line,
+        };
+        match self.envelope {
+            Envelope::Syslog { programs } => {
+                let is_ours = |tag: &[u8]| {
+                    programs.iter().any(|p| {
+                        tag == p.as_bytes() || (p.ends_with('/') && tag.starts_with(p.as_bytes()))
+                    })
+                };
+                let Some((time, len)) = time::parse_leading(line, ctx.now, ctx.utc_offset) else {
+                    // No stamp: a journal entry shaped `TAG[PID]: MESSAGE`, or a bare message
+                    // (`sshd -E`), which may itself start with `error: `.
+                    return match split_tag(line) {
+                        Some((tag, pid, message)) if is_ours(tag) => Some(Parts {
+                            time: ctx.time,
+                            pid: pid.or(ctx.pid),
+                            message,
+                        }),
+                        _ => Some(bare),
+                    };
+                };
+                let (tag, pid, message) = split_syslog_header(line.get(len..)?)?;
+                is_ours(tag).then_some(Parts {
+                    time: Some(time),
+                    pid: pid.or(ctx.pid),
+                    message,
+                })
+            }
+            Envelope::Nginx => match time::parse_nginx(line, ctx.utc_offset) {
+                None => Some(bare),
+                Some((time, len)) => Some(Parts {
+                    time: Some(time),
+                    pid: None,
+                    message: skip_nginx_header(&line[len..]),
+                }),
+            },
+            Envelope::Apache => match time::parse_apache(line, ctx.utc_offset) {
+                None => Some(bare),
+                Some((time, len)) => Some(Parts {
+                    time: Some(time),
+                    pid: None,
+                    message: line[len..].strip_prefix(b" ").unwrap_or(&line[len..]),
+                }),
+            },
+            Envelope::Plain => Some(Parts {
+                time: leading_time(line, ctx),
+                ..bare
+            }),
+        }
+    }
+
+    #[inline]
+    fn match_builtins(&self, parts: &Parts<'_>, ctx: &LineContext) -> Option<Hit> {
+        let message = parts.message;
+        let first = *message.first()?;
+        if !self.first_bytes[usize::from(first)] {
+            return None;
+        }
+        for b in &self.builtins {
+            if !b.prefixes.iter().any(|p| message.starts_with(p.as_bytes())) {
+                continue;
+            }
+            if let Some(needle) = &b.needle
+                && needle.find(message).is_none()
+            {
+                continue;
+            }
+            if let Some(hit) = b.capture(parts, ctx) {
+                return Some(hit);
+            }
+        }
+        None
+    }
+
+    fn match_users(&self, text: &str, time: Option<i64>) -> Option<Hit> {
+        for u in &self.users {
+            let Some(caps) = u.regex.captures(text) else {
+                continue;
+            };
+            let Some(addr) = caps
+                .name("ip")
+                .and_then(|m| parse_addr(m.as_str().as_bytes()))
+            else {
+                continue;
+            };
+            let port = caps.name("port").and_then(|m| m.as_str().parse().ok());
+            return Some(Hit {
+                addr,
+                port,
+                kind: u.kind.clone(),
+                pattern: u.name.clone(),
+                time,
+                attempt: None,
+            });
+        }
+        None
+    }
+}
+
+impl BuiltinMatcher {
+    fn capture(&self, parts: &Parts<'_>, _ctx: &LineContext) -> Option<Hit> {
+        let message = parts.message;
+        let mut locs = self
+            .locations
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_else(|| self.regex.capture_locations());
+        let hit = self.hit_from(&mut locs, parts, message);
+        if let Ok(mut spare) = self.locations.lock()
+            && spare.len() < 4
+        {
+            spare.push(locs);
+        }
+        hit
+    }
+
+    fn hit_from(
+        &self,
+        locs: &mut CaptureLocations,
+        parts: &Parts<'_>,
+        message: &[u8],
+    ) -> Option<Hit> {
+        self.regex.captures_read(locs, message)?;
+        let (ip_start, ip_end) = locs.get(self.ip)?;
+        let addr = parse_addr(&message[ip_start..ip_end])?;
+        let port = self
+            .port
+            .and_then(|g| locs.get(g))
+            .and_then(|(s, e)| parse_u16(&message[s..e]));
+        let connection = match self.connection {
+            ConnectionId::None => None,
+            ConnectionId::Pid => parts.pid.map(u64::from),
+            ConnectionId::Session => self
+                .session
+                .and_then(|g| locs.get(g))
+                .map(|(s, e)| &message[s..e])
+                .or_else(|| session_after(&message[ip_end..]))
+                .filter(|s| !s.is_empty())
+                .map(fnv1a),
+        };
+        let attempt = match self.step {
+            Step::Each => None,
+            step => connection.map(|connection| AttemptKey { connection, step }),
+        };
+        Some(Hit {
+            addr,
+            port,
+            kind: self.kind.clone(),
+            pattern: self.name.clone(),
+            time: parts.time,
+            attempt,
+        })
+    }
+}
+
+fn leading_time(line: &[u8], ctx: &LineContext) -> Option<i64> {
+    time::parse_leading(line, ctx.now, ctx.utc_offset)
+        .map(|(t, _)| t)
+        .or(ctx.time)
+}
+
+#[inline]
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// ` HOST TAG[PID]: MESSAGE` or ` HOST TAG: MESSAGE` after the stamp.
+#[inline]
+fn split_syslog_header(rest: &[u8]) -> Option<(&[u8], Option<u32>, &[u8])> {
+    let rest = rest.strip_prefix(b" ")?;
+    let host_end = memchr::memchr(b' ', rest)?;
+    split_tag(&rest[host_end + 1..])
+}
+
+/// `TAG[PID]: MESSAGE` or `TAG: MESSAGE`.
+#[inline]
+fn split_tag(rest: &[u8]) -> Option<(&[u8], Option<u32>, &[u8])> {
+    let tag_end = rest
+        .iter()
+        .take(64)
+        .position(|&b| b == b'[' || b == b':' || b == b' ')?;
+    let tag = &rest[..tag_end];
+    let (pid, after) = match rest[tag_end] {
+        b'[' => {
+            let close = rest[tag_end..].iter().take(12).position(|&b| b == b']')? + tag_end;
+            (parse_u32(&rest[tag_end + 1..close]), rest.get(close + 1..)?)
+        }
+        b':' => (None, &rest[tag_end..]),
+        _ => return None,
+    };
+    let message = after.strip_prefix(b": ")?;
+    Some((tag, pid, message))
+}
+
+/// After nginx's stamp: ` [level] PID#TID: *CID ` (each part optional).
+fn skip_nginx_header(rest: &[u8]) -> &[u8] {
+    let mut rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    if rest.first() == Some(&b'[')
+        && let Some(close) = memchr::memchr(b']', rest)
+    {
+        rest = rest[close + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&rest[close + 1..]);
+    }
+    let digits = rest
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'#'))
+        .unwrap_or(0);
+    if digits > 0 && rest[digits..].starts_with(b": ") {
+        rest = &rest[digits + 2..];
+    }
+    if rest.first() == Some(&b'*') {
+        let n = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if n > 0 && rest.get(1 + n) == Some(&b' ') {
+            rest = &rest[2 + n..];
+        }
+    }
+    rest
+}
+
+/// The text of `session=<...>` in dovecot's fields after the address.
+fn session_after(fields: &[u8]) -> Option<&[u8]> {
+    let start = memmem::find(fields, b"session=<")? + 9;
+    let len = memchr::memchr(b'>', &fields[start..])?;
+    Some(&fields[start..start + len])
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// An IPv4 or IPv6 address (IPv4-mapped reported as IPv4); never a host name.
+#[inline]
+pub fn parse_addr(text: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.parse::<IpAddr>().ok().map(unmap)
+}
+
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 10 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u32::from(b - b'0')))?
+    })
+}
+
+fn parse_u16(digits: &[u8]) -> Option<u16> {
+    parse_u32(digits).and_then(|n| u16::try_from(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_header_split() {
+        let (tag, pid, msg) = split_syslog_header(b" host sshd[1234]: Invalid user").unwrap();
+        assert_eq!(
+            (tag, pid, msg),
+            (&b"sshd"[..], Some(1234), &b"Invalid user"[..])
+        );
+        let (tag, pid, msg) = split_syslog_header(b" mail dovecot: imap-login: x").unwrap();
+        assert_eq!(
+            (tag, pid, msg),
+            (&b"dovecot"[..], None, &b"imap-login: x"[..])
+        );
+        let (tag, _, _) =
+            split_syslog_header(b" mail postfix/submission/smtpd[9]: warning: x").unwrap();
+        assert_eq!(tag, b"postfix/submission/smtpd");
+        assert!(split_syslog_header(b" host kernel").is_none());
+        assert!(split_syslog_header(b"").is_none());
+    }
+
+    #[test]
+    fn nginx_header_skip() {
+        assert_eq!(
+            skip_nginx_header(b" [error] 1234#1234: *5 user \"x\""),
+            b"user \"x\""
+        );
+        assert_eq!(
+            skip_nginx_header(b" [warn] 1#1: conflicting"),
+            b"conflicting"
+        );
+    }
+
+    #[test]
+    fn addresses_are_validated() {
+        assert_eq!(parse_addr(b"192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(
+            parse_addr(b"::ffff:192.0.2.7"),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr(b"2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        for bad in [
+            &b"dead.beef"[..],
+            b"1.2.3",
+            b"::g",
+            b"",
+            b"1.2.3.4.5",
+            b"abc",
+        ] {
+            assert_eq!(parse_addr(bad), None);
+        }
+        assert_eq!(parse_u16(b"65535"), Some(65535));
+        assert_eq!(parse_u16(b"65536"), None);
+        assert_eq!(parse_u32(b"99999999999"), None);
+    }
+}
