@@ -1,0 +1,316 @@
+//! `cargo bench -p crmonban-detect --bench explain`: throughput of `explain --summary` over a
+//! generated 1,000,000-line sshd auth.log (~30% attack lines), on one thread, and the memory
+//! the decider needs per tracked address.
+//!
+//! The log is generated deterministically (a fixed LCG seed): accepted logins with their PAM
+//! session lines, CRON and sudo sessions, systemd-logind, kernel lines, and attack connections
+//! of every ssh kind (invalid users, wrong passwords, PAM failures, preauth closes and
+//! disconnects, max-auth, banner exchange, negotiation failures, kex probes) from ~50,000
+//! distinct IPv4 and IPv6 addresses. The harness checks that every generated attack line is
+//! matched before it reports a figure. Set `CRMONBAN_BENCH_WRITE=PATH` to also write the file
+//! (to run other tools on the same input).
+
+use std::io::{Cursor, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crmonban_core::config::{BanDuration, ServiceConfig};
+use crmonban_core::{EventKind, Service};
+use crmonban_detect::decide::{DeciderOptions, ServicePolicy, WindowCounter};
+use crmonban_detect::explain::{self, ExplainContext, ExplainMode};
+use crmonban_detect::matcher::{Hit, LineContext};
+
+const LINES: usize = 1_000_000;
+const START: i64 = 1_795_564_800; // 2026-11-25T00:00:00Z
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const USERS: [&str; 12] = [
+    "admin", "test", "oracle", "ubuntu", "user", "postgres", "git", "ftpuser", "guest", "pi",
+    "deploy", "support",
+];
+
+struct Generator {
+    rng: Lcg,
+    out: Vec<u8>,
+    lines: usize,
+    attack_lines: usize,
+    t: i64,
+    pid: u32,
+}
+
+impl Generator {
+    fn stamp(&self) -> String {
+        let days = self.t.div_euclid(86_400);
+        let secs = self.t.rem_euclid(86_400);
+        let (_, m, d) = crmonban_detect::time::civil_from_days(days);
+        format!(
+            "{} {:>2} {:02}:{:02}:{:02} web1",
+            MONTHS[m as usize - 1],
+            d,
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
+
+    fn line(&mut self, program: &str, pid: Option<u32>, message: &str, attack: bool) {
+        if self.lines >= LINES {
+            return;
+        }
+        let stamp = self.stamp();
+        match pid {
+            Some(pid) => writeln!(self.out, "{stamp} {program}[{pid}]: {message}"),
+            None => writeln!(self.out, "{stamp} {program}: {message}"),
+        }
+        .unwrap();
+        self.lines += 1;
+        self.attack_lines += usize::from(attack);
+        self.t += i64::from(self.rng.below(3) == 0);
+    }
+
+    fn attacker(&mut self) -> IpAddr {
+        // ~50,000 addresses; a few hundred of them are busy.
+        let n = if self.rng.below(4) == 0 {
+            self.rng.below(300)
+        } else {
+            self.rng.below(50_000)
+        } as u32;
+        if n % 5 == 0 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, (n >> 8) as u16, n as u16, 0, 0, 0, 0x10))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(0x2d00_0000 + n * 7919))
+        }
+    }
+
+    fn next_pid(&mut self) -> u32 {
+        self.pid = 1000 + (self.pid + 1 + self.rng.below(7) as u32) % 4_000_000;
+        self.pid
+    }
+
+    fn benign(&mut self) {
+        let pid = self.next_pid();
+        match self.rng.below(10) {
+            0..=2 => {
+                let user = ["root", "www-data", "backup"][self.rng.below(3) as usize];
+                self.line("CRON", Some(pid), &format!("pam_unix(cron:session): session opened for user {user}(uid=0) by (uid=0)"), false);
+                self.line("CRON", Some(pid), &format!("({user}) CMD (   cd / && run-parts --report /etc/cron.hourly)"), false);
+                self.line("CRON", Some(pid), &format!("pam_unix(cron:session): session closed for user {user}"), false);
+            }
+            3 | 4 => {
+                let ip = Ipv4Addr::from(0xc633_6400 + self.rng.below(200) as u32);
+                let port = 30_000 + self.rng.below(30_000);
+                let session = self.rng.below(100_000);
+                self.line("sshd", Some(pid), &format!("Accepted publickey for alice from {ip} port {port} ssh2: ED25519 SHA256:Vw4SKPyvUHsPfH9R8Ey5tTzK7DFcyfkYbPrxaPqplgk"), false);
+                self.line("sshd", Some(pid), "pam_unix(sshd:session): session opened for user alice(uid=1000) by (uid=0)", false);
+                self.line("systemd-logind", Some(412), &format!("New session {session} of user alice."), false);
+                self.line("sshd", Some(pid), &format!("Received disconnect from {ip} port {port}:11: disconnected by user"), false);
+                self.line("sshd", Some(pid), &format!("Disconnected from user alice {ip} port {port}"), false);
+                self.line("sshd", Some(pid), "pam_unix(sshd:session): session closed for user alice", false);
+                self.line("systemd-logind", Some(412), &format!("Session {session} logged out. Waiting for processes to exit."), false);
+                self.line("systemd-logind", Some(412), &format!("Removed session {session}."), false);
+            }
+            5 => {
+                self.line("sudo", None, "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update", false);
+                self.line("sudo", None, "pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)", false);
+                self.line("sudo", None, "pam_unix(sudo:session): session closed for user root", false);
+            }
+            6 => {
+                let ms = self.rng.below(1_000_000);
+                self.line("kernel", None, &format!("[{ms}.{:06}] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56 SRC=45.1.2.3 DST=10.0.0.5 LEN=44 TOS=0x00 PREC=0x00 TTL=243 ID=54321 PROTO=TCP SPT=54321 DPT=23 WINDOW=1024 RES=0x00 SYN URGP=0", ms % 1_000_000), false);
+            }
+            7 => {
+                self.line("systemd", Some(1), "Started session-42.scope - Session 42 of User alice.", false);
+                self.line("systemd-logind", Some(412), "Watching system buttons on /dev/input/event0 (Power Button)", false);
+            }
+            _ => {
+                self.line("sshd", Some(pid), "Server listening on 0.0.0.0 port 22.", false);
+                self.line("polkitd", Some(700), "Registered Authentication Agent for unix-process:1234:5678 (system bus name :1.50 [/usr/bin/pkttyagent], object path /org/freedesktop/PolicyKit1/AuthenticationAgent, locale C.UTF-8)", false);
+            }
+        }
+    }
+
+    /// One attacker: usually a single connection, sometimes a campaign of several.
+    fn campaign(&mut self) {
+        let ip = self.attacker();
+        let connections = if self.rng.below(6) == 0 { 3 + self.rng.below(8) } else { 1 };
+        for _ in 0..connections {
+            self.attack(ip);
+        }
+    }
+
+    fn attack(&mut self, ip: IpAddr) {
+        let pid = self.next_pid();
+        let port = 1024 + self.rng.below(64_000);
+        let user = USERS[self.rng.below(USERS.len() as u64) as usize];
+        match self.rng.below(8) {
+            0..=2 => {
+                self.line("sshd", Some(pid), &format!("Invalid user {user} from {ip} port {port}"), true);
+                self.line("sshd", Some(pid), "pam_unix(sshd:auth): check pass; user unknown", false);
+                self.line("sshd", Some(pid), &format!("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}"), true);
+                self.line("sshd", Some(pid), &format!("Failed password for invalid user {user} from {ip} port {port} ssh2"), true);
+                self.line("sshd", Some(pid), &format!("Received disconnect from {ip} port {port}:11: Bye Bye [preauth]"), true);
+                self.line("sshd", Some(pid), &format!("Disconnected from invalid user {user} {ip} port {port} [preauth]"), true);
+            }
+            3 | 4 => {
+                self.line("sshd", Some(pid), &format!("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user=root"), true);
+                self.line("sshd", Some(pid), &format!("Failed password for root from {ip} port {port} ssh2"), true);
+                self.line("sshd", Some(pid), &format!("Connection closed by authenticating user root {ip} port {port} [preauth]"), true);
+            }
+            5 => {
+                self.line("sshd", Some(pid), &format!("error: kex_exchange_identification: Connection closed by remote host"), false);
+                self.line("sshd", Some(pid), &format!("Connection closed by {ip} port {port}"), true);
+            }
+            6 => {
+                match self.rng.below(3) {
+                    0 => self.line("sshd", Some(pid), &format!("banner exchange: Connection from {ip} port {port}: invalid format"), true),
+                    1 => self.line("sshd", Some(pid), &format!("Unable to negotiate with {ip} port {port}: no matching key exchange method found. Their offer: diffie-hellman-group14-sha1,diffie-hellman-group1-sha1 [preauth]"), true),
+                    _ => {
+                        for _ in 0..3 {
+                            self.line("sshd", Some(pid), &format!("Failed password for root from {ip} port {port} ssh2"), true);
+                        }
+                        self.line("sshd", Some(pid), &format!("error: maximum authentication attempts exceeded for root from {ip} port {port} ssh2 [preauth]"), true);
+                        self.line("sshd", Some(pid), &format!("Disconnecting authenticating user root {ip} port {port}: Too many authentication failures [preauth]"), true);
+                        self.line("sshd", Some(pid), &format!("PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user=root"), true);
+                    }
+                }
+            }
+            _ => {
+                self.line("sshd", Some(pid), &format!("Connection closed by invalid user {user} {ip} port {port} [preauth]"), true);
+            }
+        }
+    }
+}
+
+fn generate() -> (Vec<u8>, usize) {
+    let mut g = Generator {
+        rng: Lcg(0x5eed_cafe),
+        out: Vec::with_capacity(LINES * 110),
+        lines: 0,
+        attack_lines: 0,
+        t: START,
+        pid: 1000,
+    };
+    while g.lines < LINES {
+        // Tuned so that ~30% of the lines are attack lines.
+        if g.rng.below(100) < 21 {
+            g.campaign();
+        } else {
+            g.benign();
+        }
+    }
+    (g.out, g.attack_lines)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let (log, attack_lines) = generate();
+    if let Ok(path) = std::env::var("CRMONBAN_BENCH_WRITE") {
+        std::fs::write(&path, &log).expect("write the generated log");
+        eprintln!("wrote {path}");
+    }
+    let service = ServiceConfig::builtin("ssh", BanDuration::from_secs(3600)).unwrap();
+    let ctx = ExplainContext {
+        line: LineContext::at(START + 30 * 86_400),
+        ..Default::default()
+    };
+    let mut best = Duration::MAX;
+    let mut summary = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let s = explain::run(
+            "ssh",
+            &service,
+            Cursor::new(&log[..]),
+            ExplainMode::Summary,
+            &mut std::io::sink(),
+            &ctx,
+        )
+        .unwrap();
+        best = best.min(started.elapsed());
+        summary = Some(s);
+    }
+    let s = summary.unwrap();
+    assert_eq!(s.lines as usize, LINES);
+    assert_eq!(
+        s.matched as usize, attack_lines,
+        "every generated attack line must match, and nothing else"
+    );
+    println!(
+        "input: {} lines, {} bytes, {} attack lines ({:.1}%), {} addresses, {} would be banned",
+        s.lines,
+        log.len(),
+        attack_lines,
+        100.0 * attack_lines as f64 / LINES as f64,
+        s.ips,
+        s.would_ban.len()
+    );
+    println!(
+        "explain_summary_1m_lines_per_sec: {:.0}",
+        LINES as f64 / best.as_secs_f64()
+    );
+    println!(
+        "explain_summary_1m_elapsed: {:.1} ms",
+        best.as_secs_f64() * 1000.0
+    );
+    println!(
+        "explain_summary_1m_mb_per_sec: {:.0}",
+        log.len() as f64 / best.as_secs_f64() / 1e6
+    );
+    drop(log);
+
+    // Memory per tracked address: 1,000,000 distinct IPv4 addresses inside one window.
+    let policy = ServicePolicy::new(&service, &DeciderOptions::default());
+    let before = rss_kib();
+    let mut counter = WindowCounter::new(Service::new("ssh"), policy);
+    let pattern: Arc<str> = Arc::from("bench");
+    let started = Instant::now();
+    for i in 0..1_000_000u32 {
+        let hit = Hit {
+            addr: IpAddr::V4(Ipv4Addr::from(0x0100_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)))),
+            port: None,
+            kind: EventKind::FailedAuth,
+            pattern: pattern.clone(),
+            time: Some(START + i64::from(i / 10_000)),
+            attempt: None,
+        };
+        counter.observe(&hit, START);
+    }
+    let elapsed = started.elapsed();
+    let after = rss_kib();
+    assert_eq!(counter.stats().tracked, 1_000_000);
+    println!(
+        "decider_1m_addresses_rss_delta: {:.1} MB ({} bytes per address), observe: {:.0} ns each",
+        (after - before) as f64 / 1024.0,
+        (after - before) * 1024 / 1_000_000,
+        elapsed.as_nanos() as f64 / 1e6
+    );
+    println!("process_rss_after: {:.1} MB", after as f64 / 1024.0);
+}
