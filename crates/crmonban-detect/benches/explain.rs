@@ -93,8 +93,17 @@ impl Generator {
         } else {
             self.rng.below(50_000)
         } as u32;
-        if n % 5 == 0 {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, (n >> 8) as u16, n as u16, 0, 0, 0, 0x10))
+        if n.is_multiple_of(5) {
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                (n >> 8) as u16,
+                n as u16,
+                0,
+                0,
+                0,
+                0x10,
+            ))
         } else {
             IpAddr::V4(Ipv4Addr::from(0x2d00_0000 + n * 7919))
         }
@@ -110,38 +119,110 @@ impl Generator {
         match self.rng.below(10) {
             0..=2 => {
                 let user = ["root", "www-data", "backup"][self.rng.below(3) as usize];
-                self.line("CRON", Some(pid), &format!("pam_unix(cron:session): session opened for user {user}(uid=0) by (uid=0)"), false);
-                self.line("CRON", Some(pid), &format!("({user}) CMD (   cd / && run-parts --report /etc/cron.hourly)"), false);
-                self.line("CRON", Some(pid), &format!("pam_unix(cron:session): session closed for user {user}"), false);
+                self.line(
+                    "CRON",
+                    Some(pid),
+                    &format!(
+                        "pam_unix(cron:session): session opened for user {user}(uid=0) by (uid=0)"
+                    ),
+                    false,
+                );
+                self.line(
+                    "CRON",
+                    Some(pid),
+                    &format!("({user}) CMD (   cd / && run-parts --report /etc/cron.hourly)"),
+                    false,
+                );
+                self.line(
+                    "CRON",
+                    Some(pid),
+                    &format!("pam_unix(cron:session): session closed for user {user}"),
+                    false,
+                );
             }
             3 | 4 => {
                 let ip = Ipv4Addr::from(0xc633_6400 + self.rng.below(200) as u32);
                 let port = 30_000 + self.rng.below(30_000);
                 let session = self.rng.below(100_000);
                 self.line("sshd", Some(pid), &format!("Accepted publickey for alice from {ip} port {port} ssh2: ED25519 SHA256:Vw4SKPyvUHsPfH9R8Ey5tTzK7DFcyfkYbPrxaPqplgk"), false);
-                self.line("sshd", Some(pid), "pam_unix(sshd:session): session opened for user alice(uid=1000) by (uid=0)", false);
-                self.line("systemd-logind", Some(412), &format!("New session {session} of user alice."), false);
-                self.line("sshd", Some(pid), &format!("Received disconnect from {ip} port {port}:11: disconnected by user"), false);
-                self.line("sshd", Some(pid), &format!("Disconnected from user alice {ip} port {port}"), false);
-                self.line("sshd", Some(pid), "pam_unix(sshd:session): session closed for user alice", false);
-                self.line("systemd-logind", Some(412), &format!("Session {session} logged out. Waiting for processes to exit."), false);
-                self.line("systemd-logind", Some(412), &format!("Removed session {session}."), false);
+                self.line(
+                    "sshd",
+                    Some(pid),
+                    "pam_unix(sshd:session): session opened for user alice(uid=1000) by (uid=0)",
+                    false,
+                );
+                self.line(
+                    "systemd-logind",
+                    Some(412),
+                    &format!("New session {session} of user alice."),
+                    false,
+                );
+                self.line(
+                    "sshd",
+                    Some(pid),
+                    &format!("Received disconnect from {ip} port {port}:11: disconnected by user"),
+                    false,
+                );
+                self.line(
+                    "sshd",
+                    Some(pid),
+                    &format!("Disconnected from user alice {ip} port {port}"),
+                    false,
+                );
+                self.line(
+                    "sshd",
+                    Some(pid),
+                    "pam_unix(sshd:session): session closed for user alice",
+                    false,
+                );
+                self.line(
+                    "systemd-logind",
+                    Some(412),
+                    &format!("Session {session} logged out. Waiting for processes to exit."),
+                    false,
+                );
+                self.line(
+                    "systemd-logind",
+                    Some(412),
+                    &format!("Removed session {session}."),
+                    false,
+                );
             }
             5 => {
                 self.line("sudo", None, "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update", false);
                 self.line("sudo", None, "pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)", false);
-                self.line("sudo", None, "pam_unix(sudo:session): session closed for user root", false);
+                self.line(
+                    "sudo",
+                    None,
+                    "pam_unix(sudo:session): session closed for user root",
+                    false,
+                );
             }
             6 => {
                 let ms = self.rng.below(1_000_000);
                 self.line("kernel", None, &format!("[{ms}.{:06}] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56 SRC=45.1.2.3 DST=10.0.0.5 LEN=44 TOS=0x00 PREC=0x00 TTL=243 ID=54321 PROTO=TCP SPT=54321 DPT=23 WINDOW=1024 RES=0x00 SYN URGP=0", ms % 1_000_000), false);
             }
             7 => {
-                self.line("systemd", Some(1), "Started session-42.scope - Session 42 of User alice.", false);
-                self.line("systemd-logind", Some(412), "Watching system buttons on /dev/input/event0 (Power Button)", false);
+                self.line(
+                    "systemd",
+                    Some(1),
+                    "Started session-42.scope - Session 42 of User alice.",
+                    false,
+                );
+                self.line(
+                    "systemd-logind",
+                    Some(412),
+                    "Watching system buttons on /dev/input/event0 (Power Button)",
+                    false,
+                );
             }
             _ => {
-                self.line("sshd", Some(pid), "Server listening on 0.0.0.0 port 22.", false);
+                self.line(
+                    "sshd",
+                    Some(pid),
+                    "Server listening on 0.0.0.0 port 22.",
+                    false,
+                );
                 self.line("polkitd", Some(700), "Registered Authentication Agent for unix-process:1234:5678 (system bus name :1.50 [/usr/bin/pkttyagent], object path /org/freedesktop/PolicyKit1/AuthenticationAgent, locale C.UTF-8)", false);
             }
         }
@@ -150,7 +231,11 @@ impl Generator {
     /// One attacker: usually a single connection, sometimes a campaign of several.
     fn campaign(&mut self) {
         let ip = self.attacker();
-        let connections = if self.rng.below(6) == 0 { 3 + self.rng.below(8) } else { 1 };
+        let connections = if self.rng.below(6) == 0 {
+            3 + self.rng.below(8)
+        } else {
+            1
+        };
         for _ in 0..connections {
             self.attack(ip);
         }
@@ -175,7 +260,7 @@ impl Generator {
                 self.line("sshd", Some(pid), &format!("Connection closed by authenticating user root {ip} port {port} [preauth]"), true);
             }
             5 => {
-                self.line("sshd", Some(pid), &format!("error: kex_exchange_identification: Connection closed by remote host"), false);
+                self.line("sshd", Some(pid), "error: kex_exchange_identification: Connection closed by remote host", false);
                 self.line("sshd", Some(pid), &format!("Connection closed by {ip} port {port}"), true);
             }
             6 => {
@@ -294,7 +379,9 @@ fn main() {
     let started = Instant::now();
     for i in 0..1_000_000u32 {
         let hit = Hit {
-            addr: IpAddr::V4(Ipv4Addr::from(0x0100_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)))),
+            addr: IpAddr::V4(Ipv4Addr::from(
+                0x0100_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+            )),
             port: None,
             kind: EventKind::FailedAuth,
             pattern: pattern.clone(),

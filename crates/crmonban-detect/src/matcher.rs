@@ -177,8 +177,9 @@ pub struct ServiceMatcher {
     service: Service,
     envelope: Envelope,
     builtins: Vec<BuiltinMatcher>,
-    /// `first_bytes[b]`: some built-in prefix starts with byte `b`.
-    first_bytes: [bool; 256],
+    /// `by_first_byte[b]`: indices of the built-ins with a prefix starting with byte `b`, in
+    /// order; empty for most bytes, which rejects most messages at once.
+    by_first_byte: Vec<Vec<u8>>,
     users: Vec<UserMatcher>,
     utf8: Utf8Policy,
     too_long: AtomicU64,
@@ -216,7 +217,7 @@ impl ServiceMatcher {
         utf8: Utf8Policy,
     ) -> Result<ServiceMatcher, DetectError> {
         let mut builtins = Vec::new();
-        let mut first_bytes = [false; 256];
+        let mut by_first_byte: Vec<Vec<u8>> = vec![Vec::new(); 256];
         for p in patterns::builtin(name) {
             let regex = Regex::new(&patterns::expand(p.regex)).map_err(|e| {
                 DetectError::BuiltinPattern {
@@ -230,7 +231,11 @@ impl ServiceMatcher {
                 error: "no ip group".into(),
             })?;
             for prefix in p.prefixes {
-                first_bytes[usize::from(prefix.as_bytes()[0])] = true;
+                let list = &mut by_first_byte[usize::from(prefix.as_bytes()[0])];
+                let index = u8::try_from(builtins.len()).expect("under 256 built-ins");
+                if list.last() != Some(&index) {
+                    list.push(index);
+                }
             }
             builtins.push(BuiltinMatcher {
                 name: Arc::from(p.name),
@@ -264,7 +269,7 @@ impl ServiceMatcher {
             service: Service::new(name),
             envelope: patterns::envelope(name),
             builtins,
-            first_bytes,
+            by_first_byte,
             users,
             utf8,
             too_long: AtomicU64::new(0),
@@ -389,10 +394,8 @@ impl ServiceMatcher {
     fn match_builtins(&self, parts: &Parts<'_>, ctx: &LineContext) -> Option<Hit> {
         let message = parts.message;
         let first = *message.first()?;
-        if !self.first_bytes[usize::from(first)] {
-            return None;
-        }
-        for b in &self.builtins {
+        for &index in &self.by_first_byte[usize::from(first)] {
+            let b = &self.builtins[usize::from(index)];
             if !b.prefixes.iter().any(|p| message.starts_with(p.as_bytes())) {
                 continue;
             }

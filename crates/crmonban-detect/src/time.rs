@@ -153,6 +153,24 @@ fn civil_to_unix(year: i64, month: u32, day: u32, seconds_of_day: i64, offset: i
     Some(days_from_civil(year, month, day) * 86_400 + seconds_of_day - offset)
 }
 
+/// The year of a day number, remembered for the last day asked (every line of a batch shares
+/// its reference day).
+#[inline]
+fn year_of_day(day: i64) -> i64 {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+    }
+    LAST.with(|last| {
+        let (cached_day, year) = last.get();
+        if cached_day == day {
+            return year;
+        }
+        let year = civil_from_days(day).0;
+        last.set((day, year));
+        year
+    })
+}
+
 /// `Mmm dd HH:MM:SS` (day space- or zero-padded), 15 bytes; see the module docs for the year.
 pub fn parse_bsd(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, usize)> {
     if line.len() < 15 || line[3] != b' ' || line[6] != b' ' {
@@ -165,7 +183,7 @@ pub fn parse_bsd(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, u
     };
     let secs = hms(&line[7..15])?;
     let offset = i64::from(utc_offset);
-    let (ref_year, _, _) = civil_from_days((reference + offset).div_euclid(86_400));
+    let ref_year = year_of_day((reference + offset).div_euclid(86_400));
     let latest_acceptable = reference + BSD_FUTURE_GRACE;
     let time = [ref_year + 1, ref_year, ref_year - 1]
         .into_iter()
