@@ -22,6 +22,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "daemon",
         "the real daemon on a private system-like bus, 100,000 active bans in its database",
     ),
+    (
+        "crmonban-detect",
+        "explain",
+        "the detector over a generated 1,000,000-line sshd auth.log, one thread",
+    ),
 ];
 
 /// What a reader needs to compare the figures, by bench target.
@@ -35,6 +40,15 @@ const NOTES: &[(&str, &str)] = &[
      (`one_ban_with_1m_loaded_nft_binary_median`), 1,000,000 bans would take over an hour.",
     ),
     (
+        "explain",
+        "`crmonband explain --summary`'s code path (matcher and time windows, no output per line) \
+         over a deterministic 1,000,000-line auth.log with ~30% attack lines of every sshd kind, IPv4 \
+         and IPv6; the best of several runs. On this VM, on such a file, fail2ban-regex was measured \
+         at ~31,000 lines/s and sshguard's parser at ~590,000 lines/s (the issue's figures; neither \
+         tool is installed here, so they were not rerun). `decider_1m_addresses_rss_delta` is the \
+         memory of tracking 1,000,000 distinct addresses inside one window.",
+    ),
+    (
         "daemon",
         "`start_with_100k_bans_until_answering` runs from spawning `crmonband start -f` until \
          `crmonctl status` first succeeds (process start, database read, one-transaction restore, \
@@ -44,8 +58,13 @@ const NOTES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Targets from the issues, by figure name: (target text, limit in ms).
+/// Targets from the issues, by figure name: (target text, limit in ms, or for rates a floor).
 const TARGETS: &[(&str, &str, f64)] = &[
+    (
+        "explain_summary_1m_lines_per_sec",
+        ">= 1,200,000 lines/s",
+        -1_200_000.0,
+    ),
     ("apply_100k_one_batch", "< 1 s", 1000.0),
     ("apply_1m_one_batch", "< 10 s", 10_000.0),
     ("one_ban_with_1m_loaded_libnftables_median", "< 1 ms", 1.0),
@@ -105,8 +124,13 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode> {
                 continue;
             };
             let target = TARGETS.iter().find(|t| t.0 == name);
-            let verdict = match (target, parse_ms(value)) {
-                (Some((_, text, limit)), Some(ms)) if ms < *limit => format!("{text} (met)"),
+            // A negative limit is a floor on a rate; a positive one a ceiling in ms.
+            let verdict = match (target, parse_figure(value)) {
+                (Some((_, text, limit)), Some(v))
+                    if (*limit < 0.0 && v >= -limit) || (*limit > 0.0 && v < *limit) =>
+                {
+                    format!("{text} (met)")
+                }
                 (Some((_, text, _)), Some(_)) => format!("{text} (**not met**)"),
                 _ => String::new(),
             };
@@ -130,8 +154,14 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_ms(value: &str) -> Option<f64> {
-    value.strip_suffix(" ms")?.trim().parse().ok()
+/// `12.3 ms` or a bare number.
+fn parse_figure(value: &str) -> Option<f64> {
+    value
+        .strip_suffix(" ms")
+        .unwrap_or(value)
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn capture(program: &str, args: &[&str]) -> Result<String> {

@@ -139,11 +139,15 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         let bus = dbus
             .enabled
             .then(|| dbus_server::spawn(shared.clone(), dbus.system_bus));
+        let detection =
+            crmonban_engine::Detection::start(&engine, &config, crate::explain::local_utc_offset())
+                .context("starting detection")?;
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         wait_for_stop(&shared).await?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         info!("stopping; bans stay in the kernel");
+        detection.shutdown().await;
         engine.shutdown().await;
         if let Some(bus) = bus {
             bus.finish().await;
@@ -251,8 +255,11 @@ enum Daemonized {
 /// pipe on which it reports readiness. The parent waits for that report so that `crmonband
 /// start` returns only once the daemon protects the host, or fails with the daemon's error.
 fn daemonize() -> Result<Daemonized> {
-    use nix::unistd::{ForkResult, fork, pipe, setsid};
-    let (read_end, write_end) = pipe().context("creating the readiness pipe")?;
+    use nix::fcntl::OFlag;
+    use nix::unistd::{ForkResult, fork, pipe2, setsid};
+    // Close-on-exec: children the daemon starts (journalctl, nft) must not hold the write end,
+    // or the waiting parent would never see it close.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("creating the readiness pipe")?;
     // SAFETY: no other thread exists yet (the runtime starts after this), so the child may run
     // arbitrary code.
     match unsafe { fork() }.context("fork")? {

@@ -2,14 +2,14 @@
 //! arguments, reading the config file, logging setup, exit codes; everything it does is
 //! composed from the library crates (core for config, firewall for nftables, store for SQLite).
 //!
-//! Commands: `start`, `init`, `gen-config`, `check-config` (DESIGN.md §5); `explain` arrives
-//! with the detection work. The hidden `dbus-xml` prints the D-Bus introspection generated from
+//! Commands: `start`, `init`, `gen-config`, `check-config`, `explain` (DESIGN.md §5). The hidden `dbus-xml` prints the D-Bus introspection generated from
 //! the interface code (`cargo xtask dbus-xml` writes it to dbus/).
 
 mod config_file;
 mod daemon;
 mod dbus_server;
 mod dbus_xml;
+mod explain;
 mod stats;
 
 use std::path::PathBuf;
@@ -55,6 +55,20 @@ enum Commands {
     },
     /// Validate the configuration; print every problem with file:line; exit 1 on any.
     CheckConfig,
+    /// Run one service's detector over a log file offline (no firewall, database or bus).
+    Explain {
+        /// The service whose patterns and limits apply (ssh, nginx, ... or your own).
+        #[arg(short, long)]
+        service: String,
+        /// One JSON object per matched line, then a summary object.
+        #[arg(long, conflicts_with = "summary")]
+        json: bool,
+        /// Only the summary.
+        #[arg(long)]
+        summary: bool,
+        /// The log file, or - for standard input.
+        file: String,
+    },
     /// Print the D-Bus introspection XML of org.crmonban.Daemon, generated from the code.
     #[command(hide = true)]
     DbusXml,
@@ -68,6 +82,19 @@ fn main() -> ExitCode {
         Commands::Init => init(cli.config.as_deref()),
         Commands::Start { foreground } => daemon::start(cli.config.as_deref(), foreground),
         Commands::DbusXml => dbus_xml::print(),
+        Commands::Explain {
+            service,
+            json,
+            summary,
+            file,
+        } => {
+            let mode = match (json, summary) {
+                (true, _) => crmonban_detect::explain::ExplainMode::Json,
+                (_, true) => crmonban_detect::explain::ExplainMode::Summary,
+                _ => crmonban_detect::explain::ExplainMode::Human,
+            };
+            explain::run(cli.config.as_deref(), &service, mode, &file)
+        }
     };
     match result {
         Ok(code) => code,

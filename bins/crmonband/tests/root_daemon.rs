@@ -768,3 +768,62 @@ fn root_background_start_returns_when_ready() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn root_sshd_attacker_is_banned_after_max_failures() {
+    let host = NetNs::new("d-sshd");
+    let attacker = attacker_for(&host);
+    let ssh_dir = tempfile::tempdir().unwrap();
+    let auth_log = ssh_dir.path().join("auth.log");
+    let _sshd = crmonban_testutil::Sshd::start(&host, ssh_dir.path(), &auth_log, 2222);
+    let daemon = Daemon::start_on(
+        host,
+        PrivateBus::system_like(&policy_file()),
+        &format!(
+            "\n[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+            auth_log.display()
+        ),
+    );
+    let host_addr: IpAddr = HOST_V4.parse().unwrap();
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut attacks = proxy.receive_attack_detected().await.unwrap();
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        for user in ["root", "admin", "nosuchuser"] {
+            assert!(
+                crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+                "the attacker was cut off before max_failures:\n{}",
+                daemon.log()
+            );
+            crmonban_testutil::failed_ssh_login(&attacker, HOST_V4, 2222, user);
+        }
+        let attack = tokio::time::timeout(Duration::from_secs(10), attacks.next())
+            .await
+            .expect("no AttackDetected")
+            .unwrap();
+        let args = attack.args().unwrap();
+        assert_eq!((args.ip, args.service), (ATTACKER_V4, "ssh"));
+        let ban = tokio::time::timeout(Duration::from_secs(10), added.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no BanAdded; auth.log:\n{}\ndaemon:\n{}",
+                    std::fs::read_to_string(&auth_log).unwrap_or_default(),
+                    daemon.log()
+                )
+            })
+            .unwrap();
+        let args = ban.args().unwrap();
+        assert_eq!(
+            (args.ip, args.source, args.duration_secs),
+            (ATTACKER_V4, "detector", 600)
+        );
+        assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
+        assert!(
+            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+            "the banned attacker can still open a TCP connection"
+        );
+        let stats = proxy.get_stats().await.unwrap();
+        assert!(stats.contains("\"ssh\""), "{stats}");
+    });
+}

@@ -383,12 +383,20 @@ impl Engine {
 
     /// Counts a detector's event and emits [`EngineEvent::AttackDetected`].
     pub fn report_attack(&self, event: &Event) {
+        self.report_attack_coalesced(event, true);
+    }
+
+    /// Counts a detector's event; emits [`EngineEvent::AttackDetected`] only when `announce`
+    /// (detection coalesces announcements under floods, while every event is counted).
+    pub fn report_attack_coalesced(&self, event: &Event, announce: bool) {
         self.inner.events_processed.fetch_add(1, Ordering::Relaxed);
-        self.inner.emit(EngineEvent::AttackDetected {
-            addr: event.addr,
-            service: event.service.to_string(),
-            kind: event.kind.to_string(),
-        });
+        if announce {
+            self.inner.emit(EngineEvent::AttackDetected {
+                addr: event.addr,
+                service: event.service.to_string(),
+                kind: event.kind.to_string(),
+            });
+        }
     }
 
     /// How many detector events [`Engine::report_attack`] has seen.

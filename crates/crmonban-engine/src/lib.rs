@@ -12,10 +12,12 @@
 //!
 //! One OS thread owns the firewall backend (see `kernel`); it batches concurrent bans into
 //! one transaction. The background tasks run on the embedder's tokio runtime and end when
-//! the engine is shut down or dropped. This crate does not parse logs, talk D-Bus or handle
-//! signals: those belong to the detectors and the daemon.
+//! the engine is shut down or dropped. [`Detection`] runs crmonban-detect's log sources,
+//! matchers and time windows over an engine; this crate parses no log text itself, talks no
+//! D-Bus and handles no signals: those belong to crmonban-detect and the daemon.
 
 mod activity;
+mod detection;
 mod engine;
 mod error;
 mod events;
@@ -23,10 +25,13 @@ mod host;
 mod index;
 mod kernel;
 mod options;
+mod positions;
 mod protect;
 
+pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
 pub use events::EngineEvent;
 pub use host::host_addresses;
 pub use options::{DoublingEscalation, EngineOptions, Escalation, NoEscalation};
+pub use positions::StorePositions;

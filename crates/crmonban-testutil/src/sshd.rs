@@ -176,11 +176,14 @@ impl Drop for Sshd {
 }
 
 /// One failed password login from `from` to `addr:port` (sshpass + ssh with a wrong password).
-/// Returns the ssh exit status code.
+/// Returns the exit status code (124 when it was cut off after 10 s, e.g. banned mid-way).
 pub fn failed_ssh_login(from: &NetNs, addr: &str, port: u16, user: &str) -> Option<i32> {
     from.run(|| {
-        Command::new("sshpass")
+        // `timeout`: a client whose address gets banned mid-connection would wait forever.
+        Command::new("timeout")
             .args([
+                "10",
+                "sshpass",
                 "-p",
                 "wrong-password",
                 "ssh",
@@ -196,6 +199,10 @@ pub fn failed_ssh_login(from: &NetNs, addr: &str, port: u16, user: &str) -> Opti
                 "NumberOfPasswordPrompts=1",
                 "-o",
                 "ConnectTimeout=3",
+                "-o",
+                "ServerAliveInterval=1",
+                "-o",
+                "ServerAliveCountMax=3",
                 "-p",
                 &port.to_string(),
                 &format!("{user}@{addr}"),

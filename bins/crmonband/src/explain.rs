@@ -1,0 +1,70 @@
+//! `crmonband explain --service NAME [--json|--summary] FILE|-`: runs one service's detector
+//! over a file offline — the same matcher and time windows as the daemon, with no firewall,
+//! database or bus — and reports what matched and who would be banned.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use crmonban_detect::decide::DeciderOptions;
+use crmonban_detect::explain::{self, ExplainContext, ExplainMode};
+use crmonban_detect::matcher::LineContext;
+
+use crate::config_file;
+
+pub fn run(
+    config_path: Option<&Path>,
+    service: &str,
+    mode: ExplainMode,
+    input: &str,
+) -> Result<ExitCode> {
+    let loaded = config_file::load(config_path)?;
+    let Some(service_config) = loaded.config.services.get(service) else {
+        let known: Vec<&str> = loaded.config.services.keys().map(String::as_str).collect();
+        bail!(
+            "no service {service:?} in the configuration; known: {}",
+            known.join(", ")
+        );
+    };
+    let reader: Box<dyn Read> = if input == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(input).with_context(|| format!("cannot read {input}"))?)
+    };
+    let ctx = ExplainContext {
+        line: LineContext {
+            utc_offset: local_utc_offset(),
+            ..LineContext::default()
+        },
+        decider: DeciderOptions::default(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    explain::run(
+        service,
+        service_config,
+        BufReader::with_capacity(1 << 20, reader),
+        mode,
+        &mut out,
+        &ctx,
+    )
+    .with_context(|| format!("explaining {input} as {service}"))?;
+    std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This host's offset east of UTC in seconds, for log timestamps written in local time.
+pub fn local_utc_offset() -> i32 {
+    let now = crmonban_core::unix_now() as nix::libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which is ours.
+    unsafe {
+        let mut tm: nix::libc::tm = std::mem::zeroed();
+        if nix::libc::localtime_r(&now, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff as i32
+        }
+    }
+}
