@@ -1,0 +1,134 @@
+//! Ban latency (root; run by `cargo xtask bench`): the time from appending the decisive line to
+//! a tailed auth.log until the ban is in the kernel and the database — the daemon's own code
+//! path (file source, matcher, time windows, engine, libnftables), inside a network namespace
+//! of its own. Measured to `BanAdded`, which the engine emits after the kernel accepted the
+//! element AND the database row was written, so the kernel part alone is shorter.
+//!
+//! Each round: two failed logins from a fresh address (below max_failures = 3), a pause so they
+//! are counted, then the third line is appended and timed.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crmonban_core::config::Config;
+use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions};
+use crmonban_firewall::{Layout, NftBackend, NftOptions, Transport};
+use crmonban_testutil::NetNs;
+
+const ROUNDS: u32 = 300;
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let ns = NetNs::new("bench-lat");
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("auth.log");
+    std::fs::write(
+        &log_path,
+        "Nov 25 00:00:00 host sshd[1]: Server listening on 0.0.0.0 port 22.\n",
+    )
+    .unwrap();
+    let config = Config::from_toml_str(
+        &format!(
+            "[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+            log_path.display()
+        ),
+        "bench.toml",
+    )
+    .unwrap();
+    let mut times = ns.run(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = crmonban_store::Store::open(&dir.path().join("bench.db"))
+                .await
+                .unwrap();
+            let firewall = NftBackend::new(NftOptions {
+                layout: Layout::default(),
+                transport: Transport::Library,
+            })
+            .unwrap();
+            let engine = Engine::start(
+                EngineOptions::from_config(&config),
+                Box::new(firewall),
+                store,
+            )
+            .await
+            .unwrap();
+            let mut events = engine.subscribe();
+            let detection = Detection::start(&engine, &config, 0).unwrap();
+            // Let the source open the file (read from its end) before appending.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .unwrap();
+            let mut times = Vec::with_capacity(ROUNDS as usize);
+            for round in 0..ROUNDS {
+                let addr = Ipv4Addr::from(0xC000_0000u32 + 0x0001_0000 + round).to_string();
+                let pid = 10_000 + round * 4;
+                let stamp = chrono_like_now();
+                for k in 0..2 {
+                    writeln!(
+                        log,
+                        "{stamp} host sshd[{}]: Failed password for root from {addr} port {} ssh2",
+                        pid + k,
+                        40_000 + k
+                    )
+                    .unwrap();
+                }
+                log.flush().unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let decisive = format!(
+                    "{stamp} host sshd[{}]: Failed password for root from {addr} port 40002 ssh2\n",
+                    pid + 2
+                );
+                let start = Instant::now();
+                log.write_all(decisive.as_bytes()).unwrap();
+                log.flush().unwrap();
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                        Ok(Ok(EngineEvent::BanAdded { ban })) if ban.target.to_string() == addr => {
+                            break;
+                        }
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(_)) => continue,
+                        Err(_) => panic!("no ban for {addr} within 5 s"),
+                    }
+                }
+                times.push(start.elapsed());
+            }
+            detection.shutdown().await;
+            engine.shutdown().await;
+            times
+        })
+    });
+    times.sort();
+    let pick = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    println!("line_to_ban_median: {}", ms(pick(0.5)));
+    println!("line_to_ban_p99: {}", ms(pick(0.99)));
+    println!("line_to_ban_max: {}", ms(pick(1.0)));
+}
+
+/// `Nov 25 16:19:59` for now (UTC), as rsyslog writes it.
+fn chrono_like_now() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let now = crmonban_core::unix_now();
+    let (_, month, day) = crmonban_detect::time::civil_from_days(now.div_euclid(86_400));
+    let secs = now.rem_euclid(86_400);
+    format!(
+        "{} {day:>2} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
