@@ -40,7 +40,9 @@
 //! # IPv6 aggregation
 //!
 //! With `ipv6_prefix = Some(64)` an IPv6 address is counted and banned as its /64 (the usual
-//! allocation to one host or customer): the decision's target is the network.
+//! allocation to one host or customer): the decision's target is the network. The prefix is
+//! per service (`[services.NAME] ipv6_prefix`); [`DeciderOptions::ipv6_prefix`] applies to the
+//! services that set none.
 //!
 //! # Memory
 //!
@@ -72,15 +74,17 @@ pub const EVICTION_SAMPLE: usize = 8;
 /// Tuning shared by all services of a [`Decider`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeciderOptions {
-    /// Count and ban IPv6 addresses by this prefix (e.g. 64); `None` or 128: single
-    /// addresses. (Wanted as config key `services.NAME.ipv6_prefix`.)
+    /// Count and ban IPv6 addresses by this prefix (e.g. 64) in services whose configuration
+    /// sets no `ipv6_prefix` of its own; `None` or 128: single addresses.
     pub ipv6_prefix: Option<u8>,
     /// Most addresses tracked per service; see the module docs for the eviction.
+    /// [`Decider::from_config`] takes it from `[general] max_tracked_addresses`.
     pub max_tracked: usize,
 }
 
 /// The default cap: what a hash index of 2^21 buckets holds at its 7/8 load, so that
-/// 1,000,000 addresses are tracked without eviction.
+/// 1,000,000 addresses are tracked without eviction. The default of `[general]
+/// max_tracked_addresses` is the same number (a test checks it).
 pub const DEFAULT_MAX_TRACKED: usize = (1 << 21) / 8 * 7;
 
 impl Default for DeciderOptions {
@@ -108,7 +112,11 @@ impl ServicePolicy {
             max_failures: service.max_failures.max(1),
             find_time: service.find_time,
             ban_time: service.ban_time,
-            ipv6_prefix: options.ipv6_prefix.filter(|p| *p < 128),
+            // The service's own setting wins over the decider-wide default.
+            ipv6_prefix: service
+                .ipv6_prefix
+                .or(options.ipv6_prefix)
+                .filter(|p| *p < 128),
             max_tracked: options.max_tracked.max(1),
         }
     }
@@ -162,8 +170,14 @@ impl Decider {
         }
     }
 
-    /// A decider for every enabled service of `config`.
+    /// A decider for every enabled service of `config`. The configuration wins over
+    /// `options`: `max_tracked` is `[general] max_tracked_addresses`, and a service's own
+    /// `ipv6_prefix` replaces `options.ipv6_prefix`.
     pub fn from_config(config: &Config, options: DeciderOptions) -> Decider {
+        let options = DeciderOptions {
+            max_tracked: config.general.max_tracked_addresses,
+            ..options
+        };
         let mut decider = Decider::new(options);
         for (name, service) in config.enabled_services() {
             decider.add_service(Service::new(name), service);
@@ -586,6 +600,18 @@ impl AttackCoalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_default_of_max_tracked_addresses_is_the_decider_default() {
+        assert_eq!(
+            crmonban_core::config::DEFAULT_MAX_TRACKED_ADDRESSES,
+            DEFAULT_MAX_TRACKED
+        );
+        assert_eq!(
+            Config::default().general.max_tracked_addresses,
+            DeciderOptions::default().max_tracked
+        );
+    }
 
     #[test]
     fn connection_tags_differ_for_neighbouring_pids() {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crmonban_core::config::{BanDuration, ServiceConfig};
+use crmonban_core::config::{BanDuration, Config, ServiceConfig};
 use crmonban_core::{EventKind, Service, Target};
 use crmonban_detect::decide::{Decider, DeciderOptions, Decision, ServicePolicy, WindowCounter};
 use crmonban_detect::matcher::{AttemptKey, Hit, LineContext, LineOutcome, ServiceMatcher};
@@ -230,6 +230,55 @@ fn ipv6_aggregation_counts_and_bans_the_prefix() {
         panic!()
     };
     assert_eq!(target, Target::parse("2001:db8::1").unwrap());
+}
+
+#[test]
+fn a_configured_ipv6_prefix_bans_the_network_and_the_config_wins_over_options() {
+    let mut config = Config::default();
+    config.general.max_tracked_addresses = 1234;
+    let ssh_config = config.services.get_mut("ssh").unwrap();
+    ssh_config.max_failures = 3;
+    ssh_config.ipv6_prefix = Some(64);
+    let nginx_config = config.services.get_mut("nginx").unwrap();
+    nginx_config.enabled = true;
+    nginx_config.max_failures = 3;
+    // What the daemon passes: the defaults, which must not override the file.
+    let mut d = Decider::from_config(&config, DeciderOptions::default());
+    let (ssh, nginx) = (Service::new("ssh"), Service::new("nginx"));
+
+    assert_eq!(d.observe(&ssh, &hit("2001:db8::1", T0), 0), None);
+    assert_eq!(d.observe(&ssh, &hit("2001:db8::2", T0 + 1), 0), None);
+    let Some(Decision::Ban {
+        target, failures, ..
+    }) = d.observe(&ssh, &hit("2001:db8::3", T0 + 2), 0)
+    else {
+        panic!("three addresses of one /64 ban it")
+    };
+    assert_eq!(target, Target::parse("2001:db8::/64").unwrap());
+    assert_eq!(failures, 3);
+
+    // nginx sets no prefix: its IPv6 addresses count alone.
+    for i in 1..=3 {
+        let addr = format!("2001:db8::{i}");
+        assert_eq!(d.observe(&nginx, &hit(&addr, T0), 0), None, "{addr}");
+    }
+
+    for service in [&ssh, &nginx] {
+        assert_eq!(d.counter(service).unwrap().policy().max_tracked, 1234);
+    }
+    assert_eq!(d.counter(&ssh).unwrap().policy().ipv6_prefix, Some(64));
+    assert_eq!(d.counter(&nginx).unwrap().policy().ipv6_prefix, None);
+
+    // A decider-wide prefix is the default for services without their own.
+    let d = Decider::from_config(
+        &config,
+        DeciderOptions {
+            ipv6_prefix: Some(48),
+            ..DeciderOptions::default()
+        },
+    );
+    assert_eq!(d.counter(&ssh).unwrap().policy().ipv6_prefix, Some(64));
+    assert_eq!(d.counter(&nginx).unwrap().policy().ipv6_prefix, Some(48));
 }
 
 #[test]

@@ -33,5 +33,5 @@ pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
 pub use events::EngineEvent;
 pub use host::host_addresses;
-pub use options::{DoublingEscalation, EngineOptions, Escalation, NoEscalation};
+pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation};
 pub use positions::StorePositions;

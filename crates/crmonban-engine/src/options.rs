@@ -17,7 +17,8 @@ pub struct EngineOptions {
     /// How often the nftables layout is probed (and re-created with every active ban when
     /// someone deleted it). Default 2 s.
     pub repair_interval: Duration,
-    /// Lengthens bans of targets banned before. Default [`NoEscalation`].
+    /// Lengthens bans of targets banned before. Default [`NoEscalation`];
+    /// [`EngineOptions::from_config`] gives a [`FactorEscalation`].
     pub escalation: Arc<dyn Escalation>,
     /// How many events the bus holds for a subscriber that reads slowly before it starts
     /// losing the oldest. Default 4096.
@@ -42,6 +43,7 @@ impl EngineOptions {
     pub fn from_config(config: &Config) -> EngineOptions {
         EngineOptions {
             default_ban: config.general.default_ban_duration,
+            escalation: Arc::new(FactorEscalation::from_config(config)),
             ..EngineOptions::default()
         }
     }
@@ -75,25 +77,43 @@ impl Escalation for NoEscalation {
     }
 }
 
-/// Doubles a timed ban for every earlier offence (1 h, 2 h, 4 h, ...), up to `max`.
-/// Permanent bans stay permanent; `max` permanent means no cap below the longest timed ban
-/// (`u32::MAX` seconds).
-#[derive(Clone, Copy, Debug)]
-pub struct DoublingEscalation {
-    pub max: BanDuration,
+/// Multiplies a timed ban by `factor` for every earlier offence (`base × factor^previous`:
+/// with 2.0, 1 h, 2 h, 4 h, ...), up to `max` (`[general] ban_time_increment` and
+/// `max_ban_time`). Permanent bans stay permanent. `max` bounds the escalation only: a ban
+/// whose own length is already longer keeps that length. `None` means no cap below the
+/// longest timed ban (`u32::MAX` seconds). A factor below 1 (or NaN) counts as 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FactorEscalation {
+    pub factor: f64,
+    pub max: Option<Duration>,
 }
 
-impl Escalation for DoublingEscalation {
+impl FactorEscalation {
+    /// What `[general]` asks for.
+    pub fn from_config(config: &Config) -> FactorEscalation {
+        FactorEscalation {
+            factor: config.general.ban_time_increment,
+            max: config.general.max_ban_time,
+        }
+    }
+}
+
+impl Escalation for FactorEscalation {
     fn duration(&self, requested: BanDuration, previous_offences: u32) -> BanDuration {
         let BanDuration::Timed(base) = requested else {
             return requested;
         };
-        let cap = match self.max {
-            BanDuration::Permanent => u64::from(u32::MAX),
-            BanDuration::Timed(max) => max.as_secs().min(u64::from(u32::MAX)),
-        };
-        let factor = 1u64.checked_shl(previous_offences).unwrap_or(u64::MAX);
-        let secs = base.as_secs().saturating_mul(factor).min(cap).max(1);
+        let longest = u64::from(u32::MAX);
+        let base_secs = base.as_secs().min(longest);
+        let cap = self
+            .max
+            .map_or(longest, |max| max.as_secs().clamp(base_secs, longest));
+        let factor = self.factor.max(1.0);
+        // powi takes an i32; past 2^31 offences the product is infinite anyway for factor > 1.
+        let exponent = i32::try_from(previous_offences).unwrap_or(i32::MAX);
+        let scaled = base_secs as f64 * factor.powi(exponent);
+        // `as` saturates for floats (infinity included); the cap applies after.
+        let secs = (scaled as u64).min(cap).max(1);
         BanDuration::Timed(Duration::from_secs(secs))
     }
 }
@@ -107,16 +127,36 @@ mod tests {
     }
 
     #[test]
-    fn doubling_is_capped_and_leaves_permanent_alone() {
-        let e = DoublingEscalation { max: hours(24) };
+    fn factor_escalation_multiplies_per_offence_up_to_the_cap() {
+        let e = FactorEscalation {
+            factor: 2.0,
+            max: Some(Duration::from_secs(24 * 3600)),
+        };
         assert_eq!(e.duration(hours(1), 0), hours(1));
+        assert_eq!(e.duration(hours(1), 1), hours(2));
         assert_eq!(e.duration(hours(1), 3), hours(8));
-        assert_eq!(e.duration(hours(1), 5), hours(24));
+        assert_eq!(e.duration(hours(1), 5), hours(24), "32 h capped");
         assert_eq!(e.duration(hours(1), 200), hours(24));
+        assert_eq!(e.duration(hours(1), u32::MAX), hours(24));
+        // The cap bounds escalation, it does not shorten a longer ban.
+        assert_eq!(e.duration(hours(48), 3), hours(48));
         assert_eq!(
             e.duration(BanDuration::Permanent, 4),
             BanDuration::Permanent
         );
+
+        let e = FactorEscalation {
+            factor: 1.5,
+            max: None,
+        };
+        assert_eq!(e.duration(hours(1), 2), BanDuration::from_secs(8100));
+        assert_eq!(e.duration(hours(1), 1000), BanDuration::from_secs(u32::MAX));
+
+        let flat = FactorEscalation {
+            factor: 1.0,
+            max: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(flat.duration(hours(2), 9), hours(2));
         assert_eq!(NoEscalation.duration(hours(2), 9), hours(2));
     }
 
@@ -124,9 +164,17 @@ mod tests {
     fn options_follow_the_config() {
         let mut config = Config::default();
         config.general.default_ban_duration = hours(5);
+        config.general.ban_time_increment = 3.0;
+        config.general.max_ban_time = Some(Duration::from_secs(40 * 3600));
         let options = EngineOptions::from_config(&config);
         assert_eq!(options.default_ban, hours(5));
+        assert_eq!(options.escalation.duration(hours(5), 1), hours(15));
+        assert_eq!(options.escalation.duration(hours(5), 2), hours(40));
         assert_eq!(options.expiry_interval, Duration::from_secs(1));
         assert_eq!(options.event_capacity, 4096);
+
+        // The defaults do not escalate.
+        let options = EngineOptions::from_config(&Config::default());
+        assert_eq!(options.escalation.duration(hours(1), 7), hours(1));
     }
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use crmonban_core::config::BanDuration;
+use crmonban_core::config::{BanDuration, Config};
 use crmonban_core::{Ban, BanSource, Event, EventKind, Service, unix_now};
-use crmonban_engine::{DoublingEscalation, Engine, EngineError, EngineEvent, EngineOptions};
+use crmonban_engine::{Engine, EngineError, EngineEvent, EngineOptions};
 use crmonban_firewall::{
     ApplyReport, Call, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError,
 };
@@ -672,11 +672,15 @@ async fn a_subscriber_that_never_reads_does_not_slow_bans() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repeat_offenders_get_longer_bans() {
+    // [general] as a user writes it: 60 s bans, doubled per earlier ban, at most a day.
+    let mut config = Config::default();
+    config.general.default_ban_duration = BanDuration::Timed(Duration::from_secs(60));
+    config.general.ban_time_increment = 2.0;
+    config.general.max_ban_time = Some(Duration::from_secs(86_400));
+    let from_config = EngineOptions::from_config(&config);
     let options = EngineOptions {
-        default_ban: BanDuration::Timed(Duration::from_secs(60)),
-        escalation: Arc::new(DoublingEscalation {
-            max: BanDuration::Timed(Duration::from_secs(86_400)),
-        }),
+        default_ban: from_config.default_ban,
+        escalation: from_config.escalation,
         ..quick_options()
     };
     let h = Harness::start_with(options, SharedBackend::new()).await;
@@ -698,12 +702,21 @@ async fn repeat_offenders_get_longer_bans() {
     let history = h.store.ban_history(&t("198.51.100.50")).await.unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[1].unban_reason.as_deref(), Some("superseded"));
+    // 30000 s x 2^3 = 240000 s is capped at max_ban_time.
+    let fourth = h
+        .engine
+        .ban(request("198.51.100.50", secs(30_000)))
+        .await
+        .unwrap();
+    assert_eq!(fourth.offence, 4);
+    assert_eq!(fourth.expires_at, Some(fourth.banned_at + 86_400));
+    assert_eq!(h.engine.active_bans(), vec![fourth.clone()]);
     assert_eq!(
         h.fw.elements()
             .into_iter()
             .find(|e| e.target == t("198.51.100.50"))
             .map(|e| e.expiry),
-        third.expires_at.map(Expiry::At)
+        fourth.expires_at.map(Expiry::At)
     );
 }
 

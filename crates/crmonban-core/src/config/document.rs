@@ -185,6 +185,37 @@ impl<'a, 'i> Value<'a, 'i> {
         }
     }
 
+    /// A finite number (a float, or an integer written in decimal) of at least `min`.
+    pub(super) fn number(&self, d: &mut Diagnostics<'_>, min: f64) -> Option<f64> {
+        let parsed = match self.value {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) if i.radix() == 10 => i.as_str().parse::<f64>().ok(),
+            _ => {
+                self.wrong_type(d, "a number");
+                return None;
+            }
+        };
+        match parsed {
+            Some(n) if n.is_finite() && n >= min => Some(n),
+            Some(n) if n.is_finite() => {
+                d.error(
+                    &self.span,
+                    &self.path,
+                    format!("must be at least {min:?}, found {n:?}"),
+                );
+                None
+            }
+            _ => {
+                d.error(
+                    &self.span,
+                    &self.path,
+                    format!("must be a finite number, found {}", describe(self.value)),
+                );
+                None
+            }
+        }
+    }
+
     /// A string that must be one of `allowed`.
     pub(super) fn choice(
         &self,

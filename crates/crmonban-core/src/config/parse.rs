@@ -250,6 +250,18 @@ fn read_general(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, general: &mut Gen
     if let Some(v) = t.get("state_dir").and_then(|v| path(d, &v)) {
         general.state_dir = v;
     }
+    if let Some(v) = t.get("ban_time_increment").and_then(|v| v.number(d, 1.0)) {
+        general.ban_time_increment = v;
+    }
+    if let Some(v) = t.get("max_ban_time").and_then(|v| seconds(d, &v, 0)) {
+        // 0: no cap, as 0 means "no limit" for a ban's own length.
+        general.max_ban_time = (!v.is_zero()).then_some(v);
+    }
+    if let Some(v) = t.get("max_tracked_addresses")
+        && let Some(n) = v.integer(d, 1..=i128::from(u32::MAX))
+    {
+        general.max_tracked_addresses = usize::try_from(n).unwrap_or(general.max_tracked_addresses);
+    }
     t.finish(d);
 }
 
@@ -396,6 +408,9 @@ fn read_service(
     }
     if let Some(v) = t.get("ban_time").and_then(|v| ban_duration(d, &v)) {
         service.ban_time = v;
+    }
+    if let Some(v) = t.integer(d, "ipv6_prefix", 1..=128) {
+        service.ipv6_prefix = u8::try_from(v).ok();
     }
     let mut patterns_given = 0;
     if let Some(v) = t.get("patterns")

@@ -149,7 +149,22 @@ pub struct GeneralConfig {
     pub default_ban_duration: BanDuration,
     /// Where the daemon keeps other state (log positions, caches). Default `/var/lib/crmonban`.
     pub state_dir: PathBuf,
+    /// A repeat offender's timed ban lasts `ban_time × ban_time_increment ^ earlier bans`.
+    /// At least 1.0 and finite; default 1.0 (no escalation).
+    pub ban_time_increment: f64,
+    /// The longest an escalated ban becomes; `None` (`0` in the file) means no cap below the
+    /// longest timed ban. Escalation never shortens a ban whose own length is already longer.
+    /// Default 604800 s (7 days).
+    pub max_ban_time: Option<Duration>,
+    /// Most addresses the detector tracks per service before it evicts. Default
+    /// [`DEFAULT_MAX_TRACKED_ADDRESSES`].
+    pub max_tracked_addresses: usize,
 }
+
+/// The default of `[general] max_tracked_addresses`: what a hash index of 2^21 buckets holds
+/// at its 7/8 load, so that 1,000,000 addresses are tracked without eviction. crmonban-detect's
+/// `DEFAULT_MAX_TRACKED` is the same number (a test there checks it).
+pub const DEFAULT_MAX_TRACKED_ADDRESSES: usize = (1 << 21) / 8 * 7;
 
 impl Default for GeneralConfig {
     fn default() -> GeneralConfig {
@@ -160,6 +175,9 @@ impl Default for GeneralConfig {
             auto_intel: true,
             default_ban_duration: BanDuration::Timed(Duration::from_secs(3600)),
             state_dir: PathBuf::from("/var/lib/crmonban"),
+            ban_time_increment: 1.0,
+            max_ban_time: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_tracked_addresses: DEFAULT_MAX_TRACKED_ADDRESSES,
         }
     }
 }
@@ -436,6 +454,9 @@ pub struct ServiceConfig {
     pub ban_time: BanDuration,
     /// The user's patterns, used in addition to the built-in ones of a built-in service.
     pub patterns: Vec<Pattern>,
+    /// Count and ban IPv6 addresses by their network of this prefix length (1..=128, e.g. 64);
+    /// `None` (the default) or 128: single addresses.
+    pub ipv6_prefix: Option<u8>,
 }
 
 impl ServiceConfig {
@@ -461,6 +482,7 @@ impl ServiceConfig {
             find_time: Duration::from_secs(600),
             ban_time,
             patterns: Vec::new(),
+            ipv6_prefix: None,
         }
     }
 }

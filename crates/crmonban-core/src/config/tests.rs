@@ -147,6 +147,10 @@ fn the_default_file_shows_every_key() {
         "auto_intel",
         "default_ban_duration",
         "state_dir",
+        "ban_time_increment",
+        "max_ban_time",
+        "max_tracked_addresses",
+        "ipv6_prefix",
         "table_name",
         "chain_name",
         "set_v4",
@@ -219,6 +223,9 @@ log_level = "debug"
 auto_intel = false
 default_ban_duration = 7200
 state_dir = "/srv/crmonban"
+ban_time_increment = 1.5
+max_ban_time = 86400
+max_tracked_addresses = 50000
 
 [nftables]
 table_name = "ips"
@@ -244,6 +251,7 @@ source = "file"
 max_failures = 3
 find_time = 300
 ban_time = 0
+ipv6_prefix = 64
 
 [[services.ssh.patterns]]
 name = "pubkey_probe"
@@ -351,6 +359,9 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
     assert!(!g.auto_intel);
     assert_eq!(g.default_ban_duration, BanDuration::Timed(secs(7200)));
     assert_eq!(g.state_dir, PathBuf::from("/srv/crmonban"));
+    assert_eq!(g.ban_time_increment, 1.5);
+    assert_eq!(g.max_ban_time, Some(secs(86400)));
+    assert_eq!(g.max_tracked_addresses, 50_000);
 
     let n = &c.nftables;
     assert_eq!(
@@ -387,6 +398,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             max_failures: 3,
             find_time: secs(300),
             ban_time: BanDuration::Permanent,
+            ipv6_prefix: Some(64),
             patterns: vec![
                 Pattern::new(
                     "pubkey_probe",
@@ -409,6 +421,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             find_time: secs(60),
             // Not set: follows [general] default_ban_duration.
             ban_time: BanDuration::Timed(secs(7200)),
+            ipv6_prefix: None,
             patterns: vec![
                 Pattern::new(
                     "failed_login",
@@ -826,7 +839,8 @@ fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
     assert_eq!(
         error("[general]\nlog_level = \"info\"\nlog_levle = \"debug\"\n"),
         "config.toml:3: general.log_levle: unknown key (did you mean `log_level`?); known keys \
-         here: db_path, pid_file, log_level, auto_intel, default_ban_duration, state_dir"
+         here: db_path, pid_file, log_level, auto_intel, default_ban_duration, state_dir, \
+         ban_time_increment, max_ban_time, max_tracked_addresses"
     );
     let e = error("\n[firewall]\ntable = \"x\"\n");
     assert!(
@@ -917,6 +931,60 @@ fn counts_and_durations_must_be_positive() {
     assert_eq!(
         error("[ebpf]\nmax_entries = 0\n"),
         "config.toml:2: ebpf.max_entries: must be greater than 0, found 0"
+    );
+}
+
+#[test]
+fn escalation_and_tracking_keys_take_their_documented_values() {
+    let c = Config::default();
+    assert_eq!(c.general.ban_time_increment, 1.0);
+    assert_eq!(c.general.max_ban_time, Some(secs(604_800)));
+    assert_eq!(c.general.max_tracked_addresses, 1_835_008);
+    assert!(c.services.values().all(|s| s.ipv6_prefix.is_none()));
+
+    let c = parse(
+        "[general]\nban_time_increment = 2\nmax_ban_time = 0\nmax_tracked_addresses = 1\n\
+         [services.ssh]\nipv6_prefix = 128\n[services.nginx]\nipv6_prefix = 1\n",
+    );
+    assert_eq!(
+        c.general.ban_time_increment, 2.0,
+        "an integer factor is accepted"
+    );
+    assert_eq!(c.general.max_ban_time, None, "0 means no cap");
+    assert_eq!(c.general.max_tracked_addresses, 1);
+    assert_eq!(c.services["ssh"].ipv6_prefix, Some(128));
+    assert_eq!(c.services["nginx"].ipv6_prefix, Some(1));
+}
+
+#[test]
+fn escalation_and_tracking_keys_refuse_out_of_range_values() {
+    assert_eq!(
+        error("[general]\nban_time_increment = 0.5\n"),
+        "config.toml:2: general.ban_time_increment: must be at least 1.0, found 0.5"
+    );
+    assert_eq!(
+        error("[general]\n\nban_time_increment = nan\n"),
+        "config.toml:3: general.ban_time_increment: must be a finite number, found float nan"
+    );
+    assert_eq!(
+        error("[general]\nban_time_increment = \"2\"\n"),
+        "config.toml:2: general.ban_time_increment: expected a number, found string \"2\""
+    );
+    assert_eq!(
+        error("[general]\nmax_ban_time = -1\n"),
+        "config.toml:2: general.max_ban_time: must not be negative, found -1"
+    );
+    assert_eq!(
+        error("[general]\nmax_tracked_addresses = 0\n"),
+        "config.toml:2: general.max_tracked_addresses: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[services.ssh]\nipv6_prefix = 0\n"),
+        "config.toml:2: services.ssh.ipv6_prefix: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[services.ssh]\nenabled = true\nipv6_prefix = 129\n"),
+        "config.toml:3: services.ssh.ipv6_prefix: must be at most 128, found 129"
     );
 }
 
