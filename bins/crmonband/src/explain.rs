@@ -38,7 +38,12 @@ pub fn run(
             utc_offset: local_utc_offset(),
             ..LineContext::default()
         },
-        decider: DeciderOptions::default(),
+        // The daemon's limits: `[general] max_tracked_addresses` (a service's own
+        // `ipv6_prefix` is taken from its config by the explain runner).
+        decider: DeciderOptions {
+            max_tracked: loaded.config.general.max_tracked_addresses,
+            ..DeciderOptions::default()
+        },
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
