@@ -173,15 +173,11 @@ pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Del
                 } else {
                     ""
                 };
-                delivery.counters.fail(format!(
+                let problem = format!(
                     "cannot run {} for {source}: {e}{hint}; retrying",
                     program.display()
-                ));
-                if delivery
-                    .pause(delivery.options.retry_interval)
-                    .await
-                    .is_err()
-                {
+                );
+                if delivery.retry_later(problem).await.is_err() {
                     break;
                 }
                 continue;
@@ -271,15 +267,11 @@ pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Del
         } else {
             format!(": {last_words}")
         };
-        delivery.counters.fail(format!(
+        let problem = format!(
             "{} for {source} ended ({status}){detail}; restarting it",
             program.display()
-        ));
-        if delivery
-            .pause(delivery.options.retry_interval)
-            .await
-            .is_err()
-        {
+        );
+        if delivery.retry_later(problem).await.is_err() {
             break;
         }
     }

@@ -24,26 +24,8 @@
 //!
 //! # Implementing [`PositionStore`] over `crmonban_store::Store`
 //!
-//! ```ignore
-//! struct StorePositions(crmonban_store::Store);
-//! impl PositionStore for StorePositions {
-//!     fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>> {
-//!         Box::pin(async move {
-//!             let p = self.0.load_position(source).await.map_err(|e| e.to_string())?;
-//!             Ok(p.map(|p| SourcePosition { source: p.source, inode: p.inode, offset: p.offset,
-//!                 first_line_hash: p.first_line_hash, cursor: p.cursor }))
-//!         })
-//!     }
-//!     fn save<'a>(&'a self, p: &'a SourcePosition) -> PositionFuture<'a, ()> {
-//!         Box::pin(async move {
-//!             let row = crmonban_store::LogPosition { source: p.source.clone(), inode: p.inode,
-//!                 offset: p.offset, first_line_hash: p.first_line_hash, cursor: p.cursor.clone(),
-//!                 updated_at: unix_now_seconds() };
-//!             self.0.save_position(&row).await.map_err(|e| e.to_string())
-//!         })
-//!     }
-//! }
-//! ```
+//! `crmonban_engine::StorePositions` is that implementation: `load` copies the five fields of
+//! the store's `LogPosition`, `save` writes them with `updated_at` = now.
 //!
 //! Position keys ([`SourcePosition::source`]) are the file path for files and
 //! `journal:<match>` for the journal, as `crmonban_store::LogPosition` documents.
@@ -418,6 +400,12 @@ impl Delivery {
                 "cannot save the read position (retried with the next batch): {e}"
             ),
         }
+    }
+
+    /// Reports `problem`, then waits the retry interval; `Err` when asked to stop meanwhile.
+    async fn retry_later(&mut self, problem: String) -> Result<(), Stopped> {
+        self.counters.fail(problem);
+        self.pause(self.options.retry_interval).await
     }
 
     /// Waits for `duration`, saving on schedule; `Err` when asked to stop.

@@ -83,7 +83,8 @@ impl NftBackend {
         &self.layout
     }
 
-    /// Adds the interval-set rewrite for each family whose networks changed.
+    /// Adds the interval-set rewrite (flush, then the merged networks) for each family marked
+    /// in `families`; returns the elements written and the networks merged away.
     fn write_nets(
         &self,
         batch: &mut BatchBuilder,
@@ -274,17 +275,10 @@ impl FirewallBackend for NftBackend {
         for (family, ipv4) in [(0, true), (1, false)] {
             batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], clock);
         }
-        // The sets were created empty above, so only the element additions are needed here.
-        let list: Vec<(IpNet, Expiry)> = nets.iter().map(|(n, e)| (*n, *e)).collect();
-        let (intervals, merged) = merge_networks(&list);
-        for ipv4 in [true, false] {
-            let mine: Vec<_> = intervals
-                .iter()
-                .filter(|iv| iv.lo.is_ipv4() == ipv4)
-                .collect();
-            batch.add_intervals(&self.layout.set_for(ipv4, true), &mine, clock);
-        }
-        report.interval_elements = intervals.len();
+        // Flushing the interval sets just created in this transaction is a no-op; one writer
+        // serves both this and `apply`.
+        let (written, merged) = self.write_nets(&mut batch, &nets, [true, true], clock);
+        report.interval_elements = written;
         report.networks_merged = merged;
         run(&mut *self.runner, batch)?;
         report.transactions = 1;
