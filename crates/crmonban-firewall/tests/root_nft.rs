@@ -544,3 +544,191 @@ fn root_replace_all_restores_exactly_in_one_batch() {
     let mut cli = backend_in(&ns, Transport::Binary("nft".into()));
     assert!(ns.run(|| cli.layout_present()).unwrap());
 }
+
+/// `nft -j list table` with what differs between two loads of the same bans removed: handles,
+/// the seconds left on each timeout, and the order of hash-set listings.
+fn comparable_table(ns: &NetNs, table: &str) -> serde_json::Value {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("handle");
+                map.remove("expires");
+                if let Some(t) = map.get_mut("timeout") {
+                    *t = serde_json::Value::from("timed");
+                }
+                map.values_mut().for_each(strip);
+                if let Some(serde_json::Value::Array(elems)) = map.get_mut("elem") {
+                    elems.sort_by_key(|e| e.to_string());
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(&ns.nft(&["-j", "list", "table", "inet", table])).unwrap();
+    strip(&mut value);
+    value["nftables"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|o| o.get("metainfo").is_none());
+    value
+}
+
+/// Bulk bans (mixed families, timed and permanent) plus networks that merge into a prefix and
+/// into a range that is no prefix.
+fn bulk_elements(count: u32) -> Vec<Element> {
+    let mut elements: Vec<Element> = (0..count)
+        .map(|i| {
+            let target = if i % 4 == 0 {
+                Target::from(std::net::Ipv6Addr::from(
+                    0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+                ))
+            } else {
+                Target::from(std::net::Ipv4Addr::from(0x0A00_0000 + i))
+            };
+            if i % 3 == 0 {
+                Element::permanent(target)
+            } else {
+                Element::timed(target, Duration::from_secs(3600))
+            }
+        })
+        .collect();
+    for net in [
+        "192.0.2.0/25",
+        "192.0.2.128/25",
+        "198.51.100.0/25",
+        "198.51.100.128/26",
+        "2001:db8:77::/48",
+    ] {
+        elements.push(Element::timed(t(net), Duration::from_secs(600)));
+    }
+    elements.push(Element::permanent(t("203.0.113.0/24")));
+    elements
+}
+
+#[test]
+fn root_bulk_text_batch_builds_the_same_table_as_json() {
+    // The same bans: restored in one bulk batch (nft text, through an nft process) in one
+    // namespace, added in small batches (JSON, libnftables in-process) in the other.
+    let elements = bulk_elements(6_000);
+    let layout = Layout {
+        priority: -150,
+        ..Layout::default()
+    };
+    let options = || NftOptions {
+        layout: layout.clone(),
+        transport: Transport::Library,
+    };
+    let bulk_ns = NetNs::new("fw-text");
+    let mut bulk = bulk_ns.run(|| NftBackend::new(options())).unwrap();
+    let report = bulk_ns.run(|| bulk.replace_all(&elements)).unwrap();
+    assert_eq!(report.added, elements.len());
+    // Six networks in four intervals: two /25s into a /24, a /25 and a /26 into a range.
+    assert_eq!(report.networks_merged, 2, "{report:?}");
+
+    let small_ns = NetNs::new("fw-json");
+    let mut small = small_ns.run(|| NftBackend::new(options())).unwrap();
+    small_ns.run(|| small.ensure_layout()).unwrap();
+    for chunk in elements.chunks(500) {
+        let changes: ChangeSet = chunk
+            .iter()
+            .map(|e| crmonban_firewall::Change::Add(*e))
+            .collect();
+        small_ns.run(|| small.apply(&changes)).unwrap();
+    }
+    let text_built = comparable_table(&bulk_ns, "crmonban");
+    let json_built = comparable_table(&small_ns, "crmonban");
+    assert_eq!(text_built, json_built);
+    let listed = bulk_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4_net"]);
+    assert!(
+        listed.contains("192.0.2.0/24") && listed.contains("198.51.100.0-198.51.100.191"),
+        "{listed}"
+    );
+    assert!(
+        bulk_ns
+            .nft(&["-y", "list", "chain", "inet", "crmonban", "forward"])
+            .contains("priority -150"),
+    );
+    // The bulk load is one transaction too, and the backend keeps working in-process after it.
+    bulk_ns
+        .run(|| bulk.apply(ChangeSet::new().remove(t("10.0.0.1"))))
+        .unwrap();
+    assert_eq!(
+        bulk_ns.run(|| bulk.list()).unwrap().len(),
+        small_ns.run(|| small.list()).unwrap().len() - 1
+    );
+}
+
+#[test]
+fn root_bulk_batch_with_a_keyword_table_name_falls_back_to_json() {
+    // `counter` is an nft keyword: text syntax cannot name it, JSON can.
+    let layout = Layout {
+        table: "counter".into(),
+        ..Layout::default()
+    };
+    for transport in [Transport::Library, Transport::Binary("nft".into())] {
+        let ns = NetNs::new("fw-keyword");
+        let mut fw = ns
+            .run(|| {
+                NftBackend::new(NftOptions {
+                    layout: layout.clone(),
+                    transport: transport.clone(),
+                })
+            })
+            .unwrap();
+        let elements = bulk_elements(5_000);
+        ns.run(|| fw.replace_all(&elements)).unwrap();
+        // Twice: the second bulk batch goes straight to JSON.
+        let report = ns.run(|| fw.replace_all(&elements)).unwrap();
+        assert_eq!(report.added, elements.len(), "{transport:?}");
+        // 5,000 addresses and four intervals, the range listed as its /25 and /26.
+        assert_eq!(
+            ns.run(|| fw.list()).unwrap().len(),
+            5_000 + 5,
+            "{transport:?}"
+        );
+        assert!(ns.run(|| fw.layout_present()).unwrap());
+    }
+}
+
+#[test]
+fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
+    let ns = NetNs::new("fw-bulkrefuse");
+    ns.nft(&["add", "table", "inet", "crmonban"]);
+    ns.nft(&[
+        "add",
+        "set",
+        "inet",
+        "crmonban",
+        "blocked_v4",
+        "{ type ipv4_addr; flags timeout; size 4500; }",
+    ]);
+    let mut fw = backend_in(&ns, Transport::Library);
+    ns.run(|| fw.ensure_layout()).unwrap();
+    let changes: ChangeSet = (0..5_000u32)
+        .map(|i| {
+            crmonban_firewall::Change::Add(Element::permanent(Target::from(
+                std::net::Ipv4Addr::from(0x0A00_0000 + i),
+            )))
+        })
+        .collect();
+    let err = ns.run(|| fw.apply(&changes)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.len() < 1_000,
+        "{} bytes: {message:.2000}",
+        message.len()
+    );
+    match &err {
+        FirewallError::Refused {
+            element: Some(e), ..
+        } => assert_eq!(e, "10.0.17.148", "{message}"), // the 4,501st address
+        other => panic!("expected a refusal naming the element, got {other:?}"),
+    }
+    assert!(
+        !ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"])
+            .contains("10.0.0.1"),
+        "half-applied"
+    );
+}

@@ -1,5 +1,5 @@
 //! Naming the element nft refused. nft's errors for JSON input say what went wrong but not
-//! where ("internal:0:0-0"), so after a refusal we find the first element whose inclusion makes
+//! where ("internal:0:0-0"), and for a bulk text batch only the line, so after a refusal we find the first element whose inclusion makes
 //! the batch fail: a binary search over prefixes of each element command, each checked with a
 //! dry run (the kernel validates the batch, then it is aborted). This runs only on the error
 //! path, and only for batches up to [`MAX_ELEMENTS_TO_BLAME`] elements.
@@ -28,12 +28,11 @@ pub(crate) fn find_refused_element(runner: &mut dyn Runner, commands: &Commands)
                 // nft rejects an element command with an empty list: leave it out instead.
                 prefix.push(with_elements(object, &elems[..keep]));
             }
-            Commands {
+            let prefix = Commands {
                 table: commands.table.clone(),
                 list: prefix,
-            }
-            .to_json()
-            .map_or(true, |json| runner.run(&json, true).is_err())
+            };
+            runner.run(&prefix, true).is_err()
         };
         if !fails(runner, elems.len()) {
             continue;
@@ -59,7 +58,7 @@ pub(crate) fn find_refused_element(runner: &mut dyn Runner, commands: &Commands)
 fn elements_of(command: &Command) -> Option<&[Elem]> {
     match command {
         Command::Elements { elems, .. } => Some(elems),
-        Command::Object(_) => None,
+        Command::Object { .. } => None,
     }
 }
 
@@ -70,6 +69,6 @@ fn with_elements(command: &Command, elems: &[Elem]) -> Command {
             set: set.clone(),
             elems: elems.to_vec(),
         },
-        Command::Object(_) => command.clone(),
+        Command::Object { .. } => command.clone(),
     }
 }

@@ -1,9 +1,10 @@
 //! [`NftBackend`]: the nftables implementation of [`FirewallBackend`].
 //!
-//! Every call builds one JSON document (tables, sets, chains and rules from the `nftables`
-//! crate's types, element lists written directly; see [`batch`]) and sends it as one
-//! transaction, through libnftables in-process when available (no process start per ban; bulk
-//! batches go to a short-lived `nft` process, see `runner`) or the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
+//! Every call builds one batch (tables, sets, chains and rules from the `nftables` crate's
+//! types, element lists written directly; see [`batch`]) and sends it as one transaction:
+//! as JSON through libnftables in-process when available (no process start per ban), bulk
+//! batches as nft text to a short-lived `nft` process (see `runner`), or everything through the
+//! `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
 //! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
 //! the same transaction) whenever a network ban changes, after merging (see
 //! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
@@ -63,13 +64,11 @@ impl NftBackend {
     /// Opens the transport. Nothing is sent to the kernel until the first call.
     pub fn new(options: NftOptions) -> Result<NftBackend, FirewallError> {
         let runner: Box<dyn Runner> = match options.transport {
-            Transport::Binary(program) => Box::new(CliRunner { program }),
+            Transport::Binary(program) => Box::new(CliRunner::new(program)),
             Transport::Library => library_runner()?,
             Transport::Auto => library_runner().unwrap_or_else(|e| {
                 debug!(error = %e, "libnftables not usable; using the nft binary");
-                Box::new(CliRunner {
-                    program: PathBuf::from("nft"),
-                })
+                Box::new(CliRunner::new(PathBuf::from("nft")))
             }),
         };
         Ok(NftBackend {
@@ -117,7 +116,7 @@ impl NftBackend {
 /// only for batches small enough that this stays quick).
 fn run(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<String, FirewallError> {
     let commands = batch.finish();
-    match runner.run(&commands.to_json()?, false) {
+    match runner.run(&commands, false) {
         Err(FirewallError::Refused {
             message,
             element: _,

@@ -1,28 +1,50 @@
-//! How a JSON batch reaches the kernel: through libnftables in this process (one long-lived
+//! How a batch reaches the kernel: through libnftables in this process (one long-lived
 //! context, no process start per batch; bulk batches to a short-lived `nft` process) or through
-//! the `nft` binary reading the batch on stdin. All take the same JSON document.
+//! the `nft` binary reading the batch on stdin. Small batches travel as JSON; bulk batches
+//! (restores, blocklists) as nft text, which nft loads faster and in a third of the memory (see
+//! [`Commands::to_text`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use tracing::debug;
+
+use super::batch::Commands;
 use crate::FirewallError;
 
-/// Runs one nftables JSON document (one transaction) and returns nft's JSON output, if any.
+/// Runs one batch (one transaction) and returns nft's JSON output, if any.
 pub(crate) trait Runner: Send {
     /// `dry_run`: check the batch with the kernel, then abort it (`nft --check`).
-    fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError>;
+    fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError>;
     fn describe(&self) -> String;
 }
+
+/// Batches with at least this many elements are bulk: sent as text to an `nft` process.
+pub(crate) const BULK_ELEMENTS: usize = 4096;
 
 /// The `nft` binary: one process per batch (~2–5 ms each). The transport when libnftables is not
 /// compiled in or cannot be opened, and the bulk path beside it (see `LibRunner::run`). The
 /// process runs in the calling thread's network namespace.
 pub(crate) struct CliRunner {
-    pub(crate) program: PathBuf,
+    program: PathBuf,
+    /// Bulk batches go as text until nft refuses our names in text syntax (a name that is an
+    /// nft keyword); then as JSON, like everything else.
+    bulk_text: bool,
 }
 
 impl CliRunner {
+    pub(crate) fn new(program: PathBuf) -> CliRunner {
+        CliRunner {
+            program,
+            bulk_text: true,
+        }
+    }
+
+    pub(crate) fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
     /// `nft` from PATH, if there is one (the bulk path beside libnftables).
     #[cfg(feature = "libnftables")]
     pub(crate) fn from_path() -> Option<CliRunner> {
@@ -30,18 +52,20 @@ impl CliRunner {
         std::env::split_paths(&path)
             .map(|dir| dir.join("nft"))
             .find(|candidate| candidate.is_file())
-            .map(|program| CliRunner { program })
+            .map(CliRunner::new)
     }
-}
 
-impl Runner for CliRunner {
-    fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError> {
+    /// One `nft` process reading `input` (JSON when `json`, else text) on stdin.
+    fn exec(&self, input: &str, json: bool, dry_run: bool) -> Result<String, FirewallError> {
         let mut command = Command::new(&self.program);
         if dry_run {
             command.arg("--check");
         }
+        if json {
+            command.arg("-j");
+        }
         let mut child = command
-            .args(["-j", "-f", "-"])
+            .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -52,7 +76,7 @@ impl Runner for CliRunner {
         let mut stdin = child.stdin.take().expect("stdin was piped");
         // Write from a second thread: nft may start answering before it has read everything.
         let (output, written) = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || stdin.write_all(json.as_bytes()));
+            let writer = scope.spawn(move || stdin.write_all(input.as_bytes()));
             let output = child.wait_with_output();
             (output, writer.join().unwrap_or(Ok(())))
         });
@@ -60,12 +84,48 @@ impl Runner for CliRunner {
             FirewallError::Unavailable(format!("{} failed: {e}", self.program.display()))
         })?;
         if !output.status.success() {
-            return Err(FirewallError::from_nft_message(
-                String::from_utf8_lossy(&output.stderr).trim(),
-            ));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let message = if json {
+                stderr.trim().to_owned()
+            } else {
+                error_lines(&stderr)
+            };
+            return Err(FirewallError::from_nft_message(&message));
         }
         written.map_err(|e| FirewallError::Unavailable(format!("writing to nft: {e}")))?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The `Error:` lines of nft's complaint about text input, without the echo of the failing
+/// command (for a bulk batch, a line of megabytes whose first address is not the culprit) and
+/// the caret line under it.
+fn error_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Error:"))
+        .map(str::trim)
+        .collect();
+    if lines.is_empty() {
+        stderr.trim().chars().take(500).collect()
+    } else {
+        lines.join("; ")
+    }
+}
+
+impl Runner for CliRunner {
+    fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError> {
+        if self.bulk_text && commands.element_count() >= BULK_ELEMENTS {
+            match self.exec(&commands.to_text(), false, dry_run) {
+                // A syntax error is found while parsing, before anything reaches the kernel.
+                Err(FirewallError::Refused { message, .. }) if message.contains("syntax error") => {
+                    debug!(%message, "nft text syntax refused our names; bulk batches go as JSON");
+                    self.bulk_text = false;
+                }
+                other => return other,
+            }
+        }
+        self.exec(&commands.to_json()?, true, dry_run)
     }
 
     fn describe(&self) -> String {
@@ -82,7 +142,7 @@ mod lib {
     //! crate would need bindgen and libclang at build time for the same nine declarations.
     use std::ffi::{CStr, CString, c_char, c_int, c_uint};
 
-    use super::{CliRunner, Runner};
+    use super::{BULK_ELEMENTS, CliRunner, Commands, Runner};
     use crate::FirewallError;
 
     #[repr(C)]
@@ -146,19 +206,20 @@ mod lib {
     }
 
     impl Runner for LibRunner {
-        fn run(&mut self, json: &str, dry_run: bool) -> Result<String, FirewallError> {
-            if json.len() <= BULK_BATCH_BYTES {
-                return self.run_in_this_context(json, dry_run);
+        fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError> {
+            if commands.element_count() < BULK_ELEMENTS {
+                return self.run_in_this_context(&commands.to_json()?, dry_run);
             }
             // Bulk batches (restores, blocklists) go to a short-lived `nft` process when there
-            // is one: the same JSON loaded 1M elements in ~7 s there against ~9-10 s in this
-            // process (freeing a million parsed JSON objects in a long-lived heap is slow), and
-            // the ~1 GB nft needs to parse it is returned to the system at once instead of
-            // staying in the daemon's heap. Without the binary, a fresh context: the warm one
-            // loaded 100k elements 3x slower than a new one (its cache gets in the way).
+            // is one, as text: a million elements took ~9-10 s as JSON in this process (freeing
+            // a million parsed JSON objects in a long-lived heap is slow), ~8 s as JSON in nft
+            // and ~6.3 s as text, and the memory nft needs to parse them (~1.1 GB for JSON,
+            // ~400 MB for text) is returned to the system at once instead of staying in the
+            // daemon's heap. Without the binary, a fresh context: the warm one loaded 100k
+            // elements 3x slower than a new one (its cache gets in the way).
             match &mut self.bulk {
-                Some(cli) => cli.run(json, dry_run),
-                None => LibRunner::new()?.run_in_this_context(json, dry_run),
+                Some(cli) => cli.run(commands, dry_run),
+                None => LibRunner::new()?.run_in_this_context(&commands.to_json()?, dry_run),
             }
         }
 
@@ -166,15 +227,12 @@ mod lib {
             match &self.bulk {
                 Some(cli) => format!(
                     "libnftables (in-process; bulk batches through {})",
-                    cli.program.display()
+                    cli.program().display()
                 ),
                 None => "libnftables (in-process)".into(),
             }
         }
     }
-
-    /// Batches larger than this take the bulk path (see `run`).
-    const BULK_BATCH_BYTES: usize = 256 * 1024;
 
     impl LibRunner {
         fn run_in_this_context(
