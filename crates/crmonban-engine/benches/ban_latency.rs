@@ -1,20 +1,68 @@
 //! Ban latency (root; run by `cargo xtask bench`): the time from appending the decisive line to
-//! a tailed auth.log until the ban is in the kernel and the database — the daemon's own code
-//! path (file source, matcher, time windows, engine, libnftables), inside a network namespace
-//! of its own. Measured to `BanAdded`, which the engine emits after the kernel accepted the
-//! element AND the database row was written, so the kernel part alone is shorter.
+//! a tailed auth.log until the element is in the nft set — the daemon's own code path (file
+//! source, matcher, time windows, engine, libnftables), inside a network namespace of its own.
+//! The real `NftBackend` is wrapped so that the moment its transaction for the address
+//! committed is recorded (`line_to_kernel`); `line_to_ban_added` runs until the engine's
+//! `BanAdded`, sent once the database row is written too.
 //!
 //! Each round: two failed logins from a fresh address (below max_failures = 3), a pause so they
 //! are counted, then the third line is appended and timed.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crmonban_core::Target;
 use crmonban_core::config::Config;
 use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions};
-use crmonban_firewall::{Layout, NftBackend, NftOptions, Transport};
+use crmonban_firewall::{
+    ApplyReport, Change, ChangeSet, Element, FirewallBackend, FirewallError, Layout, NftBackend,
+    NftOptions, Transport,
+};
 use crmonban_testutil::NetNs;
+
+/// When each added target's transaction committed.
+type Committed = Arc<Mutex<HashMap<Target, Instant>>>;
+
+/// The real backend, noting when `apply` returned for each target it added.
+struct Timed {
+    inner: NftBackend,
+    committed: Committed,
+}
+
+impl FirewallBackend for Timed {
+    fn ensure_layout(&mut self) -> Result<(), FirewallError> {
+        self.inner.ensure_layout()
+    }
+    fn apply(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError> {
+        let report = self.inner.apply(changes)?;
+        let at = Instant::now();
+        let mut committed = self.committed.lock().unwrap();
+        for change in &changes.changes {
+            if let Change::Add(e) = change {
+                committed.insert(e.target, at);
+            }
+        }
+        Ok(report)
+    }
+    fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError> {
+        self.inner.replace_all(elements)
+    }
+    fn layout_present(&mut self) -> Result<bool, FirewallError> {
+        self.inner.layout_present()
+    }
+    fn list(&mut self) -> Result<Vec<Element>, FirewallError> {
+        self.inner.list()
+    }
+    fn teardown(&mut self) -> Result<(), FirewallError> {
+        self.inner.teardown()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
 
 const ROUNDS: u32 = 300;
 
@@ -39,7 +87,8 @@ fn main() {
         "bench.toml",
     )
     .unwrap();
-    let mut times = ns.run(|| {
+    let committed: Committed = Arc::default();
+    let (mut to_kernel, mut to_event) = ns.run(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -49,11 +98,14 @@ fn main() {
             let store = crmonban_store::Store::open(&dir.path().join("bench.db"))
                 .await
                 .unwrap();
-            let firewall = NftBackend::new(NftOptions {
-                layout: Layout::default(),
-                transport: Transport::Library,
-            })
-            .unwrap();
+            let firewall = Timed {
+                inner: NftBackend::new(NftOptions {
+                    layout: Layout::default(),
+                    transport: Transport::Library,
+                })
+                .unwrap(),
+                committed: committed.clone(),
+            };
             let engine = Engine::start(
                 EngineOptions::from_config(&config),
                 Box::new(firewall),
@@ -69,7 +121,8 @@ fn main() {
                 .append(true)
                 .open(&log_path)
                 .unwrap();
-            let mut times = Vec::with_capacity(ROUNDS as usize);
+            let mut to_kernel = Vec::with_capacity(ROUNDS as usize);
+            let mut to_event = Vec::with_capacity(ROUNDS as usize);
             for round in 0..ROUNDS {
                 let addr = Ipv4Addr::from(0xC000_0000u32 + 0x0001_0000 + round).to_string();
                 let pid = 10_000 + round * 4;
@@ -102,18 +155,26 @@ fn main() {
                         Err(_) => panic!("no ban for {addr} within 5 s"),
                     }
                 }
-                times.push(start.elapsed());
+                to_event.push(start.elapsed());
+                let target = Target::parse(&addr).unwrap();
+                let at = committed.lock().unwrap()[&target];
+                to_kernel.push(at - start);
             }
             detection.shutdown().await;
             engine.shutdown().await;
-            times
+            (to_kernel, to_event)
         })
     });
-    times.sort();
-    let pick = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
-    println!("line_to_ban_median: {}", ms(pick(0.5)));
-    println!("line_to_ban_p99: {}", ms(pick(0.99)));
-    println!("line_to_ban_max: {}", ms(pick(1.0)));
+    for (name, times) in [
+        ("line_to_kernel", &mut to_kernel),
+        ("line_to_ban_added", &mut to_event),
+    ] {
+        times.sort();
+        let pick = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+        println!("{name}_median: {}", ms(pick(0.5)));
+        println!("{name}_p99: {}", ms(pick(0.99)));
+        println!("{name}_max: {}", ms(pick(1.0)));
+    }
 }
 
 /// `Nov 25 16:19:59` for now (UTC), as rsyslog writes it.

@@ -162,6 +162,15 @@ fn root_ensure_repairs_a_deleted_chain_and_reports_missing_layout() {
         ns.nft(&["list", "table", "inet", "crmonban"]),
         EXPECTED_LAYOUT
     );
+    // A chain that lost its rules is not the layout either; a restore rebuilds it.
+    ns.nft(&["flush", "chain", "inet", "crmonban", "input"]);
+    assert!(!ns.run(|| fw.layout_present()).unwrap());
+    ns.run(|| fw.replace_all(&[])).unwrap();
+    assert!(ns.run(|| fw.layout_present()).unwrap());
+    // Someone else's table of the same name in another family is not ours.
+    ns.nft(&["delete", "table", "inet", "crmonban"]);
+    ns.nft(&["add", "table", "ip", "crmonban"]);
+    assert!(!ns.run(|| fw.layout_present()).unwrap());
 
     ns.nft(&["flush", "ruleset"]);
     let err = ns
@@ -541,8 +550,9 @@ fn root_replace_all_restores_exactly_in_one_batch() {
             && !table.contains("192.0.2.2"),
         "{table}"
     );
-    let mut cli = backend_in(&ns, Transport::Binary("nft".into()));
-    assert!(ns.run(|| cli.layout_present()).unwrap());
+    // The probe checks the configured priority: the rebuilt layout is complete for -150 only.
+    assert!(ns.run(|| fw2.layout_present()).unwrap());
+    assert!(!ns.run(|| fw.layout_present()).unwrap());
 }
 
 /// `nft -j list table` with what differs between two loads of the same bans removed: handles,

@@ -25,39 +25,6 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use crate::intervals::Interval;
 use crate::{Element, FirewallError, Layout};
 
-/// An object of the layout, for existence probes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum LayoutObject {
-    Table,
-    InputChain,
-    ForwardChain,
-    Set { ipv4: bool, net: bool },
-}
-
-impl LayoutObject {
-    pub(crate) const ALL: [LayoutObject; 7] = [
-        LayoutObject::Table,
-        LayoutObject::InputChain,
-        LayoutObject::ForwardChain,
-        LayoutObject::Set {
-            ipv4: true,
-            net: false,
-        },
-        LayoutObject::Set {
-            ipv4: false,
-            net: false,
-        },
-        LayoutObject::Set {
-            ipv4: true,
-            net: true,
-        },
-        LayoutObject::Set {
-            ipv4: false,
-            net: true,
-        },
-    ];
-}
-
 pub(crate) struct BatchBuilder<'l> {
     layout: &'l Layout,
     commands: Vec<Command>,
@@ -489,33 +456,6 @@ impl<'l> BatchBuilder<'l> {
             })
             .collect();
         self.elements(false, set, elems);
-    }
-
-    pub(crate) fn create_and_delete(&mut self, object: LayoutObject) {
-        let table = self.inet_table();
-        let (obj, created, named) = match object {
-            LayoutObject::Table => (
-                NfListObject::Table(self.table()),
-                format!("table {table}"),
-                format!("table {table}"),
-            ),
-            LayoutObject::InputChain | LayoutObject::ForwardChain => {
-                let forward = matches!(object, LayoutObject::ForwardChain);
-                let named = format!("chain {table} {}", self.chain_name(forward));
-                (
-                    NfListObject::Chain(self.bare_chain(forward)),
-                    named.clone(),
-                    named,
-                )
-            }
-            LayoutObject::Set { ipv4, net } => (
-                NfListObject::Set(Box::new(self.set(ipv4, net))),
-                format!("set {}", self.set_text(ipv4, net)),
-                format!("set {table} {}", self.layout.set_for(ipv4, net)),
-            ),
-        };
-        self.cmd(NfCmd::Create(obj.clone()), format!("create {created}"));
-        self.cmd(NfCmd::Delete(obj), format!("delete {named}"));
     }
 
     pub(crate) fn list_set(&mut self, ipv4: bool, net: bool) {

@@ -17,6 +17,7 @@
 mod batch;
 mod blame;
 mod listing;
+mod probe;
 mod runner;
 
 use std::collections::{BTreeMap, HashMap};
@@ -171,6 +172,9 @@ fn last_change_per_target(changes: &ChangeSet) -> Vec<Change> {
 
 impl FirewallBackend for NftBackend {
     fn ensure_layout(&mut self) -> Result<(), FirewallError> {
+        if probe::layout_problem(&self.layout)?.is_none() {
+            return Ok(());
+        }
         let mut objects = BatchBuilder::new(&self.layout);
         objects.add_table_and_sets();
         let table_existed = {
@@ -286,14 +290,13 @@ impl FirewallBackend for NftBackend {
     }
 
     fn layout_present(&mut self) -> Result<bool, FirewallError> {
-        for object in batch::LayoutObject::ALL {
-            let mut probe = BatchBuilder::new(&self.layout);
-            probe.create_and_delete(object);
-            if !probe_exists(&mut *self.runner, probe)? {
-                return Ok(false);
+        match probe::layout_problem(&self.layout)? {
+            None => Ok(true),
+            Some(problem) => {
+                debug!(%problem, "nftables layout incomplete");
+                Ok(false)
             }
         }
-        Ok(true)
     }
 
     fn list(&mut self) -> Result<Vec<Element>, FirewallError> {

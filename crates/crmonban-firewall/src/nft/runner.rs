@@ -129,7 +129,7 @@ impl Runner for CliRunner {
     }
 
     fn describe(&self) -> String {
-        format!("{} (one process per batch)", self.program.display())
+        format!("{} (one process per batch)", self.program().display())
     }
 }
 
