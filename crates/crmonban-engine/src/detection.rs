@@ -3,6 +3,10 @@
 //! `crmonband explain`; only the input (tailed logs instead of a file) and the output (real
 //! bans instead of a report) differ.
 //!
+//! A ban decision is handed to its own task, so the matcher goes on with the next line while
+//! the engine puts the ban in the kernel and then the database: a burst of decisions reaches
+//! the firewall thread together (one transaction) and no line waits for SQLite.
+//!
 //! Every matched line counts as an event (`events_processed`, and a row in the store's
 //! events table, written in batches off the ban path); `AttackDetected` is announced at most
 //! once per address per second. Read positions are kept in the store, so a restart resumes
@@ -17,7 +21,7 @@ use crmonban_core::{BanSource, Event, Service};
 use crmonban_detect::decide::{AttackCoalescer, Decider, DeciderOptions, Decision};
 use crmonban_detect::matcher::{LineContext, LineOutcome, ServiceMatcher};
 use crmonban_detect::source::{SourceLine, Sources, SourcesHandle};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -29,6 +33,8 @@ const LINE_QUEUE: usize = 4096;
 const EVENT_QUEUE: usize = 16_384;
 /// Addresses remembered for coalescing AttackDetected.
 const COALESCE_CAPACITY: usize = 100_000;
+/// Bans running at once; the matcher waits (and lines queue) beyond this.
+const BANS_IN_FLIGHT: usize = 256;
 
 /// Why detection did not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +111,7 @@ async fn match_lines(
     utc_offset: i32,
 ) {
     let mut coalescer = AttackCoalescer::new(COALESCE_CAPACITY);
+    let in_flight = Arc::new(Semaphore::new(BANS_IN_FLIGHT));
     while let Some(line) = lines.recv().await {
         let Some(matcher) = matchers.get(&line.service) else {
             continue;
@@ -144,16 +151,28 @@ async fn match_lines(
                 source: BanSource::Detector,
                 service: Some(service.to_string()),
             };
-            match engine.ban(request).await {
-                Ok(ban) => info!(target = %ban.target, service = %service, failures, "banned"),
-                Err(e @ (EngineError::Protected { .. } | EngineError::Whitelisted { .. })) => {
-                    debug!("not banned: {e}")
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match engine.ban(request).await {
+                    Ok(ban) => {
+                        info!(target = %ban.target, service = %service, failures, "banned")
+                    }
+                    Err(
+                        e @ (EngineError::Protected { .. }
+                        | EngineError::Whitelisted { .. }
+                        | EngineError::Stopped),
+                    ) => debug!("not banned: {e}"),
+                    Err(e) => warn!("ban failed: {e}"),
                 }
-                Err(EngineError::Stopped) => break,
-                Err(e) => warn!("ban failed: {e}"),
-            }
+            });
         }
     }
+    // Every ban handed out has finished before detection reports itself stopped.
+    let _ = in_flight.acquire_many(BANS_IN_FLIGHT as u32).await;
 }
 
 /// Writes events to the store in batches, off the matching path.

@@ -31,6 +31,7 @@ use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 use crate::activity::{Activity, ActivityLog, write_activity};
 use crate::index::{BanIndex, element_of};
 use crate::kernel::Kernel;
+use crate::offences::Offences;
 use crate::protect::{Protection, overlaps};
 use crate::{EngineError, EngineEvent, EngineOptions};
 
@@ -63,6 +64,8 @@ struct Inner {
     kernel: Kernel,
     store: Store,
     index: RwLock<BanIndex>,
+    /// Earlier bans per target, for escalation without a database read on the ban path.
+    offences: Mutex<Offences>,
     protection: RwLock<Protection>,
     events: broadcast::Sender<EngineEvent>,
     gate: tokio::sync::RwLock<()>,
@@ -140,10 +143,12 @@ impl Engine {
                 }
             }
         }
+        let offences = Offences::from_counts(store.offence_counts().await?);
         let elements = restored.iter().map(element_of).collect();
         let report = kernel.replace_all(elements).await?;
         info!(
             restored = restored.len(),
+            offenders = offences.len(),
             expired_while_stopped = expired.len(),
             interval_elements = report.interval_elements,
             firewall = kernel.description(),
@@ -160,6 +165,7 @@ impl Engine {
             kernel,
             store: store.clone(),
             index: RwLock::new(BanIndex::from_bans(restored)),
+            offences: Mutex::new(offences),
             protection: RwLock::new(protection),
             events,
             gate: tokio::sync::RwLock::new(()),
@@ -519,7 +525,8 @@ impl Inner {
         // Checked under the locks: a whitelist change holds the gate exclusively.
         self.protection_read().check(&req.target)?;
 
-        let previous = self.store.offence_count(&req.target, None).await?;
+        // In memory: the kernel gets the ban without waiting for the database.
+        let previous = lock(&self.offences).get(&req.target);
         let requested = req.duration.unwrap_or(self.options.default_ban);
         let duration = self.options.escalation.duration(requested, previous);
         let now = unix_now();
@@ -547,6 +554,7 @@ impl Inner {
             self.put_back(back, "ban").await;
             return Err(store_error.into());
         }
+        lock(&self.offences).bump(&ban.target);
         self.index_write().insert(ban.clone());
 
         info!(

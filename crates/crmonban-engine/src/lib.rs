@@ -24,6 +24,7 @@ mod events;
 mod host;
 mod index;
 mod kernel;
+mod offences;
 mod options;
 mod positions;
 mod protect;

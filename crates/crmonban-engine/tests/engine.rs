@@ -677,13 +677,15 @@ async fn repeat_offenders_get_longer_bans() {
     config.general.default_ban_duration = BanDuration::Timed(Duration::from_secs(60));
     config.general.ban_time_increment = 2.0;
     config.general.max_ban_time = Some(Duration::from_secs(86_400));
-    let from_config = EngineOptions::from_config(&config);
-    let options = EngineOptions {
-        default_ban: from_config.default_ban,
-        escalation: from_config.escalation,
-        ..quick_options()
+    let options_again = || {
+        let from_config = EngineOptions::from_config(&config);
+        EngineOptions {
+            default_ban: from_config.default_ban,
+            escalation: from_config.escalation,
+            ..quick_options()
+        }
     };
-    let h = Harness::start_with(options, SharedBackend::new()).await;
+    let h = Harness::start_with(options_again(), SharedBackend::new()).await;
     let first = h.engine.ban(request("198.51.100.50", None)).await.unwrap();
     assert_eq!(first.offence, 1);
     assert_eq!(first.expires_at, Some(first.banned_at + 60));
@@ -718,6 +720,22 @@ async fn repeat_offenders_get_longer_bans() {
             .map(|e| e.expiry),
         fourth.expires_at.map(Expiry::At)
     );
+
+    // Offence counts are kept in memory and survive a restart through the store's history.
+    h.engine.shutdown().await;
+    let engine = Engine::start(
+        options_again(),
+        Box::new(SharedBackend::new()),
+        h.store.clone(),
+    )
+    .await
+    .unwrap();
+    engine.unban(&t("198.51.100.50"), "unban").await.unwrap();
+    let fifth = engine.ban(request("198.51.100.50", None)).await.unwrap();
+    assert_eq!(fifth.offence, 5);
+    assert_eq!(fifth.expires_at, Some(fifth.banned_at + 60 * 16));
+    let other = engine.ban(request("198.51.100.51", None)).await.unwrap();
+    assert_eq!(other.offence, 1, "a first offender starts at one");
 }
 
 #[tokio::test(flavor = "multi_thread")]

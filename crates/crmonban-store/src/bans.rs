@@ -56,7 +56,7 @@ WHERE old.id IN (
 
 impl Store {
     /// Records one ban and returns its row id. `ban.offence` is stored as given (the caller
-    /// derives it from [`Store::offence_count`]). An older active ban of the same target is
+    /// derives it from [`Store::offence_count`] or [`Store::offence_counts`]). An older active ban of the same target is
     /// ended as superseded in the same transaction.
     pub async fn record_ban(&self, ban: &Ban) -> Result<i64, StoreError> {
         let action = "record a ban";
@@ -286,6 +286,55 @@ impl Store {
                 .await
                 .map_err(query("count a target's bans"))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// How many times each target has been banned (ended bans included): every target with
+    /// at least one ban, in target order. The engine loads this once at start so that a ban
+    /// never waits for the database to learn its offence count. Read in pages of 10,000
+    /// targets, each packed by SQLite into one JSON text (see [`Store::active_bans`]).
+    pub async fn offence_counts(&self) -> Result<Vec<(Target, u32)>, StoreError> {
+        let action = "count every target's bans";
+        let mut snapshot = self.pool.begin().await.map_err(query(action))?;
+        let mut counts = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(target, n))
+                 FROM (SELECT target, count(*) AS n FROM bans
+                       WHERE target > ?1 GROUP BY target ORDER BY target LIMIT ?2)",
+            )
+            .bind(&after)
+            .bind(i64::from(BAN_PAGE_ROWS))
+            .fetch_one(&mut *snapshot)
+            .await
+            .map_err(query(action))?;
+            let rows: Vec<(String, u32)> =
+                serde_json::from_str(&page).map_err(|error| StoreError::Corrupt {
+                    table: "bans",
+                    key: "a page of offence counts".to_owned(),
+                    column: "target",
+                    value: format!("{} bytes of JSON", page.len()),
+                    problem: format!("the page does not read back as (target, count): {error}"),
+                })?;
+            let full = rows.len() == usize::from(BAN_PAGE_ROWS);
+            counts.reserve(rows.len());
+            for (text, n) in rows {
+                let target = Target::parse(&text).map_err(|error| StoreError::Corrupt {
+                    table: "bans",
+                    key: format!("target {text:?}"),
+                    column: "target",
+                    value: format!("{text:?}"),
+                    problem: error.to_string(),
+                })?;
+                counts.push((target, n));
+                after = text;
+            }
+            if !full {
+                break;
+            }
+        }
+        snapshot.commit().await.map_err(query(action))?;
+        Ok(counts)
     }
 
     /// Every ban of `target`, oldest first, with how each ended.

@@ -266,6 +266,42 @@ async fn offence_count_grows_across_bans() {
         .map(|r| r.ban.offence)
         .collect();
     assert_eq!(offences, [1, 2, 3]);
+    let mut other = ban("2001:db8::/64", T0, None);
+    other.offence = 1;
+    store.record_ban(&other).await.unwrap();
+    assert_eq!(
+        store.offence_counts().await.unwrap(),
+        [(target("2001:db8::/64"), 1), (t, 3)]
+    );
+}
+
+#[tokio::test]
+async fn offence_counts_page_through_many_targets() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    // 25,000 targets (three pages), the first 100 banned twice.
+    let mut bans: Vec<Ban> = (0..25_000u32)
+        .map(|i| {
+            ban(
+                &std::net::Ipv4Addr::from(0x0A00_0000 + i).to_string(),
+                T0,
+                Some(T0 + 10),
+            )
+        })
+        .collect();
+    bans.extend((0..100u32).map(|i| {
+        ban(
+            &std::net::Ipv4Addr::from(0x0A00_0000 + i).to_string(),
+            T0 + 20,
+            None,
+        )
+    }));
+    store.record_bans(&bans).await.unwrap();
+    let counts = store.offence_counts().await.unwrap();
+    assert_eq!(counts.len(), 25_000);
+    let twice = counts.iter().filter(|(_, n)| *n == 2).count();
+    assert_eq!(twice, 100);
+    assert!(counts.iter().all(|(_, n)| *n == 1 || *n == 2));
 }
 
 #[tokio::test]

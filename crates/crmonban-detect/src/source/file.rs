@@ -550,6 +550,8 @@ pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
     let mut watcher: Option<linemux::MuxedEvents> = None;
     let mut warned_missing = false;
     let mut first_round = true;
+    // The last round read the file to its end: the next one only has what was appended since.
+    let mut steady = false;
     let poll = delivery.options.poll_interval;
     loop {
         if delivery.stopping() {
@@ -559,21 +561,34 @@ pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
             watcher = watch(&path).await;
         }
         let Some(mut owned) = tail.take() else { break };
-        let (back, round) = match tokio::task::spawn_blocking(move || {
+        let round = if steady {
+            // Tailing a live log: a notification means a few new lines in the page cache, read
+            // in microseconds right here. A hop to the blocking pool cost ~0.1 ms of the ban
+            // latency.
             let round = owned.round();
-            (owned, round)
-        })
-        .await
-        {
-            Ok(result) => result,
-            Err(e) => {
-                delivery
-                    .counters
-                    .fail(format!("reading {} failed: {e}", path.display()));
-                break;
+            tail = Some(owned);
+            round
+        } else {
+            // Opening, resuming or catching up (up to ROUND_BYTES per round): the blocking pool.
+            match tokio::task::spawn_blocking(move || {
+                let round = owned.round();
+                (owned, round)
+            })
+            .await
+            {
+                Ok((back, round)) => {
+                    tail = Some(back);
+                    round
+                }
+                Err(e) => {
+                    delivery
+                        .counters
+                        .fail(format!("reading {} failed: {e}", path.display()));
+                    break;
+                }
             }
         };
-        tail = Some(back);
+        steady = round.reading && !round.more && round.error.is_none();
         if let Some(error) = round.error {
             delivery.counters.fail(error);
         } else if round.reading {
