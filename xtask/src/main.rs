@@ -94,7 +94,7 @@ pub(crate) fn require_root(what: &str) -> Result<()> {
 }
 
 /// apt-get installs whatever of `packages` is missing; nothing when all are there.
-fn install_missing(packages: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn install_missing(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, proof)| !Path::new(proof).exists())

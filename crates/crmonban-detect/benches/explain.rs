@@ -7,11 +7,17 @@
 //! of every ssh kind (invalid users, wrong passwords, PAM failures, preauth closes and
 //! disconnects, max-auth, banner exchange, negotiation failures, kex probes) from ~50,000
 //! distinct IPv4 and IPv6 addresses. The harness checks that every generated attack line is
-//! matched before it reports a figure. Set `CRMONBAN_BENCH_WRITE=PATH` to also write the file
-//! (to run other tools on the same input).
+//! matched before it reports a figure. Set `CRMONBAN_BENCH_WRITE=PATH` to also write the file.
+//!
+//! With `CRMONBAN_BENCH_TOOLS=DIR` (set by `cargo xtask bench`, which unpacks Debian's fail2ban
+//! and sshguard packages into `DIR/root` without installing them), the same file is also given
+//! to sshguard's parser (`sshg-parser`) and to `fail2ban-regex` with fail2ban's sshd filter, in
+//! the same run: their lines/s, peak RSS, and every attacker address they find that we do not.
 
+use std::collections::HashSet;
 use std::io::{Cursor, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +25,7 @@ use crmonban_core::config::{BanDuration, ServiceConfig};
 use crmonban_core::{EventKind, Service};
 use crmonban_detect::decide::{DeciderOptions, ServicePolicy, WindowCounter};
 use crmonban_detect::explain::{self, ExplainContext, ExplainMode};
-use crmonban_detect::matcher::{Hit, LineContext};
+use crmonban_detect::matcher::{Hit, LineContext, LineOutcome, ServiceMatcher};
 
 const LINES: usize = 1_000_000;
 const START: i64 = 1_795_564_800; // 2026-11-25T00:00:00Z
@@ -54,6 +60,8 @@ struct Generator {
     attack_lines: usize,
     t: i64,
     pid: u32,
+    /// Every address that attacked: the truth other tools' findings are checked against.
+    attackers: HashSet<IpAddr>,
 }
 
 impl Generator {
@@ -231,6 +239,7 @@ impl Generator {
     /// One attacker: usually a single connection, sometimes a campaign of several.
     fn campaign(&mut self) {
         let ip = self.attacker();
+        self.attackers.insert(ip);
         let connections = if self.rng.below(6) == 0 {
             3 + self.rng.below(8)
         } else {
@@ -284,7 +293,7 @@ impl Generator {
     }
 }
 
-fn generate() -> (Vec<u8>, usize) {
+fn generate() -> (Vec<u8>, usize, HashSet<IpAddr>) {
     let mut g = Generator {
         rng: Lcg(0x5eed_cafe),
         out: Vec::with_capacity(LINES * 110),
@@ -292,6 +301,7 @@ fn generate() -> (Vec<u8>, usize) {
         attack_lines: 0,
         t: START,
         pid: 1000,
+        attackers: HashSet::new(),
     };
     while g.lines < LINES {
         // Tuned so that ~30% of the lines are attack lines.
@@ -301,22 +311,130 @@ fn generate() -> (Vec<u8>, usize) {
             g.benign();
         }
     }
-    (g.out, g.attack_lines)
+    (g.out, g.attack_lines, g.attackers)
+}
+
+/// Every address our matcher finds in `log`.
+fn addresses_we_find(log: &[u8], service: &ServiceConfig, ctx: &ExplainContext) -> HashSet<IpAddr> {
+    let matcher = ServiceMatcher::new("ssh", service).unwrap();
+    log.split(|&b| b == b'\n')
+        .filter_map(|line| match matcher.match_line(line, &ctx.line) {
+            LineOutcome::Match(hit) => Some(hit.addr),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `command` with `input` on stdin; returns its stdout, the wall time, and its peak RSS
+/// in KiB (VmHWM, sampled every 5 ms: getrusage would report the benchmark's own size, which
+/// a spawned child inherits until it execs).
+fn timed_run(mut command: Command, input: &std::path::Path) -> (String, Duration, u64) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let mut child = command
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(out.reopen().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        peak = peak.max(status_kib(&status_path, "VmHWM:"));
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{command:?} failed: {status}");
+    (std::fs::read_to_string(out.path()).unwrap(), elapsed, peak)
+}
+
+/// sshg-parser and fail2ban-regex on the same log; see the module docs.
+fn compare_with_other_tools(
+    tools: &std::path::Path,
+    log: &[u8],
+    attackers: &HashSet<IpAddr>,
+    service: &ServiceConfig,
+    ctx: &ExplainContext,
+    ours_per_sec: f64,
+) {
+    let root = tools.join("root");
+    let path = tools.join("auth.log");
+    std::fs::write(&path, log).unwrap();
+    let ours = addresses_we_find(log, service, ctx);
+    let report = |tool: &str, found: &HashSet<IpAddr>, elapsed: Duration, rss_kib: u64| {
+        let per_sec = LINES as f64 / elapsed.as_secs_f64();
+        let missed: Vec<&IpAddr> = found
+            .iter()
+            .filter(|a| attackers.contains(a) && !ours.contains(a))
+            .collect();
+        let innocent: Vec<&IpAddr> = found.iter().filter(|a| !attackers.contains(a)).collect();
+        println!("{tool}_lines_per_sec: {per_sec:.0}");
+        println!("{tool}_peak_rss: {:.1} MB", rss_kib as f64 / 1024.0);
+        println!("{tool}_attackers_found: {}", found.len() - innocent.len());
+        println!("{tool}_innocent_addresses_flagged: {}", innocent.len());
+        println!("explain_speedup_over_{tool}: {:.1}", ours_per_sec / per_sec);
+        println!("{tool}_attackers_we_miss: {}", missed.len());
+        if !missed.is_empty() {
+            eprintln!(
+                "{tool} found attackers we do not, e.g. {:?}",
+                &missed[..missed.len().min(10)]
+            );
+        }
+        if !innocent.is_empty() {
+            eprintln!(
+                "{tool} flagged addresses that never attacked, e.g. {:?}",
+                &innocent[..innocent.len().min(10)]
+            );
+        }
+    };
+
+    // sshg-parser prints "service address kind dangerousness" per attack line.
+    let (out, elapsed, rss) = timed_run(
+        Command::new(root.join("usr/libexec/sshguard/sshg-parser")),
+        &path,
+    );
+    let found: HashSet<IpAddr> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    report("sshguard_parser", &found, elapsed, rss);
+
+    // fail2ban-regex prints the address of each failure with `--out ip`.
+    let mut f2b = Command::new("python3");
+    f2b.arg(root.join("usr/bin/fail2ban-regex"))
+        .args(["--out", "ip"])
+        .arg(&path)
+        .arg(root.join("etc/fail2ban/filter.d/sshd.conf"))
+        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"));
+    let (out, elapsed, rss) = timed_run(f2b, &path);
+    let found: HashSet<IpAddr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    report("fail2ban_regex", &found, elapsed, rss);
+    let innocent = ours.iter().filter(|a| !attackers.contains(a)).count();
+    println!("crmonban_attackers_found: {}", ours.len() - innocent);
+    println!("crmonban_innocent_addresses_flagged: {innocent}");
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("/proc/self/status", "VmRSS:")
+}
+
+/// A `kB` field of a /proc status file; 0 when unreadable (e.g. the process just ended).
+fn status_kib(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
 
 fn main() {
-    let (log, attack_lines) = generate();
+    let (log, attack_lines, attackers) = generate();
     if let Ok(path) = std::env::var("CRMONBAN_BENCH_WRITE") {
         std::fs::write(&path, &log).expect("write the generated log");
         eprintln!("wrote {path}");
@@ -369,6 +487,11 @@ fn main() {
         "explain_summary_1m_mb_per_sec: {:.0}",
         log.len() as f64 / best.as_secs_f64() / 1e6
     );
+    if let Some(tools) = std::env::var_os("CRMONBAN_BENCH_TOOLS") {
+        let ours = LINES as f64 / best.as_secs_f64();
+        let tools = std::path::Path::new(&tools);
+        compare_with_other_tools(tools, &log, &attackers, &service, &ctx, ours);
+    }
     drop(log);
 
     // Memory per tracked address: 1,000,000 distinct IPv4 addresses inside one window.

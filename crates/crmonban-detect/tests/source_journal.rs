@@ -17,11 +17,16 @@ use tokio::time::{Instant, timeout};
 const DEADLINE: Duration = Duration::from_secs(20);
 const MATCH: &str = "_SYSTEMD_UNIT=ssh.service + _SYSTEMD_UNIT=sshd.service";
 
-/// `history.jsonl` answers `--after-cursor`, `new.jsonl` answers `--lines=0`; then it waits
-/// like `journalctl -f` does.
+/// Without `--follow` (the question for the newest entry) it prints `newest.jsonl`, if any,
+/// and exits. Following, `history.jsonl` answers `--after-cursor`, `new.jsonl` answers
+/// `--lines=0`; then it waits like `journalctl -f` does.
 const SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 echo "$*" >> "$dir/args.log"
+case " $* " in
+  *" --follow "*) ;;
+  *) cat "$dir/newest.jsonl" 2>/dev/null; exit 0 ;;
+esac
 after=""
 for arg in "$@"; do
   case "$arg" in --after-cursor=*) after="${arg#--after-cursor=}" ;; esac
@@ -157,7 +162,7 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
     let key = format!("journal:{MATCH}");
     let positions = Arc::new(MemoryPositions::new());
 
-    // First start: no cursor, so `--lines=0`; three entries arrive.
+    // First start on an empty journal (no newest entry): `--lines=0`; three entries arrive.
     write_jsonl(&dir.path().join("new.jsonl"), &all[..3]);
     let (mut rx, handle) = start(&journalctl, &positions);
     let got = recv(&mut rx, 3).await;
@@ -197,7 +202,7 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
     assert_eq!(positions.get(&key).unwrap().cursor, Some(cursor(4)));
 
     let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
-    let runs: Vec<&str> = args.lines().collect();
+    let runs: Vec<&str> = args.lines().filter(|r| r.contains("--follow")).collect();
     assert_eq!(runs.len(), 2, "{args}");
     assert!(runs[0].contains("--follow --output=json"), "{args}");
     assert!(runs[0].contains("--lines=0"), "{args}");
@@ -206,6 +211,47 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
         runs[1].contains(&format!("--after-cursor={}", cursor(3))),
         "{args}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_source_first_start_saves_a_cursor_even_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let journalctl = install_script(dir.path());
+    let all = entries();
+    let key = format!("journal:{MATCH}");
+    let positions = Arc::new(MemoryPositions::new());
+    // The journal's newest entry when crmonban first starts is entry 1 (already history).
+    write_jsonl(&dir.path().join("newest.jsonl"), &all[..1]);
+    write_jsonl(&dir.path().join("history.jsonl"), &all[..1]);
+    let (mut rx, handle) = start(&journalctl, &positions);
+    wait_for("the first cursor to be saved", || {
+        positions.get(&key).and_then(|p| p.cursor) == Some(cursor(1))
+    })
+    .await;
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+
+    // Entries 2-4 are written while crmonban is stopped: the next start reads them all.
+    write_jsonl(&dir.path().join("history.jsonl"), &all);
+    let (mut rx, handle) = start(&journalctl, &positions);
+    let got = recv(&mut rx, 3).await;
+    assert_eq!(
+        got[0].line,
+        b"sshd[4101]: Failed password for invalid user admin from 203.0.113.9 port 50522 ssh2"
+    );
+    assert_eq!(got[2].position.cursor.as_deref(), Some(cursor(4).as_str()));
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+
+    let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
+    let runs: Vec<&str> = args.lines().collect();
+    assert!(runs[0].starts_with("--lines=1 --output=json"), "{args}");
+    assert!(!runs[0].contains("_SYSTEMD_UNIT"), "{args}");
+    assert!(
+        runs[1].contains(&format!("--after-cursor={}", cursor(1))) && runs[1].ends_with(MATCH),
+        "{args}"
+    );
+    assert!(!args.contains("--lines=0"), "{args}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

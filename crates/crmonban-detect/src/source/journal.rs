@@ -1,8 +1,11 @@
 //! The systemd journal as a source, read through `journalctl -f -o json` as a child process (no
 //! libsystemd binding): each JSON entry becomes one [`SourceLine`] shaped like a syslog line,
 //! and the entry's `__CURSOR` is its position, so that a restart continues with
-//! `--after-cursor`. Without a saved cursor the journal is followed from now (`--lines=0`):
-//! history is not replayed as new attacks.
+//! `--after-cursor`. Without a saved cursor (the first start), the source asks for the cursor
+//! of the journal's newest entry, saves it at once and follows from there: history is not
+//! replayed as new attacks, and entries written while crmonban is down after that are read at
+//! the next start even if none arrived before it stopped. Only an empty journal (no cursor
+//! to ask for) is followed from now with `--lines=0`.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -147,9 +150,44 @@ async fn read_bounded_line<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// The arguments that ask for the newest entry of the whole journal (its position, whatever
+/// unit wrote it: `--after-cursor` with our match then continues from there).
+pub(super) const NEWEST_ENTRY: [&str; 5] = [
+    "--lines=1",
+    "--output=json",
+    "--no-pager",
+    "--quiet",
+    "--all",
+];
+
+/// The cursor of the journal's newest entry; `None` when the journal is empty or unreadable.
+async fn newest_cursor(program: &std::path::Path) -> Option<String> {
+    let output = Command::new(program)
+        .args(NEWEST_ENTRY)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let entry: Value = serde_json::from_str(last).ok()?;
+    entry.get("__CURSOR")?.as_str().map(str::to_owned)
+}
+
 /// The task of one journal source.
 pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Delivery) {
     let program = delivery.options.journalctl.clone();
+    let resumes = delivery.latest.as_ref().is_some_and(|p| p.cursor.is_some());
+    if !resumes && let Some(cursor) = newest_cursor(&program).await {
+        tracing::debug!(%source, %cursor, "first start: following the journal from its newest entry");
+        delivery.advance(position(&source, cursor));
+        delivery.save_latest().await;
+    }
     // JSON adds quoting and field names around the message.
     let max_json = delivery.options.max_line.saturating_mul(2).max(64 * 1024);
     'restart: loop {
