@@ -28,6 +28,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The detection end-to-end tests attack a real sshd with wrong passwords.
     ("openssh-server", "/usr/sbin/sshd"),
     ("sshpass", "/usr/bin/sshpass"),
+    // The journal source is tested against a real systemd-journald (in a mount namespace of
+    // its own); nsenter, unshare and logger come with Debian's essential util-linux/bsdutils.
+    ("systemd", "/lib/systemd/systemd-journald"),
 ];
 
 const RUN_PACKAGES: &[(&str, &str)] = &[

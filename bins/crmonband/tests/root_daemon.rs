@@ -54,6 +54,8 @@ struct Daemon {
     config: PathBuf,
     bus: PrivateBus,
     host: NetNs,
+    /// A mount namespace to run the daemon in (`/proc/PID/ns/mnt`), e.g. a test journald's.
+    mount_ns: Option<String>,
 }
 
 impl Daemon {
@@ -67,6 +69,15 @@ impl Daemon {
     }
 
     fn start_on(host: NetNs, bus: PrivateBus, extra_config: &str) -> Daemon {
+        Daemon::start_in(host, bus, extra_config, None)
+    }
+
+    fn start_in(
+        host: NetNs,
+        bus: PrivateBus,
+        extra_config: &str,
+        mount_ns: Option<String>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         write_config(&config, dir.path(), extra_config);
@@ -76,6 +87,7 @@ impl Daemon {
             config,
             bus,
             host,
+            mount_ns,
         };
         daemon.spawn(&[]);
         daemon
@@ -86,7 +98,19 @@ impl Daemon {
     fn spawn(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
         let child = self.host.run(|| {
-            Command::new(env!("CARGO_BIN_EXE_crmonband"))
+            let mut command = match &self.mount_ns {
+                // nsenter execs the daemon: the child's pid is the daemon's.
+                Some(ns) => {
+                    let mut nsenter = Command::new("nsenter");
+                    nsenter
+                        .arg(format!("--mount={ns}"))
+                        .arg("--")
+                        .arg(env!("CARGO_BIN_EXE_crmonband"));
+                    nsenter
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_crmonband")),
+            };
+            command
                 .args(["-c", self.config.to_str().unwrap(), "start", "-f"])
                 .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
                 .env("RUST_LOG", "info")
@@ -698,6 +722,7 @@ fn root_systemd_notify_ready_and_stopping() {
         dir,
         bus: PrivateBus::system_like(&policy_file()),
         host,
+        mount_ns: None,
     };
     write_config(&daemon.config, daemon.dir.path(), "");
     daemon.spawn(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
@@ -767,6 +792,62 @@ fn root_background_start_returns_when_ready() {
         assert!(Instant::now() < deadline, "background daemon did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A host without rsyslog: sshd logs to a real systemd-journald, and the daemon (running in
+/// that journald's mount namespace, so its `journalctl` reads that journal) bans from it.
+#[test]
+fn root_sshd_attacker_is_banned_from_the_journal() {
+    let journal = crmonban_testutil::Journald::start();
+    let host = NetNs::new("d-jrnl");
+    let attacker = attacker_for(&host);
+    let ssh_dir = tempfile::tempdir().unwrap();
+    let _sshd =
+        crmonban_testutil::Sshd::start_logging_to(&host, ssh_dir.path(), &journal.dev_log(), 2222);
+    // No systemd here, so no _SYSTEMD_UNIT: match sshd by its command name (a trusted field).
+    let daemon = Daemon::start_in(
+        host,
+        PrivateBus::system_like(&policy_file()),
+        "\n[services.ssh]\nsource = \"journal\"\njournal_match = \"_COMM=sshd\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+        Some(format!("/proc/{}/ns/mnt", journal.pid())),
+    );
+    let host_addr: IpAddr = HOST_V4.parse().unwrap();
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        for user in ["root", "admin", "nosuchuser"] {
+            assert!(
+                crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+                "the attacker was cut off before max_failures:\n{}",
+                daemon.log()
+            );
+            crmonban_testutil::failed_ssh_login(&attacker, HOST_V4, 2222, user);
+        }
+        let ban = tokio::time::timeout(Duration::from_secs(10), added.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no BanAdded; journal:\n{}\ndaemon:\n{}",
+                    journal.entries("sshd").join("\n"),
+                    daemon.log()
+                )
+            })
+            .unwrap();
+        let args = ban.args().unwrap();
+        assert_eq!((args.ip, args.source), (ATTACKER_V4, "detector"));
+        assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
+        assert!(
+            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+            "the banned attacker can still open a TCP connection"
+        );
+    });
+    assert!(
+        journal
+            .entries("sshd")
+            .iter()
+            .any(|m| m.contains(&format!("from {ATTACKER_V4} port"))),
+        "sshd's messages went to the journal"
+    );
 }
 
 #[test]

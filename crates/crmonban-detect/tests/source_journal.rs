@@ -310,3 +310,106 @@ async fn journal_source_restarts_journalctl_after_it_exits_without_repeating() {
     );
     stop(handle, rx).await;
 }
+
+/// The source against a real systemd-journald (in a mount namespace of its own) and the real
+/// journalctl, reached through a shim that enters that namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_journal_source_follows_a_real_journald() {
+    let journal = crmonban_testutil::Journald::start();
+    let dir = tempfile::tempdir().unwrap();
+    let journalctl = journal.journalctl_shim(dir.path());
+    let matches = "SYSLOG_IDENTIFIER=sshd";
+    let key = format!("journal:{matches}");
+    let positions = Arc::new(MemoryPositions::new());
+    let start_real = || {
+        let service = ServiceConfig {
+            source: LogSource::Journal,
+            journal_match: Some(JournalMatch::parse(matches).unwrap()),
+            ..ServiceConfig::custom(BanDuration::Permanent)
+        };
+        let store: Arc<dyn PositionStore> = positions.clone();
+        Sources::spawn_with(
+            vec![("ssh".to_owned(), service)],
+            store,
+            8,
+            SourceOptions {
+                journalctl: journalctl.clone(),
+                poll_interval: Duration::from_millis(100),
+                save_interval: Duration::from_millis(100),
+                retry_interval: Duration::from_millis(200),
+                ..SourceOptions::default()
+            },
+        )
+    };
+    let text = |line: &SourceLine| {
+        let fields = line.fields.clone().unwrap();
+        String::from_utf8_lossy(&line.line[fields.message_start..]).into_owned()
+    };
+
+    // History before the first start is never delivered.
+    journal.log(
+        "sshd",
+        4100,
+        "Failed password for root from 192.0.2.1 port 1 ssh2",
+    );
+    let (mut rx, handle) = start_real();
+    wait_for("the first cursor to be saved", || {
+        positions.get(&key).and_then(|p| p.cursor).is_some()
+    })
+    .await;
+    journal.log(
+        "sshd",
+        4101,
+        "Failed password for root from 203.0.113.9 port 50522 ssh2",
+    );
+    journal.log(
+        "CRON",
+        77,
+        "pam_unix(cron:session): session opened for user root",
+    );
+    journal.log(
+        "sshd",
+        4102,
+        "Invalid user admin from 2001:db8::9 port 4000",
+    );
+    let got = recv(&mut rx, 2).await;
+    assert_eq!(
+        text(&got[0]),
+        "Failed password for root from 203.0.113.9 port 50522 ssh2"
+    );
+    assert_eq!(
+        text(&got[1]),
+        "Invalid user admin from 2001:db8::9 port 4000"
+    );
+    let fields = got[0].fields.clone().unwrap();
+    assert_eq!(fields.identifier.as_deref(), Some("sshd"));
+    assert!(got[0].line.starts_with(b"sshd["), "{:?}", got[0].line);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let logged = got[0].time.expect("the journal's own time");
+    assert!((now - logged).abs() < 60_000_000, "{logged} vs {now}");
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+    assert_eq!(
+        positions.get(&key).unwrap().cursor,
+        got[1].position.cursor,
+        "the last delivered entry's cursor is saved"
+    );
+
+    // Written while stopped: delivered at the next start, once, and nothing else.
+    journal.log(
+        "sshd",
+        4103,
+        "Failed password for bob from 198.51.100.4 port 2222 ssh2",
+    );
+    let (mut rx, handle) = start_real();
+    let got = recv(&mut rx, 1).await;
+    assert_eq!(
+        text(&got[0]),
+        "Failed password for bob from 198.51.100.4 port 2222 ssh2"
+    );
+    assert_quiet(&mut rx).await;
+    stop(handle, rx).await;
+}

@@ -2,13 +2,17 @@
 //! removed on drop (even when the test panics), veth links between them, running code inside a
 //! namespace on a thread of its own (`setns`, so the test thread and the host stay untouched),
 //! and UDP/TCP probes that tell whether packets get through; a private `dbus-daemon` configured
-//! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`]).
+//! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`]); a
+//! real OpenSSH server ([`Sshd`]) and a real systemd-journald ([`Journald`]), each in a mount
+//! namespace of its own.
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
+mod journal;
 mod sshd;
 pub use bus::{NOBODY, PrivateBus, command_as};
+pub use journal::Journald;
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 
 use std::fs::File;

@@ -89,10 +89,11 @@ fn rsyslog_line(datagram: &str, hostname: &str) -> Option<String> {
     Some(format!("{stamp} {hostname} {message}\n"))
 }
 
-/// A running sshd inside a network namespace, logging through a [`SyslogSink`].
+/// A running sshd inside a network namespace, logging through a [`SyslogSink`] or to a
+/// journald.
 pub struct Sshd {
     child: Child,
-    _sink: SyslogSink,
+    _sink: Option<SyslogSink>,
     pub port: u16,
 }
 
@@ -100,6 +101,18 @@ impl Sshd {
     /// Starts `/usr/sbin/sshd -D` in `ns`, listening on `port` on every address, with password
     /// authentication on and its own host key in `dir`; messages land in `auth_log`.
     pub fn start(ns: &NetNs, dir: &Path, auth_log: &Path, port: u16) -> Sshd {
+        let sink = SyslogSink::start(&dir.join("devlog.sock"), auth_log, "testhost");
+        let socket = sink.socket_path().to_owned();
+        Sshd::spawn(ns, dir, &socket, Some(sink), port)
+    }
+
+    /// Like [`Sshd::start`], with `dev_log` (e.g. [`crate::Journald::dev_log`]) as sshd's
+    /// `/dev/log`: its messages go to that syslog socket, as on a host without rsyslog.
+    pub fn start_logging_to(ns: &NetNs, dir: &Path, dev_log: &Path, port: u16) -> Sshd {
+        Sshd::spawn(ns, dir, dev_log, None, port)
+    }
+
+    fn spawn(ns: &NetNs, dir: &Path, dev_log: &Path, sink: Option<SyslogSink>, port: u16) -> Sshd {
         crate::require_root();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let key = dir.join("ssh_host_ed25519_key");
@@ -121,19 +134,19 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let sink = SyslogSink::start(&dir.join("devlog.sock"), auth_log, "testhost");
         // A mount namespace of sshd's own whose /dev is a small tmpfs with the device nodes
-        // sshd needs and the sink's socket as /dev/log (the host may have no /dev/log at all,
+        // sshd needs and /dev/log a symlink to the given socket (a symlink, not a bind mount: a
+        // journald's socket lives in another mount namespace, which bind mounts cannot reach) (the host may have no /dev/log at all,
         // and nothing here may change the host's /dev).
         let devdir = dir.join("dev");
         std::fs::create_dir_all(&devdir).unwrap();
         let script = format!(
             "set -e; D={dev}; mount -t tmpfs tmpfs $D; \
              for n in null zero full random urandom tty; do touch $D/$n; mount --bind /dev/$n $D/$n; done; \
-             touch $D/log; mount --bind {sock} $D/log; mount --rbind $D /dev; \
+             ln -s {sock} $D/log; mount --rbind $D /dev; \
              exec /usr/sbin/sshd -D -f {config}",
             dev = devdir.display(),
-            sock = sink.socket_path().display(),
+            sock = dev_log.display(),
             config = config.display()
         );
         let child = ns.run(|| {
