@@ -794,6 +794,32 @@ fn root_background_start_returns_when_ready() {
     }
 }
 
+/// Three failed password logins from `attacker` to the sshd on the host's port 2222, each over
+/// a connection that must still get through (no ban before max_failures = 3).
+fn three_failed_logins(daemon: &Daemon, attacker: &NetNs) {
+    let host_addr: IpAddr = HOST_V4.parse().unwrap();
+    for user in ["root", "admin", "nosuchuser"] {
+        assert!(
+            crmonban_testutil::tcp_connects(attacker, &daemon.host, host_addr, WAIT),
+            "the attacker was cut off before max_failures:\n{}",
+            daemon.log()
+        );
+        crmonban_testutil::failed_ssh_login(attacker, HOST_V4, 2222, user);
+    }
+}
+
+/// The next BanAdded signal within 10 s; the panic shows `evidence()` and the daemon's log.
+async fn next_ban(
+    added: &mut crmonban_dbus::BanAddedStream,
+    daemon: &Daemon,
+    evidence: impl FnOnce() -> String,
+) -> crmonban_dbus::BanAdded {
+    match tokio::time::timeout(Duration::from_secs(10), added.next()).await {
+        Ok(Some(ban)) => ban,
+        _ => panic!("no BanAdded; {}\ndaemon:\n{}", evidence(), daemon.log()),
+    }
+}
+
 /// A host without rsyslog: sshd logs to a real systemd-journald, and the daemon (running in
 /// that journald's mount namespace, so its `journalctl` reads that journal) bans from it.
 #[test]
@@ -815,24 +841,11 @@ fn root_sshd_attacker_is_banned_from_the_journal() {
     runtime().block_on(async {
         let proxy = proxy(&daemon.bus).await;
         let mut added = proxy.receive_ban_added().await.unwrap();
-        for user in ["root", "admin", "nosuchuser"] {
-            assert!(
-                crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
-                "the attacker was cut off before max_failures:\n{}",
-                daemon.log()
-            );
-            crmonban_testutil::failed_ssh_login(&attacker, HOST_V4, 2222, user);
-        }
-        let ban = tokio::time::timeout(Duration::from_secs(10), added.next())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no BanAdded; journal:\n{}\ndaemon:\n{}",
-                    journal.entries("sshd").join("\n"),
-                    daemon.log()
-                )
-            })
-            .unwrap();
+        three_failed_logins(&daemon, &attacker);
+        let ban = next_ban(&mut added, &daemon, || {
+            format!("journal:\n{}", journal.entries("sshd").join("\n"))
+        })
+        .await;
         let args = ban.args().unwrap();
         assert_eq!((args.ip, args.source), (ATTACKER_V4, "detector"));
         assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
@@ -870,30 +883,18 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
         let proxy = proxy(&daemon.bus).await;
         let mut attacks = proxy.receive_attack_detected().await.unwrap();
         let mut added = proxy.receive_ban_added().await.unwrap();
-        for user in ["root", "admin", "nosuchuser"] {
-            assert!(
-                crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
-                "the attacker was cut off before max_failures:\n{}",
-                daemon.log()
-            );
-            crmonban_testutil::failed_ssh_login(&attacker, HOST_V4, 2222, user);
-        }
+        three_failed_logins(&daemon, &attacker);
         let attack = tokio::time::timeout(Duration::from_secs(10), attacks.next())
             .await
             .expect("no AttackDetected")
             .unwrap();
         let args = attack.args().unwrap();
         assert_eq!((args.ip, args.service), (ATTACKER_V4, "ssh"));
-        let ban = tokio::time::timeout(Duration::from_secs(10), added.next())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no BanAdded; auth.log:\n{}\ndaemon:\n{}",
-                    std::fs::read_to_string(&auth_log).unwrap_or_default(),
-                    daemon.log()
-                )
-            })
-            .unwrap();
+        let ban = next_ban(&mut added, &daemon, || {
+            let log = std::fs::read_to_string(&auth_log).unwrap_or_default();
+            format!("auth.log:\n{log}")
+        })
+        .await;
         let args = ban.args().unwrap();
         assert_eq!(
             (args.ip, args.source, args.duration_secs),

@@ -101,9 +101,17 @@ fn start(
     journalctl: &Path,
     positions: &Arc<MemoryPositions>,
 ) -> (Receiver<SourceLine>, SourcesHandle) {
+    start_matching(journalctl, positions, MATCH)
+}
+
+fn start_matching(
+    journalctl: &Path,
+    positions: &Arc<MemoryPositions>,
+    matches: &str,
+) -> (Receiver<SourceLine>, SourcesHandle) {
     let service = ServiceConfig {
         source: LogSource::Journal,
-        journal_match: Some(JournalMatch::parse(MATCH).unwrap()),
+        journal_match: Some(JournalMatch::parse(matches).unwrap()),
         ..ServiceConfig::custom(BanDuration::Permanent)
     };
     let store: Arc<dyn PositionStore> = positions.clone();
@@ -321,26 +329,7 @@ async fn root_journal_source_follows_a_real_journald() {
     let matches = "SYSLOG_IDENTIFIER=sshd";
     let key = format!("journal:{matches}");
     let positions = Arc::new(MemoryPositions::new());
-    let start_real = || {
-        let service = ServiceConfig {
-            source: LogSource::Journal,
-            journal_match: Some(JournalMatch::parse(matches).unwrap()),
-            ..ServiceConfig::custom(BanDuration::Permanent)
-        };
-        let store: Arc<dyn PositionStore> = positions.clone();
-        Sources::spawn_with(
-            vec![("ssh".to_owned(), service)],
-            store,
-            8,
-            SourceOptions {
-                journalctl: journalctl.clone(),
-                poll_interval: Duration::from_millis(100),
-                save_interval: Duration::from_millis(100),
-                retry_interval: Duration::from_millis(200),
-                ..SourceOptions::default()
-            },
-        )
-    };
+    let start_real = || start_matching(&journalctl, &positions, matches);
     let text = |line: &SourceLine| {
         let fields = line.fields.clone().unwrap();
         String::from_utf8_lossy(&line.line[fields.message_start..]).into_owned()

@@ -467,21 +467,22 @@ fn root_overlapping_networks_are_merged_before_the_kernel() {
     );
 }
 
-#[test]
-fn root_kernel_refusal_names_the_element_and_applies_nothing() {
-    let ns = NetNs::new("fw-refuse");
-    // Someone else's sets with a size limit under our names: the kernel refuses the 4th element.
+/// A namespace where someone else created our IPv4 set with a size limit before us: the kernel
+/// refuses the element after the `size`-th. Returns it with a backend that ensured the rest.
+fn with_size_limited_v4_set(name: &str, size: u32) -> (NetNs, NftBackend) {
+    let ns = NetNs::new(name);
     ns.nft(&["add", "table", "inet", "crmonban"]);
-    ns.nft(&[
-        "add",
-        "set",
-        "inet",
-        "crmonban",
-        "blocked_v4",
-        "{ type ipv4_addr; flags timeout; size 3; }",
-    ]);
+    let spec = format!("{{ type ipv4_addr; flags timeout; size {size}; }}");
+    ns.nft(&["add", "set", "inet", "crmonban", "blocked_v4", &spec]);
     let mut fw = backend_in(&ns, Transport::Library);
     ns.run(|| fw.ensure_layout()).unwrap();
+    (ns, fw)
+}
+
+#[test]
+fn root_kernel_refusal_names_the_element_and_applies_nothing() {
+    // The kernel refuses the 4th element.
+    let (ns, mut fw) = with_size_limited_v4_set("fw-refuse", 3);
     let mut changes = ChangeSet::new();
     for last in 1..=5 {
         changes.add(Element::permanent(t(&format!("192.0.2.{last}"))));
@@ -704,18 +705,7 @@ fn root_bulk_batch_with_a_keyword_table_name_falls_back_to_json() {
 
 #[test]
 fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
-    let ns = NetNs::new("fw-bulkrefuse");
-    ns.nft(&["add", "table", "inet", "crmonban"]);
-    ns.nft(&[
-        "add",
-        "set",
-        "inet",
-        "crmonban",
-        "blocked_v4",
-        "{ type ipv4_addr; flags timeout; size 4500; }",
-    ]);
-    let mut fw = backend_in(&ns, Transport::Library);
-    ns.run(|| fw.ensure_layout()).unwrap();
+    let (ns, mut fw) = with_size_limited_v4_set("fw-bulkrefuse", 4_500);
     let changes: ChangeSet = (0..5_000u32)
         .map(|i| {
             crmonban_firewall::Change::Add(Element::permanent(Target::from(
