@@ -5,15 +5,14 @@
 //! engine after each ban it records, under that target's stripe lock. Keys are 64-bit hashes
 //! of the target under a per-process random key, not the targets themselves: ~20-40 bytes per
 //! banned target instead of ~40-60, so a history of a million attackers costs tens of MB. Two
-//! targets sharing a hash would share a count — with a million targets, a chance of about one
-//! in 10^13, and the cost is one ban longer than it should be.
+//! targets sharing a hash would share a count: with a million targets known, a new one does so
+//! with a chance of about one in 10^13, and the cost is a ban longer than it should be.
 //!
 //! [`Store::offence_counts`]: crmonban_store::Store::offence_counts
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-
 use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 
 use crmonban_core::Target;
 

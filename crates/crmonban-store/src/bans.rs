@@ -56,8 +56,8 @@ WHERE old.id IN (
 
 impl Store {
     /// Records one ban and returns its row id. `ban.offence` is stored as given (the caller
-    /// derives it from [`Store::offence_count`] or [`Store::offence_counts`]). An older active ban of the same target is
-    /// ended as superseded in the same transaction.
+    /// derives it from [`Store::offence_count`] or [`Store::offence_counts`]). An older active
+    /// ban of the same target is ended as superseded in the same transaction.
     pub async fn record_ban(&self, ban: &Ban) -> Result<i64, StoreError> {
         let action = "record a ban";
         let mut tx = self.begin_write().await.map_err(query(action))?;
