@@ -197,9 +197,20 @@ const SYSTEM_POLICY_DIR: &str = "/usr/share/dbus-1/system.d";
 const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
 /// Installs the bus policy (without it the system bus lets nobody own org.crmonban.Daemon),
-/// and starts the system bus when none runs (containers and fresh machines without systemd),
-/// so that crmonctl reaches the daemon `cargo xtask run` starts.
+/// and starts the system bus when none answers on its socket (containers and fresh machines
+/// without systemd, or a bus that died), so that crmonctl reaches the daemon `cargo xtask run`
+/// starts.
 fn ensure_system_bus() -> Result<()> {
+    // The policy names the group whose members may ban and unban; create it as a package would.
+    let group_exists = Command::new("getent")
+        .args(["group", "crmonban"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !group_exists {
+        status(Command::new("groupadd").args(["--system", "crmonban"]))?;
+        eprintln!("xtask: created the system group crmonban (its members may ban and unban)");
+    }
     let policy = std::fs::read(workspace_root().join("dbus/org.crmonban.Daemon.conf"))
         .context("reading dbus/org.crmonban.Daemon.conf")?;
     let installed = Path::new(SYSTEM_POLICY_DIR).join("org.crmonban.Daemon.conf");
@@ -210,7 +221,7 @@ fn ensure_system_bus() -> Result<()> {
             .with_context(|| format!("writing {}", installed.display()))?;
         eprintln!("xtask: installed {}", installed.display());
     }
-    if Path::new(SYSTEM_BUS_SOCKET).exists() {
+    if std::os::unix::net::UnixStream::connect(SYSTEM_BUS_SOCKET).is_ok() {
         if changed {
             // A running bus picks up the new policy on ReloadConfig.
             let _ = Command::new("dbus-send")
@@ -226,6 +237,14 @@ fn ensure_system_bus() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: no system bus is running; starting dbus-daemon --system");
+    // A bus that died leaves its socket and pid file behind, and dbus-daemon refuses to start
+    // over a pid file: nobody answers on that socket, so both are stale.
+    for stale in [SYSTEM_BUS_SOCKET, "/run/dbus/pid"] {
+        if Path::new(stale).exists() {
+            std::fs::remove_file(stale).with_context(|| format!("removing stale {stale}"))?;
+            eprintln!("xtask: removed stale {stale}");
+        }
+    }
     std::fs::create_dir_all("/run/dbus")?;
     status(Command::new("dbus-uuidgen").arg("--ensure"))?;
     status(Command::new("dbus-daemon").args(["--system", "--fork"]))
