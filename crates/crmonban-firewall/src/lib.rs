@@ -6,8 +6,8 @@
 //!
 //! The trait is small, synchronous and object-safe: one owner (the engine's firewall task)
 //! holds the backend and sends it whole change sets, each applied as ONE nftables transaction —
-//! all of it or nothing. The ban path never lists the kernel's sets: listing costs seconds at a
-//! million elements, adding one element well under a millisecond through libnftables.
+//! all of it or nothing. The ban path never reads the kernel's sets back: listing costs seconds
+//! at a million elements, while adding one address over nfnetlink costs ~0.02 ms at any size.
 
 mod intervals;
 mod layout;

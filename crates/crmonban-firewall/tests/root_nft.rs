@@ -732,3 +732,51 @@ fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
         "half-applied"
     );
 }
+
+#[test]
+fn root_single_address_lane_leaves_what_nft_leaves() {
+    // The same ban, re-ban, unban sequence: over nfnetlink (Library) in one namespace, through
+    // the nft binary in the other.
+    let steps: Vec<ChangeSet> = vec![
+        ChangeSet::new()
+            .add(Element::timed(t("192.0.2.7"), Duration::from_secs(600)))
+            .add(Element::permanent(t("2001:db8::7")))
+            .add(Element::permanent(t("198.51.100.9")))
+            .clone(),
+        // A longer timeout for a banned address, an unban, and an unban of nothing.
+        ChangeSet::new()
+            .add(Element::timed(t("192.0.2.7"), Duration::from_secs(7200)))
+            .remove(t("2001:db8::7"))
+            .remove(t("203.0.113.200"))
+            .clone(),
+        ChangeSet::new()
+            .add(Element::timed(t("2001:db8::8"), Duration::from_secs(60)))
+            .clone(),
+    ];
+    let lane_ns = NetNs::new("fw-lane");
+    let mut lane = backend_in(&lane_ns, Transport::Library);
+    assert!(lane.describe().contains("nfnetlink"), "{}", lane.describe());
+    let nft_ns = NetNs::new("fw-nftbin");
+    let mut nft = backend_in(&nft_ns, Transport::Binary("nft".into()));
+    for (ns, fw) in [(&lane_ns, &mut lane), (&nft_ns, &mut nft)] {
+        ns.run(|| fw.ensure_layout()).unwrap();
+        for step in &steps {
+            let report = ns.run(|| fw.apply(step)).unwrap();
+            assert_eq!(report.transactions, 1);
+        }
+    }
+    assert_eq!(
+        comparable_table(&lane_ns, "crmonban"),
+        comparable_table(&nft_ns, "crmonban")
+    );
+    let v4 = lane_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
+    assert!(
+        v4.contains("192.0.2.7 timeout 2h") && v4.contains("198.51.100.9"),
+        "{v4}"
+    );
+    let v6 = lane_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v6"]);
+    assert!(
+        v6.contains("2001:db8::8 timeout 1m") && !v6.contains("2001:db8::7"),
+        "{v6}"
+    );
+}

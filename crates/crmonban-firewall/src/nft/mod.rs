@@ -2,9 +2,9 @@
 //!
 //! Every call builds one batch (tables, sets, chains and rules from the `nftables` crate's
 //! types, element lists written directly; see [`batch`]) and sends it as one transaction:
-//! as JSON through libnftables in-process when available (no process start per ban), bulk
-//! batches as nft text to a short-lived `nft` process (see `runner`), or everything through the
-//! `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
+//! single-address changes straight over nfnetlink (see `fast`), the rest as JSON through
+//! libnftables in-process when available, bulk batches as nft text to a short-lived `nft`
+//! process (see `runner`), or everything through the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
 //! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
 //! the same transaction) whenever a network ban changes, after merging (see
 //! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
@@ -16,7 +16,9 @@
 
 mod batch;
 mod blame;
+mod fast;
 mod listing;
+mod netlink;
 mod probe;
 mod runner;
 
@@ -32,17 +34,20 @@ use crate::{
     merge_networks, now_unix, timeout_clock,
 };
 use batch::BatchBuilder;
+use fast::FastRunner;
 use runner::{CliRunner, Runner};
 
 /// How batches reach the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
-    /// libnftables when compiled in and usable, else the `nft` binary from PATH.
+    /// libnftables when compiled in and usable, else the `nft` binary from PATH; batches of
+    /// single addresses (bans, unbans) go straight over nfnetlink (see `fast`).
     #[default]
     Auto,
-    /// libnftables in this process (needs the `libnftables` feature).
+    /// libnftables in this process (needs the `libnftables` feature), with the same nfnetlink
+    /// lane for single addresses.
     Library,
-    /// This `nft` binary, one process per batch.
+    /// This `nft` binary, one process per batch, for everything.
     Binary(PathBuf),
 }
 
@@ -66,10 +71,14 @@ impl NftBackend {
     pub fn new(options: NftOptions) -> Result<NftBackend, FirewallError> {
         let runner: Box<dyn Runner> = match options.transport {
             Transport::Binary(program) => Box::new(CliRunner::new(program)),
-            Transport::Library => library_runner()?,
-            Transport::Auto => library_runner().unwrap_or_else(|e| {
-                debug!(error = %e, "libnftables not usable; using the nft binary");
-                Box::new(CliRunner::new(PathBuf::from("nft")))
+            Transport::Library => Box::new(FastRunner {
+                inner: library_runner()?,
+            }),
+            Transport::Auto => Box::new(FastRunner {
+                inner: library_runner().unwrap_or_else(|e| {
+                    debug!(error = %e, "libnftables not usable; using the nft binary");
+                    Box::new(CliRunner::new(PathBuf::from("nft")))
+                }),
             }),
         };
         Ok(NftBackend {
@@ -202,8 +211,10 @@ impl FirewallBackend for NftBackend {
         }
         let now = now_unix();
         let clock = timeout_clock();
-        let mut nets = self.nets.clone();
-        nets.retain(|_, e| !e.is_past(now));
+        // Network changes as (network, new expiry or removal); the interval sets are only
+        // rewritten (and the model copied) when there are some, so that a ban of an address
+        // costs the same however many networks are banned.
+        let mut net_changes: Vec<(IpNet, Option<Expiry>)> = Vec::new();
         let mut nets_changed = [false, false];
         let mut batch = BatchBuilder::new(&self.layout);
         let mut adds: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
@@ -219,7 +230,7 @@ impl FirewallBackend for NftBackend {
                     let family = usize::from(!e.target.is_ipv4());
                     match e.target {
                         Target::Net(net) => {
-                            nets.insert(net, e.expiry);
+                            net_changes.push((net, Some(e.expiry)));
                             nets_changed[family] = true;
                         }
                         Target::Addr(_) => adds[family].push(e),
@@ -230,7 +241,7 @@ impl FirewallBackend for NftBackend {
                     let family = usize::from(!t.is_ipv4());
                     match t {
                         Target::Net(net) => {
-                            nets.remove(&net);
+                            net_changes.push((net, None));
                             nets_changed[family] = true;
                         }
                         Target::Addr(_) => removes[family].push(t),
@@ -243,12 +254,27 @@ impl FirewallBackend for NftBackend {
             batch.remove_elements(&set, &removes[family]);
             batch.add_elements(&set, &adds[family], clock);
         }
-        let (written, merged) = self.write_nets(&mut batch, &nets, nets_changed, clock);
-        report.interval_elements = written;
-        report.networks_merged = merged;
+        let new_nets = if net_changes.is_empty() {
+            None
+        } else {
+            let mut nets = self.nets.clone();
+            nets.retain(|_, e| !e.is_past(now));
+            for (net, expiry) in net_changes {
+                match expiry {
+                    Some(expiry) => nets.insert(net, expiry),
+                    None => nets.remove(&net),
+                };
+            }
+            let (written, merged) = self.write_nets(&mut batch, &nets, nets_changed, clock);
+            report.interval_elements = written;
+            report.networks_merged = merged;
+            Some(nets)
+        };
         run(&mut *self.runner, batch)?;
         report.transactions = 1;
-        self.nets = nets;
+        if let Some(nets) = new_nets {
+            self.nets = nets;
+        }
         Ok(report)
     }
 
