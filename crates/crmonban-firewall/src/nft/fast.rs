@@ -43,14 +43,34 @@ const FAST_ELEMENTS: usize = 1024;
 
 /// Wraps a runner; see the module docs.
 pub(crate) struct FastRunner {
-    pub(crate) inner: Box<dyn Runner>,
+    inner: Box<dyn Runner>,
+    /// Opened by the first batch, in that thread's network namespace (like libnftables'
+    /// context), and kept; dropped after any failure so that the next batch starts afresh.
+    socket: Option<Socket>,
+}
+
+impl FastRunner {
+    pub(crate) fn new(inner: Box<dyn Runner>) -> FastRunner {
+        FastRunner {
+            inner,
+            socket: None,
+        }
+    }
 }
 
 impl Runner for FastRunner {
     fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError> {
         if !dry_run && eligible(commands) {
-            match apply(commands) {
-                Ok(()) => return Ok(String::new()),
+            let result = match self.socket.take() {
+                Some(socket) => Ok(socket),
+                None => Socket::open(),
+            }
+            .and_then(|mut socket| apply(&mut socket, commands).map(|()| socket));
+            match result {
+                Ok(socket) => {
+                    self.socket = Some(socket);
+                    return Ok(String::new());
+                }
                 Err(error) => {
                     debug!(%error, "nfnetlink did not apply the batch; sending it through nft")
                 }
@@ -81,8 +101,8 @@ fn eligible(commands: &Commands) -> bool {
 }
 
 /// Sends the batch as one transaction and waits for the kernel's verdict on every message.
-fn apply(commands: &Commands) -> Result<(), FirewallError> {
-    let mut socket = Socket::open()?;
+/// Answers to earlier batches on the same socket are told apart by their sequence numbers.
+fn apply(socket: &mut Socket, commands: &Commands) -> Result<(), FirewallError> {
     let mut messages = Messages::default();
     let begin = socket.next_seq();
     messages.begin(NFNL_MSG_BATCH_BEGIN, 0, begin, 0, NFNL_SUBSYS_NFTABLES);
@@ -214,12 +234,13 @@ mod tests {
             now,
         );
         batch.add_elements("blocked_v6", &[Element::permanent(t("2001:db8::7"))], now);
-        ns.run(|| apply(&batch.finish()))
+        ns.run(|| apply(&mut Socket::open().unwrap(), &batch.finish()))
             .expect("the lane applies the batch");
         let mut batch = BatchBuilder::new(&layout);
         // Removing what is there and what is not, in one transaction.
         batch.remove_elements("blocked_v4", &[t("192.0.2.8"), t("192.0.2.99")]);
-        ns.run(|| apply(&batch.finish())).expect("tolerant removal");
+        ns.run(|| apply(&mut Socket::open().unwrap(), &batch.finish()))
+            .expect("tolerant removal");
         let v4 = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
         assert!(v4.contains("192.0.2.7 timeout 1h"), "{v4}");
         assert!(
@@ -233,7 +254,9 @@ mod tests {
         let mut batch = BatchBuilder::new(&layout);
         batch.add_elements("blocked_v4", &[Element::permanent(t("198.51.100.1"))], now);
         batch.add_elements("no_such_set", &[Element::permanent(t("198.51.100.2"))], now);
-        let error = ns.run(|| apply(&batch.finish())).unwrap_err();
+        let error = ns
+            .run(|| apply(&mut Socket::open().unwrap(), &batch.finish()))
+            .unwrap_err();
         assert!(
             error.to_string().contains("No such file or directory"),
             "{error}"

@@ -71,15 +71,11 @@ impl NftBackend {
     pub fn new(options: NftOptions) -> Result<NftBackend, FirewallError> {
         let runner: Box<dyn Runner> = match options.transport {
             Transport::Binary(program) => Box::new(CliRunner::new(program)),
-            Transport::Library => Box::new(FastRunner {
-                inner: library_runner()?,
-            }),
-            Transport::Auto => Box::new(FastRunner {
-                inner: library_runner().unwrap_or_else(|e| {
-                    debug!(error = %e, "libnftables not usable; using the nft binary");
-                    Box::new(CliRunner::new(PathBuf::from("nft")))
-                }),
-            }),
+            Transport::Library => Box::new(FastRunner::new(library_runner()?)),
+            Transport::Auto => Box::new(FastRunner::new(library_runner().unwrap_or_else(|e| {
+                debug!(error = %e, "libnftables not usable; using the nft binary");
+                Box::new(CliRunner::new(PathBuf::from("nft")))
+            }))),
         };
         Ok(NftBackend {
             layout: options.layout,
