@@ -8,24 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{assert_quiet, options, recv, stop, wait_for};
 use crmonban_core::config::{BanDuration, JournalMatch, LogSource, ServiceConfig};
 use crmonban_detect::source::{
     MemoryPositions, PositionStore, SourceLine, SourceOptions, Sources, SourcesHandle,
 };
 use tokio::sync::mpsc::Receiver;
-use tokio::time::{Instant, timeout};
-
-/// Generous: the machine running the tests may be loaded.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn options() -> SourceOptions {
-    SourceOptions {
-        poll_interval: Duration::from_millis(100),
-        save_interval: Duration::from_millis(100),
-        retry_interval: Duration::from_millis(200),
-        ..SourceOptions::default()
-    }
-}
 
 fn file_service(path: &Path) -> ServiceConfig {
     ServiceConfig {
@@ -66,20 +56,6 @@ fn text(line: &SourceLine) -> String {
     String::from_utf8(line.line.clone()).unwrap()
 }
 
-/// Receives exactly `n` lines, failing with what arrived when the deadline passes.
-async fn recv(rx: &mut Receiver<SourceLine>, n: usize) -> Vec<SourceLine> {
-    let until = Instant::now() + DEADLINE;
-    let mut got = Vec::new();
-    while got.len() < n {
-        match tokio::time::timeout_at(until, rx.recv()).await {
-            Ok(Some(line)) => got.push(line),
-            Ok(None) => panic!("channel closed after {:?}", texts(&got)),
-            Err(_) => panic!("expected {n} lines, got {:?}", texts(&got)),
-        }
-    }
-    got
-}
-
 async fn recv_texts(rx: &mut Receiver<SourceLine>, n: usize) -> Vec<String> {
     texts(&recv(rx, n).await)
 }
@@ -88,34 +64,40 @@ fn texts(lines: &[SourceLine]) -> Vec<String> {
     lines.iter().map(text).collect()
 }
 
-/// Nothing more arrives for a while.
-async fn assert_quiet(rx: &mut Receiver<SourceLine>) {
-    if let Ok(Some(line)) = timeout(Duration::from_millis(400), rx.recv()).await {
-        panic!("unexpected line {:?}", text(&line));
-    }
+/// A log in a new directory and a source tailing it.
+struct Tailing {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    positions: Arc<MemoryPositions>,
 }
 
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A log `name` in a new directory, holding `initial`, and a source started on it (a channel
+/// of `capacity`) that has taken its starting point: lines appended from now are new.
+async fn tailing(
+    name: &str,
+    initial: &str,
+    capacity: usize,
+) -> (Tailing, Receiver<SourceLine>, SourcesHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    append(&path, initial);
+    let positions = Arc::new(MemoryPositions::new());
+    let (rx, handle) = start(&path, &positions, capacity);
+    wait_positioned(&positions, &path).await;
+    (
+        Tailing {
+            dir,
+            path,
+            positions,
+        },
+        rx,
+        handle,
+    )
 }
 
 /// The source has taken its starting point (saved at once): lines appended from now are new.
 async fn wait_positioned(positions: &MemoryPositions, path: &Path) {
     wait_for("the first position", || positions.get(&key(path)).is_some()).await;
-}
-
-/// Clean stop: shutdown, then drain until the channel closes.
-async fn stop(handle: SourcesHandle, mut rx: Receiver<SourceLine>) -> Vec<String> {
-    handle.shutdown().await;
-    let mut rest = Vec::new();
-    while let Some(line) = rx.recv().await {
-        rest.push(text(&line));
-    }
-    rest
 }
 
 fn lines(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -128,28 +110,26 @@ fn joined(lines: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_first_start_reads_from_the_end_and_waits_for_complete_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    append(&path, &joined(&lines("history", 0..50)));
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
-    let saved = positions.get(&key(&path)).unwrap();
-    assert_eq!(saved.offset, Some(std::fs::metadata(&path).unwrap().len()));
+    let (log, mut rx, handle) = tailing("auth.log", &joined(&lines("history", 0..50)), 16).await;
+    let saved = log.positions.get(&key(&log.path)).unwrap();
+    assert_eq!(
+        saved.offset,
+        Some(std::fs::metadata(&log.path).unwrap().len())
+    );
 
-    append(&path, "new 1\nnew 2\r\n");
+    append(&log.path, "new 1\nnew 2\r\n");
     let got = recv(&mut rx, 2).await;
     assert_eq!(texts(&got), ["new 1", "new 2"]);
     assert_eq!(&*got[0].service, "ssh");
     assert_eq!(
         got[1].position.offset,
-        Some(std::fs::metadata(&path).unwrap().len())
+        Some(std::fs::metadata(&log.path).unwrap().len())
     );
     assert_eq!(got[1].time, None);
 
-    append(&path, "Failed password for root from 192.0");
+    append(&log.path, "Failed password for root from 192.0");
     assert_quiet(&mut rx).await;
-    append(&path, ".2.7 port 22 ssh2\n");
+    append(&log.path, ".2.7 port 22 ssh2\n");
     assert_eq!(
         recv_texts(&mut rx, 1).await,
         ["Failed password for root from 192.0.2.7 port 22 ssh2"]
@@ -162,55 +142,44 @@ async fn file_source_first_start_reads_from_the_end_and_waits_for_complete_lines
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_restart_resumes_without_replay_or_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    append(&path, "history\n");
-    let positions = Arc::new(MemoryPositions::new());
-
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
-    append(&path, &joined(&lines("run1", 0..5)));
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;
+    append(&log.path, &joined(&lines("run1", 0..5)));
     assert_eq!(recv_texts(&mut rx, 5).await, lines("run1", 0..5));
     assert!(stop(handle, rx).await.is_empty());
 
     // Written while the daemon is down.
-    append(&path, &joined(&lines("down", 0..5)));
-    append(&path, "half a li");
+    append(&log.path, &joined(&lines("down", 0..5)));
+    append(&log.path, "half a li");
 
-    let (mut rx, handle) = start(&path, &positions, 16);
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
     assert_eq!(recv_texts(&mut rx, 5).await, lines("down", 0..5));
-    append(&path, "ne\n");
+    append(&log.path, "ne\n");
     assert_eq!(recv_texts(&mut rx, 1).await, ["half a line"]);
     assert_quiet(&mut rx).await;
     assert!(stop(handle, rx).await.is_empty());
 
     // A third start with nothing new delivers nothing.
-    let (mut rx, handle) = start(&path, &positions, 16);
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
     assert_quiet(&mut rx).await;
     assert!(stop(handle, rx).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_rename_and_create_rotation_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    let rotated = dir.path().join("auth.log.1");
-    append(&path, "history\n");
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;
+    let rotated = log.dir.path().join("auth.log.1");
 
-    append(&path, &joined(&lines("old", 0..3)));
+    append(&log.path, &joined(&lines("old", 0..3)));
     assert_eq!(recv_texts(&mut rx, 3).await, lines("old", 0..3));
     // logrotate: rename, create; the writer keeps writing to the old file until it reopens.
-    append(&path, &joined(&lines("old", 3..6)));
-    std::fs::rename(&path, &rotated).unwrap();
+    append(&log.path, &joined(&lines("old", 3..6)));
+    std::fs::rename(&log.path, &rotated).unwrap();
     append(&rotated, &joined(&lines("old", 6..8)));
-    std::fs::File::create(&path).unwrap();
+    std::fs::File::create(&log.path).unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     append(&rotated, &joined(&lines("old", 8..10)));
     // The writer reopens: new lines go to the new file.
-    append(&path, &joined(&lines("new", 0..5)));
+    append(&log.path, &joined(&lines("new", 0..5)));
 
     let mut expected = lines("old", 3..10);
     expected.extend(lines("new", 0..5));
@@ -218,29 +187,24 @@ async fn file_source_rename_and_create_rotation_loses_nothing() {
     assert_quiet(&mut rx).await;
 
     // And again, a second rotation.
-    std::fs::rename(&path, &rotated).unwrap();
-    append(&path, &joined(&lines("newer", 0..2)));
+    std::fs::rename(&log.path, &rotated).unwrap();
+    append(&log.path, &joined(&lines("newer", 0..2)));
     assert_eq!(recv_texts(&mut rx, 2).await, lines("newer", 0..2));
     assert!(stop(handle, rx).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_rotation_while_stopped_reads_the_rotated_remainder_then_the_new_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    append(&path, "history\n");
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
-    append(&path, "before\n");
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;
+    append(&log.path, "before\n");
     assert_eq!(recv_texts(&mut rx, 1).await, ["before"]);
     assert!(stop(handle, rx).await.is_empty());
 
-    append(&path, &joined(&lines("unread", 0..3)));
-    std::fs::rename(&path, dir.path().join("auth.log.1")).unwrap();
-    append(&path, &joined(&lines("new", 0..3)));
+    append(&log.path, &joined(&lines("unread", 0..3)));
+    std::fs::rename(&log.path, log.dir.path().join("auth.log.1")).unwrap();
+    append(&log.path, &joined(&lines("new", 0..3)));
 
-    let (mut rx, handle) = start(&path, &positions, 16);
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
     let mut expected = lines("unread", 0..3);
     expected.extend(lines("new", 0..3));
     assert_eq!(recv_texts(&mut rx, 6).await, expected);
@@ -262,17 +226,12 @@ fn copytruncate(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_copytruncate_rotation_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nginx.log");
-    append(&path, "history\n");
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
+    let (log, mut rx, handle) = tailing("nginx.log", "history\n", 16).await;
 
-    append(&path, &joined(&lines("a", 0..4)));
+    append(&log.path, &joined(&lines("a", 0..4)));
     assert_eq!(recv_texts(&mut rx, 4).await, lines("a", 0..4));
-    copytruncate(&path);
-    append(&path, &joined(&lines("b", 0..4)));
+    copytruncate(&log.path);
+    append(&log.path, &joined(&lines("b", 0..4)));
     assert_eq!(recv_texts(&mut rx, 4).await, lines("b", 0..4));
     assert_quiet(&mut rx).await;
 
@@ -280,17 +239,17 @@ async fn file_source_copytruncate_rotation_loses_nothing() {
     let long: Vec<String> = (0..40)
         .map(|i| format!("c {i} {}", "x".repeat(40)))
         .collect();
-    copytruncate(&path);
-    append(&path, &joined(&long));
+    copytruncate(&log.path);
+    append(&log.path, &joined(&long));
     assert_eq!(recv_texts(&mut rx, long.len()).await, long);
     assert_quiet(&mut rx).await;
     assert!(stop(handle, rx).await.is_empty());
 
     // Copytruncate while stopped, with lines not yet read: they are taken from the copy.
-    append(&path, &joined(&lines("unread", 0..3)));
-    copytruncate(&path);
-    append(&path, &joined(&lines("d", 0..2)));
-    let (mut rx, handle) = start(&path, &positions, 16);
+    append(&log.path, &joined(&lines("unread", 0..3)));
+    copytruncate(&log.path);
+    append(&log.path, &joined(&lines("d", 0..2)));
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
     let mut expected = lines("unread", 0..3);
     expected.extend(lines("d", 0..2));
     assert_eq!(recv_texts(&mut rx, 5).await, expected);
@@ -427,13 +386,8 @@ async fn file_source_an_unreadable_file_is_reported_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_over_long_lines_are_cut_at_one_mebibyte_and_flagged() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    append(&path, "");
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 16);
-    wait_positioned(&positions, &path).await;
-    append(&path, &format!("{}\nafter\n", "y".repeat(3 << 20)));
+    let (log, mut rx, handle) = tailing("auth.log", "", 16).await;
+    append(&log.path, &format!("{}\nafter\n", "y".repeat(3 << 20)));
     let got = recv(&mut rx, 2).await;
     assert_eq!(got[0].line.len(), 1 << 20);
     assert!(got[0].truncated);
@@ -445,14 +399,9 @@ async fn file_source_over_long_lines_are_cut_at_one_mebibyte_and_flagged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_a_slow_consumer_holds_the_reader_back_without_losing_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.log");
-    append(&path, "");
-    let positions = Arc::new(MemoryPositions::new());
-    let (mut rx, handle) = start(&path, &positions, 2);
-    wait_positioned(&positions, &path).await;
+    let (log, mut rx, handle) = tailing("auth.log", "", 2).await;
     let all = lines("flood", 0..2000);
-    append(&path, &joined(&all));
+    append(&log.path, &joined(&all));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(handle.stats()[0].lines <= 4, "the reader ran ahead");
     assert_eq!(recv_texts(&mut rx, all.len()).await, all);

@@ -5,16 +5,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+mod common;
+
+use common::{assert_quiet, options, recv, stop, wait_for};
 use crmonban_core::config::{BanDuration, JournalMatch, LogSource, ServiceConfig};
 use crmonban_detect::source::{
     MemoryPositions, PositionStore, SourceLine, SourceOptions, Sources, SourcesHandle,
 };
 use tokio::sync::mpsc::Receiver;
-use tokio::time::{Instant, timeout};
-
-const DEADLINE: Duration = Duration::from_secs(20);
 const MATCH: &str = "_SYSTEMD_UNIT=ssh.service + _SYSTEMD_UNIT=sshd.service";
 
 /// Without `--follow` (the question for the newest entry) it prints `newest.jsonl`, if any,
@@ -121,45 +120,9 @@ fn start_matching(
         8,
         SourceOptions {
             journalctl: journalctl.to_path_buf(),
-            poll_interval: Duration::from_millis(100),
-            save_interval: Duration::from_millis(100),
-            retry_interval: Duration::from_millis(200),
-            ..SourceOptions::default()
+            ..options()
         },
     )
-}
-
-async fn recv(rx: &mut Receiver<SourceLine>, n: usize) -> Vec<SourceLine> {
-    let until = Instant::now() + DEADLINE;
-    let mut got = Vec::new();
-    while got.len() < n {
-        match tokio::time::timeout_at(until, rx.recv()).await {
-            Ok(Some(line)) => got.push(line),
-            other => panic!("expected {n} lines, got {got:?} then {other:?}"),
-        }
-    }
-    got
-}
-
-async fn assert_quiet(rx: &mut Receiver<SourceLine>) {
-    if let Ok(Some(line)) = timeout(Duration::from_millis(400), rx.recv()).await {
-        panic!("unexpected line {line:?}");
-    }
-}
-
-async fn stop(handle: SourcesHandle, mut rx: Receiver<SourceLine>) {
-    handle.shutdown().await;
-    if let Some(line) = rx.recv().await {
-        panic!("line left after shutdown: {line:?}");
-    }
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +157,7 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
     );
     assert_eq!(got[2].text(), None);
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
     assert_eq!(positions.get(&key).unwrap().cursor, Some(cursor(3)));
 
     // Restart: journalctl is asked for what follows the saved cursor, nothing is repeated.
@@ -206,7 +169,7 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
         b"sshd[4103]: Failed password for root from 198.51.100.4 port 2222 ssh2"
     );
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
     assert_eq!(positions.get(&key).unwrap().cursor, Some(cursor(4)));
 
     let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
@@ -237,7 +200,7 @@ async fn journal_source_first_start_saves_a_cursor_even_when_idle() {
     })
     .await;
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
 
     // Entries 2-4 are written while crmonban is stopped: the next start reads them all.
     write_jsonl(&dir.path().join("history.jsonl"), &all);
@@ -249,7 +212,7 @@ async fn journal_source_first_start_saves_a_cursor_even_when_idle() {
     );
     assert_eq!(got[2].position.cursor.as_deref(), Some(cursor(4).as_str()));
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
 
     let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
     let runs: Vec<&str> = args.lines().collect();
@@ -286,7 +249,7 @@ async fn journal_source_reports_a_missing_journalctl_and_retries() {
         handle.stats()[0].last_error.is_none()
     })
     .await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +279,7 @@ async fn journal_source_restarts_journalctl_after_it_exits_without_repeating() {
             .unwrap()
             .contains("ended")
     );
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
 }
 
 /// The source against a real systemd-journald (in a mount namespace of its own) and the real
@@ -380,7 +343,7 @@ async fn root_journal_source_follows_a_real_journald() {
     let logged = got[0].time.expect("the journal's own time");
     assert!((now - logged).abs() < 60_000_000, "{logged} vs {now}");
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
     assert_eq!(
         positions.get(&key).unwrap().cursor,
         got[1].position.cursor,
@@ -400,5 +363,5 @@ async fn root_journal_source_follows_a_real_journald() {
         "Failed password for bob from 198.51.100.4 port 2222 ssh2"
     );
     assert_quiet(&mut rx).await;
-    stop(handle, rx).await;
+    assert!(stop(handle, rx).await.is_empty());
 }
