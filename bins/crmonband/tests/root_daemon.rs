@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crmonban_core::Target;
 use crmonban_dbus::{DaemonProxy, Error as DbusError};
-use crmonban_testutil::{End, NOBODY, NetNs, PrivateBus, command_as, connect, udp_reaches};
+use crmonban_testutil::{
+    End, ExecutableCopy, NOBODY, NetNs, PrivateBus, command_as, connect, udp_reaches,
+};
 use futures_util::StreamExt;
 
 const WAIT: Duration = Duration::from_millis(700);
@@ -54,8 +56,10 @@ struct Daemon {
     config: PathBuf,
     bus: PrivateBus,
     host: NetNs,
-    /// A mount namespace to run the daemon in (`/proc/PID/ns/mnt`), e.g. a test journald's.
-    mount_ns: Option<String>,
+    /// A process whose mount namespace and root the daemon runs in, e.g. a test journald.
+    mount_ns_of: Option<u32>,
+    /// crmonctl where uid 65534 can run it (made on first use).
+    crmonctl_for_others: std::sync::OnceLock<ExecutableCopy>,
 }
 
 impl Daemon {
@@ -76,7 +80,7 @@ impl Daemon {
         host: NetNs,
         bus: PrivateBus,
         extra_config: &str,
-        mount_ns: Option<String>,
+        mount_ns_of: Option<u32>,
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
@@ -87,7 +91,8 @@ impl Daemon {
             config,
             bus,
             host,
-            mount_ns,
+            mount_ns_of,
+            crmonctl_for_others: std::sync::OnceLock::new(),
         };
         daemon.spawn(&[]);
         daemon
@@ -98,15 +103,10 @@ impl Daemon {
     fn spawn(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
         let child = self.host.run(|| {
-            let mut command = match &self.mount_ns {
+            let mut command = match self.mount_ns_of {
                 // nsenter execs the daemon: the child's pid is the daemon's.
-                Some(ns) => {
-                    let mut nsenter = Command::new("nsenter");
-                    nsenter
-                        .arg(format!("--mount={ns}"))
-                        .arg("--")
-                        .arg(env!("CARGO_BIN_EXE_crmonband"));
-                    nsenter
+                Some(pid) => {
+                    crmonban_testutil::enter_mount_namespace(pid, env!("CARGO_BIN_EXE_crmonband"))
                 }
                 None => Command::new(env!("CARGO_BIN_EXE_crmonband")),
             };
@@ -152,7 +152,10 @@ impl Daemon {
     }
 
     fn ctl_as_nobody(&self, args: &[&str]) -> Output {
-        self.ctl_command(command_as(crmonctl_path(), NOBODY, NOBODY))
+        let crmonctl = self
+            .crmonctl_for_others
+            .get_or_init(|| ExecutableCopy::of(crmonctl_path()));
+        self.ctl_command(command_as(crmonctl.path(), NOBODY, NOBODY))
             .args(args)
             .output()
             .unwrap()
@@ -722,7 +725,8 @@ fn root_systemd_notify_ready_and_stopping() {
         dir,
         bus: PrivateBus::system_like(&policy_file()),
         host,
-        mount_ns: None,
+        mount_ns_of: None,
+        crmonctl_for_others: std::sync::OnceLock::new(),
     };
     write_config(&daemon.config, daemon.dir.path(), "");
     daemon.spawn(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
@@ -835,7 +839,7 @@ fn root_sshd_attacker_is_banned_from_the_journal() {
         host,
         PrivateBus::system_like(&policy_file()),
         "\n[services.ssh]\nsource = \"journal\"\njournal_match = \"_COMM=sshd\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
-        Some(format!("/proc/{}/ns/mnt", journal.pid())),
+        Some(journal.pid()),
     );
     let host_addr: IpAddr = HOST_V4.parse().unwrap();
     runtime().block_on(async {

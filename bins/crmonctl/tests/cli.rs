@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 
 use crmonban_testutil::{NOBODY, PrivateBus};
-use support::{Callers, FakeDaemon, NOW, Run, crmonctl, run_as, run_at};
+use support::{Callers, FakeDaemon, NOW, Run, crmonctl, crmonctl_for_others, run_as, run_at};
 
 fn policy_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dbus/org.crmonban.Daemon.conf")
@@ -347,6 +347,7 @@ fn every_command_round_trips() {
 #[test]
 fn root_policy_lets_everyone_read_and_only_root_change() {
     crmonban_testutil::require_root();
+    let ctl = crmonctl_for_others();
     let bus = PrivateBus::system_like(&policy_file());
     let daemon = FakeDaemon::start(bus.address(), None, Callers::Checked);
     let a = bus.address();
@@ -360,7 +361,7 @@ fn root_policy_lets_everyone_read_and_only_root_change() {
         &["stats"],
         &["intel", "192.0.2.1"],
     ] {
-        let r = run_as(NOBODY, a, args);
+        let r = run_as(&ctl, NOBODY, a, args);
         assert_eq!(r.code, 0, "nobody {args:?}: {r:?}\n{}", bus.log());
     }
     let reads = daemon.calls().len();
@@ -375,7 +376,7 @@ fn root_policy_lets_everyone_read_and_only_root_change() {
         &["reload"],
         &["stop"],
     ] {
-        let r = run_as(NOBODY, a, args);
+        let r = run_as(&ctl, NOBODY, a, args);
         assert_eq!(r.code, 1, "nobody {args:?}: {r:?}");
         assert!(
             r.stderr
@@ -389,36 +390,43 @@ fn root_policy_lets_everyone_read_and_only_root_change() {
     assert!(daemon.state.lock().unwrap().bans.is_empty());
 
     // Root may.
-    let r = run_as(0, a, &["ban", "192.0.2.7", "-d", "60"]);
+    let r = run_as(&ctl, 0, a, &["ban", "192.0.2.7", "-d", "60"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run_as(0, a, &["unban", "192.0.2.7"]);
+    let r = run_as(&ctl, 0, a, &["unban", "192.0.2.7"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
 
 #[test]
 fn root_daemon_refuses_nobody_when_the_policy_is_missing() {
     crmonban_testutil::require_root();
+    let ctl = crmonctl_for_others();
     // An open bus stands for a missing or edited policy file: the daemon's own check remains.
     let bus = PrivateBus::open();
     let daemon = FakeDaemon::start(bus.address(), None, Callers::Checked);
-    let r = run_as(NOBODY, bus.address(), &["ban", "192.0.2.7", "-d", "60"]);
+    let r = run_as(
+        &ctl,
+        NOBODY,
+        bus.address(),
+        &["ban", "192.0.2.7", "-d", "60"],
+    );
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
         r.stderr,
         "crmonctl: refused: org.freedesktop.DBus.Error.AccessDenied: Ban needs uid 0 or group crmonban\n"
     );
     assert!(daemon.state.lock().unwrap().bans.is_empty());
-    let r = run_as(NOBODY, bus.address(), &["list", "-f", "simple"]);
+    let r = run_as(&ctl, NOBODY, bus.address(), &["list", "-f", "simple"]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
 }
 
 #[test]
 fn root_no_daemon_on_a_system_like_bus_exits_3_for_anyone() {
     crmonban_testutil::require_root();
+    let ctl = crmonctl_for_others();
     let bus = PrivateBus::system_like(&policy_file());
     for uid in [0, NOBODY] {
         for args in [&["status"][..], &["ban", "192.0.2.7", "-d", "1"]] {
-            let r = run_as(uid, bus.address(), args);
+            let r = run_as(&ctl, uid, bus.address(), args);
             assert_eq!(r.code, 3, "uid {uid} {args:?}: {r:?}");
             assert_eq!(
                 r.stderr,

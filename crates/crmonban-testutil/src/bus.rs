@@ -178,13 +178,114 @@ fn xml_escape(text: &str) -> String {
 /// as [`NOBODY`]. Needs root. The environment is inherited; `HOME` is set to `/` so nothing the
 /// program writes lands in root's home.
 ///
+/// A `program` given as a path must be executable by that user, directories included: a
+/// binary of this build sits under the target directory, which is out of other users' reach
+/// when the checkout is in a mode-700 home such as Debian's `/root`. Panics naming what blocks
+/// it; run an [`ExecutableCopy`] instead. A bare name is looked up in `PATH` (system programs
+/// such as `dbus-send`).
+///
 /// A command rather than a closure: forking the multi-threaded test harness and running Rust
 /// code in the child is not async-signal-safe; exec'ing a program is.
 pub fn command_as(program: impl AsRef<OsStr>, uid: u32, gid: u32) -> Command {
     crate::require_root();
+    let program = program.as_ref();
+    let path = Path::new(program);
+    if path.components().count() > 1
+        && let Some(why) = execute_denied(path, uid, gid)
+    {
+        panic!(
+            "uid {uid} cannot run {}: {why}; run a copy made with \
+             crmonban_testutil::ExecutableCopy::of instead",
+            path.display()
+        );
+    }
     let mut command = Command::new(program);
     command.uid(uid).gid(gid).env("HOME", "/");
     command
+}
+
+/// A program of this build placed where every user can run it: a hard link (or, across
+/// file systems, a copy) in a new mode-0755 directory under the system's temporary directory,
+/// removed on drop. For [`command_as`] when the build's own path is out of other users' reach.
+#[derive(Debug)]
+pub struct ExecutableCopy {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ExecutableCopy {
+    /// Places `program` (a path) in a directory every user can enter. Panics when that is not
+    /// possible, e.g. when `TMPDIR` itself is private.
+    pub fn of(program: impl AsRef<Path>) -> ExecutableCopy {
+        let program = program.as_ref();
+        let name = program
+            .file_name()
+            .unwrap_or_else(|| panic!("{} names no file", program.display()));
+        let dir = tempfile::Builder::new()
+            .prefix("crmb-exec-")
+            .tempdir()
+            .expect("temporary directory for a shared executable");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the shared executable's directory");
+        let path = dir.path().join(name);
+        if std::fs::hard_link(program, &path).is_err() {
+            std::fs::copy(program, &path)
+                .unwrap_or_else(|e| panic!("copy {} for other users: {e}", program.display()));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the shared executable");
+        if let Some(why) = execute_denied(&path, NOBODY, NOBODY) {
+            panic!(
+                "a copy of {} in the temporary directory is still out of other users' reach \
+                 ({why}); point TMPDIR to a directory everyone may enter, such as /tmp",
+                program.display()
+            );
+        }
+        ExecutableCopy { path, _dir: dir }
+    }
+
+    /// The copy's path, runnable by any user.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why `uid`/`gid` (without supplementary groups) may not execute `path`, judged by the
+/// permission bits of the file and of every directory above it: the first thing that blocks,
+/// or `None`. (ACLs are not consulted; test machines do not set them on these paths.)
+fn execute_denied(path: &Path, uid: u32, gid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = match path.canonicalize() {
+        Ok(path) => path,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    // Owner, group or other bits: the first class that applies decides, as in the kernel.
+    let may = |meta: &std::fs::Metadata, bit: u32| {
+        let shift = if meta.uid() == uid {
+            6
+        } else if meta.gid() == gid {
+            3
+        } else {
+            0
+        };
+        meta.mode() & (bit << shift) != 0
+    };
+    for dir in path.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).ok()?;
+        if !may(&meta, 0o1) {
+            return Some(format!(
+                "directory {} is mode {:o} (owner uid {})",
+                dir.display(),
+                meta.mode() & 0o7777,
+                meta.uid()
+            ));
+        }
+    }
+    let meta = std::fs::metadata(&path).ok()?;
+    if !may(&meta, 0o1) {
+        return Some(format!("the file is mode {:o}", meta.mode() & 0o7777));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -212,6 +313,37 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         drop(bus);
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
+
+    #[test]
+    fn root_a_program_in_a_private_directory_is_refused_and_its_copy_runs() {
+        crate::require_root();
+        let private = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let program = private.path().join("whoami-test");
+        std::fs::write(&program, "#!/bin/sh\nid -u\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let refused = std::panic::catch_unwind(|| command_as(&program, NOBODY, NOBODY));
+        let message = refused.expect_err("a mode-700 directory must be refused");
+        let message = message
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert!(
+            message.contains(&format!("{} is mode 700", private.path().display())),
+            "{message}"
+        );
+
+        let copy = ExecutableCopy::of(&program);
+        let out = command_as(copy.path(), NOBODY, NOBODY).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            NOBODY.to_string()
+        );
+        let dir = copy.path().parent().unwrap().to_owned();
+        drop(copy);
         assert!(!dir.exists(), "{} was not removed", dir.display());
     }
 

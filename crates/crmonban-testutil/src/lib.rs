@@ -2,16 +2,16 @@
 //! removed on drop (even when the test panics), veth links between them, running code inside a
 //! namespace on a thread of its own (`setns`, so the test thread and the host stay untouched),
 //! and UDP/TCP probes that tell whether packets get through; a private `dbus-daemon` configured
-//! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`]); a
-//! real OpenSSH server ([`Sshd`]) and a real systemd-journald ([`Journald`]), each in a mount
-//! namespace of its own.
+//! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`], with
+//! [`ExecutableCopy`] for this build's own programs); a real OpenSSH server ([`Sshd`]) and a
+//! real systemd-journald ([`Journald`]), each in a mount namespace of its own.
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
 mod journal;
 mod sshd;
-pub use bus::{NOBODY, PrivateBus, command_as};
+pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
 pub use journal::Journald;
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 
@@ -46,6 +46,45 @@ pub fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Polls `probe` until it returns `Some`, for at most `limit` (every 10 ms at first, then
+/// less often). `Err` says what was waited for and for how long, for the caller's panic
+/// message. Use generous limits: they only matter when something is broken, and a loaded
+/// machine (CI, two cores, other tests in parallel) is slow.
+pub fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if start.elapsed() >= limit {
+            return Err(format!(
+                "waited {:.1} s for {what}",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A command that runs `program` in the mount namespace of process `pid` and under that
+/// process's root directory (`nsenter --target PID --mount --root`). Entering a mount
+/// namespace alone would put the program at the namespace's top, outside any chroot the
+/// tests run in (a fresh root entered with `chroot`): it would see the wrong `/run` and none
+/// of this build's files.
+pub fn enter_mount_namespace(pid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("nsenter");
+    command
+        .args(["--target", &pid.to_string(), "--mount", "--root", "--"])
+        .arg(program);
+    command
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use crmonban_dbus::{
     BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, WhitelistInfo, authorize, status_keys,
 };
+use crmonban_testutil::ExecutableCopy;
 use zbus::message::Header;
 use zbus::{Connection, OwnedVariant, Variant};
 
@@ -364,9 +365,15 @@ pub fn run_at(address: &str, args: &[&str]) -> Run {
         .into()
 }
 
-/// Runs `crmonctl args...` as `uid` (same gid) with `DBUS_SYSTEM_BUS_ADDRESS=address`.
-pub fn run_as(uid: u32, address: &str, args: &[&str]) -> Run {
-    crmonban_testutil::command_as(env!("CARGO_BIN_EXE_crmonctl"), uid, uid)
+/// crmonctl where every user can run it (the target directory may sit in a private home).
+pub fn crmonctl_for_others() -> ExecutableCopy {
+    ExecutableCopy::of(env!("CARGO_BIN_EXE_crmonctl"))
+}
+
+/// Runs `crmonctl args...` (a [`crmonctl_for_others`] copy) as `uid` (same gid) with
+/// `DBUS_SYSTEM_BUS_ADDRESS=address`.
+pub fn run_as(crmonctl: &ExecutableCopy, uid: u32, address: &str, args: &[&str]) -> Run {
+    crmonban_testutil::command_as(crmonctl.path(), uid, uid)
         .env("DBUS_SYSTEM_BUS_ADDRESS", address)
         .args(args)
         .output()

@@ -33,6 +33,8 @@ use crate::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
     merge_networks, now_unix, timeout_clock,
 };
+pub use probe::ruleset_generation;
+
 use batch::BatchBuilder;
 use fast::FastRunner;
 use runner::{CliRunner, Runner};

@@ -1,4 +1,4 @@
-//! Is our layout intact? Asked with read-only nfnetlink requests (`GETTABLE`, `GETSET`,
+//! Is our layout intact (and which ruleset generation is this)? Asked with read-only nfnetlink requests (`GETTABLE`, `GETSET`,
 //! `GETCHAIN`, and a `GETRULE` dump of each chain) on a netlink socket of the calling thread's
 //! network namespace.
 //!
@@ -21,6 +21,8 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 
 /// `NFTA_TABLE_NAME`, `NFTA_SET_TABLE`, `NFTA_CHAIN_TABLE` and `NFTA_RULE_TABLE` are all 1.
 const NFTA_TABLE: u16 = 1;
@@ -101,6 +103,18 @@ pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, Firewall
         }
     }
     Ok(None)
+}
+
+/// The nftables ruleset generation of the calling thread's network namespace. The kernel adds
+/// one for every committed transaction, whatever it changed and however many netlink messages
+/// it carried (an aborted one changes nothing), so the difference between two readings counts
+/// the transactions in between: a cheap check that a batch was one transaction, or that
+/// someone else changed the ruleset. Read with a `GETGEN` request, which takes no lock.
+pub fn ruleset_generation() -> Result<u32, FirewallError> {
+    let mut socket = Socket::open()?;
+    get(&mut socket, NFT_MSG_GETGEN, &[])?
+        .and_then(|reply| reply.attr(NFTA_GEN_ID).and_then(be_u32))
+        .ok_or_else(|| FirewallError::Parse("the kernel sent no ruleset generation".into()))
 }
 
 /// One object by name: its message, or `None` when the kernel says ENOENT.
