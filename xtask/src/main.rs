@@ -137,6 +137,7 @@ pub(crate) fn cargo() -> Command {
 fn test(extra: &[String]) -> Result<ExitCode> {
     install_missing(TEST_PACKAGES)?;
     require_root("test")?;
+    require_root_mount_point()?;
     status(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     // One test binary at a time keeps the namespaces' timing checks honest on 2 cores.
     status(
@@ -145,6 +146,28 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .args(extra),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The privileged tests enter network namespaces with `ip netns exec` and start journald and
+/// sshd in mount namespaces of their own; both change the propagation of `/`, which the kernel
+/// refuses (EINVAL) when `/` is not a mount point: a root entered with a bare `chroot DIR`.
+/// Say so once, plainly, instead of failing a hundred tests with "mount --make-rslave /".
+fn require_root_mount_point() -> Result<()> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    // Field 5 is the mount point, relative to this process's root.
+    if mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some("/"))
+    {
+        return Ok(());
+    }
+    bail!(
+        "the root directory is not a mount point (a chroot?): the privileged tests need one, \
+         because `ip netns exec` and their mount namespaces change its propagation. Make the \
+         new root a mount point before entering it: mount --bind DIR DIR (and mount /proc, \
+         /sys and /dev inside), or use systemd-nspawn"
+    )
 }
 
 fn run_daemon(extra: &[String]) -> Result<ExitCode> {

@@ -8,16 +8,16 @@ use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crmonban_core::Target;
 use crmonban_dbus::{DaemonProxy, Error as DbusError};
 use crmonban_testutil::{
-    End, ExecutableCopy, NOBODY, NetNs, PrivateBus, command_as, connect, udp_reaches,
+    End, ExecutableCopy, NOBODY, NetNs, PATIENCE, PrivateBus, QUIET, command_as, connect,
+    udp_reaches, wait_until,
 };
 use futures_util::StreamExt;
 
-const WAIT: Duration = Duration::from_millis(700);
 const ATTACKER_V4: &str = "10.77.0.1";
 const HOST_V4: &str = "10.77.0.2";
 
@@ -121,17 +121,13 @@ impl Daemon {
                 .unwrap()
         });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.ctl(&["status"]).status.success() {
-                return;
-            }
+        wait_until("crmonband to answer on the bus", PATIENCE, || {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("crmonband exited early ({status}):\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("crmonband did not answer on the bus:\n{}", self.log());
+            self.ctl(&["status"]).status.success().then_some(())
+        })
+        .unwrap_or_else(|waited| panic!("{waited}:\n{}", self.log()));
     }
 
     fn log(&self) -> String {
@@ -168,15 +164,10 @@ impl Daemon {
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("crmonband did not exit:\n{}", self.log());
+        let status = wait_until("crmonband to exit", PATIENCE, || child.try_wait().unwrap())
+            .unwrap_or_else(|waited| panic!("{waited}:\n{}", self.log()));
+        self.child = None;
+        status
     }
 
     fn db(&self) -> PathBuf {
@@ -253,7 +244,7 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
     let attacker = attacker_for(&daemon.host);
     let host_addr: IpAddr = HOST_V4.parse().unwrap();
     assert!(
-        udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+        udp_reaches(&attacker, &daemon.host, host_addr, PATIENCE),
         "traffic must pass before the ban"
     );
 
@@ -264,7 +255,7 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
 
         let out = daemon.ctl(&["ban", ATTACKER_V4, "-d", "600", "-r", "port scan"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let signal = tokio::time::timeout(Duration::from_secs(5), added.next())
+        let signal = tokio::time::timeout(PATIENCE, added.next())
             .await
             .unwrap()
             .unwrap();
@@ -287,13 +278,13 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
             .expect("a row for the ban");
         assert_eq!(row.reason, "port scan");
         assert!(
-            !udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+            !udp_reaches(&attacker, &daemon.host, host_addr, QUIET),
             "the banned peer still gets through"
         );
 
         let out = daemon.ctl(&["unban", ATTACKER_V4]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let signal = tokio::time::timeout(Duration::from_secs(5), removed.next())
+        let signal = tokio::time::timeout(PATIENCE, removed.next())
             .await
             .unwrap()
             .unwrap();
@@ -301,7 +292,7 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
         assert_eq!((args.ip, args.reason), (ATTACKER_V4, "unban"));
         assert!(!daemon.set_contains("blocked_v4", ATTACKER_V4));
         assert!(
-            udp_reaches(&attacker, &daemon.host, host_addr, WAIT),
+            udp_reaches(&attacker, &daemon.host, host_addr, PATIENCE),
             "traffic must pass after the unban"
         );
         let history = store
@@ -320,7 +311,7 @@ fn root_timed_ban_expires_with_signal_and_history() {
         let mut removed = proxy.receive_ban_removed().await.unwrap();
         assert!(proxy.ban("192.0.2.33", 2, "short").await.unwrap());
         assert!(daemon.set_contains("blocked_v4", "192.0.2.33"));
-        let signal = tokio::time::timeout(Duration::from_secs(6), removed.next())
+        let signal = tokio::time::timeout(PATIENCE, removed.next())
             .await
             .unwrap()
             .unwrap();
@@ -402,28 +393,22 @@ fn root_kill_9_then_restart_restores_active_bans_only() {
 }
 
 #[test]
-fn root_flushed_ruleset_is_repaired_within_five_seconds() {
+fn root_flushed_ruleset_is_repaired_on_the_next_tick() {
     let daemon = Daemon::start("");
     runtime().block_on(async {
         let proxy = proxy(&daemon.bus).await;
         assert!(proxy.ban("192.0.2.44", 0, "keep me").await.unwrap());
     });
     daemon.host.nft(&["flush", "ruleset"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    // The repair tick is a few seconds; how soon is the engine tests' and the benchmarks'
+    // business, this test only needs it to happen.
+    wait_until("the flushed ruleset to be repaired", PATIENCE, || {
         let out = daemon
             .host
             .exec("nft", &["list", "set", "inet", "crmonban", "blocked_v4"]);
-        if out.status.success() && text(&out.stdout).contains("192.0.2.44") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not repaired within 5 s:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (out.status.success() && text(&out.stdout).contains("192.0.2.44")).then_some(())
+    })
+    .unwrap_or_else(|waited| panic!("{waited}:\n{}", daemon.log()));
     let table = daemon.host.nft(&["list", "table", "inet", "crmonban"]);
     assert!(
         table.contains("hook input") && table.contains("hook forward"),
@@ -537,7 +522,17 @@ fn root_bad_requests_get_named_errors_and_the_daemon_keeps_answering() {
     });
     // An address of the daemon's own interface.
     let _attacker = attacker_for(&daemon.host);
-    std::thread::sleep(Duration::from_millis(2500)); // the engine re-reads host addresses on its repair tick
+    // The engine re-reads the host's addresses on its repair tick, and says so when they change.
+    wait_until("the daemon to see its new addresses", PATIENCE, || {
+        daemon
+            .log()
+            .lines()
+            .any(|l| {
+                l.contains("addresses changed") && l.contains(HOST_V4) && l.contains("fd77::2")
+            })
+            .then_some(())
+    })
+    .unwrap_or_else(|waited| panic!("{waited}:\n{}", daemon.log()));
     runtime().block_on(async {
         let proxy = proxy(&daemon.bus).await;
         for own in [HOST_V4, "fd77::2", "10.77.0.0/24"] {
@@ -591,16 +586,19 @@ fn root_invalid_config_refuses_start_and_sighup_keeps_the_old_one() {
     assert_eq!(default_ban(), 77);
     std::fs::write(&daemon.config, "[general]\nlog_levle = \"debug\"\n").unwrap();
     daemon.signal("HUP");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the refused reload to be reported", PATIENCE, || {
+        daemon.log().contains("log_levle").then_some(())
+    })
+    .unwrap_or_else(|waited| {
+        panic!(
+            "{waited}; the refused reload must say why:\n{}",
+            daemon.log()
+        )
+    });
     assert_eq!(
         default_ban(),
         77,
         "an invalid reload replaced the running config"
-    );
-    assert!(
-        daemon.log().contains("log_levle"),
-        "the refused reload must say why:\n{}",
-        daemon.log()
     );
     write_config(
         &daemon.config,
@@ -608,15 +606,10 @@ fn root_invalid_config_refuses_start_and_sighup_keeps_the_old_one() {
         "default_ban_duration = 88",
     );
     daemon.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while default_ban() != 88 {
-        assert!(
-            Instant::now() < deadline,
-            "a valid reload did not apply:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("a valid reload to apply", PATIENCE, || {
+        (default_ban() == 88).then_some(())
+    })
+    .unwrap_or_else(|waited| panic!("{waited}:\n{}", daemon.log()));
 }
 
 #[test]
@@ -632,7 +625,7 @@ fn root_sigterm_announces_stopping_leaves_bans_and_removes_the_pid_file() {
         assert!(proxy.ban("192.0.2.66", 0, "stays").await.unwrap());
         let mut stopping = proxy.receive_daemon_stopping().await.unwrap();
         daemon.signal("TERM");
-        tokio::time::timeout(Duration::from_secs(5), stopping.next())
+        tokio::time::timeout(PATIENCE, stopping.next())
             .await
             .expect("no DaemonStopping")
             .unwrap();
@@ -716,9 +709,7 @@ fn root_systemd_notify_ready_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut daemon = Daemon {
         child: None,
         config: dir.path().join("config.toml"),
@@ -791,11 +782,10 @@ fn root_background_start_returns_when_ready() {
                 .is_none_or(|state| state != "Z")
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running(pid) {
-        assert!(Instant::now() < deadline, "background daemon did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the background daemon to stop", PATIENCE, || {
+        (!running(pid)).then_some(())
+    })
+    .unwrap_or_else(|waited| panic!("{waited}"));
 }
 
 /// Three failed password logins from `attacker` to the sshd on the host's port 2222, each over
@@ -804,7 +794,7 @@ fn three_failed_logins(daemon: &Daemon, attacker: &NetNs) {
     let host_addr: IpAddr = HOST_V4.parse().unwrap();
     for user in ["root", "admin", "nosuchuser"] {
         assert!(
-            crmonban_testutil::tcp_connects(attacker, &daemon.host, host_addr, WAIT),
+            crmonban_testutil::tcp_connects(attacker, &daemon.host, host_addr, PATIENCE),
             "the attacker was cut off before max_failures:\n{}",
             daemon.log()
         );
@@ -812,13 +802,13 @@ fn three_failed_logins(daemon: &Daemon, attacker: &NetNs) {
     }
 }
 
-/// The next BanAdded signal within 10 s; the panic shows `evidence()` and the daemon's log.
+/// The next BanAdded signal (waiting up to [`PATIENCE`]); the panic shows `evidence()` and the daemon's log.
 async fn next_ban(
     added: &mut crmonban_dbus::BanAddedStream,
     daemon: &Daemon,
     evidence: impl FnOnce() -> String,
 ) -> crmonban_dbus::BanAdded {
-    match tokio::time::timeout(Duration::from_secs(10), added.next()).await {
+    match tokio::time::timeout(PATIENCE, added.next()).await {
         Ok(Some(ban)) => ban,
         _ => panic!("no BanAdded; {}\ndaemon:\n{}", evidence(), daemon.log()),
     }
@@ -854,7 +844,7 @@ fn root_sshd_attacker_is_banned_from_the_journal() {
         assert_eq!((args.ip, args.source), (ATTACKER_V4, "detector"));
         assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
         assert!(
-            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, QUIET),
             "the banned attacker can still open a TCP connection"
         );
     });
@@ -888,7 +878,7 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
         let mut attacks = proxy.receive_attack_detected().await.unwrap();
         let mut added = proxy.receive_ban_added().await.unwrap();
         three_failed_logins(&daemon, &attacker);
-        let attack = tokio::time::timeout(Duration::from_secs(10), attacks.next())
+        let attack = tokio::time::timeout(PATIENCE, attacks.next())
             .await
             .expect("no AttackDetected")
             .unwrap();
@@ -906,7 +896,7 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
         );
         assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
         assert!(
-            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, WAIT),
+            !crmonban_testutil::tcp_connects(&attacker, &daemon.host, host_addr, QUIET),
             "the banned attacker can still open a TCP connection"
         );
         let stats = proxy.get_stats().await.unwrap();

@@ -125,6 +125,10 @@ impl Engine {
             .map(|entry| entry.target)
             .collect();
         let protection = Protection::new(host, whitelist);
+        info!(
+            addresses = %protection.host_addresses_summary(),
+            "the host's own addresses are never banned"
+        );
 
         let restore_started = std::time::Instant::now();
         let now = unix_now();
@@ -650,7 +654,13 @@ impl Inner {
         match self.kernel.host_addresses().await {
             Ok(Ok(addrs)) => {
                 debug!(count = addrs.len(), "host addresses read");
-                self.protection_write().set_host_addresses(addrs);
+                let mut protection = self.protection_write();
+                if protection.set_host_addresses(addrs) {
+                    info!(
+                        addresses = %protection.host_addresses_summary(),
+                        "the host's addresses changed; never banned"
+                    );
+                }
             }
             Ok(Err(error)) => {
                 warn!(%error, "cannot read this host's addresses; keeping the previous list")

@@ -68,11 +68,36 @@ pub(crate) struct Protection {
 
 impl Protection {
     pub(crate) fn new(host: Vec<IpAddr>, whitelist: Vec<Target>) -> Protection {
-        Protection { host, whitelist }
+        let mut protection = Protection {
+            host: Vec::new(),
+            whitelist,
+        };
+        protection.set_host_addresses(host);
+        protection
     }
 
-    pub(crate) fn set_host_addresses(&mut self, host: Vec<IpAddr>) {
+    /// Replaces the host's addresses; true when the set changed.
+    pub(crate) fn set_host_addresses(&mut self, mut host: Vec<IpAddr>) -> bool {
+        host.sort_unstable();
+        host.dedup();
+        let changed = host != self.host;
         self.host = host;
+        changed
+    }
+
+    /// The host's addresses as a short human list (the first few, then how many more).
+    pub(crate) fn host_addresses_summary(&self) -> String {
+        const SHOWN: usize = 8;
+        let mut list: Vec<String> = self
+            .host
+            .iter()
+            .take(SHOWN)
+            .map(|a| a.to_string())
+            .collect();
+        if self.host.len() > SHOWN {
+            list.push(format!("and {} more", self.host.len() - SHOWN));
+        }
+        list.join(", ")
     }
 
     pub(crate) fn set_whitelist(&mut self, whitelist: Vec<Target>) {
@@ -164,6 +189,24 @@ mod tests {
             why(&p, "10.0.0.0/8").ends_with("10.0.0.0/8 contains this host's address 10.1.2.3")
         );
         p.check(&t("10.2.0.0/16")).unwrap();
+    }
+
+    #[test]
+    fn a_refresh_reports_only_real_changes_and_the_summary_stays_short() {
+        let a = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut p = Protection::new(vec![a("10.0.0.2"), a("fd77::2")], vec![]);
+        assert_eq!(p.host_addresses_summary(), "10.0.0.2, fd77::2");
+        assert!(!p.set_host_addresses(vec![a("fd77::2"), a("10.0.0.2"), a("fd77::2")]));
+        assert!(p.set_host_addresses(vec![a("10.0.0.2"), a("fd77::2"), a("10.77.0.2")]));
+        why(&p, "10.77.0.2");
+        let many: Vec<IpAddr> = (1..=20u8).map(|i| a(&format!("10.9.0.{i}"))).collect();
+        assert!(p.set_host_addresses(many));
+        assert!(
+            p.host_addresses_summary()
+                .ends_with("10.9.0.8, and 12 more"),
+            "{}",
+            p.host_addresses_summary()
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ async fn ban_is_in_the_kernel_the_store_and_on_the_bus() {
     let expires = ban.expires_at.expect("timed");
     assert!((before + 600..=unix_now() + 601).contains(&expires));
 
-    let event = wait_for(&mut h.events, Duration::from_secs(2), "BanAdded", |e| {
+    let event = wait_for(&mut h.events, "BanAdded", |e| {
         matches!(e, EngineEvent::BanAdded { .. })
     })
     .await;
@@ -60,7 +60,7 @@ async fn ban_is_in_the_kernel_the_store_and_on_the_bus() {
     assert_eq!(h.engine.active_ban(&t("198.51.100.7")), Some(ban));
 
     // The activity log is written off the ban path; it arrives shortly after.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let log = h.store.recent_activity(10).await.unwrap();
         if log
@@ -192,7 +192,7 @@ async fn unban_and_flush_announce_their_reasons() {
         h.engine.ban(request(target, secs(600))).await.unwrap();
     }
     assert!(h.engine.unban(&t("198.51.100.1"), "unban").await.unwrap());
-    let event = wait_for(&mut h.events, Duration::from_secs(2), "BanRemoved", |e| {
+    let event = wait_for(&mut h.events, "BanRemoved", |e| {
         matches!(e, EngineEvent::BanRemoved { .. })
     })
     .await;
@@ -210,7 +210,7 @@ async fn unban_and_flush_announce_their_reasons() {
     assert_eq!(h.engine.flush().await.unwrap(), 2);
     let mut flushed = Vec::new();
     for _ in 0..2 {
-        match wait_for(&mut h.events, Duration::from_secs(2), "BanRemoved", |e| {
+        match wait_for(&mut h.events, "BanRemoved", |e| {
             matches!(e, EngineEvent::BanRemoved { .. })
         })
         .await
@@ -323,7 +323,7 @@ async fn whitelisted_networks_are_refused_until_removed() {
             .unwrap()
     );
     // The existing ban is one the whitelist now forbids: it ends.
-    let event = wait_for(&mut h.events, Duration::from_secs(2), "BanRemoved", |e| {
+    let event = wait_for(&mut h.events, "BanRemoved", |e| {
         matches!(e, EngineEvent::BanRemoved { .. })
     })
     .await;
@@ -455,7 +455,7 @@ async fn bans_expire_on_time_and_stay_in_the_history() {
         .ban(request("198.51.100.21", secs(3600)))
         .await
         .unwrap();
-    let event = wait_for(&mut h.events, Duration::from_secs(3), "BanRemoved", |e| {
+    let event = wait_for(&mut h.events, "BanRemoved", |e| {
         matches!(e, EngineEvent::BanRemoved { .. })
     })
     .await;
@@ -482,12 +482,9 @@ async fn a_flushed_ruleset_is_repaired_with_every_active_ban() {
     h.engine.ban(request("203.0.113.0/24", None)).await.unwrap();
     h.fw.lock().simulate_flush();
     assert!(!h.fw.contains("198.51.100.30"));
-    let event = wait_for(
-        &mut h.events,
-        Duration::from_secs(5),
-        "LayoutRepaired",
-        |e| matches!(e, EngineEvent::LayoutRepaired { .. }),
-    )
+    let event = wait_for(&mut h.events, "LayoutRepaired", |e| {
+        matches!(e, EngineEvent::LayoutRepaired { .. })
+    })
     .await;
     assert!(
         matches!(event, EngineEvent::LayoutRepaired { bans: 2 }),
@@ -512,12 +509,9 @@ async fn a_ban_that_finds_the_layout_gone_repairs_it_first() {
     h.fw.lock().simulate_flush();
     h.engine.ban(request("198.51.100.41", None)).await.unwrap();
     assert!(h.fw.contains("198.51.100.40") && h.fw.contains("198.51.100.41"));
-    wait_for(
-        &mut h.events,
-        Duration::from_secs(1),
-        "LayoutRepaired",
-        |e| matches!(e, EngineEvent::LayoutRepaired { bans: 1 }),
-    )
+    wait_for(&mut h.events, "LayoutRepaired", |e| {
+        matches!(e, EngineEvent::LayoutRepaired { bans: 1 })
+    })
     .await;
 }
 
@@ -750,12 +744,9 @@ async fn attacks_are_counted_and_announced() {
     h.engine.report_attack(&event);
     h.engine.report_attack(&event);
     assert_eq!(h.engine.events_processed(), 2);
-    let seen = wait_for(
-        &mut h.events,
-        Duration::from_secs(1),
-        "AttackDetected",
-        |e| matches!(e, EngineEvent::AttackDetected { .. }),
-    )
+    let seen = wait_for(&mut h.events, "AttackDetected", |e| {
+        matches!(e, EngineEvent::AttackDetected { .. })
+    })
     .await;
     assert!(
         matches!(seen, EngineEvent::AttackDetected { addr, ref service, ref kind }
@@ -777,7 +768,7 @@ async fn shutdown_announces_itself_and_leaves_bans_in_the_kernel() {
     assert!(engine.is_running());
     engine.shutdown().await;
     assert!(!engine.is_running());
-    wait_for(&mut events, Duration::from_secs(1), "DaemonStopping", |e| {
+    wait_for(&mut events, "DaemonStopping", |e| {
         matches!(e, EngineEvent::DaemonStopping)
     })
     .await;

@@ -8,15 +8,12 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use crmonban_engine::{Engine, EngineError, EngineEvent};
 use crmonban_firewall::{NftBackend, NftOptions};
 use crmonban_store::Store;
-use crmonban_testutil::{End, NetNs, connect, require_root, udp_reaches};
-
-const WAIT: Duration = Duration::from_millis(700);
+use crmonban_testutil::{End, NetNs, QUIET, connect, require_root, udp_reaches};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -74,8 +71,8 @@ fn root_bans_drop_packets_and_host_addresses_are_refused() {
             "{}",
             engine.firewall_description()
         );
-        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
-        assert!(udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), PATIENCE));
+        assert!(udp_reaches(&peer, &host, ip("fd77::1"), PATIENCE));
 
         rt.block_on(async {
             engine.ban(request("10.77.0.2", None)).await.unwrap();
@@ -88,8 +85,8 @@ fn root_bans_drop_packets_and_host_addresses_are_refused() {
         assert!(set_holds(&host, "blocked_v4", "10.77.0.2"));
         assert!(set_holds(&host, "blocked_v6", "fd77::2"));
         assert!(set_holds(&host, "blocked_v4_net", "10.88.0.0/16"));
-        assert!(!udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
-        assert!(!udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+        assert!(!udp_reaches(&peer, &host, ip("10.77.0.1"), QUIET));
+        assert!(!udp_reaches(&peer, &host, ip("fd77::1"), QUIET));
 
         // This namespace's own addresses, and networks around them, are never banned.
         rt.block_on(async {
@@ -128,8 +125,8 @@ fn root_bans_drop_packets_and_host_addresses_are_refused() {
             assert!(engine.unban(&t("fd77::2"), "unban").await.unwrap());
         });
         assert!(!set_holds(&host, "blocked_v4", "10.77.0.2"));
-        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), WAIT));
-        assert!(udp_reaches(&peer, &host, ip("fd77::1"), WAIT));
+        assert!(udp_reaches(&peer, &host, ip("10.77.0.1"), PATIENCE));
+        assert!(udp_reaches(&peer, &host, ip("fd77::1"), PATIENCE));
 
         rt.block_on(async {
             assert_eq!(engine.flush().await.unwrap(), 1);
@@ -200,7 +197,7 @@ fn root_restart_after_a_kill_restores_and_a_flushed_ruleset_is_repaired() {
 
             let mut events = engine.subscribe();
             ns.nft(&["flush", "ruleset"]);
-            let repaired = wait_for(&mut events, Duration::from_secs(5), "LayoutRepaired", |e| {
+            let repaired = wait_for(&mut events, "LayoutRepaired", |e| {
                 matches!(e, EngineEvent::LayoutRepaired { .. })
             })
             .await;

@@ -13,15 +13,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::{enter_mount_namespace, wait_until};
+use crate::{PATIENCE, enter_mount_namespace, wait_until};
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
-
-/// How long journald may take to start or to store a message: generous, for loaded machines;
-/// it takes milliseconds when idle.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// See the module docs.
 pub struct Journald {

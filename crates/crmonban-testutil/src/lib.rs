@@ -48,6 +48,16 @@ pub fn run(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// How long a test waits for something that must happen (a signal, a ban in the kernel, a
+/// daemon answering, a packet passing): it takes milliseconds on an idle machine, so the limit
+/// only matters when something is broken, and a loaded machine (CI on two cores, other tests
+/// in parallel, `stress-ng`) must not fail a correct program.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long a test listens before concluding that something does not happen (a banned peer's
+/// packet, an unexpected event). A longer wait only makes such a check stricter, never flaky.
+pub const QUIET: Duration = Duration::from_millis(700);
+
 /// Polls `probe` until it returns `Some`, for at most `limit` (every 10 ms at first, then
 /// less often). `Err` says what was waited for and for how long, for the caller's panic
 /// message. Use generous limits: they only matter when something is broken, and a loaded

@@ -158,7 +158,7 @@ impl Sshd {
                 .spawn()
                 .expect("start sshd")
         });
-        let sshd = Sshd {
+        let mut sshd = Sshd {
             child,
             _sink: sink,
             port,
@@ -167,17 +167,23 @@ impl Sshd {
         sshd
     }
 
-    fn wait_listening(&self, ns: &NetNs) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    fn wait_listening(&mut self, ns: &NetNs) {
         let wanted = format!(":{}", self.port);
-        while std::time::Instant::now() < deadline {
-            let out = ns.exec("ss", &["-ltn"]);
-            if String::from_utf8_lossy(&out.stdout).contains(&wanted) {
-                return;
+        let what = format!("sshd to listen on port {}", self.port);
+        crate::wait_until(&what, crate::PATIENCE, || {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                panic!("sshd exited ({status}) before listening: {stderr}");
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("sshd did not listen on port {}", self.port);
+            let out = ns.exec("ss", &["-ltn"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&wanted)
+                .then_some(())
+        })
+        .unwrap_or_else(|waited| panic!("{waited}"));
     }
 }
 
@@ -189,13 +195,14 @@ impl Drop for Sshd {
 }
 
 /// One failed password login from `from` to `addr:port` (sshpass + ssh with a wrong password).
-/// Returns the exit status code (124 when it was cut off after 10 s, e.g. banned mid-way).
+/// Returns the exit status code (124 when it was cut off after 30 s; a client banned mid-way
+/// gives up after about 3 s without an answer to its keep-alives).
 pub fn failed_ssh_login(from: &NetNs, addr: &str, port: u16, user: &str) -> Option<i32> {
     from.run(|| {
         // `timeout`: a client whose address gets banned mid-connection would wait forever.
         Command::new("timeout")
             .args([
-                "10",
+                "30",
                 "sshpass",
                 "-p",
                 "wrong-password",
@@ -211,7 +218,7 @@ pub fn failed_ssh_login(from: &NetNs, addr: &str, port: u16, user: &str) -> Opti
                 "-o",
                 "NumberOfPasswordPrompts=1",
                 "-o",
-                "ConnectTimeout=3",
+                "ConnectTimeout=10",
                 "-o",
                 "ServerAliveInterval=1",
                 "-o",
@@ -264,21 +271,16 @@ mod tests {
         let _sshd = Sshd::start(&server, dir.path(), &log, 2222);
         failed_ssh_login(&client, "10.79.0.2", 2222, "nosuchuser");
         failed_ssh_login(&client, "fd79::2", 2222, "root");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("from 10.79.0.1 port") && text.contains("from fd79::1 port") {
-                assert!(
-                    text.lines().all(|l| l.contains(" testhost sshd[")),
-                    "{text}"
-                );
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sshd did not log the failures:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut text = String::new();
+        crate::wait_until("sshd to log both failures", crate::PATIENCE, || {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            (text.contains("from 10.79.0.1 port") && text.contains("from fd79::1 port"))
+                .then_some(())
+        })
+        .unwrap_or_else(|waited| panic!("{waited}; auth.log:\n{text}"));
+        assert!(
+            text.lines().all(|l| l.contains(" testhost sshd[")),
+            "{text}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::time::{Instant, timeout};
 
 /// Generous: the machine running the tests may be loaded.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const DEADLINE: Duration = crmonban_testutil::PATIENCE;
 
 /// Short polling, saving and retry intervals, so that tests run quickly.
 pub fn options() -> SourceOptions {
@@ -34,7 +34,10 @@ pub async fn recv(rx: &mut Receiver<SourceLine>, n: usize) -> Vec<SourceLine> {
         match tokio::time::timeout_at(until, rx.recv()).await {
             Ok(Some(line)) => got.push(line),
             Ok(None) => panic!("channel closed after {:?}", lossy_all(&got)),
-            Err(_) => panic!("expected {n} lines, got {:?}", lossy_all(&got)),
+            Err(_) => panic!(
+                "waited {DEADLINE:?} for {n} lines, got {:?}",
+                lossy_all(&got)
+            ),
         }
     }
     got
@@ -54,7 +57,7 @@ pub async fn assert_quiet(rx: &mut Receiver<SourceLine>) {
 pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let until = Instant::now() + DEADLINE;
     while !condition() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
+        assert!(Instant::now() < until, "waited {DEADLINE:?} for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

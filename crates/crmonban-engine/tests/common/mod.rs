@@ -13,6 +13,7 @@ use crmonban_firewall::{
     ApplyReport, Call, ChangeSet, Element, FirewallBackend, FirewallError, RecordingBackend,
 };
 use crmonban_store::Store;
+pub use crmonban_testutil::PATIENCE;
 use tempfile::TempDir;
 use tokio::sync::broadcast;
 
@@ -162,13 +163,14 @@ pub fn secs(n: u64) -> Option<BanDuration> {
     Some(BanDuration::Timed(Duration::from_secs(n)))
 }
 
-/// The next event that `matches`, skipping others; panics after `wait`.
+/// The next event that `matches`, skipping others; panics after [`PATIENCE`] (generous: a
+/// loaded machine must not fail a correct engine).
 pub async fn wait_for(
     events: &mut broadcast::Receiver<EngineEvent>,
-    wait: Duration,
     what: &str,
     matches: impl Fn(&EngineEvent) -> bool,
 ) -> EngineEvent {
+    let wait = PATIENCE;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
