@@ -76,6 +76,8 @@ pub fn start(config_path: Option<&Path>, foreground: bool) -> Result<ExitCode> {
             Daemonized::Child(pipe) => Some(pipe),
         }
     };
+    // From here on, nothing is created before the stop and reload signals are ours.
+    StopSignals::hold()?;
     let log_file = if foreground {
         None
     } else {
@@ -103,6 +105,10 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let signals = {
+        let _context = runtime.enter();
+        StopSignals::install()?
+    };
     let result = runtime.block_on(async {
         let firewall = NftBackend::new(NftOptions {
             layout: crate::layout(&config),
@@ -144,7 +150,7 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
                 .context("starting detection")?;
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        wait_for_stop(&shared).await?;
+        wait_for_stop(&shared, signals).await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         info!("stopping; bans stay in the kernel");
         detection.shutdown().await;
@@ -160,16 +166,64 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
     result
 }
 
+/// SIGTERM and SIGINT (stop) and SIGHUP (reload). Their default action ends the process at
+/// once, so a signal that arrives while the daemon starts (systemd stopping it, logrotate's
+/// reload, an impatient admin) would kill it half-way: pid file left behind, no
+/// DaemonStopping, an unfinished restore. So they are held (blocked) right after the fork,
+/// before anything is created, and released once their handlers exist; one that came
+/// meanwhile is handled then: a stop once start-up is complete, a reload likewise. Threads
+/// inherit the block, so only the main thread receives them, which is enough; children get an
+/// empty mask from `std::process::Command`.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn set() -> nix::sys::signal::SigSet {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            set.add(signal);
+        }
+        set
+    }
+
+    /// Blocks the signals in the calling thread (and every thread it starts later).
+    fn hold() -> Result<()> {
+        StopSignals::set()
+            .thread_block()
+            .context("blocking SIGTERM, SIGINT and SIGHUP during start-up")
+    }
+
+    /// Installs the handlers (inside a tokio runtime context), then releases the signals
+    /// held since [`StopSignals::hold`].
+    fn install() -> Result<StopSignals> {
+        let signals = StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        };
+        StopSignals::set()
+            .thread_unblock()
+            .context("releasing SIGTERM, SIGINT and SIGHUP")?;
+        Ok(signals)
+    }
+}
+
 /// Waits for SIGTERM, SIGINT or a D-Bus Stop; SIGHUP reloads the configuration meanwhile.
-async fn wait_for_stop(shared: &Shared) -> Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+async fn wait_for_stop(shared: &Shared, signals: StopSignals) {
+    let StopSignals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM"); return Ok(()); }
-            _ = int.recv() => { info!("SIGINT"); return Ok(()); }
-            _ = shared.stop.notified() => { info!("stop requested over D-Bus"); return Ok(()); }
+            _ = term.recv() => { info!("SIGTERM"); return; }
+            _ = int.recv() => { info!("SIGINT"); return; }
+            _ = shared.stop.notified() => { info!("stop requested over D-Bus"); return; }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 if let Err(e) = shared.reload().await {
