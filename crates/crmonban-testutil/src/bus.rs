@@ -82,13 +82,8 @@ impl PrivateBus {
     }
 
     fn start(rules: &str) -> PrivateBus {
-        let dir = tempfile::Builder::new()
-            .prefix("crmb-bus-")
-            .tempdir()
-            .expect("temporary directory for the bus");
         // Other users (see `command_as`) must reach the socket inside.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the bus directory");
+        let dir = tempdir_for_everyone("crmb-bus-");
         let socket = dir.path().join("bus");
         let mut config = String::from(
             "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \
@@ -221,12 +216,7 @@ impl ExecutableCopy {
         let name = program
             .file_name()
             .unwrap_or_else(|| panic!("{} names no file", program.display()));
-        let dir = tempfile::Builder::new()
-            .prefix("crmb-exec-")
-            .tempdir()
-            .expect("temporary directory for a shared executable");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the shared executable's directory");
+        let dir = tempdir_for_everyone("crmb-exec-");
         let path = dir.path().join(name);
         if std::fs::hard_link(program, &path).is_err() {
             std::fs::copy(program, &path)
@@ -234,13 +224,6 @@ impl ExecutableCopy {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .expect("chmod the shared executable");
-        if let Some(why) = execute_denied(&path, NOBODY, NOBODY) {
-            panic!(
-                "a copy of {} in the temporary directory is still out of other users' reach \
-                 ({why}); point TMPDIR to a directory everyone may enter, such as /tmp",
-                program.display()
-            );
-        }
         ExecutableCopy { path, _dir: dir }
     }
 
@@ -250,9 +233,29 @@ impl ExecutableCopy {
     }
 }
 
-/// Why `uid`/`gid` (without supplementary groups) may not execute `path`, judged by the
-/// permission bits of the file and of every directory above it: the first thing that blocks,
-/// or `None`. (ACLs are not consulted; test machines do not set them on these paths.)
+/// A new mode-0755 directory under the system's temporary directory, removed on drop, that
+/// every user can enter. Panics when the temporary directory itself is out of their reach.
+fn tempdir_for_everyone(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod a temporary directory");
+    if let Some(why) = execute_denied(dir.path(), NOBODY, NOBODY) {
+        panic!(
+            "{} is out of other users' reach ({why}); point TMPDIR to a directory everyone may \
+             enter, such as /tmp",
+            dir.path().display()
+        );
+    }
+    dir
+}
+
+/// Why `uid`/`gid` (without supplementary groups) may not execute (or, for a directory,
+/// enter) `path`, judged by the permission bits of every directory down to it and of `path`
+/// itself: the first thing that blocks, or `None`. (ACLs are not consulted; test machines do
+/// not set them on these paths.)
 fn execute_denied(path: &Path, uid: u32, gid: u32) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let path = match path.canonicalize() {
@@ -260,7 +263,7 @@ fn execute_denied(path: &Path, uid: u32, gid: u32) -> Option<String> {
         Err(e) => return Some(format!("{}: {e}", path.display())),
     };
     // Owner, group or other bits: the first class that applies decides, as in the kernel.
-    let may = |meta: &std::fs::Metadata, bit: u32| {
+    let searchable = |meta: &std::fs::Metadata| {
         let shift = if meta.uid() == uid {
             6
         } else if meta.gid() == gid {
@@ -268,11 +271,11 @@ fn execute_denied(path: &Path, uid: u32, gid: u32) -> Option<String> {
         } else {
             0
         };
-        meta.mode() & (bit << shift) != 0
+        meta.mode() & (0o1 << shift) != 0
     };
     for dir in path.ancestors().skip(1) {
         let meta = std::fs::metadata(dir).ok()?;
-        if !may(&meta, 0o1) {
+        if !searchable(&meta) {
             return Some(format!(
                 "directory {} is mode {:o} (owner uid {})",
                 dir.display(),
@@ -282,8 +285,12 @@ fn execute_denied(path: &Path, uid: u32, gid: u32) -> Option<String> {
         }
     }
     let meta = std::fs::metadata(&path).ok()?;
-    if !may(&meta, 0o1) {
-        return Some(format!("the file is mode {:o}", meta.mode() & 0o7777));
+    if !searchable(&meta) {
+        return Some(format!(
+            "{} is mode {:o}",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
     }
     None
 }
