@@ -199,9 +199,10 @@ pub fn command_as(program: impl AsRef<OsStr>, uid: u32, gid: u32) -> Command {
     command
 }
 
-/// A program of this build placed where every user can run it: a hard link (or, across
+/// A program of this build placed where every user can reach it: a hard link (or, across
 /// file systems, a copy) in a new mode-0755 directory under the system's temporary directory,
-/// removed on drop. For [`command_as`] when the build's own path is out of other users' reach.
+/// removed on drop. For [`command_as`] when the build's own path is out of other users' reach
+/// (which still checks that the program's own mode lets them run it).
 #[derive(Debug)]
 pub struct ExecutableCopy {
     path: PathBuf,
@@ -218,12 +219,12 @@ impl ExecutableCopy {
             .unwrap_or_else(|| panic!("{} names no file", program.display()));
         let dir = tempdir_for_everyone("crmb-exec-");
         let path = dir.path().join(name);
+        // A hard link shares the program's inode, mode included (cargo's outputs are 0755); a
+        // copy keeps the mode too.
         if std::fs::hard_link(program, &path).is_err() {
             std::fs::copy(program, &path)
                 .unwrap_or_else(|e| panic!("copy {} for other users: {e}", program.display()));
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the shared executable");
         ExecutableCopy { path, _dir: dir }
     }
 

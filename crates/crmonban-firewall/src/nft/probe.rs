@@ -1,6 +1,6 @@
-//! Is our layout intact (and which ruleset generation is this)? Asked with read-only nfnetlink requests (`GETTABLE`, `GETSET`,
-//! `GETCHAIN`, and a `GETRULE` dump of each chain) on a netlink socket of the calling thread's
-//! network namespace.
+//! Is our layout intact, and which ruleset generation is this? Asked with read-only nfnetlink
+//! requests (`GETTABLE`, `GETSET`, `GETCHAIN`, a `GETRULE` dump of each chain, `GETGEN`) on a
+//! netlink socket of the calling thread's network namespace.
 //!
 //! Why not through nft: every `nft list` command reads all set elements into nft's cache first
 //! (tens of seconds at a million elements), and an existence probe by `create` (which fails
