@@ -16,12 +16,14 @@
 //! This crate reads the files its sources name; it starts no task and watches nothing by
 //! itself: the engine rebuilds the [`Policy`] when a source changes and swaps it in whole.
 
+mod daemon;
 mod file;
 mod policy;
 mod prefixes;
 mod reserved;
 mod zones;
 
+pub use daemon::{DEFAULT_CACHE_CAPACITY, DaemonAnswer, DaemonSource, DaemonSourceError, NoAnswer};
 pub use file::{FileProblem, read_whitelist_file};
 pub use policy::{Entry, Origin, Policy, PolicyProblem, Refusal, ZoneInfo};
 pub use prefixes::PrefixTable;

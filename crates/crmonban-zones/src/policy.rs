@@ -147,7 +147,7 @@ impl Policy {
                 }
                 // Zones are consulted through their own table (the most specific zone
                 // decides); the daemon source is asked on the ban path, not held here.
-                WhitelistSource::Zones | WhitelistSource::Daemon => {}
+                WhitelistSource::Zones | WhitelistSource::Daemon(_) => {}
             }
         }
         let zones_protect = sources.contains(&WhitelistSource::Zones);

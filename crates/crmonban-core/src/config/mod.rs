@@ -7,6 +7,7 @@
 //! paths, durations and enums, never raw strings. Like the rest of the crate this module does
 //! no I/O: callers read the file and pass its text.
 
+mod dbus_names;
 mod document;
 mod error;
 mod parse;

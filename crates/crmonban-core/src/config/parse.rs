@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::dbus_names;
 use super::document::{Diagnostics, Table, Value};
 use super::error::{ConfigErrors, ConfigWarning};
 use super::schema::*;
@@ -852,7 +853,7 @@ fn read_whitelist_source(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>) -> Optio
     let source = match kind? {
         "database" => Some(WhitelistSource::Database),
         "zones" => Some(WhitelistSource::Zones),
-        "daemon" => Some(WhitelistSource::Daemon),
+        "daemon" => read_daemon_source(d, &mut t).map(WhitelistSource::Daemon),
         "networks" => t
             .require(d, "networks", "addresses or CIDRs, e.g. [\"10.0.0.0/8\"]")
             .and_then(|v| networks(d, &v))
@@ -871,4 +872,93 @@ fn read_whitelist_source(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>) -> Optio
     };
     t.finish(d);
     source
+}
+
+/// The keys of a `daemon` source. Every key is checked before the source is put together,
+/// so that a source with several mistakes gets them all reported.
+fn read_daemon_source(d: &mut Diagnostics<'_>, t: &mut Table<'_, '_>) -> Option<DaemonSource> {
+    let bus = match t.get("bus") {
+        None => Some(DaemonBus::System),
+        Some(v) => daemon_bus(d, &v),
+    };
+    let name = t
+        .require(
+            d,
+            "name",
+            "the bus name of the service to ask, e.g. \"org.example.Trust\"",
+        )
+        .and_then(|v| dbus_checked(d, &v, dbus_names::well_known_name));
+    let path = match t.get("path") {
+        None => Some("/".to_owned()),
+        Some(v) => dbus_checked(d, &v, dbus_names::object_path),
+    };
+    let interface = t
+        .require(
+            d,
+            "interface",
+            "the interface of the method, e.g. \"org.example.Trust\"",
+        )
+        .and_then(|v| dbus_checked(d, &v, dbus_names::interface_name));
+    let method = t
+        .require(
+            d,
+            "method",
+            "a method taking the address as a string and returning a boolean, e.g. \"IsTrusted\"",
+        )
+        .and_then(|v| dbus_checked(d, &v, dbus_names::member_name));
+    let max_ms = i128::try_from(MAX_DAEMON_SOURCE_TIMEOUT.as_millis()).unwrap_or(i128::MAX);
+    let timeout = match t.get("timeout_ms") {
+        None => Some(DEFAULT_DAEMON_SOURCE_TIMEOUT),
+        Some(v) => v
+            .integer(d, 1..=max_ms)
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Duration::from_millis),
+    };
+    Some(DaemonSource {
+        bus: bus?,
+        name: name?,
+        path: path?,
+        interface: interface?,
+        method: method?,
+        timeout: timeout?,
+    })
+}
+
+/// `"system"`, `"session"` or a D-Bus address.
+fn daemon_bus(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<DaemonBus> {
+    match v.non_empty_str(d)? {
+        "system" => Some(DaemonBus::System),
+        "session" => Some(DaemonBus::Session),
+        text if text.contains(':') => {
+            dbus_checked(d, v, dbus_names::bus_address).map(DaemonBus::Address)
+        }
+        text => {
+            let shown: String = text.chars().take(64).collect();
+            d.error(
+                &v.span,
+                &v.path,
+                format!(
+                    "must be \"system\", \"session\" or a D-Bus address such as \
+                     \"unix:path=/run/example/bus\"; found {shown:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A string that `check` accepts (one of the [`dbus_names`] rules); its message otherwise.
+fn dbus_checked(
+    d: &mut Diagnostics<'_>,
+    v: &Value<'_, '_>,
+    check: fn(&str) -> Result<(), String>,
+) -> Option<String> {
+    let text = v.non_empty_str(d)?;
+    match check(text) {
+        Ok(()) => Some(text.to_owned()),
+        Err(message) => {
+            d.error(&v.span, &v.path, message);
+            None
+        }
+    }
 }

@@ -837,9 +837,45 @@ pub enum WhitelistSource {
     Networks(Vec<Target>),
     /// One address or CIDR per line (`#` comments); re-read on change when `watch`.
     File { path: PathBuf, watch: bool },
-    /// An external firewall daemon asked over D-Bus.
-    Daemon,
+    /// Another service asked over D-Bus, one address at a time.
+    Daemon(DaemonSource),
 }
+
+/// A `daemon` whitelist source: the method `interface.method(s) -> b` of object `path` of
+/// service `name` on `bus`, called with the address as a string, answers whether that address
+/// is trusted. Names and the path are checked against the D-Bus rules when parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSource {
+    /// Default the system bus.
+    pub bus: DaemonBus,
+    /// The service's well-known bus name, e.g. `org.example.Trust`.
+    pub name: String,
+    /// The object path. Default `/`.
+    pub path: String,
+    /// The interface, e.g. `org.example.Trust`.
+    pub interface: String,
+    /// The method (a member name, e.g. `IsTrusted`).
+    pub method: String,
+    /// How long one question may take, connecting included; an address the service does not
+    /// answer for in time is not trusted for that decision. Default 200 ms, at most 10 s.
+    pub timeout: Duration,
+}
+
+/// `bus` of a `daemon` whitelist source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaemonBus {
+    /// `"system"`: `DBUS_SYSTEM_BUS_ADDRESS` when set, else the standard socket.
+    System,
+    /// `"session"`: the session bus of the user running crmonban.
+    Session,
+    /// A D-Bus address, e.g. `unix:path=/run/x/bus`.
+    Address(String),
+}
+
+/// `timeout_ms` of a `daemon` source when not given.
+pub const DEFAULT_DAEMON_SOURCE_TIMEOUT: Duration = Duration::from_millis(200);
+/// The largest `timeout_ms` of a `daemon` source: a question holds up the ban that asked it.
+pub const MAX_DAEMON_SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -193,6 +193,9 @@ fn the_default_file_shows_every_key() {
         "cache_ttl_secs",
         "[[whitelist.sources]]",
         "watch",
+        "interface",
+        "timeout_ms",
+        "bus = ",
         "\"daemon\"",
         "\"file\"",
         "\"networks\"",
@@ -346,6 +349,18 @@ path = "/etc/crmonban/more.txt"
 
 [[whitelist.sources]]
 type = "daemon"
+bus = "unix:path=/run/trust/bus"
+name = "org.example.Trust"
+path = "/org/example/Trust"
+interface = "org.example.Trust"
+method = "IsTrusted"
+timeout_ms = 500
+
+[[whitelist.sources]]
+type = "daemon"
+name = "org.example.Other"
+interface = "org.example.Other1"
+method = "Trusted"
 "#;
 
 #[test]
@@ -526,7 +541,22 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
                     path: "/etc/crmonban/more.txt".into(),
                     watch: true
                 },
-                WhitelistSource::Daemon,
+                WhitelistSource::Daemon(DaemonSource {
+                    bus: DaemonBus::Address("unix:path=/run/trust/bus".into()),
+                    name: "org.example.Trust".into(),
+                    path: "/org/example/Trust".into(),
+                    interface: "org.example.Trust".into(),
+                    method: "IsTrusted".into(),
+                    timeout: Duration::from_millis(500),
+                }),
+                WhitelistSource::Daemon(DaemonSource {
+                    bus: DaemonBus::System,
+                    name: "org.example.Other".into(),
+                    path: "/".into(),
+                    interface: "org.example.Other1".into(),
+                    method: "Trusted".into(),
+                    timeout: Duration::from_millis(200),
+                }),
             ],
         }
     );
@@ -663,9 +693,47 @@ watch = true
 type = "daemon" # Query external daemon via D-Bus (requires crrouter feature)
 "#;
 
+/// The original's `daemon` source named no service (it meant its own companion firewall
+/// daemon, crrouter): it is refused with what to add, and the rest of the example parses.
 #[test]
-fn the_original_readme_example_parses() {
-    let c = parse(ORIGINAL_README);
+fn the_original_readme_example_parses_but_for_its_bare_daemon_source() {
+    let line = ORIGINAL_README
+        .lines()
+        .position(|l| l.starts_with("type = \"daemon\""))
+        .unwrap()
+        + 1;
+    let header = line - 1;
+    assert_eq!(
+        errors(ORIGINAL_README),
+        [
+            format!(
+                "config.toml:{header}: whitelist.sources[4]: missing key `name` (the bus name of \
+                 the service to ask, e.g. \"org.example.Trust\")"
+            ),
+            format!(
+                "config.toml:{header}: whitelist.sources[4]: missing key `interface` (the \
+                 interface of the method, e.g. \"org.example.Trust\")"
+            ),
+            format!(
+                "config.toml:{header}: whitelist.sources[4]: missing key `method` (a method \
+                 taking the address as a string and returning a boolean, e.g. \"IsTrusted\")"
+            ),
+        ]
+    );
+    let (before, after) = ORIGINAL_README.split_at(
+        ORIGINAL_README
+            .find("[[whitelist.sources]]\ntype = \"daemon\"")
+            .unwrap(),
+    );
+    let c = parse(&format!(
+        "{before}{}",
+        after.replacen(
+            "type = \"daemon\"",
+            "type = \"daemon\"\nname = \"org.example.Trust\"\n\
+             interface = \"org.example.Trust\"\nmethod = \"IsTrusted\"",
+            1
+        )
+    ));
     let defaults = Config::default();
     assert_eq!(c.general, defaults.general);
     assert_eq!(c.nftables, defaults.nftables);
@@ -866,6 +934,141 @@ fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
     assert_eq!(
         e,
         "config.toml:3: whitelist.sources[0].path: unknown key; known keys here: type"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `daemon` whitelist source.
+
+const DAEMON: &str = "[[whitelist.sources]]\ntype = \"daemon\"\nname = \"org.example.Trust\"\n\
+                      interface = \"org.example.Trust\"\nmethod = \"IsTrusted\"\n";
+
+fn daemon_source(text: &str) -> DaemonSource {
+    match parse(text).whitelist.sources.as_slice() {
+        [WhitelistSource::Daemon(source)] => source.clone(),
+        other => panic!("expected one daemon source, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_daemon_source_takes_its_defaults_and_every_kind_of_bus() {
+    assert_eq!(
+        daemon_source(DAEMON),
+        DaemonSource {
+            bus: DaemonBus::System,
+            name: "org.example.Trust".into(),
+            path: "/".into(),
+            interface: "org.example.Trust".into(),
+            method: "IsTrusted".into(),
+            timeout: Duration::from_millis(200),
+        }
+    );
+    assert_eq!(
+        daemon_source(&format!("{DAEMON}bus = \"session\"\n")).bus,
+        DaemonBus::Session
+    );
+    assert_eq!(
+        daemon_source(&format!("{DAEMON}bus = \"system\"\ntimeout_ms = 10000\n")).timeout,
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        daemon_source(&format!("{DAEMON}bus = \"tcp:host=127.0.0.1,port=4000\"\n")).bus,
+        DaemonBus::Address("tcp:host=127.0.0.1,port=4000".into())
+    );
+}
+
+#[test]
+fn a_daemon_source_needs_its_name_interface_and_method() {
+    assert_eq!(
+        errors("[[whitelist.sources]]\ntype = \"daemon\"\nname = \"org.example.Trust\"\n"),
+        [
+            "config.toml:1: whitelist.sources[0]: missing key `interface` (the interface of the \
+             method, e.g. \"org.example.Trust\")",
+            "config.toml:1: whitelist.sources[0]: missing key `method` (a method taking the \
+             address as a string and returning a boolean, e.g. \"IsTrusted\")",
+        ]
+    );
+    assert_eq!(
+        error(&DAEMON.replace("name = \"org.example.Trust\"\n", "")),
+        "config.toml:1: whitelist.sources[0]: missing key `name` (the bus name of the service to \
+         ask, e.g. \"org.example.Trust\")"
+    );
+}
+
+#[test]
+fn a_daemon_source_refuses_names_the_bus_would_refuse() {
+    let with = |key: &str, value: &str| {
+        error(&format!(
+            "[[whitelist.sources]]\ntype = \"daemon\"\nname = \"org.example.Trust\"\n\
+             interface = \"org.example.Trust\"\nmethod = \"IsTrusted\"\n{key} = {value}\n"
+        ))
+    };
+    assert_eq!(
+        error(&DAEMON.replace("\"org.example.Trust\"\ni", "\"org..Trust\"\ni")),
+        "config.toml:3: whitelist.sources[0].name: \"org..Trust\" is not a valid bus name: it has \
+         an empty element (a `.` at either end, or two in a row) (e.g. \"org.example.Trust\")"
+    );
+    assert_eq!(
+        error(&DAEMON.replace("\"org.example.Trust\"\ni", "\"Trust\"\ni")),
+        "config.toml:3: whitelist.sources[0].name: \"Trust\" is not a valid bus name: it needs at \
+         least two elements separated by `.` (e.g. \"org.example.Trust\")"
+    );
+    assert_eq!(
+        with("path", "\"/org/example/\""),
+        "config.toml:6: whitelist.sources[0].path: \"/org/example/\" is not a valid object path: \
+         only the root path `/` may end with `/` (e.g. \"/org/example/Trust\")"
+    );
+    assert_eq!(
+        error(&DAEMON.replace("\"IsTrusted\"", "\"org.example.IsTrusted\"")),
+        "config.toml:5: whitelist.sources[0].method: \"org.example.IsTrusted\" is not a valid \
+         method name: it must not contain `.`: give the interface in `interface` (e.g. \
+         \"IsTrusted\")"
+    );
+    assert!(
+        with("bus", "\"systme\"").starts_with(
+            "config.toml:6: whitelist.sources[0].bus: must be \"system\", \"session\" or a D-Bus \
+             address such as \"unix:path=/run/example/bus\"; found \"systme\""
+        ),
+        "{}",
+        with("bus", "\"systme\"")
+    );
+    assert_eq!(
+        with("bus", "\"unix:socket=/run/x\""),
+        "config.toml:6: whitelist.sources[0].bus: \"unix:socket=/run/x\" is not a usable D-Bus \
+         address: a unix address needs exactly one of `path=` and `abstract=` (e.g. \
+         \"unix:path=/run/example/bus\")"
+    );
+    assert_eq!(
+        with("timeout_ms", "0"),
+        "config.toml:6: whitelist.sources[0].timeout_ms: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        with("timeout_ms", "10001"),
+        "config.toml:6: whitelist.sources[0].timeout_ms: must be at most 10000, found 10001"
+    );
+}
+
+#[test]
+fn a_daemon_source_names_unknown_keys_and_reports_every_problem() {
+    assert_eq!(
+        error(&format!("{DAEMON}timout_ms = 5\n")),
+        "config.toml:6: whitelist.sources[0].timout_ms: unknown key (did you mean `timeout_ms`?); \
+         known keys here: type, bus, name, path, interface, method, timeout_ms"
+    );
+    assert_eq!(
+        errors(
+            "[[whitelist.sources]]\ntype = \"daemon\"\nname = \":1.5\"\ninterface = \"x\"\n\
+             method = \"9\"\nobject = \"/\"\n"
+        )
+        .iter()
+        .map(|e| e.split(':').take(2).collect::<Vec<_>>().join(":"))
+        .collect::<Vec<_>>(),
+        [
+            "config.toml:3",
+            "config.toml:4",
+            "config.toml:5",
+            "config.toml:6"
+        ]
     );
 }
 
