@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use crmonban_core::config::{Config, ConfigWarning};
+use crmonban_zones::Policy;
 
 pub const DEFAULT_PATH: &str = "/etc/crmonban/config.toml";
 
@@ -48,6 +49,12 @@ pub fn check(path: Option<&Path>) -> Result<ExitCode> {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("warning: {w}");
+            }
+            // The whitelist sources as the daemon would build them (files read now; the
+            // database's entries and the host's addresses come at start).
+            let (_, problems) = Policy::from_config(&loaded.config, [], Vec::new());
+            for problem in &problems {
+                println!("warning: whitelist: {problem}");
             }
             match &loaded.path {
                 Some(p) => println!("{}: configuration is valid", p.display()),

@@ -47,6 +47,19 @@ impl Shared {
             warn!("{w}");
         }
         let mut current = self.config.write().await;
+        // Protection first: the new whitelist sources and zones in force at once, the bans
+        // they cover lifted.
+        let problems = self
+            .engine
+            .reconfigure_protection(loaded.config.whitelist.clone(), loaded.config.zones.clone())
+            .await
+            .context("reload refused: the protection policy could not be rebuilt")?;
+        if !problems.is_empty() {
+            warn!(
+                count = problems.len(),
+                "the reloaded whitelist sources have problems; the rest applies"
+            );
+        }
         if loaded.config.nftables != current.nftables {
             warn!("[nftables] changed: the new table, set and chain names apply at the next start");
         }

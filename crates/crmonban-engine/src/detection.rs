@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crmonban_core::config::Config;
-use crmonban_core::{BanSource, Event, Service};
+use crmonban_core::config::{BanDuration, Config};
+use crmonban_core::{BanSource, Event, Service, Target};
 use crmonban_detect::decide::{AttackCoalescer, Decider, DeciderOptions, Decision};
 use crmonban_detect::matcher::{LineContext, LineOutcome, ServiceMatcher};
 use crmonban_detect::source::{SourceLine, Sources, SourcesHandle};
@@ -132,6 +132,11 @@ async fn match_lines(
         if events.try_send(event).is_err() {
             debug!("event queue full; an event row is dropped (the ban decision is not affected)");
         }
+        // Asked before counting: a trusted address takes no window memory and never bans.
+        if let Err(refusal) = engine.check_protected(&Target::from(hit.addr)) {
+            debug!(%refusal, "attack from a protected address: not counted");
+            continue;
+        }
         if let Some(Decision::Ban {
             target,
             service,
@@ -141,13 +146,25 @@ async fn match_lines(
             ban_time,
         }) = decider.observe(service, &hit, now)
         {
+            let mut reason = format!(
+                "{failures} failures of {service} in {}s",
+                (last_seen - first_seen).max(0)
+            );
+            let ban_time = match engine.zone_of(&target) {
+                Some((_, zone)) => {
+                    let factor = zone.ban_time_factor();
+                    reason.push_str(&format!(
+                        " (zone {}, trust {}: ban time x{factor:.2})",
+                        zone.name, zone.trust_level
+                    ));
+                    scale(ban_time, factor)
+                }
+                None => ban_time,
+            };
             let request = BanRequest {
                 target,
                 duration: Some(ban_time),
-                reason: format!(
-                    "{failures} failures of {service} in {}s",
-                    (last_seen - first_seen).max(0)
-                ),
+                reason,
                 source: BanSource::Detector,
                 service: Some(service.to_string()),
             };
@@ -189,5 +206,15 @@ async fn write_events(engine: Engine, mut events: mpsc::Receiver<Event>) {
         batch.clear();
         // Let a burst accumulate into the next batch.
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A timed ban `factor` times as long (at least a second); a permanent one stays permanent.
+fn scale(ban_time: BanDuration, factor: f64) -> BanDuration {
+    match ban_time {
+        BanDuration::Timed(d) => {
+            BanDuration::Timed(Duration::from_secs_f64((d.as_secs_f64() * factor).max(1.0)))
+        }
+        BanDuration::Permanent => BanDuration::Permanent,
     }
 }

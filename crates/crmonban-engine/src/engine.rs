@@ -20,23 +20,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crmonban_core::config::BanDuration;
+use crmonban_core::config::{BanDuration, WhitelistConfig, ZonesConfig};
 use crmonban_core::{Ban, BanSource, Event, Target, unix_now};
 use crmonban_firewall::{ChangeSet, FirewallBackend, FirewallError};
 use crmonban_store::{Store, WhitelistEntry};
+use crmonban_zones::{Entry, Policy, PolicyProblem, ZoneInfo};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 
 use crate::activity::{Activity, ActivityLog, write_activity};
+use crate::host::AddressEvents;
 use crate::index::{BanIndex, element_of};
 use crate::kernel::Kernel;
 use crate::offences::Offences;
-use crate::protect::{Protection, overlaps};
+use crate::protect::{Protection, lift_reason};
+use crate::watch::{FileWatch, watch_files, watched_files};
 use crate::{EngineError, EngineEvent, EngineOptions};
-
-/// How often this host's addresses are read again (they are also read on every repair).
-const HOST_ADDRESS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Locks that serialise operations on the same target; more stripes, fewer false collisions.
 const STRIPES: usize = 64;
@@ -59,7 +59,7 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     options: EngineOptions,
     kernel: Kernel,
     store: Store,
@@ -67,6 +67,10 @@ struct Inner {
     /// Earlier bans per target, for escalation without a database read on the ban path.
     offences: Mutex<Offences>,
     protection: RwLock<Protection>,
+    /// The sections the policy is built from, replaced by [`Engine::reconfigure_protection`].
+    policy_sources: Mutex<(WhitelistConfig, ZonesConfig)>,
+    /// The watcher of the whitelist files (`watch = true`), re-armed by a reconfiguration.
+    file_watch: Mutex<Option<FileWatch>>,
     events: broadcast::Sender<EngineEvent>,
     gate: tokio::sync::RwLock<()>,
     stripes: Vec<tokio::sync::Mutex<()>>,
@@ -111,6 +115,14 @@ impl Engine {
         store: Store,
     ) -> Result<(Engine, broadcast::Receiver<EngineEvent>), EngineError> {
         let kernel = Kernel::spawn(firewall)?;
+        // Subscribed here, on the embedder's thread, so that it hears this network namespace.
+        let address_events = match AddressEvents::subscribe(options.host_address_poll) {
+            Ok(events) => Some(events),
+            Err(error) => {
+                warn!(%error, "cannot follow address changes; the host's addresses are re-read every {:?} instead", options.host_address_poll);
+                None
+            }
+        };
         let host = match kernel.host_addresses().await? {
             Ok(addrs) => addrs,
             Err(error) => {
@@ -118,15 +130,19 @@ impl Engine {
                 Vec::new()
             }
         };
-        let whitelist = store
+        let database = store
             .whitelist_list()
             .await?
             .into_iter()
-            .map(|entry| entry.target)
-            .collect();
-        let protection = Protection::new(host, whitelist);
+            .map(|entry| (entry.target, entry.comment));
+        let (policy, problems) = Policy::build(&options.whitelist, &options.zones, database, host);
+        report_policy(&policy, &problems);
+        let protection = Protection {
+            policy,
+            extra: options.extra_policy.clone(),
+        };
         info!(
-            addresses = %protection.host_addresses_summary(),
+            addresses = %protection.policy.host_addresses_summary(),
             "the host's own addresses are never banned"
         );
 
@@ -134,16 +150,15 @@ impl Engine {
         let now = unix_now();
         let expired = store.expire_due(now).await?;
         let mut restored = Vec::new();
+        let mut lifted = Vec::new();
         for ban in store.active_bans(now).await? {
             match protection.check(&ban.target) {
                 Ok(()) => restored.push(ban),
                 Err(refusal) => {
-                    let reason = match refusal {
-                        EngineError::Whitelisted { .. } => "whitelisted",
-                        _ => "protected",
-                    };
+                    let reason = lift_reason(&refusal);
                     warn!(target = %ban.target, %refusal, "not restoring a ban of a protected target; ending it");
                     store.end_ban(&ban.target, now, reason).await?;
+                    lifted.push((ban.target, refusal.to_string()));
                 }
             }
         }
@@ -164,6 +179,7 @@ impl Engine {
         let (events, first_subscriber) = broadcast::channel(options.event_capacity.max(1));
         let (stop, _) = watch::channel(false);
         let restored_count = restored.len();
+        let policy_sources = (options.whitelist.clone(), options.zones.clone());
         let inner = Arc::new(Inner {
             options,
             kernel,
@@ -171,6 +187,8 @@ impl Engine {
             index: RwLock::new(BanIndex::from_bans(restored)),
             offences: Mutex::new(offences),
             protection: RwLock::new(protection),
+            policy_sources: Mutex::new(policy_sources),
+            file_watch: Mutex::new(None),
             events,
             gate: tokio::sync::RwLock::new(()),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -206,16 +224,19 @@ impl Engine {
                 .instrument(info_span!("repair")),
             ),
             tokio::spawn(
-                run_every(
+                follow_host_addresses(
                     Arc::downgrade(&inner),
                     inner.stop.subscribe(),
-                    HOST_ADDRESS_REFRESH,
-                    Periodic::HostAddresses,
+                    address_events,
                 )
                 .instrument(info_span!("host_addresses")),
             ),
         ];
         *lock(&inner.tasks) = tasks;
+        *lock(&inner.file_watch) = watch_files(
+            Arc::downgrade(&inner),
+            watched_files(&inner.options.whitelist),
+        );
 
         inner.record(
             now,
@@ -223,6 +244,9 @@ impl Engine {
             None,
             format!("restored {restored_count} bans"),
         );
+        for (target, why) in lifted {
+            inner.record(now, "lift", Some(target), format!("not restored: {why}"));
+        }
         inner.emit(EngineEvent::DaemonStarted);
         Ok((Engine { inner }, first_subscriber))
     }
@@ -336,30 +360,19 @@ impl Engine {
         self.inner.protection_read().check(target)
     }
 
-    /// Whitelists `target` (false when it already was). Bans that the new entry forbids — of
-    /// addresses or networks inside it, or networks around it — are ended with reason
-    /// "whitelisted".
+    /// Whitelists `target` in the database (false when it already was). Every ban the new
+    /// entry forbids — of addresses or networks inside it, or networks around it — is ended
+    /// with reason "whitelisted", each with an activity entry saying what was lifted and why.
     #[instrument(name = "whitelist_add", skip_all, fields(target = %target))]
     pub async fn whitelist_add(&self, target: &Target, comment: &str) -> Result<bool, EngineError> {
         let inner = &self.inner;
         inner.ensure_running()?;
-        // Exclusive: no ban may be checked against the old whitelist and applied after the
-        // sweep below.
+        // Exclusive: no ban may be checked against the old policy and applied after the sweep
+        // below.
         let _all = inner.gate.write().await;
         inner.ensure_running()?;
         let added = inner.store.whitelist_add(target, comment).await?;
-        inner.reload_whitelist().await?;
-        let forbidden: Vec<Target> = inner
-            .index_read()
-            .targets()
-            .filter(|banned| overlaps(banned, target))
-            .copied()
-            .collect();
-        for banned in forbidden {
-            if let Err(error) = inner.unban_locked(&banned, "whitelisted").await {
-                warn!(%banned, %error, "cannot end a ban that the new whitelist entry covers; it stays until unbanned");
-            }
-        }
+        inner.rebuild_policy(None).await?;
         if added {
             info!(comment, "whitelisted");
             inner.record(
@@ -369,16 +382,19 @@ impl Engine {
                 comment.to_owned(),
             );
         }
+        inner.lift_refused_locked().await;
         Ok(added)
     }
 
-    /// Removes `target` from the whitelist; false when it was not there.
+    /// Removes `target` from the database's whitelist; false when it was not there.
     #[instrument(name = "whitelist_remove", skip_all, fields(target = %target))]
     pub async fn whitelist_remove(&self, target: &Target) -> Result<bool, EngineError> {
         let inner = &self.inner;
         inner.ensure_running()?;
+        let _all = inner.gate.write().await;
+        inner.ensure_running()?;
         let removed = inner.store.whitelist_remove(target).await?;
-        inner.reload_whitelist().await?;
+        inner.rebuild_policy(None).await?;
         if removed {
             info!("removed from the whitelist");
             inner.record(unix_now(), "whitelist_remove", Some(*target), String::new());
@@ -386,9 +402,53 @@ impl Engine {
         Ok(removed)
     }
 
-    /// Every whitelist entry, oldest first.
+    /// The database's whitelist entries, oldest first.
     pub async fn whitelist(&self) -> Result<Vec<WhitelistEntry>, EngineError> {
         Ok(self.inner.store.whitelist_list().await?)
+    }
+
+    /// Every entry of every whitelist source in force (database, networks, files, protecting
+    /// zones), in address order.
+    pub fn protected_entries(&self) -> Vec<Entry> {
+        self.inner.protection_read().policy.entries()
+    }
+
+    /// The zone `target` belongs to (its most specific one), with the zone's network.
+    pub fn zone_of(&self, target: &Target) -> Option<(Target, ZoneInfo)> {
+        self.inner
+            .protection_read()
+            .policy
+            .zone_of(target)
+            .map(|(net, zone)| (net, zone.clone()))
+    }
+
+    /// Replaces the whitelist sources and zones at once (a reload): the new policy is built
+    /// (files read again), swapped in, and every active ban it now refuses is lifted. Returns
+    /// the problems found in the sources; what could be read applies.
+    #[instrument(name = "reconfigure_protection", skip_all)]
+    pub async fn reconfigure_protection(
+        &self,
+        whitelist: WhitelistConfig,
+        zones: ZonesConfig,
+    ) -> Result<Vec<PolicyProblem>, EngineError> {
+        let inner = &self.inner;
+        inner.ensure_running()?;
+        let _all = inner.gate.write().await;
+        inner.ensure_running()?;
+        let files = watched_files(&whitelist);
+        let before = watched_files(&lock(&inner.policy_sources).0);
+        let problems = inner.rebuild_policy(Some((whitelist, zones))).await?;
+        inner.lift_refused_locked().await;
+        if files != before {
+            *lock(&inner.file_watch) = watch_files(Arc::downgrade(inner), files);
+        }
+        Ok(problems)
+    }
+
+    /// Rebuilds the policy from the same sections (a whitelist file changed on disk) and lifts
+    /// the bans it now refuses.
+    pub async fn refresh_protection(&self) -> Result<Vec<PolicyProblem>, EngineError> {
+        self.inner.refresh_protection().await
     }
 
     /// Counts a detector's event and emits [`EngineEvent::AttackDetected`].
@@ -462,6 +522,7 @@ impl Engine {
         drop(inner.gate.write().await);
         inner.record(unix_now(), "stop", None, String::new());
         let _ = inner.stop.send(true);
+        drop(lock(&inner.file_watch).take());
         let tasks = std::mem::take(&mut *lock(&inner.tasks));
         for task in tasks {
             let _ = task.await;
@@ -472,6 +533,16 @@ impl Engine {
 }
 
 impl Inner {
+    /// See [`Engine::refresh_protection`].
+    pub(crate) async fn refresh_protection(&self) -> Result<Vec<PolicyProblem>, EngineError> {
+        self.ensure_running()?;
+        let _all = self.gate.write().await;
+        self.ensure_running()?;
+        let problems = self.rebuild_policy(None).await?;
+        self.lift_refused_locked().await;
+        Ok(problems)
+    }
+
     fn ensure_running(&self) -> Result<(), EngineError> {
         if self.stopped.load(Ordering::SeqCst) {
             Err(EngineError::Stopped)
@@ -643,23 +714,83 @@ impl Inner {
         }
     }
 
-    async fn reload_whitelist(&self) -> Result<(), EngineError> {
-        let entries = self.store.whitelist_list().await?;
-        self.protection_write()
-            .set_whitelist(entries.into_iter().map(|e| e.target).collect());
-        Ok(())
+    /// Builds the policy again from the database and the sections (`new` replaces them),
+    /// keeping the host's addresses, and swaps it in. Call with the gate held exclusively.
+    async fn rebuild_policy(
+        &self,
+        new: Option<(WhitelistConfig, ZonesConfig)>,
+    ) -> Result<Vec<PolicyProblem>, EngineError> {
+        let database: Vec<(Target, String)> = self
+            .store
+            .whitelist_list()
+            .await?
+            .into_iter()
+            .map(|entry| (entry.target, entry.comment))
+            .collect();
+        let (whitelist, zones) = {
+            let mut sources = lock(&self.policy_sources);
+            if let Some(new) = new {
+                *sources = new;
+            }
+            sources.clone()
+        };
+        let host = self.protection_read().policy.host_addresses().to_vec();
+        // Files are read off the runtime's threads.
+        let (policy, problems) =
+            tokio::task::spawn_blocking(move || Policy::build(&whitelist, &zones, database, host))
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+        report_policy(&policy, &problems);
+        self.protection_write().policy = policy;
+        Ok(problems)
+    }
+
+    /// Ends every active ban the policy now refuses (reason "whitelisted" or "protected"),
+    /// recording one activity entry per lifted ban. Call with the gate held exclusively.
+    async fn lift_refused_locked(&self) {
+        let refused: Vec<(Target, EngineError)> = {
+            let protection = self.protection_read();
+            self.index_read()
+                .targets()
+                .filter_map(|banned| protection.check(banned).err().map(|e| (*banned, e)))
+                .collect()
+        };
+        for (banned, refusal) in refused {
+            match self.unban_locked(&banned, lift_reason(&refusal)).await {
+                Ok(_) => {
+                    info!(target = %banned, %refusal, "ban lifted: the target is protected now");
+                    self.record(
+                        unix_now(),
+                        "lift",
+                        Some(banned),
+                        format!("ban lifted: {refusal}"),
+                    );
+                }
+                Err(error) => {
+                    warn!(%banned, %error, "cannot end a ban that the policy now refuses; it stays until unbanned")
+                }
+            }
+        }
     }
 
     async fn refresh_host_addresses(&self) {
         match self.kernel.host_addresses().await {
             Ok(Ok(addrs)) => {
                 debug!(count = addrs.len(), "host addresses read");
-                let mut protection = self.protection_write();
-                if protection.set_host_addresses(addrs) {
-                    info!(
-                        addresses = %protection.host_addresses_summary(),
-                        "the host's addresses changed; never banned"
-                    );
+                let changed = {
+                    let mut protection = self.protection_write();
+                    let changed = protection.policy.set_host_addresses(addrs);
+                    if changed {
+                        info!(
+                            addresses = %protection.policy.host_addresses_summary(),
+                            "the host's addresses changed; never banned"
+                        );
+                    }
+                    changed
+                };
+                if changed {
+                    let _all = self.gate.write().await;
+                    self.lift_refused_locked().await;
                 }
             }
             Ok(Err(error)) => {
@@ -743,6 +874,56 @@ enum Periodic {
     HostAddresses,
 }
 
+/// Re-reads the host's addresses whenever the kernel says they changed (and at the poll
+/// period in any case); without a subscription, at the poll period only. The blocking
+/// netlink reads run on a thread of their own, which ends within a poll period of the
+/// engine stopping.
+async fn follow_host_addresses(
+    engine: Weak<Inner>,
+    stop: watch::Receiver<bool>,
+    events: Option<AddressEvents>,
+) {
+    let Some(events) = events else {
+        let period = match engine.upgrade() {
+            Some(inner) => inner.options.host_address_poll,
+            None => return,
+        };
+        return run_every(engine, stop, period, Periodic::HostAddresses).await;
+    };
+    let mut stop = stop;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let reader = std::thread::Builder::new()
+        .name("crmonban-addr".into())
+        .spawn(move || {
+            while !tx.is_closed() {
+                match events.wait() {
+                    Ok(_) => {
+                        // Full: a refresh is already due.
+                        let _ = tx.try_send(());
+                    }
+                    Err(error) => {
+                        warn!(%error, "following address changes failed; the host's addresses are no longer re-read on change");
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(error) = reader {
+        warn!(%error, "cannot start the address-change reader");
+        return;
+    }
+    loop {
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return },
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        inner.refresh_host_addresses().await;
+    }
+}
+
 /// Runs `job` every `period` until the engine stops or is dropped. Holds only a weak
 /// reference between runs, so dropping every [`Engine`] handle ends the task (and with the
 /// engine the firewall thread).
@@ -788,6 +969,18 @@ async fn run_every(
             Err(error) => debug!(?job, %error, "background job still failing"),
         }
     }
+}
+
+/// Logs what a freshly built policy holds and every problem of its sources.
+fn report_policy(policy: &Policy, problems: &[PolicyProblem]) {
+    for problem in problems {
+        warn!(%problem, "protection policy");
+    }
+    info!(
+        whitelist_entries = policy.whitelist_len(),
+        protecting_zones = policy.entries().len() - policy.whitelist_len(),
+        "protection policy in force"
+    );
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use crmonban_core::Target;
 use crmonban_firewall::FirewallError;
 use crmonban_store::StoreError;
+use crmonban_zones::{Entry, Refusal};
 
 /// Why an engine operation failed. Whatever the variant, the kernel and the store still
 /// agree: a ban that failed is in neither.
@@ -14,9 +15,9 @@ pub enum EngineError {
     /// sentence that names the address, e.g. "127.0.0.1 is a loopback address".
     #[error("cannot ban {target}: {why}")]
     Protected { target: Target, why: String },
-    /// The target lies in, or contains, the whitelist entry `entry`.
+    /// The target lies in, or contains, `entry` of a whitelist source or a protecting zone.
     #[error("cannot ban {target}: {}", whitelisted_why(target, entry))]
-    Whitelisted { target: Target, entry: Target },
+    Whitelisted { target: Target, entry: Entry },
     /// The firewall refused or could not be reached; nothing was recorded.
     #[error(transparent)]
     Firewall(#[from] FirewallError),
@@ -28,12 +29,12 @@ pub enum EngineError {
     Stopped,
 }
 
-fn whitelisted_why(target: &Target, entry: &Target) -> String {
-    if entry.covers(target) {
-        format!("{target} is whitelisted (entry {entry})")
-    } else {
-        format!("{target} contains the whitelisted {entry}")
+fn whitelisted_why(target: &Target, entry: &Entry) -> String {
+    Refusal::Whitelisted {
+        target: *target,
+        entry: entry.clone(),
     }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -45,22 +46,27 @@ mod tests {
     }
 
     #[test]
-    fn whitelist_refusals_say_which_way_round() {
+    fn whitelist_refusals_say_which_way_round_and_name_the_source() {
+        let entry = |target: &str| Entry {
+            target: t(target),
+            origin: crmonban_zones::Origin::Database,
+            comment: String::new(),
+        };
         let inside = EngineError::Whitelisted {
             target: t("192.0.2.0/24"),
-            entry: t("192.0.2.0/24"),
+            entry: entry("192.0.2.0/24"),
         };
         assert_eq!(
             inside.to_string(),
-            "cannot ban 192.0.2.0/24: 192.0.2.0/24 is whitelisted (entry 192.0.2.0/24)"
+            "cannot ban 192.0.2.0/24: 192.0.2.0/24 is whitelisted (database: 192.0.2.0/24)"
         );
         let around = EngineError::Whitelisted {
             target: t("10.0.0.0/8"),
-            entry: t("10.1.0.0/16"),
+            entry: entry("10.1.0.0/16"),
         };
         assert_eq!(
             around.to_string(),
-            "cannot ban 10.0.0.0/8: 10.0.0.0/8 contains the whitelisted 10.1.0.0/16"
+            "cannot ban 10.0.0.0/8: 10.0.0.0/8 contains whitelisted 10.1.0.0/16 (database: 10.1.0.0/16)"
         );
     }
 }

@@ -28,6 +28,7 @@ mod offences;
 mod options;
 mod positions;
 mod protect;
+mod watch;
 
 pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, Engine};

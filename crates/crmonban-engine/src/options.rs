@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crmonban_core::config::{BanDuration, Config};
+use crmonban_core::config::{BanDuration, Config, WhitelistConfig, ZonesConfig};
+use crmonban_zones::BanPolicy;
 
 /// Options for [`Engine::start`](crate::Engine::start).
 #[derive(Clone)]
@@ -23,6 +24,17 @@ pub struct EngineOptions {
     /// How many events the bus holds for a subscriber that reads slowly before it starts
     /// losing the oldest. Default 4096.
     pub event_capacity: usize,
+    /// The host's addresses are re-read when the kernel announces a change, and at least this
+    /// often (in case a notification is lost). Default 30 s.
+    pub host_address_poll: Duration,
+    /// The whitelist sources (`[whitelist]`). Default: the database and zones sources.
+    pub whitelist: WhitelistConfig,
+    /// Zones (`[zones]`). Default: disabled.
+    pub zones: ZonesConfig,
+    /// An embedder's own protection policy, asked after the built-in one (which always
+    /// applies: an embedder may add vetoes, never lift loopback, host or whitelist
+    /// protection). Default none.
+    pub extra_policy: Option<Arc<dyn BanPolicy>>,
 }
 
 impl Default for EngineOptions {
@@ -33,6 +45,10 @@ impl Default for EngineOptions {
             repair_interval: Duration::from_secs(2),
             escalation: Arc::new(NoEscalation),
             event_capacity: 4096,
+            host_address_poll: Duration::from_secs(30),
+            whitelist: WhitelistConfig::default(),
+            zones: ZonesConfig::default(),
+            extra_policy: None,
         }
     }
 }
@@ -44,6 +60,8 @@ impl EngineOptions {
         EngineOptions {
             default_ban: config.general.default_ban_duration,
             escalation: Arc::new(FactorEscalation::from_config(config)),
+            whitelist: config.whitelist.clone(),
+            zones: config.zones.clone(),
             ..EngineOptions::default()
         }
     }
@@ -56,6 +74,9 @@ impl fmt::Debug for EngineOptions {
             .field("expiry_interval", &self.expiry_interval)
             .field("repair_interval", &self.repair_interval)
             .field("event_capacity", &self.event_capacity)
+            .field("host_address_poll", &self.host_address_poll)
+            .field("whitelist", &self.whitelist)
+            .field("zones", &self.zones)
             .finish_non_exhaustive()
     }
 }

@@ -346,20 +346,20 @@ async fn whitelisted_networks_are_refused_until_removed() {
     for (target, message) in [
         (
             "198.18.7.9",
-            "198.18.7.9 is whitelisted (entry 198.18.7.0/24)",
+            "198.18.7.9 is whitelisted (database: 198.18.7.0/24)",
         ),
         (
             "198.18.7.0/24",
-            "198.18.7.0/24 is whitelisted (entry 198.18.7.0/24)",
+            "198.18.7.0/24 is whitelisted (database: 198.18.7.0/24)",
         ),
         (
             "198.18.0.0/16",
-            "198.18.0.0/16 contains the whitelisted 198.18.7.0/24",
+            "198.18.0.0/16 contains whitelisted 198.18.7.0/24 (database: 198.18.7.0/24)",
         ),
     ] {
         let error = h.engine.ban(request(target, secs(60))).await.unwrap_err();
         assert!(
-            matches!(error, EngineError::Whitelisted { entry, .. } if entry == t("198.18.7.0/24")),
+            matches!(&error, EngineError::Whitelisted { entry, .. } if entry.target == t("198.18.7.0/24")),
             "{target}: {error:?}"
         );
         assert!(error.to_string().contains(message), "{error}");

@@ -217,3 +217,66 @@ fn root_restart_after_a_kill_restores_and_a_flushed_ruleset_is_repaired() {
         );
     });
 }
+
+/// An address added to an interface is protected as soon as the kernel announces it (no
+/// timer could have fired: the repair tick and the fallback poll are an hour here), and a ban
+/// of it that was in force is lifted.
+#[test]
+fn root_a_new_host_address_is_protected_at_once_and_its_ban_lifted() {
+    require_root();
+    let host = NetNs::new("eng-addr");
+    host.ip(&[
+        "link", "add", "addr0", "type", "veth", "peer", "name", "addr1",
+    ]);
+    host.ip(&["link", "set", "addr0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+    host.run(|| {
+        let rt = runtime();
+        rt.block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            let nft = NftBackend::new(NftOptions::default()).unwrap();
+            let options = crmonban_engine::EngineOptions {
+                repair_interval: std::time::Duration::from_secs(3600),
+                host_address_poll: std::time::Duration::from_secs(3600),
+                ..quick_options()
+            };
+            let engine = Engine::start(options, Box::new(nft), store).await.unwrap();
+            let mut events = engine.subscribe();
+            engine.ban(request("192.0.2.77", secs(600))).await.unwrap();
+            engine
+                .ban(request("2001:db8::77", secs(600)))
+                .await
+                .unwrap();
+            let added = std::process::Command::new("ip")
+                .args(["addr", "add", "192.0.2.77/32", "dev", "addr0"])
+                .status()
+                .unwrap();
+            assert!(added.success());
+            let lifted = wait_for(&mut events, "the ban of the new host address to be lifted", |e| {
+                matches!(e, EngineEvent::BanRemoved { target, .. } if *target == t("192.0.2.77"))
+            })
+            .await;
+            assert!(
+                matches!(&lifted, EngineEvent::BanRemoved { reason, .. } if reason == "protected"),
+                "{lifted:?}"
+            );
+            match engine.ban(request("192.0.2.77", secs(60))).await {
+                Err(EngineError::Protected { why, .. }) => {
+                    assert_eq!(why, "192.0.2.77 is an address of this host")
+                }
+                other => panic!("{other:?}"),
+            }
+            let added = std::process::Command::new("ip")
+                .args(["addr", "add", "2001:db8::77/128", "dev", "addr0", "nodad"])
+                .status()
+                .unwrap();
+            assert!(added.success());
+            wait_for(&mut events, "the IPv6 ban to be lifted", |e| {
+                matches!(e, EngineEvent::BanRemoved { target, .. } if *target == t("2001:db8::77"))
+            })
+            .await;
+            engine.shutdown().await;
+        });
+    });
+}

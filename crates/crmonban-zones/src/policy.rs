@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crmonban_core::Target;
-use crmonban_core::config::{Config, WhitelistSource};
+use crmonban_core::config::{Config, WhitelistConfig, WhitelistSource, ZonesConfig};
 
 use crate::PrefixTable;
 use crate::file::{FileProblem, read_whitelist_file};
@@ -107,12 +107,22 @@ impl Policy {
         database: impl IntoIterator<Item = (Target, String)>,
         host: Vec<IpAddr>,
     ) -> (Policy, Vec<PolicyProblem>) {
+        Policy::build(&config.whitelist, &config.zones, database, host)
+    }
+
+    /// [`Policy::from_config`] from the two sections it reads.
+    pub fn build(
+        whitelist: &WhitelistConfig,
+        zones_config: &ZonesConfig,
+        database: impl IntoIterator<Item = (Target, String)>,
+        host: Vec<IpAddr>,
+    ) -> (Policy, Vec<PolicyProblem>) {
         let database: Vec<(Target, String)> = database.into_iter().collect();
         let mut policy = Policy::default();
         let mut problems = Vec::new();
         policy.set_host_addresses(host);
-        let sources: &[WhitelistSource] = if config.whitelist.enabled {
-            &config.whitelist.sources
+        let sources: &[WhitelistSource] = if whitelist.enabled {
+            &whitelist.sources
         } else {
             &[]
         };
@@ -151,8 +161,8 @@ impl Policy {
             }
         }
         let zones_protect = sources.contains(&WhitelistSource::Zones);
-        if config.zones.enabled {
-            let mut zones = config.zones.zones.clone();
+        if zones_config.enabled {
+            let mut zones = zones_config.zones.clone();
             if !zones_protect {
                 for zone in &mut zones {
                     zone.implicit_whitelist = false;
