@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, WhitelistInfo, authorize, status_keys,
+    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, PROTECTED_PAGE_MAX, ProtectedInfo,
+    WhitelistInfo, authorize, status_keys,
 };
 use crmonban_engine::{BanRequest, EngineError, EngineEvent};
+use crmonban_zones::{Origin, Refusal};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use zbus::message::Header;
@@ -213,6 +215,60 @@ impl DaemonObject {
             .into_iter()
             .map(|e| (e.target.to_string(), e.comment, e.added_at.to_string()))
             .collect())
+    }
+
+    /// Entries of every whitelist source in force (network, source, comment, added_at for
+    /// database entries), in address order, paged.
+    async fn get_protected_entries(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ProtectedInfo>, Error> {
+        let engine = self.engine();
+        let added: HashMap<Target, i64> = engine
+            .whitelist()
+            .await
+            .map_err(engine_error)?
+            .into_iter()
+            .map(|e| (e.target, e.added_at))
+            .collect();
+        Ok(engine
+            .protected_entries()
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit.min(PROTECTED_PAGE_MAX) as usize)
+            .map(|e| {
+                let added_at = match e.origin {
+                    Origin::Database => added
+                        .get(&e.target)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                (
+                    e.target.to_string(),
+                    e.origin.to_string(),
+                    e.comment,
+                    added_at,
+                )
+            })
+            .collect())
+    }
+
+    /// Whether `ip` may not be banned, and what protects it.
+    async fn check_protected(&self, ip: &str) -> Result<(bool, String), Error> {
+        let target = parse_target("ip", ip)?;
+        Ok(match self.engine().check_protected(&target) {
+            Ok(()) => (
+                false,
+                format!("{target} is not protected: it may be banned"),
+            ),
+            Err(EngineError::Protected { why, .. }) => (true, why),
+            Err(EngineError::Whitelisted { target, entry }) => {
+                (true, Refusal::Whitelisted { target, entry }.to_string())
+            }
+            Err(other) => return Err(engine_error(other)),
+        })
     }
 
     /// The newest `limit` activity log entries: time, action, target, detail.

@@ -968,3 +968,93 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
         assert!(stats.contains("\"ssh\""), "{stats}");
     });
 }
+
+/// A whitelisted network's brute force is seen (AttackDetected) but never banned; a reload
+/// without the source lets the next attack ban it; a reload that brings the source back lifts
+/// that ban.
+#[test]
+fn root_a_whitelisted_network_is_detected_but_never_banned_and_reloads_apply() {
+    let host = NetNs::new("d-wl");
+    let attacker = attacker_for(&host);
+    let ssh_dir = tempfile::tempdir().unwrap();
+    let auth_log = ssh_dir.path().join("auth.log");
+    let _sshd = crmonban_testutil::Sshd::start(&host, ssh_dir.path(), &auth_log, 2222);
+    let services = format!(
+        "\n[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+        auth_log.display()
+    );
+    let trusted = format!(
+        "{services}\n[[whitelist.sources]]\ntype = \"database\"\n\n[[whitelist.sources]]\ntype = \"networks\"\nnetworks = [\"10.77.0.0/24\"]\n"
+    );
+    let mut daemon = Daemon::start_on(host, PrivateBus::system_like(&policy_file()), &trusted);
+    let reload = |daemon: &mut Daemon, extra: &str, times: usize| {
+        write_config(&daemon.config, daemon.dir.path(), extra);
+        daemon.signal("HUP");
+        wait_until("the reload", PATIENCE, || {
+            (daemon.log().matches("configuration reloaded").count() >= times).then_some(())
+        })
+        .unwrap_or_else(|waited| panic!("{waited}:\n{}", daemon.log()));
+    };
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut attacks = proxy.receive_attack_detected().await.unwrap();
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        three_failed_logins(&daemon, &attacker);
+        let attack = tokio::time::timeout(PATIENCE, attacks.next())
+            .await
+            .expect("no AttackDetected from the whitelisted attacker")
+            .unwrap();
+        assert_eq!(attack.args().unwrap().ip, ATTACKER_V4);
+        // Every failure was read (the log has all three) and none led to a ban.
+        wait_until("sshd to log three failures", PATIENCE, || {
+            let log = std::fs::read_to_string(&auth_log).unwrap_or_default();
+            (log.matches(&format!("from {ATTACKER_V4} port")).count() >= 3).then_some(())
+        })
+        .unwrap_or_else(|waited| panic!("{waited}"));
+        assert!(
+            tokio::time::timeout(QUIET, added.next()).await.is_err(),
+            "a whitelisted attacker was banned"
+        );
+        assert!(!daemon.set_contains("blocked_v4", ATTACKER_V4));
+        let (protected, why) = proxy.check_protected(ATTACKER_V4).await.unwrap();
+        assert!(protected);
+        assert_eq!(
+            why,
+            "10.77.0.1 is whitelisted (networks source: 10.77.0.0/24)"
+        );
+    });
+
+    // Without the source, the next three failures ban.
+    reload(&mut daemon, &services, 1);
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        three_failed_logins(&daemon, &attacker);
+        let ban = next_ban(&mut added, &daemon, || {
+            std::fs::read_to_string(&auth_log).unwrap_or_default()
+        })
+        .await;
+        assert_eq!(ban.args().unwrap().ip, ATTACKER_V4);
+        assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
+    });
+
+    // The source back: the ban it covers is lifted.
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut removed = proxy.receive_ban_removed().await.unwrap();
+        reload(&mut daemon, &trusted, 2);
+        let signal = tokio::time::timeout(PATIENCE, removed.next())
+            .await
+            .expect("no BanRemoved after the source came back")
+            .unwrap();
+        let args = signal.args().unwrap();
+        assert_eq!((args.ip, args.reason), (ATTACKER_V4, "whitelisted"));
+        assert!(!daemon.set_contains("blocked_v4", ATTACKER_V4));
+        let out = daemon.ctl(&["whitelist", "list"]);
+        assert!(
+            text(&out.stdout).contains("10.77.0.0/24  networks source"),
+            "{}",
+            text(&out.stdout)
+        );
+    });
+}

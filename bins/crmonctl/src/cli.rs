@@ -136,10 +136,16 @@ pub enum WhitelistCommand {
         #[arg(value_name = "IP|CIDR")]
         target: String,
     },
-    /// List the entries
+    /// List the entries of every whitelist source (database, networks, files, trusted zones)
     List {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Say whether an address or network is protected from bans, and by what
+    Check {
+        /// Address or CIDR network
+        #[arg(value_name = "IP|CIDR")]
+        target: String,
     },
 }
 

@@ -24,7 +24,7 @@ mod output;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use crmonban_dbus::{BUS_NAME, BusChoice, DaemonProxy, Error, status_keys};
+use crmonban_dbus::{BUS_NAME, BusChoice, DaemonProxy, Error, PROTECTED_PAGE_MAX, status_keys};
 use zbus::proxy::CacheProperties;
 
 use cli::{BanArgs, Cli, Command, Format, LogFormat, WhitelistCommand};
@@ -294,12 +294,33 @@ async fn whitelist(
             format!("removed {target} from the whitelist\n")
         }
         WhitelistCommand::List { format } => {
-            let entries = proxy.get_whitelist().await.map_err(call)?;
+            let mut entries = Vec::new();
+            loop {
+                let offset = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+                let page = proxy
+                    .get_protected_entries(offset, PROTECTED_PAGE_MAX)
+                    .await
+                    .map_err(call)?;
+                let last = page.len() < PROTECTED_PAGE_MAX as usize;
+                entries.extend(page);
+                if last {
+                    break;
+                }
+            }
             match format {
                 Format::Json => output::whitelist_json(&entries),
                 Format::Simple => entries.iter().map(|e| format!("{}\n", e.0)).collect(),
                 Format::Table if entries.is_empty() => "the whitelist is empty\n".to_owned(),
                 Format::Table => output::whitelist_table(&entries),
+            }
+        }
+        WhitelistCommand::Check { target } => {
+            let (protected, why) = proxy.check_protected(&target).await.map_err(call)?;
+            let why = output::escape_control(&why);
+            if protected {
+                format!("protected: {why}\n")
+            } else {
+                format!("{why}\n")
             }
         }
     })

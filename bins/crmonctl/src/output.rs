@@ -3,13 +3,36 @@
 
 use std::io::Write;
 
-use crmonban_dbus::{BanInfo, LogInfo, WhitelistInfo, rfc3339_utc};
+use crmonban_dbus::{BanInfo, LogInfo, ProtectedInfo, rfc3339_utc};
 use serde::Serialize;
 use zbus::Variant;
 
 /// Left-aligned columns separated by two spaces, widths from the widest cell; no trailing
 /// blanks.
+/// `text` with control characters (escape sequences, newlines) written as escapes, so that
+/// nothing a daemon relays (a comment, a log detail) can drive the terminal.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape_control(cell)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -105,11 +128,12 @@ struct BanJson<'a> {
     expires_at: i64,
 }
 
-/// One entry in `whitelist list -f json`: `network`, `comment`, `added_at` (the daemon's
-/// text: unix seconds).
+/// One entry in `whitelist list -f json`: `network`, `source`, `comment`, `added_at` (the
+/// daemon's text: unix seconds for database entries, empty for the other sources).
 #[derive(Serialize)]
 struct WhitelistJson<'a> {
     network: &'a str,
+    source: &'a str,
     comment: &'a str,
     added_at: &'a str,
 }
@@ -167,19 +191,27 @@ fn added_at_text(added_at: &str) -> String {
         .map_or_else(|_| added_at.to_owned(), rfc3339_utc)
 }
 
-pub fn whitelist_table(entries: &[WhitelistInfo]) -> String {
+pub fn whitelist_table(entries: &[ProtectedInfo]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
-        .map(|(net, comment, added_at)| vec![net.clone(), comment.clone(), added_at_text(added_at)])
+        .map(|(net, source, comment, added_at)| {
+            vec![
+                net.clone(),
+                source.clone(),
+                comment.clone(),
+                added_at_text(added_at),
+            ]
+        })
         .collect();
-    table(&["NETWORK", "COMMENT", "ADDED AT"], &rows)
+    table(&["NETWORK", "SOURCE", "COMMENT", "ADDED AT"], &rows)
 }
 
-pub fn whitelist_json(entries: &[WhitelistInfo]) -> String {
+pub fn whitelist_json(entries: &[ProtectedInfo]) -> String {
     let items: Vec<WhitelistJson<'_>> = entries
         .iter()
-        .map(|(network, comment, added_at)| WhitelistJson {
+        .map(|(network, source, comment, added_at)| WhitelistJson {
             network,
+            source,
             comment,
             added_at,
         })

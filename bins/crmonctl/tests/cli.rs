@@ -300,13 +300,21 @@ fn every_command_round_trips() {
     );
     assert_eq!(
         ok(&["whitelist", "list"]),
-        "NETWORK          COMMENT  ADDED AT\n198.51.100.0/24  office   2025-11-25T17:06:00Z\n"
+        "NETWORK          SOURCE    COMMENT  ADDED AT\n198.51.100.0/24  database  office   2025-11-25T17:06:00Z\n"
     );
     let wl: serde_json::Value =
         serde_json::from_str(&ok(&["whitelist", "list", "-f", "json"])).unwrap();
     assert_eq!(
         wl,
-        serde_json::json!([{"network": "198.51.100.0/24", "comment": "office", "added_at": NOW.to_string()}])
+        serde_json::json!([{"network": "198.51.100.0/24", "source": "database", "comment": "office", "added_at": NOW.to_string()}])
+    );
+    assert_eq!(
+        ok(&["whitelist", "check", "198.51.100.0/24"]),
+        "protected: 198.51.100.0/24 is whitelisted (database: 198.51.100.0/24)\n"
+    );
+    assert_eq!(
+        ok(&["whitelist", "check", "192.0.2.99"]),
+        "192.0.2.99 is not protected: it may be banned\n"
     );
     assert_eq!(
         ok(&["whitelist", "rm", "198.51.100.0/24"]),

@@ -90,6 +90,15 @@ pub type BanInfo = (String, String, String, i64, i64);
 /// non-numeric value as is.
 pub type WhitelistInfo = (String, String, String);
 
+/// One entry of any whitelist source as `GetProtectedEntries` returns it (`(ssss)`): network
+/// (address or CIDR), source (`database`, `networks source`, `file PATH:LINE`,
+/// `zone NAME (trust N)`), comment, added_at (unix seconds as text for database entries, empty
+/// for the others).
+pub type ProtectedInfo = (String, String, String, String);
+
+/// The most entries one `GetProtectedEntries` call returns; clients page with `offset`.
+pub const PROTECTED_PAGE_MAX: u32 = 10_000;
+
 /// One activity-log entry as `GetLogs` returns it (`(xsss)`): time (unix seconds), action
 /// (`ban`, `unban`, `flush`, `reload`, ...), target (address or CIDR, empty when none), detail.
 pub type LogInfo = (i64, String, String, String);
@@ -101,6 +110,8 @@ pub const READ_ONLY_MEMBERS: &[&str] = &[
     "IsBanned",
     "GetIntel",
     "GetWhitelist",
+    "GetProtectedEntries",
+    "CheckProtected",
     "GetLogs",
     "GetStats",
 ];
@@ -178,6 +189,10 @@ mod tests {
             .collect();
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 14, "DESIGN.md §6 has 14 methods: {all:?}");
+        assert_eq!(
+            all.len(),
+            16,
+            "DESIGN.md §6 has 14 methods, and GetProtectedEntries and CheckProtected: {all:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use zbus::OwnedVariant;
 
-use crate::{BanInfo, Error, LogInfo, WhitelistInfo};
+use crate::{BanInfo, Error, LogInfo, ProtectedInfo, WhitelistInfo};
 
 /// `org.crmonban.Daemon` at `/org/crmonban/Daemon` on `org.crmonban.Daemon`.
 ///
@@ -58,6 +58,17 @@ pub trait Daemon {
     /// `GetWhitelist() -> a(sss)`.
     #[zbus(name = "GetWhitelist")]
     fn get_whitelist(&self) -> Result<Vec<WhitelistInfo>, Error>;
+
+    /// `GetProtectedEntries(offset u, limit u) -> a(ssss)`: entries of every whitelist source
+    /// in force, in address order, from `offset`, at most `limit` (capped at
+    /// [`PROTECTED_PAGE_MAX`](crate::PROTECTED_PAGE_MAX)); fewer than asked means the end.
+    #[zbus(name = "GetProtectedEntries")]
+    fn get_protected_entries(&self, offset: u32, limit: u32) -> Result<Vec<ProtectedInfo>, Error>;
+
+    /// `CheckProtected(ip s) -> (bs)`: whether `ip` (an address or CIDR) may not be banned, and
+    /// why (what protects it: a reserved range, the host, a whitelist source and entry).
+    #[zbus(name = "CheckProtected")]
+    fn check_protected(&self, ip: &str) -> Result<(bool, String), Error>;
 
     /// `GetLogs(limit u) -> a(xsss)`: the newest `limit` activity-log entries, newest first.
     #[zbus(name = "GetLogs")]

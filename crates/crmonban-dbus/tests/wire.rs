@@ -93,6 +93,8 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.whitelist_add(ip, "c").await),
             recorded(proxy.whitelist_remove(ip).await),
             recorded(proxy.get_whitelist().await),
+            recorded(proxy.get_protected_entries(0, 10).await),
+            recorded(proxy.check_protected(ip).await),
             recorded(proxy.get_logs(10).await),
             recorded(proxy.get_stats().await),
             recorded(proxy.flush().await),

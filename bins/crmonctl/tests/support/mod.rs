@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use crmonban_dbus::{
-    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, WhitelistInfo, authorize, status_keys,
+    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, ProtectedInfo, WhitelistInfo, authorize,
+    status_keys,
 };
 use crmonban_testutil::ExecutableCopy;
 use zbus::message::Header;
@@ -205,6 +206,37 @@ impl Daemon {
 
     async fn get_whitelist(&self) -> Result<Vec<WhitelistInfo>, Error> {
         Ok(self.record("GetWhitelist").whitelist.clone())
+    }
+
+    async fn get_protected_entries(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<ProtectedInfo>, Error> {
+        let state = self.record("GetProtectedEntries");
+        Ok(state
+            .whitelist
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|(net, comment, added_at)| {
+                (
+                    net.clone(),
+                    "database".into(),
+                    comment.clone(),
+                    added_at.clone(),
+                )
+            })
+            .collect())
+    }
+
+    async fn check_protected(&self, ip: String) -> Result<(bool, String), Error> {
+        check_target(&ip)?;
+        let state = self.record("CheckProtected");
+        Ok(match state.whitelist.iter().find(|w| w.0 == ip) {
+            Some(w) => (true, format!("{ip} is whitelisted (database: {})", w.0)),
+            None => (false, format!("{ip} is not protected: it may be banned")),
+        })
     }
 
     async fn get_logs(&self, limit: u32) -> Result<Vec<LogInfo>, Error> {
