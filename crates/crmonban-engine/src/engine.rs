@@ -34,7 +34,7 @@ use crate::host::AddressEvents;
 use crate::index::{BanIndex, element_of};
 use crate::kernel::Kernel;
 use crate::offences::Offences;
-use crate::protect::{Protection, lift_reason};
+use crate::protect::{Protection, ask_daemons, daemon_sources, lift_reason};
 use crate::watch::{FileWatch, watch_files, watched_files};
 use crate::{EngineError, EngineEvent, EngineOptions};
 
@@ -140,6 +140,7 @@ impl Engine {
         let protection = Protection {
             policy,
             extra: options.extra_policy.clone(),
+            daemons: daemon_sources(&options.whitelist),
         };
         info!(
             addresses = %protection.policy.host_addresses_summary(),
@@ -598,7 +599,12 @@ impl Inner {
         let _target = self.stripe(&req.target).lock().await;
         self.ensure_running()?;
         // Checked under the locks: a whitelist change holds the gate exclusively.
-        self.protection_read().check(&req.target)?;
+        let daemons = {
+            let protection = self.protection_read();
+            protection.check(&req.target)?;
+            protection.daemons.clone()
+        };
+        ask_daemons(&daemons, &req.target).await?;
 
         // In memory: the kernel gets the ban without waiting for the database.
         let previous = lock(&self.offences).get(&req.target);
@@ -727,6 +733,7 @@ impl Inner {
             .into_iter()
             .map(|entry| (entry.target, entry.comment))
             .collect();
+        let replaced = new.is_some();
         let (whitelist, zones) = {
             let mut sources = lock(&self.policy_sources);
             if let Some(new) = new {
@@ -734,6 +741,9 @@ impl Inner {
             }
             sources.clone()
         };
+        // New daemon sources only when the configuration changed: a database entry keeps the
+        // connections and their caches.
+        let daemons = replaced.then(|| daemon_sources(&whitelist));
         let host = self.protection_read().policy.host_addresses().to_vec();
         // Files are read off the runtime's threads.
         let (policy, problems) =
@@ -741,7 +751,11 @@ impl Inner {
                 .await
                 .map_err(|_| EngineError::Stopped)?;
         report_policy(&policy, &problems);
-        self.protection_write().policy = policy;
+        let mut protection = self.protection_write();
+        protection.policy = policy;
+        if let Some(daemons) = daemons {
+            protection.daemons = daemons;
+        }
         Ok(problems)
     }
 

@@ -293,3 +293,61 @@ async fn a_watched_whitelist_file_applies_when_it_changes_or_appears() {
     .await;
     assert_eq!(h.engine.protected_entries().len(), 2);
 }
+
+/// A trust service on a private bus: `org.example.Trust.IsTrusted(s) -> b`, true for
+/// 203.0.113.1, a 5 s hang for 203.0.113.99, false otherwise.
+struct TrustService;
+
+#[zbus::interface(name = "org.example.Trust")]
+impl TrustService {
+    async fn is_trusted(&self, address: String) -> bool {
+        if address == "203.0.113.99" {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        address == "203.0.113.1"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_a_daemon_source_vetoes_bans_of_what_it_trusts_within_its_timeout() {
+    crmonban_testutil::require_root();
+    let bus = crmonban_testutil::PrivateBus::open();
+    let _service = zbus::connection::Builder::address(bus.address())
+        .name("org.example.Trust")
+        .serve_at("/", TrustService)
+        .build()
+        .await
+        .unwrap();
+    let text = format!(
+        "[[whitelist.sources]]\ntype = \"daemon\"\nbus = \"{}\"\nname = \"org.example.Trust\"\ninterface = \"org.example.Trust\"\nmethod = \"IsTrusted\"\ntimeout_ms = 300\n",
+        bus.address()
+    );
+    let h = Harness::start_with(options_for(&text), SharedBackend::new()).await;
+    let error = h
+        .engine
+        .ban(request("203.0.113.1", secs(60)))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with(
+            "cannot ban 203.0.113.1: 203.0.113.1 is whitelisted (daemon org.example.Trust "
+        ),
+        "{error}"
+    );
+    h.engine
+        .ban(request("203.0.113.2", secs(60)))
+        .await
+        .unwrap();
+    // A service that hangs delays the ban by its timeout at most, then counts as "not trusted".
+    let asked = std::time::Instant::now();
+    h.engine
+        .ban(request("203.0.113.99", secs(60)))
+        .await
+        .unwrap();
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(h.fw.contains("203.0.113.99"));
+}

@@ -6,7 +6,9 @@
 //! - zones (`[zones]`, and more in `config_file`): every address belongs to its most specific
 //!   zone, whose trust level decides whether it is protected and how long its bans last;
 //! - the whitelist sources of `[[whitelist.sources]]`: `database` (crmonctl whitelist),
-//!   `networks`, `file` (one address or CIDR per line), all in one longest-prefix table.
+//!   `networks`, `file` (one address or CIDR per line), all in one longest-prefix table; and
+//!   `daemon` ([`DaemonSource`]), another service asked over D-Bus, which the engine asks on
+//!   the ban path only (it is asynchronous and bounded by its timeout).
 //!
 //! A network target is refused when it shares any address with something protected, either
 //! way round: banning 10.0.0.0/8 around a trusted 10.1.0.0/16 would lock that network out as

@@ -26,6 +26,8 @@ pub enum Origin {
     File { path: PathBuf, line: usize },
     /// A zone that protects its networks.
     Zone { name: String, trust_level: u8 },
+    /// A `daemon` source's service said the address is trusted.
+    Daemon { service: String },
 }
 
 impl fmt::Display for Origin {
@@ -35,6 +37,7 @@ impl fmt::Display for Origin {
             Origin::Networks => f.write_str("networks source"),
             Origin::File { path, line } => write!(f, "file {}:{line}", path.display()),
             Origin::Zone { name, trust_level } => write!(f, "zone {name} (trust {trust_level})"),
+            Origin::Daemon { service } => write!(f, "daemon {service}"),
         }
     }
 }
