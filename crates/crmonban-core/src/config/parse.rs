@@ -535,8 +535,15 @@ fn read_zones(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, zones: &mut ZonesCo
     if let Some(v) = t.bool(d, "enabled") {
         zones.enabled = v;
     }
-    if let Some(v) = t.get("config_file").and_then(|v| path(d, &v)) {
-        zones.config_file = Some(v);
+    if let Some(v) = t.get("config_file")
+        && let Some(p) = path(d, &v)
+    {
+        d.warn(
+            &v.span,
+            &v.path,
+            "not read yet: list these zones under [[zones.zones]] for now",
+        );
+        zones.config_file = Some(p);
     }
     if let Some(v) = t.integer(d, "whitelist_threshold", 0..=100) {
         zones.whitelist_threshold = u8::try_from(v).unwrap_or(zones.whitelist_threshold);

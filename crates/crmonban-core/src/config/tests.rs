@@ -563,8 +563,10 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
 }
 
 #[test]
-fn the_full_file_gives_no_warnings_and_hides_secrets_in_debug() {
-    assert!(warnings(FULL).is_empty());
+fn the_full_file_gives_no_warnings_but_the_unread_zones_file_and_hides_secrets_in_debug() {
+    let warned: Vec<String> = warnings(FULL).iter().map(ToString::to_string).collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("zones.config_file: not read yet"), "{warned:?}");
     let debug = format!("{:?}", parse(FULL));
     for secret in ["shodan-key", "abuse-key", "Bearer token"] {
         assert!(!debug.contains(secret), "{secret} leaked into Debug");
@@ -1536,4 +1538,20 @@ method = "tc"
     assert!(shown.contains(
         "/etc/crmonban/config.toml:9: services.ssh.max_failures: must be greater than 0, found 0"
     ));
+}
+
+#[test]
+fn a_zones_config_file_is_accepted_with_a_warning_that_it_is_not_read_yet() {
+    let (config, warnings) = Config::from_toml_str_with_warnings(
+        "[zones]\nenabled = true\nconfig_file = \"/etc/crmonban/zones.toml\"\n",
+        "config.toml",
+    )
+    .unwrap();
+    assert!(config.zones.config_file.is_some());
+    assert_eq!(
+        warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "config.toml:3: zones.config_file: not read yet: list these zones under [[zones.zones]] for now"
+        ]
+    );
 }
