@@ -566,7 +566,10 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
 fn the_full_file_gives_no_warnings_but_the_unread_zones_file_and_hides_secrets_in_debug() {
     let warned: Vec<String> = warnings(FULL).iter().map(ToString::to_string).collect();
     assert_eq!(warned.len(), 1, "{warned:?}");
-    assert!(warned[0].contains("zones.config_file: not read yet"), "{warned:?}");
+    assert!(
+        warned[0].contains("zones.config_file: not read yet"),
+        "{warned:?}"
+    );
     let debug = format!("{:?}", parse(FULL));
     for secret in ["shodan-key", "abuse-key", "Bearer token"] {
         assert!(!debug.contains(secret), "{secret} leaked into Debug");
