@@ -992,7 +992,7 @@ fn report_policy(policy: &Policy, problems: &[PolicyProblem]) {
     }
     info!(
         whitelist_entries = policy.whitelist_len(),
-        protecting_zones = policy.entries().len() - policy.whitelist_len(),
+        protecting_zones = policy.protecting_zone_networks(),
         "protection policy in force"
     );
 }

@@ -268,6 +268,14 @@ impl Policy {
         self.whitelist.len()
     }
 
+    /// How many zone networks protect their addresses.
+    pub fn protecting_zone_networks(&self) -> usize {
+        self.zones
+            .networks()
+            .filter(|(_, zone)| zone.protects)
+            .count()
+    }
+
     fn everything_problems(&self) -> Vec<PolicyProblem> {
         let mut problems = Vec::new();
         for (all, family) in [("0.0.0.0/0", "IPv4"), ("::/0", "IPv6")] {
