@@ -52,7 +52,13 @@ pub fn check(path: Option<&Path>) -> Result<ExitCode> {
             }
             // The whitelist sources as the daemon would build them (files read now; the
             // database's entries and the host's addresses come at start).
-            let (_, problems) = Policy::from_config(&loaded.config, [], Vec::new());
+            let problems = match Policy::from_config(&loaded.config, [], Vec::new()) {
+                Ok((_, problems)) => problems,
+                Err(e) => {
+                    eprintln!("invalid zones file: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             for problem in &problems {
                 println!("warning: whitelist: {problem}");
             }

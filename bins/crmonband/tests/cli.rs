@@ -42,6 +42,81 @@ fn generated_config_passes_check_config() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration is valid"));
     assert!(text(&out.stdout).contains("enabled services: ssh"));
+    // The generated file describes what this version does: nothing in it is ignored.
+    assert!(
+        !text(&out.stdout).contains("warning"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones.yml");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[general]\nauto_intel = true\n\n[zones]\nenabled = true\nconfig_file = \"{}\"\n\n\
+             [[whitelist.sources]]\ntype = \"zones\"\n\n\
+             [[whitelist.sources]]\ntype = \"file\"\npath = \"{}/absent.txt\"\n\n\
+             [siem]\nenabled = true\n\n[ebpf]\nenabled = true\n",
+            zones.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let check = || crmonband(&["-c", path.to_str().unwrap(), "check-config"]);
+
+    // Missing zones file: refused, naming it.
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains(&format!("{}: does not exist", zones.display())),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An error in it: refused with its line.
+    std::fs::write(
+        &zones,
+        "zones:\n  - name: all\n    trust_level: 100\n    networks: [0.0.0.0/0, 10.0.0.300]\n",
+    )
+    .unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:4: networks: invalid address \"10.0.0.300\"",
+            zones.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Valid, but trusting everything: accepted with warnings, as are the sections this
+    // version does not implement and the missing whitelist file.
+    std::fs::write(
+        &zones,
+        "zones:\n  - name: all\n    trust_level: 100\n    networks: [0.0.0.0/0]\n",
+    )
+    .unwrap();
+    let out = check();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for expected in [
+        "general.auto_intel: intel gathering is not implemented in this version yet".to_owned(),
+        "siem.enabled: SIEM export is not implemented".to_owned(),
+        "ebpf.enabled: the eBPF fast path is not implemented".to_owned(),
+        "zone all (0.0.0.0/0) covers every IPv4 address".to_owned(),
+        format!("{}/absent.txt: does not exist", dir.path().display()),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crmonban_core::config::{BanDuration, WhitelistConfig, ZonesConfig};
 use crmonban_core::{Ban, BanSource, Event, Target, unix_now};
 use crmonban_firewall::{ChangeSet, FirewallBackend, FirewallError};
 use crmonban_store::{Store, WhitelistEntry};
-use crmonban_zones::{Entry, Policy, PolicyProblem, ZoneInfo};
+use crmonban_zones::{Entry, Policy, PolicyProblem, ZoneInfo, resolve_zones};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
@@ -114,6 +114,9 @@ impl Engine {
         firewall: Box<dyn FirewallBackend>,
         store: Store,
     ) -> Result<(Engine, broadcast::Receiver<EngineEvent>), EngineError> {
+        // Zones are configuration: a zones file that cannot be used stops the start here, before
+        // anything changes, and the file is not read again when the policy is rebuilt.
+        let zones = resolve_zones(&options.zones)?;
         let kernel = Kernel::spawn(firewall)?;
         // Subscribed here, on the embedder's thread, so that it hears this network namespace.
         let address_events = match AddressEvents::subscribe(options.host_address_poll) {
@@ -135,7 +138,7 @@ impl Engine {
             .await?
             .into_iter()
             .map(|entry| (entry.target, entry.comment));
-        let (policy, problems) = Policy::build(&options.whitelist, &options.zones, database, host);
+        let (policy, problems) = Policy::build(&options.whitelist, &zones, database, host)?;
         report_policy(&policy, &problems);
         let protection = Protection {
             policy,
@@ -180,7 +183,7 @@ impl Engine {
         let (events, first_subscriber) = broadcast::channel(options.event_capacity.max(1));
         let (stop, _) = watch::channel(false);
         let restored_count = restored.len();
-        let policy_sources = (options.whitelist.clone(), options.zones.clone());
+        let policy_sources = (options.whitelist.clone(), zones);
         let inner = Arc::new(Inner {
             options,
             kernel,
@@ -425,7 +428,8 @@ impl Engine {
 
     /// Replaces the whitelist sources and zones at once (a reload): the new policy is built
     /// (files read again), swapped in, and every active ban it now refuses is lifted. Returns
-    /// the problems found in the sources; what could be read applies.
+    /// the problems found in the sources; what could be read applies. A zones file that cannot
+    /// be used fails the call and changes nothing.
     #[instrument(name = "reconfigure_protection", skip_all)]
     pub async fn reconfigure_protection(
         &self,
@@ -434,6 +438,9 @@ impl Engine {
     ) -> Result<Vec<PolicyProblem>, EngineError> {
         let inner = &self.inner;
         inner.ensure_running()?;
+        let zones = tokio::task::spawn_blocking(move || resolve_zones(&zones))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
         let _all = inner.gate.write().await;
         inner.ensure_running()?;
         let files = watched_files(&whitelist);
@@ -749,7 +756,7 @@ impl Inner {
         let (policy, problems) =
             tokio::task::spawn_blocking(move || Policy::build(&whitelist, &zones, database, host))
                 .await
-                .map_err(|_| EngineError::Stopped)?;
+                .map_err(|_| EngineError::Stopped)??;
         report_policy(&policy, &problems);
         let mut protection = self.protection_write();
         protection.policy = policy;

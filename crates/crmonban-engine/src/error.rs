@@ -4,7 +4,7 @@
 use crmonban_core::Target;
 use crmonban_firewall::FirewallError;
 use crmonban_store::StoreError;
-use crmonban_zones::{Entry, Refusal};
+use crmonban_zones::{Entry, Refusal, ZonesFileError};
 
 /// Why an engine operation failed. Whatever the variant, the kernel and the store still
 /// agree: a ban that failed is in neither.
@@ -24,6 +24,9 @@ pub enum EngineError {
     /// The store failed; the firewall was put back as it was.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The zones file (`[zones] config_file`) cannot be used; nothing of it applied.
+    #[error("zones file {0}")]
+    ZonesFile(#[from] ZonesFileError),
     /// The engine has been shut down (or its firewall thread ended unexpectedly).
     #[error("the crmonban engine has been shut down (or its firewall thread has ended)")]
     Stopped,

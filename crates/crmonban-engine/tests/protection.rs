@@ -207,6 +207,95 @@ async fn zones_protect_by_trust_and_the_most_specific_one_decides() {
     );
 }
 
+/// `[zones] config_file`: its zones apply on reload like the main file's; a file with an
+/// error refuses the reload and the running zones stay; editing the file changes nothing
+/// until the next reload (a whitelist file refresh does not read it again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zones_file_applies_on_reload_and_a_bad_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones_file = dir.path().join("zones.yaml");
+    let whitelist_file = dir.path().join("whitelist.txt");
+    std::fs::write(&whitelist_file, "").unwrap();
+    std::fs::write(
+        &zones_file,
+        "zones:\n  - name: office\n    trust_level: 90\n    networks: [10.0.0.0/8]\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[zones]\nenabled = true\nconfig_file = \"{}\"\n\n\
+         [[whitelist.sources]]\ntype = \"zones\"\n\n\
+         [[whitelist.sources]]\ntype = \"file\"\npath = \"{}\"\n",
+        zones_file.display(),
+        whitelist_file.display()
+    );
+    let mut h = Harness::start().await;
+    h.engine.ban(request("10.1.1.1", secs(600))).await.unwrap();
+    h.engine
+        .ban(request("203.0.113.7", secs(600)))
+        .await
+        .unwrap();
+    let new = config(&text);
+    h.engine
+        .reconfigure_protection(new.whitelist.clone(), new.zones.clone())
+        .await
+        .unwrap();
+    let event = wait_for(&mut h.events, "BanRemoved", |e| {
+        matches!(e, EngineEvent::BanRemoved { .. })
+    })
+    .await;
+    assert!(
+        matches!(&event, EngineEvent::BanRemoved { target, reason } if target.to_string() == "10.1.1.1" && reason == "whitelisted"),
+        "{event:?}"
+    );
+    assert!(h.fw.contains("203.0.113.7"));
+    let error = h
+        .engine
+        .ban(request("10.2.2.2", secs(60)))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("zone office (trust 90)"),
+        "{error}"
+    );
+
+    // A broken file: the reload is refused, naming file and line; the office stays protected.
+    std::fs::write(
+        &zones_file,
+        "zones:\n  - name: office\n    trust_level: 900\n    networks: [10.0.0.0/8]\n",
+    )
+    .unwrap();
+    let refused = h
+        .engine
+        .reconfigure_protection(new.whitelist.clone(), new.zones.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, EngineError::ZonesFile(_)), "{refused:?}");
+    assert!(
+        refused.to_string().starts_with(&format!(
+            "zones file {}:3: trust_level 900",
+            zones_file.display()
+        )),
+        "{refused}"
+    );
+    assert!(h.engine.ban(request("10.2.2.2", secs(60))).await.is_err());
+    // A whitelist file refresh rebuilds from the zones read at the last good reload.
+    h.engine.refresh_protection().await.unwrap();
+    assert!(h.engine.ban(request("10.2.2.2", secs(60))).await.is_err());
+
+    // Fixed and lowered below the threshold: the reload applies and 10/8 may be banned.
+    std::fs::write(
+        &zones_file,
+        "zones:\n  - name: office\n    trust_level: 30\n    networks: [10.0.0.0/8]\n",
+    )
+    .unwrap();
+    h.engine
+        .reconfigure_protection(new.whitelist, new.zones)
+        .await
+        .unwrap();
+    h.engine.ban(request("10.2.2.2", secs(60))).await.unwrap();
+    assert_eq!(h.engine.zone_of(&t("10.2.2.2")).unwrap().1.trust_level, 30);
+}
+
 /// An embedder's policy adds vetoes; it cannot lift the built-in ones.
 struct NoDocumentationNets;
 

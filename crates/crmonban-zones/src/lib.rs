@@ -24,11 +24,13 @@ mod policy;
 mod prefixes;
 mod reserved;
 mod zones;
+mod zones_file;
 
 pub use daemon::{DEFAULT_CACHE_CAPACITY, DaemonAnswer, DaemonSource, DaemonSourceError, NoAnswer};
 pub use file::{FileProblem, read_whitelist_file};
 pub use policy::{Entry, Origin, Policy, PolicyProblem, Refusal, ZoneInfo};
 pub use prefixes::PrefixTable;
+pub use zones_file::{ZonesFileError, load_zones, read_zones_file, resolve_zones};
 
 use crmonban_core::Target;
 

@@ -14,6 +14,7 @@ use crate::file::{FileProblem, read_whitelist_file};
 use crate::reserved::reserved_why;
 pub use crate::zones::ZoneInfo;
 use crate::zones::Zones;
+use crate::zones_file::{ZonesFileError, load_zones};
 
 /// Where a whitelist entry comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,12 +105,13 @@ impl Policy {
     /// Builds the policy `config` asks for: its zones (when `[zones]` is enabled) and its
     /// whitelist sources (when `[whitelist]` is enabled; `database` takes `database`, the
     /// entries the store holds), plus the host's addresses. Returns every problem found on
-    /// the way; what could be read applies.
+    /// the way; what could be read applies. Only a zones file (`config_file`) that cannot be
+    /// used fails the whole build: zones are configuration, not a best-effort list.
     pub fn from_config(
         config: &Config,
         database: impl IntoIterator<Item = (Target, String)>,
         host: Vec<IpAddr>,
-    ) -> (Policy, Vec<PolicyProblem>) {
+    ) -> Result<(Policy, Vec<PolicyProblem>), ZonesFileError> {
         Policy::build(&config.whitelist, &config.zones, database, host)
     }
 
@@ -119,7 +121,7 @@ impl Policy {
         zones_config: &ZonesConfig,
         database: impl IntoIterator<Item = (Target, String)>,
         host: Vec<IpAddr>,
-    ) -> (Policy, Vec<PolicyProblem>) {
+    ) -> Result<(Policy, Vec<PolicyProblem>), ZonesFileError> {
         let database: Vec<(Target, String)> = database.into_iter().collect();
         let mut policy = Policy::default();
         let mut problems = Vec::new();
@@ -165,7 +167,7 @@ impl Policy {
         }
         let zones_protect = sources.contains(&WhitelistSource::Zones);
         if zones_config.enabled {
-            let mut zones = zones_config.zones.clone();
+            let mut zones = load_zones(zones_config)?;
             if !zones_protect {
                 for zone in &mut zones {
                     zone.implicit_whitelist = false;
@@ -177,7 +179,7 @@ impl Policy {
             policy.whitelist.insert(entry.target, entry);
         }
         problems.extend(policy.everything_problems());
-        (policy, problems)
+        Ok((policy, problems))
     }
 
     /// `Ok` when `target` may be banned; otherwise what protects it: a reserved range first,
@@ -332,7 +334,8 @@ mod tests {
             &config("[whitelist]\nenabled = false\n"),
             [],
             vec!["10.1.2.3".parse().unwrap()],
-        );
+        )
+        .unwrap();
         assert!(problems.is_empty());
         assert_eq!(why(&p, "127.0.0.1"), "127.0.0.1 is a loopback address");
         assert_eq!(why(&p, "::1"), "::1 is a loopback address");
@@ -361,7 +364,7 @@ mod tests {
             )),
             [(t("198.51.100.7"), "admin laptop".to_owned())],
             vec![],
-        );
+        ).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0]
@@ -405,7 +408,7 @@ mod tests {
                     [[zones.zones]]\nname = \"dmz\"\ntrust_level = 79\nnetworks = [\"10.66.0.0/16\"]\n\n\
                     [[zones.zones]]\nname = \"lab\"\ntrust_level = 81\nnetworks = [\"10.66.1.0/24\", \"fd00::/8\"]\n\n\
                     [[zones.zones]]\nname = \"guests\"\ntrust_level = 95\nimplicit_whitelist = false\nnetworks = [\"192.168.0.0/16\"]\n";
-        let (p, problems) = Policy::from_config(&config(text), [], vec![]);
+        let (p, problems) = Policy::from_config(&config(text), [], vec![]).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             why(&p, "10.1.1.1"),
@@ -432,7 +435,8 @@ mod tests {
             )),
             [],
             vec![],
-        );
+        )
+        .unwrap();
         p.check(&t("10.1.1.1")).unwrap();
         assert_eq!(p.zone_of(&t("10.1.1.1")).unwrap().1.name, "office");
     }
@@ -456,7 +460,8 @@ mod tests {
             &config("[[whitelist.sources]]\ntype = \"networks\"\nnetworks = [\"0.0.0.0/0\"]\n"),
             [],
             vec![],
-        );
+        )
+        .unwrap();
         assert_eq!(
             problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
@@ -475,7 +480,7 @@ mod tests {
             ),
             [(t("192.0.2.1"), String::new())],
             vec![],
-        );
+        ).unwrap();
         p.check(&t("10.1.1.1")).unwrap();
         p.check(&t("192.0.2.1")).unwrap();
         assert!(p.check(&t("127.0.0.1")).is_err());

@@ -203,6 +203,16 @@ fn networks(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<Vec<Target>> {
     parsed.into_iter().collect()
 }
 
+/// A key that turns on something this version does not do yet: accepted (so a configuration
+/// written for a later version still starts), never silently.
+fn not_yet(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, what: &str) {
+    d.warn(
+        &v.span,
+        &v.path,
+        format!("{what} is not implemented in this version yet: this setting has no effect"),
+    );
+}
+
 fn is_identifier(text: &str) -> bool {
     text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && text
@@ -239,8 +249,13 @@ fn read_general(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, general: &mut Gen
     if let Some(v) = t.get("log_level").and_then(|v| choice(d, &v)) {
         general.log_level = v;
     }
-    if let Some(v) = t.bool(d, "auto_intel") {
-        general.auto_intel = v;
+    if let Some(v) = t.get("auto_intel")
+        && let Some(on) = v.bool(d)
+    {
+        general.auto_intel = on;
+        if on {
+            not_yet(d, &v, "intel gathering");
+        }
     }
     if let Some(v) = t
         .get("default_ban_duration")
@@ -315,14 +330,23 @@ fn read_nftables(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, nft: &mut Nftabl
 }
 
 fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &mut IntelConfig) {
-    if let Some(v) = t.bool(d, "geoip_enabled") {
-        intel.geoip_enabled = v;
-    }
-    if let Some(v) = t.bool(d, "rdns_enabled") {
-        intel.rdns_enabled = v;
-    }
-    if let Some(v) = t.bool(d, "whois_enabled") {
-        intel.whois_enabled = v;
+    for (key, slot, what) in [
+        ("geoip_enabled", &mut intel.geoip_enabled, "GeoIP lookup"),
+        (
+            "rdns_enabled",
+            &mut intel.rdns_enabled,
+            "reverse DNS lookup",
+        ),
+        ("whois_enabled", &mut intel.whois_enabled, "WHOIS lookup"),
+    ] {
+        if let Some(v) = t.get(key)
+            && let Some(on) = v.bool(d)
+        {
+            *slot = on;
+            if on {
+                not_yet(d, &v, what);
+            }
+        }
     }
     if let Some(v) = t.get("timeout_secs").and_then(|v| seconds(d, &v, 1)) {
         intel.timeout = v;
@@ -335,6 +359,7 @@ fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &mut IntelCo
             // An empty key is refused rather than read as "unset": leave the key out for that.
             if let Some(text) = v.non_empty_str(d) {
                 *slot = Some(Secret::new(text));
+                not_yet(d, &v, "this intel service");
             }
         }
     }
@@ -538,11 +563,6 @@ fn read_zones(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, zones: &mut ZonesCo
     if let Some(v) = t.get("config_file")
         && let Some(p) = path(d, &v)
     {
-        d.warn(
-            &v.span,
-            &v.path,
-            "not read yet: list these zones under [[zones.zones]] for now",
-        );
         zones.config_file = Some(p);
     }
     if let Some(v) = t.integer(d, "whitelist_threshold", 0..=100) {
@@ -609,6 +629,11 @@ fn read_siem(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, siem: &mut SiemConfi
             .into_iter()
             .filter_map(|tt| read_siem_target(d, tt))
             .collect();
+    }
+    if siem.enabled
+        && let Some(v) = &enabled
+    {
+        not_yet(d, v, "SIEM export");
     }
     if siem.enabled
         && siem.targets.is_empty()
@@ -816,6 +841,11 @@ fn read_ebpf(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, ebpf: &mut EbpfConfi
     }
     if let Some(v) = t.integer(d, "max_entries", 1..=i128::from(u32::MAX)) {
         ebpf.max_entries = u32::try_from(v).unwrap_or(ebpf.max_entries);
+    }
+    if ebpf.enabled
+        && let Some(v) = &enabled
+    {
+        not_yet(d, v, "the eBPF fast path");
     }
     if ebpf.enabled
         && ebpf.method == EbpfMethod::Disabled

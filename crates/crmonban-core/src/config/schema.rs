@@ -143,7 +143,8 @@ pub struct GeneralConfig {
     pub pid_file: PathBuf,
     /// Default `info`.
     pub log_level: LogLevel,
-    /// Gather intel on every newly banned address. Default true.
+    /// Gather intel on every newly banned address. Default false while intel is not
+    /// implemented (true is accepted with a warning).
     pub auto_intel: bool,
     /// For bans that name no duration, and for services without `ban_time`. Default 3600 s.
     pub default_ban_duration: BanDuration,
@@ -172,7 +173,7 @@ impl Default for GeneralConfig {
             db_path: PathBuf::from("/var/lib/crmonban/crmonban.db"),
             pid_file: PathBuf::from("/var/run/crmonban.pid"),
             log_level: LogLevel::Info,
-            auto_intel: true,
+            auto_intel: false,
             default_ban_duration: BanDuration::Timed(Duration::from_secs(3600)),
             state_dir: PathBuf::from("/var/lib/crmonban"),
             ban_time_increment: 1.0,
@@ -348,11 +349,12 @@ impl fmt::Debug for Secret {
 /// `[intel]`: what is gathered about banned addresses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntelConfig {
-    /// Country/city/ASN from local MaxMind databases. Default true.
+    /// Country/city/ASN from local MaxMind databases. Default false while intel is not
+    /// implemented (true is accepted with a warning); likewise the next two.
     pub geoip_enabled: bool,
-    /// Reverse DNS. Default true.
+    /// Reverse DNS. Default false.
     pub rdns_enabled: bool,
-    /// WHOIS. Default true.
+    /// WHOIS. Default false.
     pub whois_enabled: bool,
     /// Per lookup. Default 10 s.
     pub timeout: Duration,
@@ -369,9 +371,9 @@ pub struct IntelConfig {
 impl Default for IntelConfig {
     fn default() -> IntelConfig {
         IntelConfig {
-            geoip_enabled: true,
-            rdns_enabled: true,
-            whois_enabled: true,
+            geoip_enabled: false,
+            rdns_enabled: false,
+            whois_enabled: false,
             timeout: Duration::from_secs(10),
             shodan_api_key: None,
             abuseipdb_api_key: None,
