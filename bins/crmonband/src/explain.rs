@@ -1,6 +1,9 @@
 //! `crmonband explain --service NAME [--json|--summary] FILE|-`: runs one service's detector
 //! over a file offline — the same matcher and time windows as the daemon, with no firewall,
-//! database or bus — and reports what matched and who would be banned.
+//! database or bus — and reports what matched and who would be banned. Like the daemon, it
+//! does not count addresses the configuration protects (reserved ranges, trusted zones, the
+//! `networks` and `file` whitelist sources); the database's entries, daemon sources and this
+//! host's addresses are the running daemon's and are not consulted.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -11,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use crmonban_detect::decide::DeciderOptions;
 use crmonban_detect::explain::{self, ExplainContext, ExplainMode};
 use crmonban_detect::matcher::LineContext;
+use crmonban_zones::Policy;
 
 use crate::config_file;
 
@@ -45,15 +49,21 @@ pub fn run(
             ..DeciderOptions::default()
         },
     };
+    let (policy, problems) = Policy::from_config(&loaded.config, [], Vec::new())
+        .context("the protection policy cannot be built")?;
+    for problem in problems {
+        eprintln!("warning: whitelist: {problem}");
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    explain::run(
+    explain::run_protected(
         service,
         service_config,
         BufReader::with_capacity(1 << 20, reader),
         mode,
         &mut out,
         &ctx,
+        &|target| policy.check(target).is_err(),
     )
     .with_context(|| format!("explaining {input} as {service}"))?;
     std::io::Write::flush(&mut out)?;

@@ -16,7 +16,9 @@
 //!
 //! `line` is 1-based, `time` is UTC (`2026-11-25T16:19:59Z`), `ips` counts distinct matched
 //! addresses, `would_ban` lists the targets the decider bans, in the order of their first ban
-//! (an IPv6 network under aggregation). `too_long` and `invalid_utf8` are extra keys.
+//! (an IPv6 network under aggregation). `too_long`, `invalid_utf8` and `protected` (matched
+//! lines from addresses the protection policy covers: not counted, never banned, as in the
+//! daemon; see [`run_protected`]) are extra keys.
 //! Human mode prints one aligned row per matched line and a short summary; `--summary` only the
 //! summary.
 
@@ -64,6 +66,8 @@ pub struct ExplainSummary {
     pub ips: u64,
     /// Targets the daemon would ban, in the order of their first ban.
     pub would_ban: Vec<Target>,
+    /// Matched lines from protected addresses (not counted towards a ban).
+    pub protected: u64,
     /// Lines skipped for their length.
     pub too_long: u64,
     /// Lines that were not UTF-8 (matched lossily; see [`crate::matcher`]).
@@ -74,10 +78,25 @@ pub struct ExplainSummary {
 pub fn run<R: BufRead, W: Write>(
     service_name: &str,
     service: &ServiceConfig,
+    reader: R,
+    mode: ExplainMode,
+    out: &mut W,
+    ctx: &ExplainContext,
+) -> Result<ExplainSummary, DetectError> {
+    run_protected(service_name, service, reader, mode, out, ctx, &|_| false)
+}
+
+/// [`run`], asking `protected` about each matched address before the decider counts it, as
+/// the daemon asks its protection policy: a protected address is shown and counted in
+/// [`ExplainSummary::protected`], never towards a ban.
+pub fn run_protected<R: BufRead, W: Write>(
+    service_name: &str,
+    service: &ServiceConfig,
     mut reader: R,
     mode: ExplainMode,
     out: &mut W,
     ctx: &ExplainContext,
+    protected: &dyn Fn(&Target) -> bool,
 ) -> Result<ExplainSummary, DetectError> {
     let matcher = ServiceMatcher::new(service_name, service)?;
     let mut decider = Decider::new(ctx.decider);
@@ -93,6 +112,7 @@ pub fn run<R: BufRead, W: Write>(
         summary: ExplainSummary::default(),
         ips: HashSet::new(),
         banned: HashSet::new(),
+        protected,
     };
     if mode == ExplainMode::Human {
         writeln!(
@@ -173,6 +193,7 @@ struct RunState<'m> {
     summary: ExplainSummary,
     ips: HashSet<IpAddr>,
     banned: HashSet<Target>,
+    protected: &'m dyn Fn(&Target) -> bool,
 }
 
 impl RunState<'_> {
@@ -188,6 +209,10 @@ impl RunState<'_> {
             ExplainMode::Summary => {}
             ExplainMode::Json => self.write_json(&hit, out)?,
             ExplainMode::Human => self.write_human(&hit, line, out)?,
+        }
+        if (self.protected)(&Target::from(hit.addr)) {
+            self.summary.protected += 1;
+            return Ok(());
         }
         let now = hit.time.unwrap_or(self.ctx.now);
         if let Some(Decision::Ban { target, .. }) = self.decider.observe(&self.service, &hit, now)
@@ -246,8 +271,8 @@ fn write_summary<W: Write>(
             serde_json::to_writer(&mut *out, &would_ban)?;
             writeln!(
                 out,
-                ",\"too_long\":{},\"invalid_utf8\":{}}}}}",
-                summary.too_long, summary.invalid_utf8
+                ",\"too_long\":{},\"invalid_utf8\":{},\"protected\":{}}}}}",
+                summary.too_long, summary.invalid_utf8, summary.protected
             )
         }
         ExplainMode::Human | ExplainMode::Summary => {
@@ -259,6 +284,13 @@ fn write_summary<W: Write>(
                 summary.ips,
                 summary.would_ban.len()
             )?;
+            if summary.protected > 0 {
+                writeln!(
+                    out,
+                    "protected (whitelisted, trusted zone or reserved; not counted): {} lines",
+                    summary.protected
+                )?;
+            }
             if summary.too_long > 0 || summary.invalid_utf8 > 0 {
                 writeln!(
                     out,

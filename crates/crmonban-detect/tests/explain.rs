@@ -46,7 +46,7 @@ fn json_lines_and_summary_exactly() {
 {"line":6,"ip":"192.0.2.7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:55Z"}
 {"line":7,"ip":"192.0.2.7","service":"ssh","kind":"probe","time":"2026-11-25T16:19:56Z"}
 {"line":8,"ip":"203.0.113.5","service":"ssh","kind":"failed_auth","time":null}
-{"summary":{"lines":8,"matched":6,"ips":3,"would_ban":["192.0.2.7"],"too_long":0,"invalid_utf8":0}}
+{"summary":{"lines":8,"matched":6,"ips":3,"would_ban":["192.0.2.7"],"too_long":0,"invalid_utf8":0,"protected":0}}
 "#;
     assert_eq!(out, expected);
     assert_eq!((summary.lines, summary.matched, summary.ips), (8, 6, 3));
@@ -118,7 +118,7 @@ fn empty_input_and_unknown_service() {
     let (out, s) = run(b"", ExplainMode::Json);
     assert_eq!(
         out,
-        "{\"summary\":{\"lines\":0,\"matched\":0,\"ips\":0,\"would_ban\":[],\"too_long\":0,\"invalid_utf8\":0}}\n"
+        "{\"summary\":{\"lines\":0,\"matched\":0,\"ips\":0,\"would_ban\":[],\"too_long\":0,\"invalid_utf8\":0,\"protected\":0}}\n"
     );
     assert_eq!(s.lines, 0);
     let err = explain::run(
@@ -131,4 +131,32 @@ fn empty_input_and_unknown_service() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("services.myapp"), "{err}");
+}
+
+/// As in the daemon, a protected address is shown but never counted towards a ban.
+#[test]
+fn protected_addresses_are_not_counted() {
+    let ctx = ExplainContext {
+        line: LineContext::at(NOW),
+        ..Default::default()
+    };
+    let trusted = crmonban_core::Target::parse("192.0.2.0/24").unwrap();
+    let mut out = Vec::new();
+    let summary = explain::run_protected(
+        "ssh",
+        &ssh(),
+        Cursor::new(MIXED.as_bytes()),
+        ExplainMode::Summary,
+        &mut out,
+        &ctx,
+        &|target| trusted.covers(target),
+    )
+    .unwrap();
+    assert_eq!((summary.matched, summary.protected), (6, 4));
+    assert!(summary.would_ban.is_empty());
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "lines: 8  matched: 6  addresses: 3  would ban: 0\n\
+         protected (whitelisted, trusted zone or reserved; not counted): 4 lines\n"
+    );
 }
