@@ -13,6 +13,9 @@
 //! and sshguard packages into `DIR/root` without installing them), the same file is also given
 //! to sshguard's parser (`sshg-parser`) and to `fail2ban-regex` with fail2ban's sshd filter, in
 //! the same run: their lines/s, peak RSS, and every attacker address they find that we do not.
+//!
+//! The same detection also runs with 100,000 whitelist CIDRs configured (asked before every
+//! count, as in the daemon), and single `Policy::check` calls against that table are timed.
 
 use std::collections::HashSet;
 use std::io::{Cursor, Write};
@@ -433,6 +436,124 @@ fn status_kib(path: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// 100,000 whitelist CIDRs, IPv4 (/12 to /32) and IPv6 (/32 to /128, mostly /48 to /64) in
+/// about equal numbers, drawn from the whole address space except the generated attackers' ranges and the
+/// reserved ranges, in one `networks` source.
+struct WhitelistBench {
+    policy: crmonban_zones::Policy,
+    cidrs: Vec<crmonban_core::Target>,
+    build: Duration,
+    rss_delta_kib: u64,
+}
+
+impl WhitelistBench {
+    const COUNT: usize = 100_000;
+
+    fn build() -> WhitelistBench {
+        use crmonban_core::Target;
+        use crmonban_core::config::{WhitelistConfig, WhitelistSource, ZonesConfig};
+        let mut rng = Lcg(0x5eed_c1d2);
+        let avoid = [
+            // The generated attackers: 45.0.0.0 + n * 7919 for n < 50,000, and 2001:db8::/32.
+            Target::parse("32.0.0.0/3").unwrap(),
+            Target::parse("64.0.0.0/5").unwrap(),
+            Target::parse("2001:db8::/32").unwrap(),
+        ];
+        let mut cidrs = Vec::with_capacity(Self::COUNT);
+        while cidrs.len() < Self::COUNT {
+            let text = if rng.below(10) < 6 {
+                let addr = Ipv4Addr::from(((rng.next() << 32 | rng.next()) & 0xffff_ffff) as u32);
+                format!("{addr}/{}", 12 + rng.below(21))
+            } else {
+                let high = (rng.next() << 32 | rng.next()) as u128;
+                let low = (rng.next() << 32 | rng.next()) as u128;
+                let addr = Ipv6Addr::from(0x2000u128 << 112 | (high << 64 | low) >> 3);
+                let len = match rng.below(10) {
+                    0 => 32 + rng.below(16),
+                    1 => 65 + rng.below(64),
+                    _ => 48 + rng.below(17),
+                };
+                format!("{addr}/{len}")
+            };
+            let Ok(target) = Target::parse(&text) else {
+                continue;
+            };
+            let policy = crmonban_zones::Policy::default();
+            if avoid.iter().any(|a| a.covers(&target) || target.covers(a))
+                || policy.check(&target).is_err()
+            {
+                continue;
+            }
+            cidrs.push(target);
+        }
+        let before = rss_kib();
+        let started = Instant::now();
+        let whitelist = WhitelistConfig {
+            sources: vec![WhitelistSource::Networks(cidrs.clone())],
+            ..WhitelistConfig::default()
+        };
+        let (policy, _) =
+            crmonban_zones::Policy::build(&whitelist, &ZonesConfig::default(), [], Vec::new())
+                .unwrap();
+        let build = started.elapsed();
+        let rss_delta_kib = rss_kib().saturating_sub(before);
+        WhitelistBench {
+            policy,
+            cidrs,
+            build,
+            rss_delta_kib,
+        }
+    }
+
+    /// One `check` per address, each timed on its own: half are inside a whitelisted CIDR,
+    /// half are random addresses (mostly not).
+    fn report(&self) {
+        let mut rng = Lcg(0xfeed);
+        let probes: Vec<crmonban_core::Target> = (0..1_000_000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    let net = self.cidrs[rng.below(self.cidrs.len() as u64) as usize];
+                    crmonban_core::Target::from(net.as_net().network())
+                } else if i % 4 == 1 {
+                    IpAddr::V4(Ipv4Addr::from(
+                        rng.next() as u32 ^ (rng.next() << 31) as u32,
+                    ))
+                    .into()
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(
+                        0x2000u128 << 112 | u128::from(rng.next()) << 64 | u128::from(rng.next()),
+                    ))
+                    .into()
+                }
+            })
+            .collect();
+        let mut nanos = Vec::with_capacity(probes.len());
+        let mut refused = 0u64;
+        for probe in &probes {
+            let started = Instant::now();
+            let answer = self.policy.check(std::hint::black_box(probe));
+            nanos.push(started.elapsed().as_nanos() as u64);
+            refused += u64::from(answer.is_err());
+        }
+        assert!(
+            refused >= probes.len() as u64 / 2,
+            "every inside probe is refused"
+        );
+        nanos.sort_unstable();
+        let at = |q: f64| nanos[((nanos.len() - 1) as f64 * q) as usize];
+        println!(
+            "whitelist_100k_cidrs: {} entries ({} IPv4, {} IPv6), built in {:.1} ms, {:.1} MB",
+            self.policy.whitelist_len(),
+            self.cidrs.iter().filter(|c| c.is_ipv4()).count(),
+            self.cidrs.iter().filter(|c| !c.is_ipv4()).count(),
+            self.build.as_secs_f64() * 1000.0,
+            self.rss_delta_kib as f64 / 1024.0
+        );
+        println!("whitelist_100k_check_median: {} ns", at(0.5));
+        println!("whitelist_100k_check_p99: {} ns", at(0.99));
+    }
+}
+
 fn main() {
     let (log, attack_lines, attackers) = generate();
     if let Ok(path) = std::env::var("CRMONBAN_BENCH_WRITE") {
@@ -444,8 +565,13 @@ fn main() {
         line: LineContext::at(START + 30 * 86_400),
         ..Default::default()
     };
+    // The same detection with 100,000 whitelist CIDRs configured, asked before every count as
+    // in the daemon; runs alternate with the plain ones so that drift hits both alike.
+    let whitelist = WhitelistBench::build();
     let mut best = Duration::MAX;
+    let mut best_protected = Duration::MAX;
     let mut summary = None;
+    let mut protected_summary = None;
     for _ in 0..5 {
         let started = Instant::now();
         let s = explain::run(
@@ -459,8 +585,28 @@ fn main() {
         .unwrap();
         best = best.min(started.elapsed());
         summary = Some(s);
+        let started = Instant::now();
+        let s = explain::run_protected(
+            "ssh",
+            &service,
+            Cursor::new(&log[..]),
+            ExplainMode::Summary,
+            &mut std::io::sink(),
+            &ctx,
+            &|target| whitelist.policy.check(target).is_err(),
+        )
+        .unwrap();
+        best_protected = best_protected.min(started.elapsed());
+        protected_summary = Some(s);
     }
     let s = summary.unwrap();
+    let p = protected_summary.unwrap();
+    assert!(
+        p.protected == 0 && p.would_ban == s.would_ban,
+        "the whitelist must not cover the attackers (the same work with and without it): \
+         {} protected lines",
+        p.protected
+    );
     assert_eq!(s.lines as usize, LINES);
     assert_eq!(
         s.matched as usize, attack_lines,
@@ -487,6 +633,15 @@ fn main() {
         "explain_summary_1m_mb_per_sec: {:.0}",
         log.len() as f64 / best.as_secs_f64() / 1e6
     );
+    let plain_rate = LINES as f64 / best.as_secs_f64();
+    let protected_rate = LINES as f64 / best_protected.as_secs_f64();
+    println!("explain_summary_1m_lines_per_sec_with_100k_whitelist_cidrs: {protected_rate:.0}");
+    println!(
+        "whitelist_100k_throughput_drop_percent: {:.1}",
+        (100.0 * (1.0 - protected_rate / plain_rate)).max(0.0)
+    );
+    whitelist.report();
+    drop(whitelist);
     if let Some(tools) = std::env::var_os("CRMONBAN_BENCH_TOOLS") {
         let ours = LINES as f64 / best.as_secs_f64();
         let tools = std::path::Path::new(&tools);

@@ -72,7 +72,12 @@ impl<T> PrefixTable<T> {
     /// An entry that shares at least one address with `target`: the most specific one that
     /// covers it, else the first (lowest) one that lies inside it.
     pub fn overlapping(&self, target: &Target) -> Option<(Target, &T)> {
-        self.covering(target).or_else(|| self.inside(target).next())
+        let covering = self.covering(target);
+        // Nothing but the address itself lies inside an address, and `covering` found that.
+        if covering.is_some() || !target.is_net() {
+            return covering;
+        }
+        self.inside(target).next()
     }
 
     /// Every entry that lies inside `target` (itself included), lowest first.

@@ -66,6 +66,10 @@ impl Zones {
         {
             return Some((net, zone));
         }
+        if !target.is_net() {
+            // Only the address itself lies inside an address: it is the zone it belongs to.
+            return None;
+        }
         self.table
             .inside(target)
             .map(|(net, &index)| (net, &self.zones[index]))
