@@ -58,7 +58,8 @@ const NOTES: &[(&str, &str)] = &[
          reported that never attacked (fail2ban's multi-line sshd rules can tie a successful login \
          to an earlier failure of a reused sshd pid). Peak RSS is the tool's VmHWM. \
          `decider_1m_addresses_rss_delta` is the memory of tracking 1,000,000 distinct addresses \
-         inside one window; `process_rss_after` the whole process while it holds them. \
+         inside one window, measured first in the fresh process; `process_rss_after` the whole \
+         process while it holds them. \
          `*_with_100k_whitelist_cidrs` is the same detection with 100,000 whitelist CIDRs \
          configured (IPv4 and IPv6 drawn at random, counts in `whitelist_100k_cidrs`, none \
          covering an attacker, so the work is the same), the protection policy asked before every count as in the daemon; runs \

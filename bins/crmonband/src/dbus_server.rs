@@ -194,6 +194,29 @@ impl DaemonObject {
             .map_err(engine_error)
     }
 
+    async fn whitelist_add_lifting(
+        &self,
+        net: &str,
+        comment: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(bool, u32, Vec<(String, String)>), Error> {
+        authorize(connection, &header).await?;
+        let target = parse_target("net", net)?;
+        let (added, lifted) = self
+            .engine()
+            .whitelist_add_lifting(&target, comment)
+            .await
+            .map_err(engine_error)?;
+        let count = u32::try_from(lifted.len()).unwrap_or(u32::MAX);
+        let shown = lifted
+            .into_iter()
+            .take(crmonban_dbus::LIFTED_SHOWN_MAX)
+            .map(|(target, why)| (target.to_string(), why))
+            .collect();
+        Ok((added, count, shown))
+    }
+
     async fn whitelist_remove(
         &self,
         net: &str,

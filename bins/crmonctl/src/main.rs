@@ -279,11 +279,29 @@ async fn whitelist(
     let call = |e: Error| Failure::from_call(bus, e);
     Ok(match command {
         WhitelistCommand::Add { target, comment } => {
-            if proxy.whitelist_add(&target, &comment).await.map_err(call)? {
+            let (added, count, lifted) = proxy
+                .whitelist_add_lifting(&target, &comment)
+                .await
+                .map_err(call)?;
+            let mut text = if added {
                 format!("whitelisted {target}\n")
             } else {
                 format!("{target} was already whitelisted\n")
+            };
+            for (banned, why) in &lifted {
+                text.push_str(&format!(
+                    "lifted the ban of {}: {}\n",
+                    output::escape_control(banned),
+                    output::escape_control(why)
+                ));
             }
+            if count as usize > lifted.len() {
+                text.push_str(&format!(
+                    "... and {} more lifted bans (crmonctl logs shows them all)\n",
+                    count as usize - lifted.len()
+                ));
+            }
+            text
         }
         WhitelistCommand::Rm { target } => {
             if !proxy.whitelist_remove(&target).await.map_err(call)? {

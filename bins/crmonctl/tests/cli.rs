@@ -327,6 +327,20 @@ fn every_command_round_trips() {
     );
     let logs: serde_json::Value = serde_json::from_str(&ok(&["logs", "-f", "json"])).unwrap();
     assert_eq!(logs[0]["time"], NOW);
+    // Whitelisting one address says which ban around it was lifted.
+    assert_eq!(
+        ok(&["ban", "203.0.113.0/24"]),
+        "banned 203.0.113.0/24 permanently\n"
+    );
+    assert_eq!(
+        ok(&["whitelist", "add", "203.0.113.9"]),
+        "whitelisted 203.0.113.9\nlifted the ban of 203.0.113.0/24: cannot ban 203.0.113.0/24: \
+         203.0.113.0/24 contains whitelisted 203.0.113.9 (database: 203.0.113.9)\n"
+    );
+    assert_eq!(
+        ok(&["whitelist", "rm", "203.0.113.9"]),
+        "removed 203.0.113.9 from the whitelist\n"
+    );
 
     let intel = ok(&["intel", "192.0.2.7"]);
     assert_eq!(

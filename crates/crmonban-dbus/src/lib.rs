@@ -99,6 +99,10 @@ pub type ProtectedInfo = (String, String, String, String);
 /// The most entries one `GetProtectedEntries` call returns; clients page with `offset`.
 pub const PROTECTED_PAGE_MAX: u32 = 10_000;
 
+/// Most lifted bans `WhitelistAddLifting` lists (it always counts them all), which bounds its
+/// reply when a wide entry lifts many bans.
+pub const LIFTED_SHOWN_MAX: usize = 100;
+
 /// One activity-log entry as `GetLogs` returns it (`(xsss)`): time (unix seconds), action
 /// (`ban`, `unban`, `flush`, `reload`, ...), target (address or CIDR, empty when none), detail.
 pub type LogInfo = (i64, String, String, String);
@@ -122,6 +126,7 @@ pub const MUTATING_MEMBERS: &[&str] = &[
     "Ban",
     "Unban",
     "WhitelistAdd",
+    "WhitelistAddLifting",
     "WhitelistRemove",
     "Flush",
     "Reload",
@@ -191,8 +196,9 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            16,
-            "DESIGN.md §6 has 14 methods, and GetProtectedEntries and CheckProtected: {all:?}"
+            17,
+            "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected and \
+             WhitelistAddLifting: {all:?}"
         );
     }
 }

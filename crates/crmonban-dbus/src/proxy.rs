@@ -51,6 +51,16 @@ pub trait Daemon {
     #[zbus(name = "WhitelistAdd")]
     fn whitelist_add(&self, net: &str, comment: &str) -> Result<bool, Error>;
 
+    /// `WhitelistAddLifting(net s, comment s) -> (b u a(ss))`: as `WhitelistAdd`, then how
+    /// many bans the entry lifted and the first [`LIFTED_SHOWN_MAX`](crate::LIFTED_SHOWN_MAX)
+    /// of them (target, why).
+    #[zbus(name = "WhitelistAddLifting")]
+    fn whitelist_add_lifting(
+        &self,
+        net: &str,
+        comment: &str,
+    ) -> Result<(bool, u32, Vec<(String, String)>), Error>;
+
     /// `WhitelistRemove(net s) -> b`: false when it was not whitelisted.
     #[zbus(name = "WhitelistRemove")]
     fn whitelist_remove(&self, net: &str) -> Result<bool, Error>;

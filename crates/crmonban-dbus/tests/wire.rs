@@ -91,6 +91,7 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.is_banned(ip).await),
             recorded(proxy.get_intel(ip, true).await),
             recorded(proxy.whitelist_add(ip, "c").await),
+            recorded(proxy.whitelist_add_lifting(ip, "c").await),
             recorded(proxy.whitelist_remove(ip).await),
             recorded(proxy.get_whitelist().await),
             recorded(proxy.get_protected_entries(0, 10).await),

@@ -367,8 +367,19 @@ impl Engine {
     /// Whitelists `target` in the database (false when it already was). Every ban the new
     /// entry forbids — of addresses or networks inside it, or networks around it — is ended
     /// with reason "whitelisted", each with an activity entry saying what was lifted and why.
-    #[instrument(name = "whitelist_add", skip_all, fields(target = %target))]
     pub async fn whitelist_add(&self, target: &Target, comment: &str) -> Result<bool, EngineError> {
+        Ok(self.whitelist_add_lifting(target, comment).await?.0)
+    }
+
+    /// [`Engine::whitelist_add`], also returning the bans the new entry lifted, each with why
+    /// (a /24 ban is lifted by whitelisting one address inside it: a ban may never cover a
+    /// trusted address).
+    #[instrument(name = "whitelist_add", skip_all, fields(target = %target))]
+    pub async fn whitelist_add_lifting(
+        &self,
+        target: &Target,
+        comment: &str,
+    ) -> Result<(bool, Vec<(Target, String)>), EngineError> {
         let inner = &self.inner;
         inner.ensure_running()?;
         // Exclusive: no ban may be checked against the old policy and applied after the sweep
@@ -386,8 +397,8 @@ impl Engine {
                 comment.to_owned(),
             );
         }
-        inner.lift_refused_locked().await;
-        Ok(added)
+        let lifted = inner.lift_refused_locked().await;
+        Ok((added, lifted))
     }
 
     /// Removes `target` from the database's whitelist; false when it was not there.
@@ -767,8 +778,10 @@ impl Inner {
     }
 
     /// Ends every active ban the policy now refuses (reason "whitelisted" or "protected"),
-    /// recording one activity entry per lifted ban. Call with the gate held exclusively.
-    async fn lift_refused_locked(&self) {
+    /// recording one activity entry per lifted ban. Returns each lifted target with why. Call
+    /// with the gate held exclusively.
+    async fn lift_refused_locked(&self) -> Vec<(Target, String)> {
+        let mut lifted = Vec::new();
         let refused: Vec<(Target, EngineError)> = {
             let protection = self.protection_read();
             self.index_read()
@@ -786,12 +799,14 @@ impl Inner {
                         Some(banned),
                         format!("ban lifted: {refusal}"),
                     );
+                    lifted.push((banned, refusal.to_string()));
                 }
                 Err(error) => {
                     warn!(%banned, %error, "cannot end a ban that the policy now refuses; it stays until unbanned")
                 }
             }
         }
+        lifted
     }
 
     async fn refresh_host_addresses(&self) {

@@ -440,3 +440,39 @@ async fn root_a_daemon_source_vetoes_bans_of_what_it_trusts_within_its_timeout()
     );
     assert!(h.fw.contains("203.0.113.99"));
 }
+
+/// Whitelisting one address lifts the network ban around it and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn whitelisting_an_address_reports_the_network_ban_it_lifts() {
+    let h = Harness::start().await;
+    h.engine
+        .ban(request("203.0.113.0/24", secs(600)))
+        .await
+        .unwrap();
+    h.engine
+        .ban(request("198.51.100.1", secs(600)))
+        .await
+        .unwrap();
+    let (added, lifted) = h
+        .engine
+        .whitelist_add_lifting(&t("203.0.113.9"), "admin")
+        .await
+        .unwrap();
+    assert!(added);
+    assert_eq!(
+        lifted,
+        [(
+            t("203.0.113.0/24"),
+            "cannot ban 203.0.113.0/24: 203.0.113.0/24 contains whitelisted 203.0.113.9 \
+             (database: 203.0.113.9)"
+                .to_owned()
+        )]
+    );
+    assert!(!h.fw.contains("203.0.113.0/24") && h.fw.contains("198.51.100.1"));
+    let (again, none) = h
+        .engine
+        .whitelist_add_lifting(&t("203.0.113.9"), "admin")
+        .await
+        .unwrap();
+    assert!(!again && none.is_empty());
+}

@@ -191,6 +191,48 @@ impl Daemon {
         Ok(true)
     }
 
+    /// Lifts the bans of exactly `net` or, for a single address, of a /24 ban around it
+    /// (enough to show the client's output; the real daemon asks its policy).
+    async fn whitelist_add_lifting(
+        &self,
+        net: String,
+        comment: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(bool, u32, Vec<(String, String)>), Error> {
+        self.authorize(conn, &hdr).await?;
+        let ip = check_target(&net)?;
+        let mut state = self.record("WhitelistAddLifting");
+        let added = !state.whitelist.iter().any(|w| w.0 == net);
+        if added {
+            state
+                .whitelist
+                .push((net.clone(), comment, NOW.to_string()));
+        }
+        let around = match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            }
+            IpAddr::V6(_) => String::new(),
+        };
+        let mut lifted = Vec::new();
+        state.bans.retain(|b| {
+            let hit = b.0 == net || b.0 == around;
+            if hit {
+                lifted.push((
+                    b.0.clone(),
+                    format!(
+                        "cannot ban {0}: {0} contains whitelisted {net} (database: {net})",
+                        b.0
+                    ),
+                ));
+            }
+            !hit
+        });
+        Ok((added, lifted.len() as u32, lifted))
+    }
+
     async fn whitelist_remove(
         &self,
         net: String,
