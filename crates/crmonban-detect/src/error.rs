@@ -4,11 +4,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error(
-        "services.{service}: no built-in patterns for this service and no [[services.{service}.patterns]]: add one whose regex captures the address as (?P<ip>...)"
+        "services.{service}: no service pack for this service and no [[services.{service}.patterns]]: add one whose regex captures the address as (?P<ip>...)"
     )]
     NoPatterns { service: String },
-    #[error("built-in pattern {name} does not compile (a bug in crmonban-detect): {error}")]
-    BuiltinPattern { name: &'static str, error: String },
+    #[error("pack pattern {name} cannot be used: {error}")]
+    PackPattern { name: String, error: String },
     #[error("reading the log: {0}")]
     Io(#[from] std::io::Error),
 }

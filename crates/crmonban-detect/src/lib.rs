@@ -10,6 +10,7 @@ pub mod decide;
 pub mod error;
 pub mod explain;
 pub mod matcher;
+pub mod packs;
 pub mod patterns;
 pub mod source;
 pub mod time;

@@ -1,17 +1,18 @@
 //! [`ServiceMatcher`]: one service's detector for single log lines. It splits a line into its
 //! envelope (timestamp, syslog tag and pid, nginx/Apache headers) and message, runs the
-//! built-in patterns of [`crate::patterns`] and then the user's `[[services.NAME.patterns]]`,
-//! and turns the first match into a [`Hit`]: a validated address, the event kind, the pattern
-//! name, the line's own time and the connection the attempt belongs to.
+//! patterns of the service's pack ([`crate::patterns`]) and then the user's
+//! `[[services.NAME.patterns]]`, and turns the first match into a [`Hit`]: a validated
+//! address, the event kind, the pattern name, the line's own time and the connection the
+//! attempt belongs to.
 //!
 //! # Cost of a line that does not match
 //!
-//! Built-in patterns are tried only when the message starts with one of their literal
-//! prefixes: a 256-entry table of first bytes rejects most messages at once, then a short
-//! `starts_with` per pattern; the regex runs only on candidates. Syslog lines of other programs
-//! (CRON, kernel, systemd-logind, ...) are rejected by their tag before any of that. User
-//! patterns are whole-line regexes (as written in the config, unanchored unless the user anchors
-//! them), whose literal prefilters the regex crate applies itself.
+//! Pack patterns are tried only when the message starts with one of their literal prefixes: a
+//! 256-entry table of first bytes rejects most messages at once, then a short `starts_with`
+//! per pattern; the regex runs only on candidates. Syslog lines of other programs (CRON,
+//! kernel, systemd-logind, ...) are rejected by their tag before any of that. User patterns
+//! are whole-line regexes (as written in the config, unanchored unless the user anchors them),
+//! whose literal prefilters the regex crate applies itself.
 //!
 //! # Lines that are skipped, and invalid UTF-8
 //!
@@ -20,10 +21,13 @@
 //! these services comes near that size, and it bounds the work one line can cost.
 //!
 //! Lines that are not valid UTF-8 are counted in [`MatcherStats::invalid_utf8`] and, by
-//! default ([`Utf8Policy::MatchLossy`]), still matched: the built-in patterns work on bytes and
-//! their address part is ASCII, and user patterns see a lossy copy (invalid bytes replaced by
+//! default ([`Utf8Policy::MatchLossy`]), still matched: pack patterns work on bytes and their
+//! address part is ASCII, and user patterns see a lossy copy (invalid bytes replaced by
 //! U+FFFD). Skipping them would let an attacker hide every attempt by putting one invalid byte
 //! in the user name. [`Utf8Policy::Skip`] restores "skip and count" for those who want it.
+//!
+//! A line whose address an attacker's text makes ambiguous (see [`crate::patterns`]) is not
+//! matched and is counted in [`MatcherStats::ambiguous`].
 //!
 //! The address group is validated as an IPv4 or IPv6 address (never a host name) and an
 //! IPv4-mapped IPv6 address is reported as the IPv4 address.
@@ -40,7 +44,7 @@ use memchr::memmem;
 use regex::bytes::{CaptureLocations, Regex};
 
 use crate::DetectError;
-use crate::patterns::{self, ConnectionId, Envelope, Step};
+use crate::patterns::{ATTACKER_GROUPS, ConnectionId, Envelope, PackPattern, Step};
 use crate::time;
 
 /// Lines longer than this many bytes are skipped.
@@ -148,6 +152,8 @@ pub struct MatcherStats {
     pub too_long: u64,
     /// Lines that were not UTF-8 (matched lossily or skipped, per the policy).
     pub invalid_utf8: u64,
+    /// Lines refused because attacker text made their address ambiguous.
+    pub ambiguous: u64,
 }
 
 struct BuiltinMatcher {
@@ -155,9 +161,15 @@ struct BuiltinMatcher {
     kind: EventKind,
     step: Step,
     connection: ConnectionId,
-    prefixes: &'static [&'static str],
+    prefixes: Vec<Vec<u8>>,
     needle: Option<memmem::Finder<'static>>,
     regex: Regex,
+    /// The pattern with its first attacker group lazy, when attacker text comes before the
+    /// address: the first reading of the line, to compare with the last.
+    lazy: Option<Regex>,
+    /// The literal right before the address (` from `): a line with it only once cannot be
+    /// read two ways, so the lazy reading is skipped.
+    anchor: Option<memmem::Finder<'static>>,
     ip: usize,
     port: Option<usize>,
     session: Option<usize>,
@@ -184,6 +196,7 @@ pub struct ServiceMatcher {
     utf8: Utf8Policy,
     too_long: AtomicU64,
     invalid_utf8: AtomicU64,
+    ambiguous: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ServiceMatcher {
@@ -218,38 +231,20 @@ impl ServiceMatcher {
     ) -> Result<ServiceMatcher, DetectError> {
         let mut builtins = Vec::new();
         let mut by_first_byte: Vec<Vec<u8>> = vec![Vec::new(); 256];
-        for p in patterns::builtin(name) {
-            let regex = Regex::new(&patterns::expand(p.regex)).map_err(|e| {
-                DetectError::BuiltinPattern {
-                    name: p.name,
-                    error: e.to_string(),
-                }
-            })?;
-            let group = |n: &str| regex.capture_names().position(|g| g == Some(n));
-            let ip = group("ip").ok_or_else(|| DetectError::BuiltinPattern {
-                name: p.name,
-                error: "no ip group".into(),
-            })?;
-            for prefix in p.prefixes {
-                let list = &mut by_first_byte[usize::from(prefix.as_bytes()[0])];
-                let index = u8::try_from(builtins.len()).expect("under 256 built-ins");
+        let pack_patterns: &[PackPattern] = service.pack.as_deref().map_or(&[], |p| &p.patterns);
+        for p in pack_patterns {
+            let built = BuiltinMatcher::new(p)?;
+            for prefix in &built.prefixes {
+                let list = &mut by_first_byte[usize::from(prefix[0])];
+                let index = u8::try_from(builtins.len()).map_err(|_| DetectError::PackPattern {
+                    name: p.name.clone(),
+                    error: "a pack has at most 255 patterns".into(),
+                })?;
                 if list.last() != Some(&index) {
                     list.push(index);
                 }
             }
-            builtins.push(BuiltinMatcher {
-                name: Arc::from(p.name),
-                kind: p.kind.event_kind(),
-                step: p.step,
-                connection: p.connection,
-                prefixes: p.prefixes,
-                needle: p.needle.map(memmem::Finder::new),
-                port: group("port"),
-                session: group("session"),
-                ip,
-                regex,
-                locations: std::sync::Mutex::new(Vec::new()),
-            });
+            builtins.push(built);
         }
         let users: Vec<UserMatcher> = service
             .patterns
@@ -267,13 +262,17 @@ impl ServiceMatcher {
         }
         Ok(ServiceMatcher {
             service: Service::new(name),
-            envelope: patterns::envelope(name),
+            envelope: service
+                .pack
+                .as_ref()
+                .map_or(Envelope::Plain, |p| p.envelope.clone()),
             builtins,
             by_first_byte,
             users,
             utf8,
             too_long: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
+            ambiguous: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -293,6 +292,7 @@ impl ServiceMatcher {
         MatcherStats {
             too_long: self.too_long.load(Ordering::Relaxed),
             invalid_utf8: self.invalid_utf8.load(Ordering::Relaxed),
+            ambiguous: self.ambiguous.load(Ordering::Relaxed),
         }
     }
 
@@ -341,7 +341,7 @@ impl ServiceMatcher {
             pid: ctx.pid,
             message: line,
         };
-        match self.envelope {
+        match &self.envelope {
             Envelope::Syslog { programs } => {
                 let is_ours = |tag: &[u8]| {
                     programs.iter().any(|p| {
@@ -367,7 +367,7 @@ impl ServiceMatcher {
                     message,
                 })
             }
-            Envelope::Nginx => match time::parse_nginx(line, ctx.utc_offset) {
+            Envelope::NginxError => match time::parse_nginx(line, ctx.utc_offset) {
                 None => Some(bare),
                 Some((time, len)) => Some(Parts {
                     time: Some(time),
@@ -375,7 +375,7 @@ impl ServiceMatcher {
                     message: skip_nginx_header(&line[len..]),
                 }),
             },
-            Envelope::Apache => match time::parse_apache(line, ctx.utc_offset) {
+            Envelope::ApacheError => match time::parse_apache(line, ctx.utc_offset) {
                 None => Some(bare),
                 Some((time, len)) => Some(Parts {
                     time: Some(time),
@@ -383,6 +383,10 @@ impl ServiceMatcher {
                     message: line[len..].strip_prefix(b" ").unwrap_or(&line[len..]),
                 }),
             },
+            Envelope::Access => Some(Parts {
+                time: time::parse_clf_field(line, ctx.utc_offset).or(ctx.time),
+                ..bare
+            }),
             Envelope::Plain => Some(Parts {
                 time: leading_time(line, ctx),
                 ..bare
@@ -396,7 +400,7 @@ impl ServiceMatcher {
         let first = *message.first()?;
         for &index in &self.by_first_byte[usize::from(first)] {
             let b = &self.builtins[usize::from(index)];
-            if !b.prefixes.iter().any(|p| message.starts_with(p.as_bytes())) {
+            if !b.prefixes.iter().any(|p| message.starts_with(p)) {
                 continue;
             }
             if let Some(needle) = &b.needle
@@ -404,8 +408,13 @@ impl ServiceMatcher {
             {
                 continue;
             }
-            if let Some(hit) = b.capture(parts, ctx) {
-                return Some(hit);
+            match b.capture(parts, ctx) {
+                Capture::Hit(hit) => return Some(hit),
+                Capture::Ambiguous => {
+                    self.ambiguous.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Capture::None => {}
             }
         }
         None
@@ -436,8 +445,70 @@ impl ServiceMatcher {
     }
 }
 
+/// What one pattern made of a message.
+enum Capture {
+    Hit(Hit),
+    None,
+    /// The address could be read in two places.
+    Ambiguous,
+}
+
 impl BuiltinMatcher {
-    fn capture(&self, parts: &Parts<'_>, _ctx: &LineContext) -> Option<Hit> {
+    fn new(p: &PackPattern) -> Result<BuiltinMatcher, DetectError> {
+        let failed = |error: String| DetectError::PackPattern {
+            name: p.name.clone(),
+            error,
+        };
+        let regex = Regex::new(&p.expanded()).map_err(|e| failed(e.to_string()))?;
+        let group = |n: &str| regex.capture_names().position(|g| g == Some(n));
+        let ip = group("ip").ok_or_else(|| failed("no <IP>".into()))?;
+        let ip_at = p.regex.find("<IP>").unwrap_or(0);
+        let before = &p.regex[..ip_at];
+        // With attacker text on both sides of the address, the first attacker group before it
+        // made lazy gives the first reading of the line.
+        let after = &p.regex[ip_at..];
+        let both_sides = ATTACKER_GROUPS
+            .iter()
+            .any(|g| after.contains(&format!("(?P<{g}>")));
+        let lazy = ATTACKER_GROUPS
+            .iter()
+            .filter(|_| both_sides)
+            .filter_map(|g| {
+                let greedy = format!("(?P<{g}>.*)");
+                before.find(&greedy).map(|at| (at, greedy))
+            })
+            .min()
+            .map(|(at, greedy)| {
+                let mut source = p.regex.clone();
+                source.replace_range(at..at + greedy.len(), &greedy.replace(".*)", ".*?)"));
+                Regex::new(&crate::patterns::expand(&source)).map_err(|e| failed(e.to_string()))
+            })
+            .transpose()?;
+        let anchor = lazy
+            .as_ref()
+            .and_then(|_| literal_suffix(before))
+            .map(|literal| memmem::Finder::new(literal.as_bytes()).into_owned());
+        Ok(BuiltinMatcher {
+            name: Arc::from(p.name.as_str()),
+            kind: p.kind.clone(),
+            step: p.step,
+            connection: p.connection,
+            prefixes: p.prefixes.iter().map(|x| x.as_bytes().to_vec()).collect(),
+            needle: p
+                .needle
+                .as_ref()
+                .map(|n| memmem::Finder::new(n.as_bytes()).into_owned()),
+            port: group("port"),
+            session: group("session"),
+            ip,
+            regex,
+            lazy,
+            anchor,
+            locations: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn capture(&self, parts: &Parts<'_>, _ctx: &LineContext) -> Capture {
         let message = parts.message;
         let mut locs = self
             .locations
@@ -446,12 +517,30 @@ impl BuiltinMatcher {
             .and_then(|mut spare| spare.pop())
             .unwrap_or_else(|| self.regex.capture_locations());
         let hit = self.hit_from(&mut locs, parts, message);
+        let ip_span = locs.get(self.ip);
         if let Ok(mut spare) = self.locations.lock()
             && spare.len() < 4
         {
             spare.push(locs);
         }
-        hit
+        let Some(hit) = hit else {
+            return Capture::None;
+        };
+        if let Some(lazy) = &self.lazy {
+            let repeated = self
+                .anchor
+                .as_ref()
+                .is_none_or(|a| a.find_iter(message).nth(1).is_some());
+            if repeated {
+                let mut first = lazy.capture_locations();
+                if lazy.captures_read(&mut first, message).is_none()
+                    || first.get(self.ip) != ip_span
+                {
+                    return Capture::Ambiguous;
+                }
+            }
+        }
+        Capture::Hit(hit)
     }
 
     fn hit_from(
@@ -491,6 +580,30 @@ impl BuiltinMatcher {
             attempt,
         })
     }
+}
+
+/// The literal text at the end of a regex source (` from ` in `... from `), or `None` when
+/// it ends with a regex construct.
+fn literal_suffix(source: &str) -> Option<&str> {
+    let start = source
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| {
+            !(c.is_ascii_alphanumeric()
+                || c == ' '
+                || c == '='
+                || c == ','
+                || c == ':'
+                || c == '-'
+                || c == '_'
+                || c == '<'
+                || c == '>'
+                || c == '"'
+                || c == '\'')
+        })
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let literal = &source[start..];
+    (literal.len() >= 3).then_some(literal)
 }
 
 fn leading_time(line: &[u8], ctx: &LineContext) -> Option<i64> {

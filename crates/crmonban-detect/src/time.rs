@@ -289,6 +289,35 @@ pub fn parse_apache(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
     ))
 }
 
+/// The time of a common/combined access log line: the first `[dd/Mon/yyyy:HH:MM:SS +zzzz]`
+/// field (within the first 512 bytes, after the client address and user fields). Its own zone
+/// applies; `utc_offset` when it has none.
+pub fn parse_clf_field(line: &[u8], utc_offset: i32) -> Option<i64> {
+    let head = &line[..line.len().min(512)];
+    let open = memchr::memchr(b'[', head)?;
+    let f = head.get(open + 1..)?;
+    // dd/Mon/yyyy:HH:MM:SS
+    if f.len() < 20 || f[2] != b'/' || f[6] != b'/' || f[11] != b':' {
+        return None;
+    }
+    let day = two_digits(&f[0..2])?;
+    let month = month_number(&f[3..6])?;
+    let year = i64::from(two_digits(&f[7..9])? * 100 + two_digits(&f[9..11])?);
+    let secs = hms(&f[12..20])?;
+    let offset = match f.get(20..26) {
+        Some([b' ', sign @ (b'+' | b'-'), h1, h2, m1, m2]) => {
+            let minutes = i64::from(two_digits(&[*h1, *h2])? * 60 + two_digits(&[*m1, *m2])?);
+            if *sign == b'-' {
+                -minutes * 60
+            } else {
+                minutes * 60
+            }
+        }
+        _ => i64::from(utc_offset),
+    };
+    civil_to_unix(year, month, day, secs, offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

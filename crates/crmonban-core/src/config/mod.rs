@@ -10,10 +10,12 @@
 mod dbus_names;
 mod document;
 mod error;
+pub mod pack;
 mod parse;
 pub mod schema;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
+pub use pack::{Pack, ServiceCatalog};
 pub use schema::*;
 
 /// The commented default configuration, as `crmonband gen-config` writes it. Parsing it gives
@@ -34,7 +36,17 @@ impl Config {
         text: &str,
         origin: &str,
     ) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
-        parse::parse(text, origin)
+        parse::parse(text, origin, ServiceCatalog::builtin())
+    }
+
+    /// Like [`Config::from_toml_str_with_warnings`], with the services of `catalog` (the
+    /// built-in packs and those of `[general] services_dir`) instead of the built-in ones.
+    pub fn from_toml_str_with_catalog(
+        text: &str,
+        origin: &str,
+        catalog: &ServiceCatalog,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+        parse::parse(text, origin, catalog)
     }
 }
 

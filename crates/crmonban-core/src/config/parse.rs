@@ -3,7 +3,7 @@
 //! `[services.ssh]` section merges over the built-in ssh defaults. Every problem is collected;
 //! nothing stops at the first one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use toml::de::{DeTable, DeValue};
 use super::dbus_names;
 use super::document::{Diagnostics, Table, Value};
 use super::error::{ConfigErrors, ConfigWarning};
+use super::pack::ServiceCatalog;
 use super::schema::*;
 use crate::{EventKind, Target};
 
@@ -22,6 +23,7 @@ const MAX_SECS: i128 = u32::MAX as i128;
 pub(super) fn parse(
     text: &str,
     origin: &str,
+    catalog: &ServiceCatalog,
 ) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     let mut d = Diagnostics::new(origin, text);
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
@@ -36,6 +38,7 @@ pub(super) fn parse(
     }
 
     let mut config = Config::default();
+    config.services = services_of(catalog, config.general.default_ban_duration);
     let mut root = Table::new(document.get_ref(), document.span(), String::new());
     if let Some(t) = root.table(&mut d, "general") {
         read_general(&mut d, t, &mut config.general);
@@ -51,7 +54,7 @@ pub(super) fn parse(
         service.ban_time = config.general.default_ban_duration;
     }
     if let Some(t) = root.table(&mut d, "services") {
-        read_services(&mut d, t, &mut config);
+        read_services(&mut d, t, &mut config, catalog);
     }
     if let Some(t) = root.table(&mut d, "dbus") {
         read_dbus(&mut d, t, &mut config.dbus);
@@ -79,7 +82,7 @@ pub(super) fn parse(
     }
 }
 
-fn finish_with_errors(d: Diagnostics<'_>) -> ConfigErrors {
+pub(super) fn finish_with_errors(d: Diagnostics<'_>) -> ConfigErrors {
     let mut errors = d.errors;
     let mut warnings = d.warnings;
     // Stable: problems on one line keep the order in which the schema found them.
@@ -88,7 +91,7 @@ fn finish_with_errors(d: Diagnostics<'_>) -> ConfigErrors {
     ConfigErrors::new(errors, warnings)
 }
 
-fn report_syntax_error(d: &mut Diagnostics<'_>, text: &str, error: &toml::de::Error) {
+pub(super) fn report_syntax_error(d: &mut Diagnostics<'_>, text: &str, error: &toml::de::Error) {
     let reason = error.message().replace('\n', " ");
     let Some(span) = error.span() else {
         d.error_at(None, "", format!("invalid TOML: {reason}"));
@@ -123,7 +126,7 @@ fn report_syntax_error(d: &mut Diagnostics<'_>, text: &str, error: &toml::de::Er
 // Value conversions shared by the sections.
 
 /// An absolute path.
-fn path(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<PathBuf> {
+pub(super) fn path(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<PathBuf> {
     let text = v.non_empty_str(d)?;
     let path = PathBuf::from(text);
     if !path.is_absolute() {
@@ -213,7 +216,7 @@ fn not_yet(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, what: &str) {
     );
 }
 
-fn is_identifier(text: &str) -> bool {
+pub(super) fn is_identifier(text: &str) -> bool {
     text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && text
             .chars()
@@ -372,8 +375,14 @@ fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &mut IntelCo
     t.finish(d);
 }
 
-fn read_services(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, config: &mut Config) {
+fn read_services(
+    d: &mut Diagnostics<'_>,
+    mut t: Table<'_, '_>,
+    config: &mut Config,
+    catalog: &ServiceCatalog,
+) {
     let default_ban = config.general.default_ban_duration;
+    let mut written: BTreeMap<String, String> = BTreeMap::new();
     for (name, key_span, value) in t.all() {
         if !is_identifier(name) {
             d.error(
@@ -386,14 +395,26 @@ fn read_services(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, config: &mut Con
         let Some(table) = value.table(d) else {
             continue;
         };
-        let builtin = is_builtin_service(name);
+        // An alias (`[services.sshd]`) configures the pack's service (`ssh`).
+        let pack = catalog.find(name);
+        let key = pack.map_or_else(|| name.to_owned(), |p| p.name.clone());
+        if let Some(first) = written.insert(key.clone(), name.to_owned()) {
+            d.error(
+                &key_span,
+                &value.path,
+                format!(
+                    "[services.{first}] and [services.{name}] are the same service ({key}):                      keep one"
+                ),
+            );
+            continue;
+        }
         let mut service = config
             .services
-            .get(name)
+            .get(&key)
             .cloned()
             .unwrap_or_else(|| ServiceConfig::custom(default_ban));
-        read_service(d, table, name, builtin, &mut service);
-        config.services.insert(name.to_owned(), service);
+        read_service(d, table, name, catalog, &mut service);
+        config.services.insert(key, service);
     }
     t.finish(d);
 }
@@ -402,9 +423,10 @@ fn read_service(
     d: &mut Diagnostics<'_>,
     mut t: Table<'_, '_>,
     name: &str,
-    builtin: bool,
+    catalog: &ServiceCatalog,
     service: &mut ServiceConfig,
 ) {
+    let builtin = service.pack.is_some();
     if let Some(v) = t.bool(d, "enabled") {
         service.enabled = v;
     }
@@ -470,7 +492,7 @@ fn read_service(
                 &path,
                 format!(
                     "needs `log_path` (or source = \"journal\" with `journal_match`): \
-                     `{name}` is not a built-in service, so crmonban knows no log for it"
+                     no service pack is named `{name}`, so crmonban knows no log for it"
                 ),
             );
         }
@@ -486,9 +508,9 @@ fn read_service(
             &here,
             &path,
             format!(
-                "needs at least one [[{path}.patterns]]: `{name}` is not a built-in service, \
-                 so crmonban has no patterns for it (built-in: {})",
-                BUILTIN_SERVICES.join(", ")
+                "needs at least one [[{path}.patterns]]: no service pack is named `{name}`, \
+                 so crmonban has no patterns for it (packs: {})",
+                catalog.names().join(", ")
             ),
         );
     }

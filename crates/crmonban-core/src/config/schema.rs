@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
+use super::pack::{Pack, ServiceCatalog};
 use crate::{EventKind, Target};
 
 /// The whole configuration, as read from `/etc/crmonban/config.toml` or built in when absent.
@@ -19,8 +21,8 @@ pub struct Config {
     pub general: GeneralConfig,
     pub nftables: NftablesConfig,
     pub intel: IntelConfig,
-    /// Every service by its config name; the built-in ones ([`BUILTIN_SERVICES`]) are always
-    /// present, enabled or not.
+    /// Every service by its name (a pack's name, never an alias); every service of the
+    /// catalog the configuration was read with is present, enabled or not.
     pub services: BTreeMap<String, ServiceConfig>,
     pub dbus: DbusConfig,
     pub zones: ZonesConfig,
@@ -32,13 +34,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         let general = GeneralConfig::default();
-        let services = BUILTIN_SERVICES
-            .iter()
-            .filter_map(|name| {
-                ServiceConfig::builtin(name, general.default_ban_duration)
-                    .map(|service| (name.to_string(), service))
-            })
-            .collect();
+        let services = services_of(ServiceCatalog::builtin(), general.default_ban_duration);
         Config {
             general,
             nftables: NftablesConfig::default(),
@@ -53,7 +49,30 @@ impl Default for Config {
     }
 }
 
+/// The services of `catalog` with their packs' defaults.
+pub(super) fn services_of(
+    catalog: &ServiceCatalog,
+    ban_time: BanDuration,
+) -> BTreeMap<String, ServiceConfig> {
+    catalog
+        .packs()
+        .map(|pack| (pack.name.clone(), ServiceConfig::from_pack(pack, ban_time)))
+        .collect()
+}
+
 impl Config {
+    /// The service `name` means (its name or an alias of its pack), with its name.
+    pub fn service(&self, name: &str) -> Option<(&str, &ServiceConfig)> {
+        self.services
+            .get_key_value(name)
+            .or_else(|| {
+                self.services
+                    .iter()
+                    .find(|(_, s)| s.pack.as_ref().is_some_and(|p| p.answers_to(name)))
+            })
+            .map(|(n, s)| (n.as_str(), s))
+    }
+
     /// The services that are switched on, by name.
     pub fn enabled_services(&self) -> impl Iterator<Item = (&str, &ServiceConfig)> {
         self.services
@@ -386,44 +405,10 @@ impl Default for IntelConfig {
 // ---------------------------------------------------------------------------------------------
 // [services.NAME]
 
-/// The service names crmonban knows out of the box (their detection patterns are built into
-/// crmonban-detect); each is always present in [`Config::services`].
-pub const BUILTIN_SERVICES: &[&str] = &["ssh", "nginx", "apache", "postfix", "dovecot"];
-
-/// True for the names in [`BUILTIN_SERVICES`].
-pub fn is_builtin_service(name: &str) -> bool {
-    BUILTIN_SERVICES.contains(&name)
+/// The names of the built-in service packs, in catalog order.
+pub fn builtin_services() -> Vec<&'static str> {
+    ServiceCatalog::builtin().names()
 }
-
-/// Log file and journal match of each built-in service, Debian paths and unit names (the
-/// journal match also names the Red Hat unit where it differs).
-const BUILTIN_SOURCES: &[(&str, &str, &str)] = &[
-    (
-        "ssh",
-        "/var/log/auth.log",
-        "_SYSTEMD_UNIT=ssh.service _SYSTEMD_UNIT=sshd.service",
-    ),
-    (
-        "nginx",
-        "/var/log/nginx/error.log",
-        "_SYSTEMD_UNIT=nginx.service",
-    ),
-    (
-        "apache",
-        "/var/log/apache2/error.log",
-        "_SYSTEMD_UNIT=apache2.service _SYSTEMD_UNIT=httpd.service",
-    ),
-    (
-        "postfix",
-        "/var/log/mail.log",
-        "_SYSTEMD_UNIT=postfix@-.service _SYSTEMD_UNIT=postfix.service",
-    ),
-    (
-        "dovecot",
-        "/var/log/mail.log",
-        "_SYSTEMD_UNIT=dovecot.service",
-    ),
-];
 
 string_enum! {
     /// `[services.NAME] source`: where a service's log lines come from.
@@ -454,23 +439,32 @@ pub struct ServiceConfig {
     pub find_time: Duration,
     /// Default `[general] default_ban_duration`.
     pub ban_time: BanDuration,
-    /// The user's patterns, used in addition to the built-in ones of a built-in service.
+    /// The user's patterns, used after the pack's.
     pub patterns: Vec<Pattern>,
+    /// The service pack this service comes from; `None` for a service the configuration
+    /// defines with patterns of its own.
+    pub pack: Option<Arc<Pack>>,
     /// Count and ban IPv6 addresses by their network of this prefix length (1..=128, e.g. 64);
     /// `None` (the default) or 128: single addresses.
     pub ipv6_prefix: Option<u8>,
 }
 
 impl ServiceConfig {
-    /// The defaults of a built-in service; `None` for other names.
+    /// The defaults of a built-in service (by name or alias); `None` for other names.
     pub fn builtin(name: &str, ban_time: BanDuration) -> Option<ServiceConfig> {
-        let (_, log_path, journal_match) = BUILTIN_SOURCES.iter().find(|(n, _, _)| *n == name)?;
-        Some(ServiceConfig {
-            enabled: name == "ssh",
-            log_path: Some(PathBuf::from(log_path)),
-            journal_match: JournalMatch::parse(journal_match).ok(),
+        let pack = ServiceCatalog::builtin().find(name)?;
+        Some(ServiceConfig::from_pack(pack, ban_time))
+    }
+
+    /// The defaults a pack gives its service.
+    pub fn from_pack(pack: &Arc<Pack>, ban_time: BanDuration) -> ServiceConfig {
+        ServiceConfig {
+            enabled: pack.enabled,
+            log_path: pack.log_path.clone(),
+            journal_match: pack.journal_match.clone(),
+            pack: Some(pack.clone()),
             ..ServiceConfig::custom(ban_time)
-        })
+        }
     }
 
     /// The defaults of a service the user adds: enabled, but with no source or pattern yet.
@@ -485,6 +479,7 @@ impl ServiceConfig {
             ban_time,
             patterns: Vec::new(),
             ipv6_prefix: None,
+            pack: None,
         }
     }
 }
@@ -619,7 +614,7 @@ impl PartialEq for Pattern {
 
 /// A regex error on one line. The crate's message draws carets under the pattern on
 /// separate lines; keep its last line (the reason) and turn the carets into a position.
-fn one_line(error: &regex::Error) -> String {
+pub(super) fn one_line(error: &regex::Error) -> String {
     let regex::Error::Syntax(text) = error else {
         return error.to_string();
     };

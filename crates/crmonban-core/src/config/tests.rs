@@ -415,6 +415,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             find_time: secs(300),
             ban_time: BanDuration::Permanent,
             ipv6_prefix: Some(64),
+            pack: ServiceCatalog::builtin().find("ssh").cloned(),
             patterns: vec![
                 Pattern::new(
                     "pubkey_probe",
@@ -438,6 +439,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             // Not set: follows [general] default_ban_duration.
             ban_time: BanDuration::Timed(secs(7200)),
             ipv6_prefix: None,
+            pack: None,
             patterns: vec![
                 Pattern::new(
                     "failed_login",
@@ -878,9 +880,9 @@ fn a_new_service_needs_a_log_and_a_pattern() {
         errors(text),
         [
             "config.toml:1: services.gitea: needs `log_path` (or source = \"journal\" with \
-             `journal_match`): `gitea` is not a built-in service, so crmonban knows no log for it",
+             `journal_match`): no service pack is named `gitea`, so crmonban knows no log for it",
             "config.toml:1: services.gitea: needs at least one [[services.gitea.patterns]]: \
-             `gitea` is not a built-in service, so crmonban has no patterns for it (built-in: \
+             no service pack is named `gitea`, so crmonban has no patterns for it (packs: \
              ssh, nginx, apache, postfix, dovecot)",
         ]
     );

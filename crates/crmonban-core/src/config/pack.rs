@@ -1,0 +1,637 @@
+//! Service packs: one TOML file per service that says everything crmonban knows about it —
+//! its names, where its log lines are, how they are laid out, the patterns that find attacks
+//! in them, and sample lines that prove the patterns right. The packs of the services crmonban
+//! supports are built in ([`ServiceCatalog::builtin`]); more are read from a directory
+//! (`[general] services_dir`) by the daemon, a pack there replacing the built-in one of the
+//! same name. This module reads and checks a pack's text; crmonban-detect runs its patterns
+//! and its sample lines. The format is documented in docs/PACKS.md.
+//!
+//! ```toml
+//! [service]
+//! name = "ssh"
+//! aliases = ["sshd"]
+//! description = "OpenSSH server"
+//! enabled = true                      # watched without a [services.ssh] section
+//! log_path = "/var/log/auth.log"
+//! journal_match = "_SYSTEMD_UNIT=ssh.service _SYSTEMD_UNIT=sshd.service"
+//! envelope = "syslog"                 # syslog | nginx-error | apache-error | access | plain
+//! programs = ["sshd", "sshd-session"] # syslog: the tags of this service's lines
+//!
+//! [[patterns]]
+//! name = "ssh-invalid-user"
+//! kind = "invalid_user"
+//! step = "context"                    # try | context | each (default each)
+//! connection = "pid"                  # none | pid | session (default none)
+//! prefixes = ["Invalid user "]        # the message starts with one of these
+//! regex = '^Invalid user (?P<user>.*) from <IP>(?: port <PORT>)?$'
+//!
+//! [[tests]]
+//! line = "Nov 25 16:19:59 host sshd[1234]: Invalid user admin from 192.0.2.7 port 51234"
+//! ip = "192.0.2.7"                    # leave out: the line must not match
+//! pattern = "ssh-invalid-user"        # optional
+//! origin = "OpenSSH 9.2p1 auth.c, Debian 12"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use toml::de::DeTable;
+
+use super::document::{Diagnostics, Table, Value, quoted_list};
+use super::error::ConfigErrors;
+use super::schema::JournalMatch;
+use crate::EventKind;
+
+/// The address group `<IP>` stands for: a candidate the matcher validates as an IP address.
+pub const IP_GROUP: &str = r"(?P<ip>[0-9A-Fa-f:.]+)";
+/// The port group `<PORT>` stands for.
+pub const PORT_GROUP: &str = r"(?P<port>[0-9]{1,5})";
+/// Named groups that hold text an attacker chooses (a user name, a URL, a certificate's key
+/// id). The loader rewrites them in the sample lines with forged addresses, and the matcher
+/// refuses a line in which they make the address ambiguous.
+pub const ATTACKER_GROUPS: &[&str] = &["user", "request", "agent", "keyid", "client"];
+
+/// How a line relates to one authentication attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The line records one try (sshd's `Failed password`): every such line counts.
+    Try,
+    /// The line describes a connection's attempt without being a try of its own (`Invalid
+    /// user`, `Connection closed ... [preauth]`): it counts only when no other line of the
+    /// same connection has counted.
+    Context,
+    /// Every line counts on its own.
+    Each,
+}
+
+/// Which part of a line identifies the connection an attempt belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionId {
+    /// None: lines are counted one by one.
+    None,
+    /// The pid of the syslog tag or of the journal entry.
+    Pid,
+    /// The regex group `session`, or failing that the text of `session=<...>` after the
+    /// address.
+    Session,
+}
+
+/// How a service's lines are laid out around the message its patterns see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// `STAMP HOST TAG[PID]: MESSAGE` (BSD or RFC 3339 stamp) whose tag is one of `programs`
+    /// (an entry ending in `/` matches every tag it starts), or a bare `TAG[PID]: MESSAGE` /
+    /// message (the journal).
+    Syslog { programs: Vec<String> },
+    /// nginx error.log: `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID MESSAGE`.
+    NginxError,
+    /// Apache error log: `[DATE] MESSAGE`, the message starting with `[module:level]`.
+    ApacheError,
+    /// Common/combined access log: the whole line is the message (it starts with the client
+    /// address); the time is the `[25/Nov/2026:16:19:52 +0000]` field.
+    Access,
+    /// No structure: the whole line; a leading timestamp is read when there is one.
+    Plain,
+}
+
+/// One detection pattern of a pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackPattern {
+    /// Unique in its pack: `ssh-failed-auth`, ...
+    pub name: String,
+    pub kind: EventKind,
+    pub step: Step,
+    pub connection: ConnectionId,
+    /// The message starts with one of these (the prefilter; never empty).
+    pub prefixes: Vec<String>,
+    /// The message also contains this, when set (checked before the regex).
+    pub needle: Option<String>,
+    /// The regex as written, with `<IP>` and `<PORT>`.
+    pub regex: String,
+    /// Line of the pattern in its pack file.
+    pub line: usize,
+}
+
+impl PackPattern {
+    /// The regex to compile (bytes, no Unicode: `.` matches any byte, so invalid UTF-8 in a
+    /// user name cannot hide a line), with `<IP>` and `<PORT>` expanded.
+    pub fn expanded(&self) -> String {
+        expand(&self.regex)
+    }
+
+    /// The attacker groups ([`ATTACKER_GROUPS`]) the regex has, in order of appearance.
+    pub fn attacker_groups(&self) -> Vec<&'static str> {
+        let mut found: Vec<(usize, &'static str)> = ATTACKER_GROUPS
+            .iter()
+            .filter_map(|g| self.regex.find(&format!("(?P<{g}>")).map(|at| (at, *g)))
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, g)| g).collect()
+    }
+}
+
+/// `(?s-u)` + `regex` with `<IP>` and `<PORT>` expanded.
+pub fn expand(regex: &str) -> String {
+    format!(
+        "(?s-u){}",
+        regex
+            .replace("<IP>", IP_GROUP)
+            .replace("<PORT>", PORT_GROUP)
+    )
+}
+
+/// A sample line of a pack and what it must give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackTest {
+    pub text: String,
+    /// The address the line must yield; `None`: it must not match.
+    pub ip: Option<IpAddr>,
+    /// The pattern that must match, when given.
+    pub pattern: Option<String>,
+    /// Where the line's format comes from (source file, documentation, a public log).
+    pub origin: String,
+    /// Line of the test in its pack file.
+    pub line: usize,
+}
+
+/// One service pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pack {
+    /// The service's name, the key of `[services.NAME]`.
+    pub name: String,
+    /// Other names the service answers to (fail2ban's jail names): `[services.ALIAS]` and
+    /// `explain --service ALIAS` mean this service.
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// Watched when the configuration does not say (default false).
+    pub enabled: bool,
+    pub log_path: Option<PathBuf>,
+    pub journal_match: Option<JournalMatch>,
+    pub envelope: Envelope,
+    pub patterns: Vec<PackPattern>,
+    pub tests: Vec<PackTest>,
+    /// What the pack was read from: `built-in ssh.toml` or a path.
+    pub origin: String,
+}
+
+impl Pack {
+    /// Reads a pack. `origin` names the text in messages (a path, or `built-in NAME.toml`).
+    /// Every problem is returned at once, with its line.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Pack, ConfigErrors> {
+        let mut d = Diagnostics::new(origin, text);
+        let (document, syntax_errors) = DeTable::parse_recoverable(text);
+        if !syntax_errors.is_empty() {
+            for error in &syntax_errors {
+                super::parse::report_syntax_error(&mut d, text, error);
+            }
+            return Err(super::parse::finish_with_errors(d));
+        }
+        let mut root = Table::new(document.get_ref(), document.span(), String::new());
+        let service = root.table(&mut d, "service");
+        let Some(mut service) = service else {
+            d.error_at(
+                Some(1),
+                "service",
+                "a pack starts with a [service] table (name, envelope, ...)",
+            );
+            return Err(super::parse::finish_with_errors(d));
+        };
+        let name = service
+            .require(&mut d, "name", "the service's name, e.g. \"ssh\"")
+            .and_then(|v| identifier(&mut d, &v));
+        let aliases = match service.get("aliases") {
+            None => Vec::new(),
+            Some(v) => v
+                .array(&mut d, "an array of names")
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| identifier(&mut d, item))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let description = service
+            .get("description")
+            .and_then(|v| v.str(&mut d).map(str::to_owned))
+            .unwrap_or_default();
+        let enabled = service.bool(&mut d, "enabled").unwrap_or(false);
+        let log_path = service
+            .get("log_path")
+            .and_then(|v| super::parse::path(&mut d, &v));
+        let journal_match = service.get("journal_match").and_then(|v| {
+            let text = v.str(&mut d)?;
+            JournalMatch::parse(text)
+                .map_err(|e| d.error(&v.span, &v.path, e.to_string()))
+                .ok()
+        });
+        let envelope_value = service.require(
+            &mut d,
+            "envelope",
+            "one of \"syslog\", \"nginx-error\", \"apache-error\", \"access\", \"plain\"",
+        );
+        let programs = service.get("programs");
+        let envelope = envelope_value.and_then(|v| {
+            let text = v.str(&mut d)?;
+            let envelope = match text {
+                "syslog" => {
+                    let Some(p) = &programs else {
+                        d.error(
+                            &v.span,
+                            &v.path,
+                            "envelope \"syslog\" needs `programs`, the syslog tags of the \
+                             service's lines (e.g. [\"sshd\"])",
+                        );
+                        return None;
+                    };
+                    let list: Vec<String> = p
+                        .array(&mut d, "an array of syslog tags")?
+                        .iter()
+                        .filter_map(|item| item.non_empty_str(&mut d).map(str::to_owned))
+                        .collect();
+                    if list.is_empty() {
+                        d.error(&p.span, &p.path, "must name at least one syslog tag");
+                        return None;
+                    }
+                    Envelope::Syslog { programs: list }
+                }
+                "nginx-error" => Envelope::NginxError,
+                "apache-error" => Envelope::ApacheError,
+                "access" => Envelope::Access,
+                "plain" => Envelope::Plain,
+                other => {
+                    d.error(
+                        &v.span,
+                        &v.path,
+                        format!(
+                            "unknown envelope {other:?}; expected one of {}",
+                            quoted_list(&[
+                                "syslog",
+                                "nginx-error",
+                                "apache-error",
+                                "access",
+                                "plain"
+                            ])
+                        ),
+                    );
+                    return None;
+                }
+            };
+            if !matches!(envelope, Envelope::Syslog { .. })
+                && let Some(p) = &programs
+            {
+                d.error(
+                    &p.span,
+                    &p.path,
+                    "`programs` applies to envelope \"syslog\" only",
+                );
+            }
+            Some(envelope)
+        });
+        service.finish(&mut d);
+
+        let mut seen = BTreeSet::new();
+        let patterns: Vec<PackPattern> = match root.get("patterns") {
+            None => {
+                d.error_at(None, "patterns", "a pack needs at least one [[patterns]]");
+                Vec::new()
+            }
+            Some(v) => v
+                .tables(&mut d)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| read_pattern(&mut d, t, &mut seen))
+                .collect(),
+        };
+        let tests: Vec<PackTest> = match root.get("tests") {
+            None => Vec::new(),
+            Some(v) => v
+                .tables(&mut d)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| read_test(&mut d, t, &seen))
+                .collect(),
+        };
+        root.finish(&mut d);
+        let (Some(name), Some(envelope)) = (name, envelope) else {
+            return Err(super::parse::finish_with_errors(d));
+        };
+        if !d.errors.is_empty() {
+            return Err(super::parse::finish_with_errors(d));
+        }
+        Ok(Pack {
+            name,
+            aliases,
+            description,
+            enabled,
+            log_path,
+            journal_match,
+            envelope,
+            patterns,
+            tests,
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// True when `name` is this service's name or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.iter().any(|a| a == name)
+    }
+}
+
+fn identifier(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<String> {
+    let text = v.non_empty_str(d)?;
+    if super::parse::is_identifier(text) {
+        Some(text.to_owned())
+    } else {
+        d.error(
+            &v.span,
+            &v.path,
+            format!("{text:?}: start with a letter, then use letters, digits, `_` and `-`"),
+        );
+        None
+    }
+}
+
+fn read_pattern(
+    d: &mut Diagnostics<'_>,
+    mut t: Table<'_, '_>,
+    seen: &mut BTreeSet<String>,
+) -> Option<PackPattern> {
+    let line = d.line_of(t.span.start);
+    let name = t
+        .require(d, "name", "the pattern's name, e.g. \"ssh-failed-auth\"")
+        .and_then(|v| {
+            let name = identifier(d, &v)?;
+            if !seen.insert(name.clone()) {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    format!("the name {name:?} is used twice; names must be unique"),
+                );
+            }
+            Some(name)
+        });
+    let kind = t
+        .require(
+            d,
+            "kind",
+            "e.g. \"failed_auth\", \"invalid_user\", \"probe\"",
+        )
+        .and_then(|v| {
+            let text = identifier(d, &v)?;
+            EventKind::from_str(&text).ok()
+        });
+    let step = match t.get("step") {
+        None => Some(Step::Each),
+        Some(v) => match v.str(d)? {
+            "try" => Some(Step::Try),
+            "context" => Some(Step::Context),
+            "each" => Some(Step::Each),
+            other => {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    format!("unknown step {other:?}; expected \"try\", \"context\" or \"each\""),
+                );
+                None
+            }
+        },
+    };
+    let connection = match t.get("connection") {
+        None => Some(ConnectionId::None),
+        Some(v) => match v.str(d)? {
+            "none" => Some(ConnectionId::None),
+            "pid" => Some(ConnectionId::Pid),
+            "session" => Some(ConnectionId::Session),
+            other => {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    format!(
+                        "unknown connection {other:?}; expected \"none\", \"pid\" or \"session\""
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let prefixes = t
+        .require(d, "prefixes", "the texts a matching message starts with")
+        .and_then(|v| {
+            let items = v.array(d, "an array of strings")?;
+            if items.is_empty() {
+                d.error(&v.span, &v.path, "must list at least one prefix");
+                return None;
+            }
+            let list: Vec<String> = items
+                .iter()
+                .filter_map(|item| item.non_empty_str(d).map(str::to_owned))
+                .collect();
+            (list.len() == items.len()).then_some(list)
+        });
+    let needle = t
+        .get("needle")
+        .and_then(|v| v.non_empty_str(d).map(str::to_owned));
+    let regex = t
+        .require(
+            d,
+            "regex",
+            "anchored with ^, capturing the address with <IP>",
+        )
+        .and_then(|v| {
+            let source = v.str(d)?;
+            match check_regex(source) {
+                Ok(()) => Some(source.to_owned()),
+                Err(why) => {
+                    d.error(&v.span, &v.path, why);
+                    None
+                }
+            }
+        });
+    t.finish(d);
+    Some(PackPattern {
+        name: name?,
+        kind: kind?,
+        step: step?,
+        connection: connection?,
+        prefixes: prefixes?,
+        needle,
+        regex: regex?,
+        line,
+    })
+}
+
+/// The rules every pack regex follows; see docs/PACKS.md.
+fn check_regex(source: &str) -> Result<(), String> {
+    if !source.starts_with('^') {
+        return Err("must start with ^: patterns are anchored on text the service writes".into());
+    }
+    if source.matches("<IP>").count() != 1 {
+        return Err("must contain <IP> exactly once (the address group)".into());
+    }
+    if source.contains("(?P<ip>") || source.contains("(?<ip>") {
+        return Err("write the address as <IP>, not as an ip group of your own".into());
+    }
+    let compiled = regex::bytes::Regex::new(&expand(source))
+        .map_err(|e| format!("invalid regex: {}", super::schema::one_line(&e)))?;
+    for name in compiled.capture_names().flatten() {
+        let known = ["ip", "port", "session"].contains(&name) || ATTACKER_GROUPS.contains(&name);
+        if !known {
+            return Err(format!(
+                "unknown group `{name}`: the groups are ip, port, session and the attacker \
+                 texts {}",
+                quoted_list(ATTACKER_GROUPS)
+            ));
+        }
+    }
+    // The address must be the last match of its context when attacker text comes before it:
+    // such a regex ends with $ so that nothing after the service's own text can move it.
+    let ip_at = source.find("<IP>").unwrap_or(0);
+    let attacker_before = ATTACKER_GROUPS
+        .iter()
+        .any(|g| source[..ip_at].contains(&format!("(?P<{g}>")));
+    if attacker_before && !source.ends_with('$') {
+        return Err(
+            "attacker text comes before <IP>: the regex must end with $ so that the address is \
+             the one the service wrote last"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn read_test(
+    d: &mut Diagnostics<'_>,
+    mut t: Table<'_, '_>,
+    patterns: &BTreeSet<String>,
+) -> Option<PackTest> {
+    let line = d.line_of(t.span.start);
+    let text = t
+        .require(d, "line", "a log line as the service writes it")
+        .and_then(|v| v.str(d).map(str::to_owned));
+    let ip = match t.get("ip") {
+        None => Some(None),
+        Some(v) => {
+            let text = v.str(d)?;
+            match text.parse::<IpAddr>() {
+                Ok(ip) => Some(Some(ip)),
+                Err(_) => {
+                    d.error(&v.span, &v.path, format!("{text:?} is not an IP address"));
+                    None
+                }
+            }
+        }
+    };
+    let pattern = match t.get("pattern") {
+        None => Some(None),
+        Some(v) => {
+            let name = v.str(d)?;
+            if patterns.contains(name) {
+                Some(Some(name.to_owned()))
+            } else {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    format!("no pattern {name:?} in this pack"),
+                );
+                None
+            }
+        }
+    };
+    let origin = t
+        .require(d, "origin", "where this line's format comes from")
+        .and_then(|v| v.non_empty_str(d).map(str::to_owned));
+    t.finish(d);
+    Some(PackTest {
+        text: text?,
+        ip: ip?,
+        pattern: pattern?,
+        origin: origin?,
+        line,
+    })
+}
+
+/// The built-in packs, file name and text.
+pub const BUILTIN_PACKS: &[(&str, &str)] = &[
+    ("ssh.toml", include_str!("../../packs/ssh.toml")),
+    ("nginx.toml", include_str!("../../packs/nginx.toml")),
+    ("apache.toml", include_str!("../../packs/apache.toml")),
+    ("postfix.toml", include_str!("../../packs/postfix.toml")),
+    ("dovecot.toml", include_str!("../../packs/dovecot.toml")),
+];
+
+/// The services crmonban knows: the built-in packs, and any read from a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceCatalog {
+    packs: Vec<Arc<Pack>>,
+}
+
+static BUILTIN: LazyLock<ServiceCatalog> = LazyLock::new(|| ServiceCatalog {
+    packs: BUILTIN_PACKS
+        .iter()
+        .map(|(file, text)| {
+            let origin = format!("built-in {file}");
+            // Every built-in pack is read (and its samples run) by the test suite.
+            Arc::new(Pack::from_toml_str(text, &origin).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .collect(),
+});
+
+/// Why a set of packs cannot form a catalog.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct CatalogError {
+    pub origin: String,
+    pub message: String,
+}
+
+impl ServiceCatalog {
+    /// The built-in packs.
+    pub fn builtin() -> &'static ServiceCatalog {
+        &BUILTIN
+    }
+
+    /// The built-in packs with `extra` added; an extra pack with a built-in name replaces it.
+    /// Names and aliases must be unique across the result.
+    pub fn with(extra: Vec<Pack>) -> Result<ServiceCatalog, CatalogError> {
+        let mut packs: Vec<Arc<Pack>> = ServiceCatalog::builtin().packs.clone();
+        for pack in extra {
+            match packs.iter().position(|p| p.name == pack.name) {
+                Some(i) => packs[i] = Arc::new(pack),
+                None => packs.push(Arc::new(pack)),
+            }
+        }
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for pack in &packs {
+            for name in std::iter::once(&pack.name).chain(&pack.aliases) {
+                if !names.insert(name) {
+                    return Err(CatalogError {
+                        origin: pack.origin.clone(),
+                        message: format!(
+                            "the name {name:?} is already used by another service pack"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(ServiceCatalog { packs })
+    }
+
+    /// The pack `name` (a service name or alias) means.
+    pub fn find(&self, name: &str) -> Option<&Arc<Pack>> {
+        self.packs.iter().find(|p| p.answers_to(name))
+    }
+
+    pub fn packs(&self) -> impl Iterator<Item = &Arc<Pack>> {
+        self.packs.iter()
+    }
+
+    /// Every service name and alias, for messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.packs.iter().map(|p| p.name.as_str()).collect()
+    }
+}
