@@ -66,6 +66,9 @@ impl Shared {
         if loaded.config.dbus != current.dbus {
             warn!("[dbus] changed: the bus choice applies at the next start");
         }
+        if loaded.config.services != current.services {
+            warn!("[services] or the service packs changed: detection applies them at the next start");
+        }
         *current = loaded.config;
         info!(
             file = %loaded.path.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),

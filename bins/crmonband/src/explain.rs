@@ -25,7 +25,7 @@ pub fn run(
     input: &str,
 ) -> Result<ExitCode> {
     let loaded = config_file::load(config_path)?;
-    let Some(service_config) = loaded.config.services.get(service) else {
+    let Some((service, service_config)) = loaded.config.service(service) else {
         let known: Vec<&str> = loaded.config.services.keys().map(String::as_str).collect();
         bail!(
             "no service {service:?} in the configuration; known: {}",
@@ -68,6 +68,41 @@ pub fn run(
     .with_context(|| format!("explaining {input} as {service}"))?;
     std::io::Write::flush(&mut out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --test-packs DIR`: checks every pack of `dir` as the daemon would when it loads
+/// them, and says so per pack; every problem with file:line, exit 1 on any.
+pub fn test_packs(dir: &Path) -> Result<ExitCode> {
+    let paths = crmonban_detect::packs::pack_files(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if paths.is_empty() {
+        bail!("no service packs (*.toml) in {}", dir.display());
+    }
+    let mut failed = false;
+    for path in paths {
+        let checked = crmonban_detect::packs::check_file(&path);
+        match checked.outcome {
+            Ok((pack, report)) => println!(
+                "{}: ok: service {} ({} patterns, {} samples pass, {} forgeries refused)",
+                checked.origin,
+                pack.name,
+                pack.patterns.len(),
+                report.samples,
+                report.forgeries
+            ),
+            Err(problems) => {
+                failed = true;
+                for problem in problems {
+                    println!("{problem}");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// This host's offset east of UTC in seconds, for log timestamps written in local time.

@@ -57,17 +57,22 @@ enum Commands {
     CheckConfig,
     /// Run one service's detector over a log file offline (no firewall, database or bus).
     Explain {
-        /// The service whose patterns and limits apply (ssh, nginx, ... or your own).
-        #[arg(short, long)]
-        service: String,
+        /// The service whose patterns and limits apply (ssh or sshd, nginx, ... or your own).
+        #[arg(short, long, required_unless_present = "test_packs")]
+        service: Option<String>,
         /// One JSON object per matched line, then a summary object.
         #[arg(long, conflicts_with = "summary")]
         json: bool,
         /// Only the summary.
         #[arg(long)]
         summary: bool,
+        /// Check the service packs in DIR (each *.toml): their sample lines and forgeries of
+        /// their attacker text. Exit 1 on any problem.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["service", "json", "summary"])]
+        test_packs: Option<PathBuf>,
         /// The log file, or - for standard input.
-        file: String,
+        #[arg(required_unless_present = "test_packs")]
+        file: Option<String>,
     },
     /// Print the D-Bus introspection XML of org.crmonban.Daemon, generated from the code.
     #[command(hide = true)]
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             service,
             json,
             summary,
+            test_packs,
             file,
         } => {
             let mode = match (json, summary) {
@@ -93,7 +99,13 @@ fn main() -> ExitCode {
                 (_, true) => crmonban_detect::explain::ExplainMode::Summary,
                 _ => crmonban_detect::explain::ExplainMode::Human,
             };
-            explain::run(cli.config.as_deref(), &service, mode, &file)
+            match (test_packs, service, file) {
+                (Some(dir), _, _) => explain::test_packs(&dir),
+                (None, Some(service), Some(file)) => {
+                    explain::run(cli.config.as_deref(), &service, mode, &file)
+                }
+                _ => unreachable!("clap requires --service and FILE without --test-packs"),
+            }
         }
     };
     match result {

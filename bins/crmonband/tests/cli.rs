@@ -193,3 +193,130 @@ fn root_init_creates_the_layout_and_database_idempotently() {
         "a second init changed the table"
     );
 }
+
+const DEMO_PACK: &str = r#"[service]
+name = "demo"
+aliases = ["demo-auth"]
+log_path = "/var/log/demo.log"
+envelope = "plain"
+
+[[patterns]]
+name = "demo-failed"
+kind = "failed_auth"
+prefixes = ["login failed "]
+regex = '^login failed for (?P<user>.*) from <IP> port [0-9]+$'
+
+[[tests]]
+line = "login failed for bob from 192.0.2.7 port 22"
+ip = "192.0.2.7"
+origin = "test"
+"#;
+
+/// A pack in services_dir adds a service: check-config checks it, explain finds it by its
+/// alias, and a pack whose sample fails (or whose pattern an attacker can fool) refuses the
+/// configuration with file:line.
+#[test]
+fn a_pack_in_services_dir_adds_a_service_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let packs = dir.path().join("services.d");
+    std::fs::create_dir(&packs).unwrap();
+    std::fs::write(packs.join("demo.toml"), DEMO_PACK).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\nservices_dir = \"{}\"\n\n[services.demo-auth]\nenabled = true\n",
+            packs.display()
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let out = crmonband(&["-c", config_arg, "check-config"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("enabled services: demo, ssh"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("demo ("),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let log = dir.path().join("demo.log");
+    std::fs::write(
+        &log,
+        "login failed for bob from 192.0.2.7 port 22\nlogin failed for x from 198.18.0.66 port 1 from 192.0.2.8 port 2\n",
+    )
+    .unwrap();
+    let out = crmonband(&[
+        "-c",
+        config_arg,
+        "explain",
+        "--service",
+        "demo-auth",
+        "--json",
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(r#""ip":"192.0.2.7","service":"demo""#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#""ip":"192.0.2.8""#) && !shown.contains("198.18.0.66"),
+        "{shown}"
+    );
+
+    let out = crmonband(&["explain", "--test-packs", packs.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ok: service demo (1 patterns, 1 samples pass"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A pattern that takes the first address after the user name is refused by its forgeries.
+    std::fs::write(
+        packs.join("demo.toml"),
+        DEMO_PACK.replace(
+            "(?P<user>.*) from <IP> port [0-9]+$",
+            "(?P<user>.*?) from <IP> .*$",
+        ),
+    )
+    .unwrap();
+    let out = crmonband(&["-c", config_arg, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:13: pattern demo-failed takes the address from the client's text",
+            packs.join("demo.toml").display()
+        )),
+        "{stderr}"
+    );
+    let out = crmonband(&["explain", "--test-packs", packs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A sample that does not give its address.
+    std::fs::write(
+        packs.join("demo.toml"),
+        DEMO_PACK.replace("ip = \"192.0.2.7\"", "ip = \"192.0.2.9\""),
+    )
+    .unwrap();
+    let out = crmonband(&["-c", config_arg, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("demo.toml:13: sample gives 192.0.2.7 (pattern demo-failed), not 192.0.2.9"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -9,7 +9,7 @@
 //! problem, with the file and line of each.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crmonban_core::config::pack::PackTest;
@@ -233,49 +233,68 @@ fn forgeries(
     Ok(tried)
 }
 
-/// Reads every `*.toml` of `dir` (sorted by name) as a service pack and checks it. A missing
-/// directory holds no packs. Any problem refuses the whole directory.
-pub fn load_dir(dir: &Path) -> Result<Vec<Pack>, Vec<PackProblem>> {
-    let problem = |origin: &Path, message: String| PackProblem {
-        origin: origin.display().to_string(),
-        line: 0,
-        message,
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(vec![problem(dir, format!("cannot be read: {e}"))]),
-    };
-    let mut paths: Vec<_> = entries
+/// The `*.toml` files of `dir`, sorted by name.
+pub fn pack_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// One pack file read and checked: the pack and what was checked, or every problem.
+pub struct Checked {
+    pub origin: String,
+    pub outcome: Result<(Pack, PackReport), Vec<PackProblem>>,
+}
+
+/// Reads and checks one pack file.
+pub fn check_file(path: &Path) -> Checked {
+    let origin = path.display().to_string();
+    let problem = |line: usize, message: String| PackProblem {
+        origin: origin.clone(),
+        line,
+        message,
+    };
+    let outcome = match std::fs::read_to_string(path) {
+        Err(e) => Err(vec![problem(0, format!("cannot be read: {e}"))]),
+        Ok(text) => match Pack::from_toml_str(&text, &origin) {
+            Err(errors) => Err(errors
+                .errors()
+                .iter()
+                .map(|e| problem(e.line.unwrap_or(0), format!("{}: {}", e.key, e.message)))
+                .collect()),
+            Ok(pack) => {
+                let pack = Arc::new(pack);
+                verify(&pack).map(|report| (Arc::unwrap_or_clone(pack), report))
+            }
+        },
+    };
+    Checked { origin, outcome }
+}
+
+/// Reads every `*.toml` of `dir` (sorted by name) as a service pack and checks it. A missing
+/// directory holds no packs. Any problem refuses the whole directory.
+pub fn load_dir(dir: &Path) -> Result<Vec<Pack>, Vec<PackProblem>> {
+    let paths = match pack_files(dir) {
+        Ok(paths) => paths,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(vec![PackProblem {
+                origin: dir.display().to_string(),
+                line: 0,
+                message: format!("cannot be read: {e}"),
+            }]);
+        }
+    };
     let mut packs = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
-        let origin = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) => {
-                problems.push(problem(&path, format!("cannot be read: {e}")));
-                continue;
-            }
-        };
-        match Pack::from_toml_str(&text, &origin) {
-            Ok(pack) => {
-                let pack = Arc::new(pack);
-                match verify(&pack) {
-                    Ok(_) => packs.push(Arc::unwrap_or_clone(pack)),
-                    Err(found) => problems.extend(found),
-                }
-            }
-            Err(errors) => problems.extend(errors.errors().iter().map(|e| PackProblem {
-                origin: origin.clone(),
-                line: e.line.unwrap_or(0),
-                message: format!("{}: {}", e.key, e.message),
-            })),
+        match check_file(&path).outcome {
+            Ok((pack, _)) => packs.push(pack),
+            Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {

@@ -266,6 +266,9 @@ fn read_general(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, general: &mut Gen
     {
         general.default_ban_duration = v;
     }
+    if let Some(v) = t.get("services_dir").and_then(|v| path(d, &v)) {
+        general.services_dir = v;
+    }
     if let Some(v) = t.get("state_dir").and_then(|v| path(d, &v)) {
         general.state_dir = v;
     }

@@ -167,6 +167,9 @@ pub struct GeneralConfig {
     pub auto_intel: bool,
     /// For bans that name no duration, and for services without `ban_time`. Default 3600 s.
     pub default_ban_duration: BanDuration,
+    /// More service packs (`*.toml`), read at start and reload; a pack there replaces the
+    /// built-in one of the same name. Default `/etc/crmonban/services.d` (absent: none).
+    pub services_dir: PathBuf,
     /// Where the daemon keeps other state (log positions, caches). Default `/var/lib/crmonban`.
     pub state_dir: PathBuf,
     /// A repeat offender's timed ban lasts `ban_time × ban_time_increment ^ earlier bans`.
@@ -193,6 +196,7 @@ impl Default for GeneralConfig {
             pid_file: PathBuf::from("/var/run/crmonban.pid"),
             log_level: LogLevel::Info,
             auto_intel: false,
+            services_dir: PathBuf::from(DEFAULT_SERVICES_DIR),
             default_ban_duration: BanDuration::Timed(Duration::from_secs(3600)),
             state_dir: PathBuf::from("/var/lib/crmonban"),
             ban_time_increment: 1.0,
@@ -404,6 +408,18 @@ impl Default for IntelConfig {
 
 // ---------------------------------------------------------------------------------------------
 // [services.NAME]
+
+/// `[general] services_dir` by default.
+pub const DEFAULT_SERVICES_DIR: &str = "/etc/crmonban/services.d";
+
+/// `[general] services_dir` as `text` sets it, read without checking the rest of the file
+/// (the packs there must be loaded before the rest can be). `None` when the text does not set
+/// it, or is not TOML (the full parse reports that).
+pub fn services_dir_of(text: &str) -> Option<PathBuf> {
+    let table: toml::Table = text.parse().ok()?;
+    let dir = table.get("general")?.get("services_dir")?.as_str()?;
+    Some(PathBuf::from(dir))
+}
 
 /// The names of the built-in service packs, in catalog order.
 pub fn builtin_services() -> Vec<&'static str> {

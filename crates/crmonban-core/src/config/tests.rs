@@ -147,6 +147,7 @@ fn the_default_file_shows_every_key() {
         "log_level",
         "auto_intel",
         "default_ban_duration",
+        "services_dir",
         "state_dir",
         "ban_time_increment",
         "max_ban_time",
@@ -937,7 +938,7 @@ fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
     assert_eq!(
         error("[general]\nlog_level = \"info\"\nlog_levle = \"debug\"\n"),
         "config.toml:3: general.log_levle: unknown key (did you mean `log_level`?); known keys \
-         here: db_path, pid_file, log_level, auto_intel, default_ban_duration, state_dir, \
+         here: db_path, pid_file, log_level, auto_intel, default_ban_duration, services_dir, state_dir, \
          ban_time_increment, max_ban_time, max_tracked_addresses"
     );
     let e = error("\n[firewall]\ntable = \"x\"\n");
