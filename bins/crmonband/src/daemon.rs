@@ -67,7 +67,9 @@ impl Shared {
             warn!("[dbus] changed: the bus choice applies at the next start");
         }
         if loaded.config.services != current.services {
-            warn!("[services] or the service packs changed: detection applies them at the next start");
+            warn!(
+                "[services] or the service packs changed: detection applies them at the next start"
+            );
         }
         *current = loaded.config;
         info!(

@@ -11,27 +11,45 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use crmonban_core::EventKind;
+use crmonban_core::config::Pattern;
 use crmonban_detect::decide::DeciderOptions;
-use crmonban_detect::explain::{self, ExplainContext, ExplainMode};
+use crmonban_detect::explain::{self, ExplainContext, ExplainMode, ExplainOptions};
 use crmonban_detect::matcher::LineContext;
 use crmonban_zones::Policy;
 
 use crate::config_file;
 
-pub fn run(
-    config_path: Option<&Path>,
-    service: &str,
-    mode: ExplainMode,
-    input: &str,
-) -> Result<ExitCode> {
+/// What `<IP>` and `<HOST>` stand for in `--regex`.
+const IP: &str = r"(?P<ip>[0-9A-Fa-f:.]+)";
+
+/// What `explain` was asked besides the service and the input.
+pub struct Ask {
+    pub mode: ExplainMode,
+    /// Group the unmatched lines of the service by shape.
+    pub missed: bool,
+    /// An ad-hoc regex that replaces the service's patterns.
+    pub regex: Option<String>,
+}
+
+pub fn run(config_path: Option<&Path>, service: &str, ask: Ask, input: &str) -> Result<ExitCode> {
     let loaded = config_file::load(config_path)?;
-    let Some((service, service_config)) = loaded.config.service(service) else {
+    let Some((service, configured)) = loaded.config.service(service) else {
         let known: Vec<&str> = loaded.config.services.keys().map(String::as_str).collect();
         bail!(
             "no service {service:?} in the configuration; known: {}",
             known.join(", ")
         );
     };
+    let mut service_config = configured.clone();
+    if let Some(regex) = &ask.regex {
+        // Like fail2ban-regex: only this regex, on whole lines.
+        let source = regex.replace("<IP>", IP).replace("<HOST>", IP);
+        let pattern = Pattern::new("regex", &source, EventKind::FailedAuth)
+            .map_err(|e| anyhow::anyhow!("--regex: {e}"))?;
+        service_config.pack = None;
+        service_config.patterns = vec![pattern];
+    }
     let reader: Box<dyn Read> = if input == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -56,14 +74,19 @@ pub fn run(
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    explain::run_protected(
+    let protected = |target: &crmonban_core::Target| policy.check(target).is_err();
+    let options = ExplainOptions {
+        mode: ask.mode,
+        ctx,
+        protected: &protected,
+        missed: ask.missed,
+    };
+    explain::run_with(
         service,
-        service_config,
+        &service_config,
         BufReader::with_capacity(1 << 20, reader),
-        mode,
         &mut out,
-        &ctx,
-        &|target| policy.check(target).is_err(),
+        &options,
     )
     .with_context(|| format!("explaining {input} as {service}"))?;
     std::io::Write::flush(&mut out)?;

@@ -66,9 +66,18 @@ enum Commands {
         /// Only the summary.
         #[arg(long)]
         summary: bool,
+        /// Also list the service's lines that no pattern matched, grouped by shape (what is
+        /// not covered).
+        #[arg(long)]
+        missed: bool,
+        /// Try this regex instead of the service's patterns (like fail2ban-regex): it must
+        /// capture the address as <IP> (or <HOST>, or a group named ip) and is matched against
+        /// whole lines.
+        #[arg(long, value_name = "RE")]
+        regex: Option<String>,
         /// Check the service packs in DIR (each *.toml): their sample lines and forgeries of
         /// their attacker text. Exit 1 on any problem.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["service", "json", "summary"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["service", "json", "summary", "missed", "regex"])]
         test_packs: Option<PathBuf>,
         /// The log file, or - for standard input.
         #[arg(required_unless_present = "test_packs")]
@@ -91,6 +100,8 @@ fn main() -> ExitCode {
             service,
             json,
             summary,
+            missed,
+            regex,
             test_packs,
             file,
         } => {
@@ -101,9 +112,16 @@ fn main() -> ExitCode {
             };
             match (test_packs, service, file) {
                 (Some(dir), _, _) => explain::test_packs(&dir),
-                (None, Some(service), Some(file)) => {
-                    explain::run(cli.config.as_deref(), &service, mode, &file)
-                }
+                (None, Some(service), Some(file)) => explain::run(
+                    cli.config.as_deref(),
+                    &service,
+                    explain::Ask {
+                        mode,
+                        missed,
+                        regex,
+                    },
+                    &file,
+                ),
                 _ => unreachable!("clap requires --service and FILE without --test-packs"),
             }
         }

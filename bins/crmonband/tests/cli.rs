@@ -320,3 +320,51 @@ fn a_pack_in_services_dir_adds_a_service_and_a_bad_one_is_refused() {
         text(&out.stderr)
     );
 }
+
+/// `--regex` tries an ad-hoc pattern instead of the service's, like fail2ban-regex.
+#[test]
+fn explain_regex_tries_an_ad_hoc_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Nov 25 16:20:59 host sshd[1235]: Postponed keyboard-interactive for invalid user b from 192.0.2.8 port 2 ssh2 [preauth]\n\
+         Nov 25 16:22:59 host sshd[1237]: Invalid user x from 192.0.2.7 port 22\n",
+    )
+    .unwrap();
+    let out = crmonband(&[
+        "-c",
+        "/dev/null",
+        "explain",
+        "--service",
+        "sshd",
+        "--json",
+        "--regex",
+        "Postponed .* from <HOST> port [0-9]+ ssh2",
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(r#""ip":"192.0.2.8""#), "{shown}");
+    assert!(
+        !shown.contains(r#""ip":"192.0.2.7""#),
+        "only the ad-hoc regex runs: {shown}"
+    );
+    assert!(shown.contains(r#""pattern":"regex""#), "{shown}");
+    let bad = crmonband(&[
+        "-c",
+        "/dev/null",
+        "explain",
+        "--service",
+        "ssh",
+        "--regex",
+        "no group",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("--regex: the regex has no named group `ip`"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

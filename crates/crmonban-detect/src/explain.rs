@@ -1,29 +1,51 @@
-//! The offline runner behind `crmonband explain --service NAME [--json|--summary] FILE|-`:
-//! the daemon's detection path — [`ServiceMatcher`] then [`Decider`] — over a file, with no
-//! firewall, database or bus.
+//! The offline runner behind `crmonband explain --service NAME [--json|--summary] [--missed]
+//! FILE|-`: the daemon's detection path — [`ServiceMatcher`] then [`Decider`] — over a file,
+//! with no firewall, database or bus.
 //!
-//! The input is read in 1 MiB chunks and split into lines with memchr; a line longer than the
-//! buffer is discarded as it streams by (it is over [`MAX_LINE_LEN`] anyway), so memory stays
-//! bounded whatever the input. Each hit is given to the decider with the time it would have
-//! had in the daemon: its own log time, or [`LineContext::now`] when the line has none.
+//! # Input
+//!
+//! Plain log text, or the journal's own formats, recognised from the first bytes:
+//! - `journalctl -o short`, `short-precise`, `short-iso`, `short-iso-precise`, `short-full`
+//!   and `short-unix` are log lines (their stamps are read like any other);
+//! - `journalctl -o json`: one entry per line;
+//! - `journalctl -o export`: `FIELD=value` lines, entries separated by a blank line, binary
+//!   fields as `FIELD`, a 64-bit little-endian length, the bytes.
+//!
+//! A journal entry is matched as `SYSLOG_IDENTIFIER[_PID]: MESSAGE` (the identifier from
+//! `_COMM` when there is none), with `__REALTIME_TIMESTAMP` as its time and `_PID` as its
+//! connection, as the daemon's journal source does.
+//!
+//! Text is read in 1 MiB chunks and split into lines with memchr; a line longer than the buffer
+//! is discarded as it streams by (it is over [`MAX_LINE_LEN`] anyway), so memory stays bounded
+//! whatever the input. Each hit is given to the decider with the time it would have had in the
+//! daemon: its own log time, or [`LineContext::now`] when the line has none.
+//!
+//! # Output
 //!
 //! Output (DESIGN.md §5). `--json`: one object per matched line, then the summary:
 //!
 //! ```text
-//! {"line":N,"ip":"...","service":"...","kind":"...","time":"RFC3339 or null"}
-//! {"summary":{"lines":N,"matched":M,"ips":K,"would_ban":["ip",...],"too_long":T,"invalid_utf8":U}}
+//! {"line":N,"ip":"...","service":"...","kind":"...","time":"RFC3339 or null","pattern":"..."}
+//! {"summary":{"lines":N,"matched":M,"ips":K,"would_ban":["ip",...],"too_long":T,"invalid_utf8":U,
+//!   "protected":P,"ambiguous":A,"addresses":[{"ip":"...","lines":N},...],
+//!   "patterns":[{"pattern":"...","lines":N},...],"missed":[{"shape":"...","lines":N,"example":"..."},...]}}
 //! ```
 //!
-//! `line` is 1-based, `time` is UTC (`2026-11-25T16:19:59Z`), `ips` counts distinct matched
-//! addresses, `would_ban` lists the targets the decider bans, in the order of their first ban
-//! (an IPv6 network under aggregation). `too_long`, `invalid_utf8` and `protected` (matched
-//! lines from addresses the protection policy covers: not counted, never banned, as in the
-//! daemon; see [`run_protected`]) are extra keys.
-//! Human mode prints one aligned row per matched line and a short summary; `--summary` only the
+//! `line` is 1-based (the entry number for journal input), `time` is UTC
+//! (`2026-11-25T16:19:59Z`), `ips` counts distinct matched addresses, `would_ban` lists the
+//! targets the decider bans, in the order of their first ban (an IPv6 network under
+//! aggregation). The keys after `would_ban` are extras: `protected` counts matched lines from
+//! addresses the protection policy covers (not counted, never banned, as in the daemon; see
+//! [`run_protected`]), `ambiguous` lines whose address attacker text made ambiguous (see
+//! [`crate::patterns`]), `addresses` and `patterns` count matched lines per address and per
+//! pattern (most first), and `missed` (with [`ExplainOptions::missed`]) groups the service's
+//! lines that no pattern matched by their shape: the first three words with addresses written
+//! `<IP>` and numbers `<N>`, with a count and the first such line.
+//! Human mode prints one aligned row per matched line and a summary; `--summary` only the
 //! summary.
 
-use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;
 
 use crmonban_core::config::ServiceConfig;
@@ -57,9 +79,25 @@ pub struct ExplainContext {
     pub decider: DeciderOptions,
 }
 
+/// How many lines of one shape no pattern matched, and the first of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MissedShape {
+    pub shape: String,
+    pub lines: u64,
+    pub example: String,
+}
+
 /// What a run found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExplainSummary {
+    /// Matched lines per address, most first.
+    pub addresses: Vec<(IpAddr, u64)>,
+    /// Matched lines per pattern, most first.
+    pub patterns: Vec<(String, u64)>,
+    /// The service's lines no pattern matched, by shape, most first (when asked).
+    pub missed: Vec<MissedShape>,
+    /// Lines refused because attacker text made their address ambiguous.
+    pub ambiguous: u64,
     pub lines: u64,
     pub matched: u64,
     /// Distinct matched addresses.
@@ -72,6 +110,16 @@ pub struct ExplainSummary {
     pub too_long: u64,
     /// Lines that were not UTF-8 (matched lossily; see [`crate::matcher`]).
     pub invalid_utf8: u64,
+}
+
+/// Everything a run takes besides the service, its input and its output.
+pub struct ExplainOptions<'a> {
+    pub mode: ExplainMode,
+    pub ctx: ExplainContext,
+    /// Asked about each matched address before the decider counts it (see [`run_protected`]).
+    pub protected: &'a dyn Fn(&Target) -> bool,
+    /// Group the service's lines that no pattern matches by shape.
+    pub missed: bool,
 }
 
 /// Runs service `service_name` as configured over `reader`, writing `mode`'s output to `out`.
@@ -92,12 +140,60 @@ pub fn run<R: BufRead, W: Write>(
 pub fn run_protected<R: BufRead, W: Write>(
     service_name: &str,
     service: &ServiceConfig,
-    mut reader: R,
+    reader: R,
     mode: ExplainMode,
     out: &mut W,
     ctx: &ExplainContext,
     protected: &dyn Fn(&Target) -> bool,
 ) -> Result<ExplainSummary, DetectError> {
+    let options = ExplainOptions {
+        mode,
+        ctx: *ctx,
+        protected,
+        missed: false,
+    };
+    run_with(service_name, service, reader, out, &options)
+}
+
+/// The input's shape, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InputFormat {
+    Text,
+    JournalJson,
+    JournalExport,
+}
+
+fn input_format<R: BufRead>(reader: &mut R) -> std::io::Result<InputFormat> {
+    let head = reader.fill_buf()?;
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
+    let head = &head[start..];
+    if head.first() == Some(&b'{') {
+        return Ok(InputFormat::JournalJson);
+    }
+    // Export format: FIELD=... or a binary FIELD alone on its line, the field in journal
+    // syntax (A-Z, 0-9, _; `__CURSOR` first when written by journalctl).
+    let field = head
+        .iter()
+        .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b'_')
+        .count();
+    if field > 0 && matches!(head.get(field), Some(b'=' | b'\n')) && head.starts_with(b"__") {
+        return Ok(InputFormat::JournalExport);
+    }
+    Ok(InputFormat::Text)
+}
+
+/// [`run`] with every option.
+pub fn run_with<R: BufRead, W: Write>(
+    service_name: &str,
+    service: &ServiceConfig,
+    mut reader: R,
+    out: &mut W,
+    options: &ExplainOptions<'_>,
+) -> Result<ExplainSummary, DetectError> {
+    let (mode, ctx, protected) = (options.mode, &options.ctx, options.protected);
     let matcher = ServiceMatcher::new(service_name, service)?;
     let mut decider = Decider::new(ctx.decider);
     let service_id = Service::new(service_name);
@@ -110,7 +206,9 @@ pub fn run_protected<R: BufRead, W: Write>(
         mode,
         ctx: ctx.line,
         summary: ExplainSummary::default(),
-        ips: HashSet::new(),
+        ips: HashMap::new(),
+        patterns: HashMap::new(),
+        missed: options.missed.then(HashMap::new),
         banned: HashSet::new(),
         protected,
     };
@@ -122,6 +220,20 @@ pub fn run_protected<R: BufRead, W: Write>(
         )?;
     }
 
+    match input_format(&mut reader)? {
+        InputFormat::Text => {}
+        InputFormat::JournalJson => {
+            let mut line = Vec::new();
+            while read_line_bounded(&mut reader, &mut line)? {
+                state.journal_json(&line, &mut out)?;
+            }
+            return finish(state, &matcher, mode, out);
+        }
+        InputFormat::JournalExport => {
+            read_export(&mut reader, |json| state.journal_json(json, &mut out))?;
+            return finish(state, &matcher, mode, out);
+        }
+    }
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0;
     // True while the rest of an over-long line is being discarded.
@@ -165,14 +277,145 @@ pub fn run_protected<R: BufRead, W: Write>(
         }
     }
 
+    finish(state, &matcher, mode, out)
+}
+
+fn finish<W: Write>(
+    state: RunState<'_>,
+    matcher: &ServiceMatcher,
+    mode: ExplainMode,
+    mut out: std::io::BufWriter<W>,
+) -> Result<ExplainSummary, DetectError> {
     let stats = matcher.stats();
     let mut summary = state.summary;
     summary.ips = state.ips.len() as u64;
     summary.too_long = stats.too_long;
     summary.invalid_utf8 = stats.invalid_utf8;
+    summary.ambiguous = stats.ambiguous;
+    summary.addresses = most_first(state.ips.into_iter().collect());
+    summary.patterns = most_first(
+        state
+            .patterns
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n))
+            .collect(),
+    );
+    if let Some(missed) = state.missed {
+        let mut shapes: Vec<MissedShape> = missed
+            .into_iter()
+            .map(|(shape, (lines, example))| MissedShape {
+                shape,
+                lines,
+                example,
+            })
+            .collect();
+        shapes.sort_by(|a, b| b.lines.cmp(&a.lines).then_with(|| a.shape.cmp(&b.shape)));
+        summary.missed = shapes;
+    }
     write_summary(&mut out, mode, &summary)?;
     out.flush()?;
     Ok(summary)
+}
+
+/// Sorted by count, most first, then by key.
+fn most_first<K: Ord>(mut counts: Vec<(K, u64)>) -> Vec<(K, u64)> {
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+}
+
+/// Reads one line into `line` (without its `\n`), keeping at most [`MAX_LINE_LEN`] + 1
+/// bytes of it; false at the end of input.
+fn read_line_bounded<R: BufRead>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<bool> {
+    line.clear();
+    let mut any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', buf) {
+            Some(p) => (p, true),
+            None => (buf.len(), false),
+        };
+        let room = (MAX_LINE_LEN + 1).saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
+        reader.consume(take + usize::from(done));
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads `journalctl -o export` entries, giving each to `entry` as a JSON object (the shape
+/// `journalctl -o json` writes, which [`crate::source::journal::parse_entry`] reads).
+fn read_export<R: BufRead>(
+    reader: &mut R,
+    mut entry: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut fields = serde_json::Map::new();
+    let mut line = Vec::new();
+    let mut flush = |fields: &mut serde_json::Map<String, serde_json::Value>| {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        fields
+            .entry("__CURSOR")
+            .or_insert_with(|| serde_json::Value::String("-".into()));
+        let json = serde_json::to_vec(&*fields).map_err(std::io::Error::other)?;
+        fields.clear();
+        entry(&json)
+    };
+    while read_line_bounded(reader, &mut line)? {
+        if line.is_empty() {
+            flush(&mut fields)?;
+            continue;
+        }
+        match memchr::memchr(b'=', &line) {
+            Some(eq) => {
+                let name = String::from_utf8_lossy(&line[..eq]).into_owned();
+                let value = &line[eq + 1..];
+                let value = match std::str::from_utf8(value) {
+                    Ok(text) => serde_json::Value::String(text.to_owned()),
+                    Err(_) => value.iter().map(|&b| serde_json::Value::from(b)).collect(),
+                };
+                fields.insert(name, value);
+            }
+            None => {
+                // A binary field: its name, then a little-endian 64-bit length and the bytes.
+                let name = String::from_utf8_lossy(&line).into_owned();
+                let mut len = [0u8; 8];
+                reader.read_exact(&mut len)?;
+                let len = u64::from_le_bytes(len);
+                let mut value = Vec::new();
+                reader
+                    .by_ref()
+                    .take(len.min(MAX_LINE_LEN as u64 + 1))
+                    .read_to_end(&mut value)?;
+                // Skip what is beyond the limit, and the newline after the value.
+                std::io::copy(
+                    &mut reader
+                        .by_ref()
+                        .take(len.saturating_sub(value.len() as u64) + 1),
+                    &mut std::io::sink(),
+                )?;
+                let value = match String::from_utf8(value) {
+                    Ok(text) => serde_json::Value::String(text),
+                    Err(e) => e
+                        .into_bytes()
+                        .into_iter()
+                        .map(serde_json::Value::from)
+                        .collect(),
+                };
+                fields.insert(name, value);
+            }
+        }
+    }
+    flush(&mut fields)
 }
 
 fn read_some<R: BufRead>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -191,7 +434,10 @@ struct RunState<'m> {
     mode: ExplainMode,
     ctx: LineContext,
     summary: ExplainSummary,
-    ips: HashSet<IpAddr>,
+    ips: HashMap<IpAddr, u64>,
+    patterns: HashMap<std::sync::Arc<str>, u64>,
+    /// Shape -> (lines, first line), when asked.
+    missed: Option<HashMap<String, (u64, String)>>,
     banned: HashSet<Target>,
     protected: &'m dyn Fn(&Target) -> bool,
 }
@@ -199,12 +445,55 @@ struct RunState<'m> {
 impl RunState<'_> {
     #[inline]
     fn line<W: Write>(&mut self, line: &[u8], out: &mut W) -> std::io::Result<()> {
+        let ctx = self.ctx;
+        self.line_in(line, &ctx, out)
+    }
+
+    /// One `journalctl -o json` entry.
+    fn journal_json<W: Write>(&mut self, json: &[u8], out: &mut W) -> std::io::Result<()> {
+        match crate::source::journal::parse_entry(json, MAX_LINE_LEN + 1) {
+            Ok((entry, _)) => {
+                let ctx = LineContext {
+                    time: entry.time.map(|micros: i64| micros.div_euclid(1_000_000)),
+                    pid: entry.fields.pid,
+                    ..self.ctx
+                };
+                self.line_in(&entry.line, &ctx, out)
+            }
+            // An entry without a message, or not an entry: counted, nothing to match.
+            Err(_) => {
+                self.summary.lines += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn line_in<W: Write>(
+        &mut self,
+        line: &[u8],
+        ctx: &LineContext,
+        out: &mut W,
+    ) -> std::io::Result<()> {
         self.summary.lines += 1;
-        let LineOutcome::Match(hit) = self.matcher.match_line(line, &self.ctx) else {
-            return Ok(());
+        let hit = match self.matcher.match_line(line, ctx) {
+            LineOutcome::Match(hit) => hit,
+            LineOutcome::NoMatch => {
+                if let Some(missed) = &mut self.missed
+                    && let Some(message) = self.matcher.message_of(line, ctx)
+                    && !message.is_empty()
+                {
+                    let entry = missed
+                        .entry(shape_of(message))
+                        .or_insert_with(|| (0, String::from_utf8_lossy(line).into_owned()));
+                    entry.0 += 1;
+                }
+                return Ok(());
+            }
+            LineOutcome::Skipped(_) => return Ok(()),
         };
         self.summary.matched += 1;
-        self.ips.insert(hit.addr);
+        *self.ips.entry(hit.addr).or_default() += 1;
+        *self.patterns.entry(hit.pattern.clone()).or_default() += 1;
         match self.mode {
             ExplainMode::Summary => {}
             ExplainMode::Json => self.write_json(&hit, out)?,
@@ -214,7 +503,7 @@ impl RunState<'_> {
             self.summary.protected += 1;
             return Ok(());
         }
-        let now = hit.time.unwrap_or(self.ctx.now);
+        let now = hit.time.unwrap_or(ctx.now);
         if let Some(Decision::Ban { target, .. }) = self.decider.observe(&self.service, &hit, now)
             && self.banned.insert(target)
         {
@@ -234,9 +523,12 @@ impl RunState<'_> {
         out.write_all(b",\"kind\":")?;
         serde_json::to_writer(&mut *out, hit.kind.as_str())?;
         match hit.time {
-            Some(t) => writeln!(out, ",\"time\":\"{}\"}}", format_rfc3339(t)),
-            None => writeln!(out, ",\"time\":null}}"),
+            Some(t) => write!(out, ",\"time\":\"{}\"", format_rfc3339(t))?,
+            None => write!(out, ",\"time\":null")?,
         }
+        out.write_all(b",\"pattern\":")?;
+        serde_json::to_writer(&mut *out, &*hit.pattern)?;
+        writeln!(out, "}}")
     }
 
     fn write_human<W: Write>(&self, hit: &Hit, line: &[u8], out: &mut W) -> std::io::Result<()> {
@@ -269,11 +561,41 @@ fn write_summary<W: Write>(
                 summary.lines, summary.matched, summary.ips
             )?;
             serde_json::to_writer(&mut *out, &would_ban)?;
-            writeln!(
+            write!(
                 out,
-                ",\"too_long\":{},\"invalid_utf8\":{},\"protected\":{}}}}}",
-                summary.too_long, summary.invalid_utf8, summary.protected
-            )
+                ",\"too_long\":{},\"invalid_utf8\":{},\"protected\":{},\"ambiguous\":{}",
+                summary.too_long, summary.invalid_utf8, summary.protected, summary.ambiguous
+            )?;
+            // Written key by key, in the documented order.
+            out.write_all(b",\"addresses\":[")?;
+            for (i, (ip, n)) in summary.addresses.iter().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                write!(out, "{comma}{{\"ip\":\"{ip}\",\"lines\":{n}}}")?;
+            }
+            out.write_all(b"],\"patterns\":[")?;
+            for (i, (pattern, n)) in summary.patterns.iter().enumerate() {
+                out.write_all(if i == 0 {
+                    b"{\"pattern\":"
+                } else {
+                    b",{\"pattern\":"
+                })?;
+                serde_json::to_writer(&mut *out, pattern)?;
+                write!(out, ",\"lines\":{n}}}")?;
+            }
+            out.write_all(b"],\"missed\":[")?;
+            for (i, m) in summary.missed.iter().enumerate() {
+                out.write_all(if i == 0 {
+                    b"{\"shape\":"
+                } else {
+                    b",{\"shape\":"
+                })?;
+                serde_json::to_writer(&mut *out, &m.shape)?;
+                write!(out, ",\"lines\":{},\"example\":", m.lines)?;
+                serde_json::to_writer(&mut *out, &m.example)?;
+                out.write_all(b"}")?;
+            }
+            out.write_all(b"]")?;
+            writeln!(out, "}}}}")
         }
         ExplainMode::Human | ExplainMode::Summary => {
             writeln!(
@@ -298,10 +620,75 @@ fn write_summary<W: Write>(
                     summary.too_long, MAX_LINE_LEN, summary.invalid_utf8
                 )?;
             }
+            if summary.ambiguous > 0 {
+                writeln!(
+                    out,
+                    "ambiguous (attacker text makes the address uncertain; not counted): {} lines",
+                    summary.ambiguous
+                )?;
+            }
             for target in &would_ban {
                 writeln!(out, "would ban: {target}")?;
+            }
+            if !summary.patterns.is_empty() {
+                writeln!(out, "lines per pattern:")?;
+                for (pattern, n) in &summary.patterns {
+                    writeln!(out, "  {n:>9}  {pattern}")?;
+                }
+            }
+            if !summary.addresses.is_empty() {
+                writeln!(out, "lines per address (the 20 busiest):")?;
+                for (ip, n) in summary.addresses.iter().take(20) {
+                    writeln!(out, "  {n:>9}  {ip}")?;
+                }
+            }
+            if !summary.missed.is_empty() {
+                writeln!(
+                    out,
+                    "missed: lines of the service no pattern matched, by shape ({} shapes):",
+                    summary.missed.len()
+                )?;
+                for m in summary.missed.iter().take(50) {
+                    writeln!(out, "  {:>9}  {}", m.lines, m.shape)?;
+                    let example: String = m.example.chars().take(200).collect();
+                    writeln!(out, "             e.g. {}", example.escape_debug())?;
+                }
             }
             Ok(())
         }
     }
+}
+
+/// The shape of a message that no pattern matched: its first three words (what kind of message
+/// it is, before user names and such), with addresses
+/// written `<IP>` and digit runs `<N>`, so that lines differing only in those group together.
+fn shape_of(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&message[..message.len().min(512)]);
+    let mut shape = Vec::new();
+    for word in text.split_whitespace().take(3) {
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':' && c != '.');
+        let shaped = if bare.contains(['.', ':']) && bare.parse::<IpAddr>().is_ok()
+            || bare.rsplit_once(':').is_some_and(|(a, p)| {
+                p.chars().all(|c| c.is_ascii_digit()) && a.parse::<IpAddr>().is_ok()
+            }) {
+            word.replace(bare, "<IP>")
+        } else {
+            let mut out = String::with_capacity(word.len());
+            let mut in_digits = false;
+            for c in word.chars() {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push_str("<N>");
+                    }
+                    in_digits = true;
+                } else {
+                    out.push(c);
+                    in_digits = false;
+                }
+            }
+            out
+        };
+        shape.push(shaped);
+    }
+    shape.join(" ")
 }

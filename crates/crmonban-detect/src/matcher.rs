@@ -333,6 +333,13 @@ impl ServiceMatcher {
         LineOutcome::NoMatch
     }
 
+    /// The message of `line` when it is this service's (its syslog tag is one of the pack's
+    /// programs, or it has no tag); `None` for another program's line.
+    pub fn message_of<'a>(&self, line: &'a [u8], ctx: &LineContext) -> Option<&'a [u8]> {
+        self.split(trim_line_end(line), ctx)
+            .map(|parts| parts.message)
+    }
+
     /// The envelope split; `None` when the line is another program's (syslog tag).
     #[inline]
     fn split<'a>(&self, line: &'a [u8], ctx: &LineContext) -> Option<Parts<'a>> {

@@ -88,11 +88,15 @@ pub fn format_rfc3339(unix: i64) -> String {
 #[inline]
 pub fn parse_leading(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, usize)> {
     match *line.first()? {
-        b'A'..=b'Z' => parse_bsd(line, reference, utc_offset),
+        b'A'..=b'Z' => match line.get(8) {
+            // journalctl -o short-full: `Wed 2026-11-25 16:19:59 UTC`.
+            Some(b'-') if line.get(3) == Some(&b' ') => parse_weekday_iso(line, utc_offset),
+            _ => parse_bsd(line, reference, utc_offset),
+        },
         b'0'..=b'9' => match line.get(4)? {
             b'-' => parse_rfc3339(line, utc_offset),
             b'/' => parse_nginx(line, utc_offset),
-            _ => None,
+            _ => parse_unix(line),
         },
         b'[' => parse_apache(line, utc_offset),
         _ => None,
@@ -189,7 +193,60 @@ pub fn parse_bsd(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, u
         .into_iter()
         .filter_map(|year| civil_to_unix(year, month, day, secs, offset))
         .find(|&t| t <= latest_acceptable)?;
-    Some((time, 15))
+    // journalctl -o short-precise adds microseconds: `Nov 25 16:19:59.123456`.
+    let mut len = 15;
+    if line.get(15) == Some(&b'.') {
+        let digits = line[16..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 {
+            len = 16 + digits;
+        }
+    }
+    Some((time, len))
+}
+
+/// journalctl -o short-full: `Www YYYY-MM-DD HH:MM:SS ZONE`, the zone an abbreviation
+/// (`UTC`, `GMT` or the local zone's, read as `utc_offset`) or `±HHMM`.
+fn parse_weekday_iso(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
+    let (local, len) = parse_rfc3339(line.get(4..)?, 0)?;
+    let rest = line.get(4 + len..)?.strip_prefix(b" ")?;
+    let zone_len = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let zone = &rest[..zone_len];
+    let offset = match zone {
+        b"UTC" | b"GMT" | b"Z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let minutes = i64::from(two_digits(&[*h1, *h2])? * 60 + two_digits(&[*m1, *m2])?);
+            if *sign == b'-' {
+                -minutes * 60
+            } else {
+                minutes * 60
+            }
+        }
+        z if !z.is_empty() && z.iter().all(u8::is_ascii_alphabetic) => i64::from(utc_offset),
+        _ => return None,
+    };
+    Some((local - offset, 4 + len + 1 + zone_len))
+}
+
+/// journalctl -o short-unix: `1764087599.123456` (seconds since the epoch, 9 to 11 digits).
+fn parse_unix(line: &[u8]) -> Option<(i64, usize)> {
+    let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
+    if !(9..=11).contains(&digits) {
+        return None;
+    }
+    let secs: i64 = std::str::from_utf8(&line[..digits]).ok()?.parse().ok()?;
+    let mut len = digits;
+    if line.get(len) == Some(&b'.') {
+        let frac = line[len + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if frac == 0 {
+            return None;
+        }
+        len += 1 + frac;
+    }
+    // A stamp is followed by a blank; anything else is not one.
+    (line.get(len) == Some(&b' ')).then_some((secs, len))
 }
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM|±HHMM|±HH]`; local time when no zone is given.

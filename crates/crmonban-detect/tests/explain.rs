@@ -40,13 +40,13 @@ Failed password for root from 203.0.113.5 port 1 ssh2
 #[test]
 fn json_lines_and_summary_exactly() {
     let (out, summary) = run(MIXED.as_bytes(), ExplainMode::Json);
-    let expected = r#"{"line":2,"ip":"192.0.2.7","service":"ssh","kind":"invalid_user","time":"2026-11-25T16:19:51Z"}
-{"line":3,"ip":"192.0.2.7","service":"ssh","kind":"invalid_user","time":"2026-11-25T16:19:52Z"}
-{"line":5,"ip":"2001:db8::7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:54Z"}
-{"line":6,"ip":"192.0.2.7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:55Z"}
-{"line":7,"ip":"192.0.2.7","service":"ssh","kind":"probe","time":"2026-11-25T16:19:56Z"}
-{"line":8,"ip":"203.0.113.5","service":"ssh","kind":"failed_auth","time":null}
-{"summary":{"lines":8,"matched":6,"ips":3,"would_ban":["192.0.2.7"],"too_long":0,"invalid_utf8":0,"protected":0}}
+    let expected = r#"{"line":2,"ip":"192.0.2.7","service":"ssh","kind":"invalid_user","time":"2026-11-25T16:19:51Z","pattern":"ssh-invalid-user"}
+{"line":3,"ip":"192.0.2.7","service":"ssh","kind":"invalid_user","time":"2026-11-25T16:19:52Z","pattern":"ssh-failed-invalid-user"}
+{"line":5,"ip":"2001:db8::7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:54Z","pattern":"ssh-failed-auth"}
+{"line":6,"ip":"192.0.2.7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:55Z","pattern":"ssh-failed-auth"}
+{"line":7,"ip":"192.0.2.7","service":"ssh","kind":"probe","time":"2026-11-25T16:19:56Z","pattern":"ssh-closed-preauth"}
+{"line":8,"ip":"203.0.113.5","service":"ssh","kind":"failed_auth","time":null,"pattern":"ssh-failed-auth"}
+{"summary":{"lines":8,"matched":6,"ips":3,"would_ban":["192.0.2.7"],"too_long":0,"invalid_utf8":0,"protected":0,"ambiguous":0,"addresses":[{"ip":"192.0.2.7","lines":4},{"ip":"203.0.113.5","lines":1},{"ip":"2001:db8::7","lines":1}],"patterns":[{"pattern":"ssh-failed-auth","lines":3},{"pattern":"ssh-closed-preauth","lines":1},{"pattern":"ssh-failed-invalid-user","lines":1},{"pattern":"ssh-invalid-user","lines":1}],"missed":[]}}
 "#;
     assert_eq!(out, expected);
     assert_eq!((summary.lines, summary.matched, summary.ips), (8, 6, 3));
@@ -62,7 +62,11 @@ fn summary_and_human_modes() {
     let (out, _) = run(MIXED.as_bytes(), ExplainMode::Summary);
     assert_eq!(
         out,
-        "lines: 8  matched: 6  addresses: 3  would ban: 1\nwould ban: 192.0.2.7\n"
+        "lines: 8  matched: 6  addresses: 3  would ban: 1\nwould ban: 192.0.2.7\n\
+         lines per pattern:\n          3  ssh-failed-auth\n          1  ssh-closed-preauth\n\
+         \x20         1  ssh-failed-invalid-user\n          1  ssh-invalid-user\n\
+         lines per address (the 20 busiest):\n          4  192.0.2.7\n          1  203.0.113.5\n\
+         \x20         1  2001:db8::7\n"
     );
     let (out, _) = run(MIXED.as_bytes(), ExplainMode::Human);
     let rows: Vec<&str> = out.lines().collect();
@@ -72,7 +76,7 @@ fn summary_and_human_modes() {
         "{out}"
     );
     assert!(rows[1].contains("ssh-invalid-user"));
-    assert_eq!(rows.len(), 1 + 6 + 2);
+    assert_eq!(rows.len(), 1 + 6 + 2 + 5 + 4);
     // Columns line up: the address column starts at the same offset in every row.
     let col = rows[1].find("192.0.2.7").unwrap();
     assert_eq!(rows[3].find("2001:db8::7").unwrap(), col);
@@ -118,7 +122,7 @@ fn empty_input_and_unknown_service() {
     let (out, s) = run(b"", ExplainMode::Json);
     assert_eq!(
         out,
-        "{\"summary\":{\"lines\":0,\"matched\":0,\"ips\":0,\"would_ban\":[],\"too_long\":0,\"invalid_utf8\":0,\"protected\":0}}\n"
+        "{\"summary\":{\"lines\":0,\"matched\":0,\"ips\":0,\"would_ban\":[],\"too_long\":0,\"invalid_utf8\":0,\"protected\":0,\"ambiguous\":0,\"addresses\":[],\"patterns\":[],\"missed\":[]}}\n"
     );
     assert_eq!(s.lines, 0);
     let err = explain::run(
@@ -154,9 +158,101 @@ fn protected_addresses_are_not_counted() {
     .unwrap();
     assert_eq!((summary.matched, summary.protected), (6, 4));
     assert!(summary.would_ban.is_empty());
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
+    assert!(String::from_utf8(out).unwrap().starts_with(
         "lines: 8  matched: 6  addresses: 3  would ban: 0\n\
-         protected (whitelisted, trusted zone or reserved; not counted): 4 lines\n"
+             protected (whitelisted, trusted zone or reserved; not counted): 4 lines\n"
+    ));
+}
+
+fn run_with(input: &[u8], missed: bool) -> (String, explain::ExplainSummary) {
+    let options = explain::ExplainOptions {
+        mode: ExplainMode::Json,
+        ctx: ExplainContext {
+            line: LineContext::at(NOW),
+            ..Default::default()
+        },
+        protected: &|_| false,
+        missed,
+    };
+    let mut out = Vec::new();
+    let summary = explain::run_with("ssh", &ssh(), Cursor::new(input), &mut out, &options).unwrap();
+    (String::from_utf8(out).unwrap(), summary)
+}
+
+/// `journalctl -o json` and `-o export` are read as entries: identifier, pid and time come
+/// from the journal's fields, and another program's entry is not the service's.
+#[test]
+fn journal_json_and_export_input() {
+    let json = concat!(
+        r#"{"__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1795623599000000","_PID":"812","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Failed password for root from 192.0.2.7 port 22 ssh2"}"#,
+        "\n",
+        r#"{"__CURSOR":"s=2","__REALTIME_TIMESTAMP":"1795623600000000","_PID":"9","SYSLOG_IDENTIFIER":"cron","MESSAGE":"Failed password for root from 198.18.0.66 port 22 ssh2"}"#,
+        "\n",
+        r#"{"__CURSOR":"s=3","__REALTIME_TIMESTAMP":"1795623601000000","_PID":"813","_COMM":"sshd-session","MESSAGE":[73,110,118,97,108,105,100,32,117,115,101,114,32,255,32,102,114,111,109,32,49,57,50,46,48,46,50,46,56,32,112,111,114,116,32,49]}"#,
+        "\n",
     );
+    let (out, summary) = run_with(json.as_bytes(), false);
+    assert_eq!(summary.lines, 3);
+    assert_eq!(
+        summary.addresses,
+        [
+            ("192.0.2.7".parse().unwrap(), 1),
+            ("192.0.2.8".parse().unwrap(), 1)
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            r#""ip":"192.0.2.7","service":"ssh","kind":"failed_auth","time":"2026-11-25T16:19:59Z""#
+        ),
+        "{out}"
+    );
+
+    // The same entries in export format, one of them with a binary MESSAGE.
+    let mut export = Vec::new();
+    export.extend_from_slice(b"__CURSOR=s=1\n__REALTIME_TIMESTAMP=1795623599000000\n_PID=812\nSYSLOG_IDENTIFIER=sshd\nMESSAGE=Failed password for root from 192.0.2.7 port 22 ssh2\n\n");
+    export.extend_from_slice(b"__CURSOR=s=2\n_PID=9\nSYSLOG_IDENTIFIER=cron\nMESSAGE=Failed password for root from 198.18.0.66 port 22 ssh2\n\n");
+    let binary = b"Invalid user \xff\nx from 192.0.2.8 port 1";
+    export.extend_from_slice(b"__CURSOR=s=3\n__REALTIME_TIMESTAMP=1795623601000000\n_PID=813\nSYSLOG_IDENTIFIER=sshd\nMESSAGE\n");
+    export.extend_from_slice(&(binary.len() as u64).to_le_bytes());
+    export.extend_from_slice(binary);
+    export.extend_from_slice(b"\n\n");
+    let (out, summary) = run_with(&export, false);
+    assert_eq!(summary.lines, 3, "{out}");
+    assert_eq!(
+        summary.addresses,
+        [
+            ("192.0.2.7".parse().unwrap(), 1),
+            ("192.0.2.8".parse().unwrap(), 1)
+        ],
+        "{out}"
+    );
+}
+
+/// --missed groups the service's unmatched lines by their first words; other programs' lines
+/// are not the service's.
+#[test]
+fn missed_lines_are_grouped_by_shape() {
+    let log = "\
+Nov 25 16:20:59 host sshd[1235]: Postponed keyboard-interactive for invalid user b from 192.0.2.8 port 2 ssh2 [preauth]
+Nov 25 16:21:59 host sshd[1236]: Postponed keyboard-interactive for invalid user c from 192.0.2.9 port 3 ssh2 [preauth]
+Nov 25 16:21:59 host CRON[1]: pam_unix(cron:session): session opened for user root
+Nov 25 16:22:59 host sshd[1237]: Accepted password for bob from 192.0.2.7 port 22 ssh2
+Nov 25 16:22:59 host sshd[1237]: Invalid user x from 192.0.2.7 port 22
+";
+    let (_, summary) = run_with(log.as_bytes(), true);
+    assert_eq!(
+        summary
+            .missed
+            .iter()
+            .map(|m| (m.shape.as_str(), m.lines))
+            .collect::<Vec<_>>(),
+        [
+            ("Postponed keyboard-interactive for", 2),
+            ("Accepted password for", 1)
+        ]
+    );
+    assert!(summary.missed[0].example.contains("user b from 192.0.2.8"));
+    let (_, without) = run_with(log.as_bytes(), false);
+    assert!(without.missed.is_empty());
 }

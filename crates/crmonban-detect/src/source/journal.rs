@@ -49,7 +49,7 @@ pub(super) fn arguments(matches: &JournalMatch, cursor: Option<&str>) -> Vec<Str
 
 /// A journal entry turned into a line.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     pub line: Vec<u8>,
     pub cursor: String,
     pub time: Option<i64>,
@@ -58,7 +58,7 @@ pub(super) struct Entry {
 
 /// Why an entry is not used.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum EntryError {
+pub(crate) enum EntryError {
     /// Not JSON, or no `__CURSOR`.
     Invalid(String),
     /// A valid entry without a message (e.g. a binary blob too large to show): its cursor still
@@ -66,7 +66,7 @@ pub(super) enum EntryError {
     NoMessage(String),
 }
 
-pub(super) fn parse_entry(json: &[u8], max_line: usize) -> Result<(Entry, bool), EntryError> {
+pub(crate) fn parse_entry(json: &[u8], max_line: usize) -> Result<(Entry, bool), EntryError> {
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| EntryError::Invalid(format!("not a JSON journal entry: {e}")))?;
     let cursor = value

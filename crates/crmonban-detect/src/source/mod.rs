@@ -34,7 +34,7 @@
 //! inside one (the engine does; this crate starts nothing on its own).
 
 mod file;
-mod journal;
+pub(crate) mod journal;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
