@@ -27,6 +27,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("dbus", "/usr/bin/dbus-daemon"),
     // The detection end-to-end tests attack a real sshd with wrong passwords.
     ("openssh-server", "/usr/sbin/sshd"),
+    // A real dovecot, attacked in a namespace, for the mail detection test.
+    ("dovecot-imapd", "/usr/sbin/dovecot"),
     ("sshpass", "/usr/bin/sshpass"),
     // The journal source is tested against a real systemd-journald (in a mount namespace of
     // its own); nsenter, unshare and logger come with Debian's essential util-linux/bsdutils.
@@ -108,13 +110,30 @@ pub(crate) fn install_missing(packages: &[(&str, &str)]) -> Result<()> {
     }
     require_root("install packages")?;
     eprintln!("xtask: installing {}", missing.join(" "));
-    status(Command::new("apt-get").arg("update").arg("-q"))?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    // Servers the tests start themselves (sshd, dovecot) must not start on the host when
+    // their packages are installed: a policy-rc.d that refuses every start, for the install.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# crmonban xtask: no service starts while installing\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = status(Command::new("apt-get").arg("update").arg("-q")).and_then(|()| {
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed
 }
 
 pub(crate) fn status(cmd: &mut Command) -> Result<()> {

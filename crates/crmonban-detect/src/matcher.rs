@@ -352,7 +352,10 @@ impl ServiceMatcher {
             Envelope::Syslog { programs } => {
                 let is_ours = |tag: &[u8]| {
                     programs.iter().any(|p| {
-                        tag == p.as_bytes() || (p.ends_with('/') && tag.starts_with(p.as_bytes()))
+                        tag == p.as_bytes()
+                            || (p.ends_with('/') && tag.starts_with(p.as_bytes()))
+                            || p.strip_suffix('*')
+                                .is_some_and(|stem| tag.starts_with(stem.as_bytes()))
                     })
                 };
                 let Some((time, len)) = time::parse_leading(line, ctx.now, ctx.utc_offset) else {
@@ -367,7 +370,18 @@ impl ServiceMatcher {
                         _ => Some(bare),
                     };
                 };
-                let (tag, pid, message) = split_syslog_header(line.get(len..)?)?;
+                let rest = line.get(len..)?;
+                // `STAMP TAG[PID]: MESSAGE` without a host (a program's own log file, such as
+                // dovecot's log_path): the word after the stamp ends with ':' or holds '[', which
+                // a host name never does.
+                let host_less = rest.strip_prefix(b" ").and_then(|after| {
+                    let word = &after[..memchr::memchr(b' ', after).unwrap_or(after.len())];
+                    (word.ends_with(b":") || word.contains(&b'[')).then_some(after)
+                });
+                let (tag, pid, message) = match host_less {
+                    Some(after) => split_tag(after)?,
+                    None => split_syslog_header(rest)?,
+                };
                 is_ours(tag).then_some(Parts {
                     time: Some(time),
                     pid: pid.or(ctx.pid),

@@ -236,7 +236,7 @@ impl ExecutableCopy {
 
 /// A new mode-0755 directory under the system's temporary directory, removed on drop, that
 /// every user can enter. Panics when the temporary directory itself is out of their reach.
-fn tempdir_for_everyone(prefix: &str) -> tempfile::TempDir {
+pub(crate) fn tempdir_for_everyone(prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()

@@ -4,14 +4,17 @@
 //! and UDP/TCP probes that tell whether packets get through; a private `dbus-daemon` configured
 //! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`], with
 //! [`ExecutableCopy`] for this build's own programs); a real OpenSSH server ([`Sshd`]) and a
-//! real systemd-journald ([`Journald`]), each in a mount namespace of its own.
+//! real systemd-journald ([`Journald`]), each in a mount namespace of its own, and a real
+//! Dovecot ([`Dovecot`]) with an IMAP client that fails logins ([`imap_logins`]).
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
+mod dovecot;
 mod journal;
 mod sshd;
 pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
+pub use dovecot::{Dovecot, imap_logins};
 pub use journal::Journald;
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 

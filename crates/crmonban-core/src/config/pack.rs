@@ -83,8 +83,9 @@ pub enum ConnectionId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {
     /// `STAMP HOST TAG[PID]: MESSAGE` (BSD or RFC 3339 stamp) whose tag is one of `programs`
-    /// (an entry ending in `/` matches every tag it starts), or a bare `TAG[PID]: MESSAGE` /
-    /// message (the journal).
+    /// (an entry ending in `/` or `*` matches every tag it starts), `STAMP TAG[PID]: MESSAGE`
+    /// without a host (a program's own log file), or a bare `TAG[PID]: MESSAGE` / message
+    /// (the journal).
     Syslog { programs: Vec<String> },
     /// nginx error.log: `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID MESSAGE`.
     NginxError,
