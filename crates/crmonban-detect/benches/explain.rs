@@ -436,6 +436,61 @@ fn status_kib(path: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Every built-in pack at once over one shared log (a host whose services all write to one
+/// syslog file): the sshd log with every third line replaced by a sample line of some pack
+/// (every pack's samples in turn), each line given to every pack's matcher.
+fn mixed_services(sshd_log: &[u8]) {
+    use crmonban_core::config::ServiceCatalog;
+    let matchers: Vec<ServiceMatcher> = ServiceCatalog::builtin()
+        .packs()
+        .map(|pack| {
+            let config = ServiceConfig::from_pack(pack, BanDuration::from_secs(3600));
+            ServiceMatcher::new(&pack.name, &config).unwrap()
+        })
+        .collect();
+    let samples: Vec<&str> = ServiceCatalog::builtin()
+        .packs()
+        .flat_map(|pack| pack.tests.iter().map(|t| t.text.as_str()))
+        .collect();
+    let mut mixed = Vec::with_capacity(sshd_log.len() + sshd_log.len() / 4);
+    for (i, line) in sshd_log.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if i % 3 == 2 {
+            mixed.extend_from_slice(samples[(i / 3) % samples.len()].as_bytes());
+        } else {
+            mixed.extend_from_slice(line);
+        }
+        mixed.push(b'\n');
+    }
+    let ctx = LineContext::at(START + 30 * 86_400);
+    let mut best = Duration::MAX;
+    let mut hits = 0;
+    for _ in 0..3 {
+        hits = 0;
+        let started = Instant::now();
+        for line in mixed.split(|&b| b == b'\n') {
+            for matcher in &matchers {
+                if let LineOutcome::Match(_) = matcher.match_line(line, &ctx) {
+                    hits += 1;
+                }
+            }
+        }
+        best = best.min(started.elapsed());
+    }
+    println!(
+        "mixed_all_packs_lines_per_sec: {:.0}",
+        LINES as f64 / best.as_secs_f64()
+    );
+    println!(
+        "mixed_all_packs: {} packs, {} lines, a third of them pack samples; {} matches",
+        matchers.len(),
+        LINES,
+        hits
+    );
+}
+
 /// Memory per tracked address: 1,000,000 distinct IPv4 addresses inside one window, measured
 /// first, in a fresh process (what the allocator does with the benchmark's own large buffers
 /// afterwards would otherwise show up in the figure).
@@ -679,6 +734,7 @@ fn main() {
         let tools = std::path::Path::new(&tools);
         compare_with_other_tools(tools, &log, &attackers, &service, &ctx, ours);
     }
+    mixed_services(&log);
     drop(log);
 
     for line in decider_memory {

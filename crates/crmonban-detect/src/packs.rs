@@ -145,6 +145,39 @@ fn describe(outcome: &LineOutcome) -> String {
     }
 }
 
+/// Where a pattern found the client's text and the address in a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spans {
+    /// Each attacker group that took part: name, start, end.
+    pub groups: Vec<(&'static str, usize, usize)>,
+    /// The address: start, end.
+    pub ip: (usize, usize),
+}
+
+/// The spans of `pattern`'s attacker groups and address in `line`, where the pattern matches
+/// the line's message.
+pub fn attacker_spans(
+    pattern: &crmonban_core::config::pack::PackPattern,
+    line: &[u8],
+) -> Option<Spans> {
+    let regex = Regex::new(&pattern.expanded()).ok()?;
+    let (start, caps) =
+        (0..line.len()).find_map(|start| regex.captures(&line[start..]).map(|c| (start, c)))?;
+    let ip = caps.name("ip")?;
+    let groups = pattern
+        .attacker_groups()
+        .into_iter()
+        .filter_map(|g| {
+            caps.name(g)
+                .map(|m| (g, start + m.start(), start + m.end()))
+        })
+        .collect();
+    Some(Spans {
+        groups,
+        ip: (start + ip.start(), start + ip.end()),
+    })
+}
+
 /// Rewrites each attacker group of `pattern` in the sample with forgeries; `Err` names the
 /// first that yields a forged address. Returns how many lines were tried.
 fn forgeries(
