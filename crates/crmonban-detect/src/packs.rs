@@ -346,7 +346,8 @@ mod tests {
         Arc::new(Pack::from_toml_str(text, "test.toml").unwrap())
     }
 
-    const HEADER: &str = "[service]\nname = \"demo\"\nenvelope = \"plain\"\n\n";
+    const HEADER: &str =
+        "[service]\nname = \"demo\"\nlog_path = \"/var/log/demo.log\"\nenvelope = \"plain\"\n\n";
 
     /// A pattern that takes the first address after a user name is caught by the forgeries.
     #[test]
@@ -359,7 +360,7 @@ mod tests {
         ));
         let problems = verify(&bad).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].line, 11);
+        assert_eq!(problems[0].line, 12);
         assert!(
             problems[0].message.contains("with group `user` written as"),
             "{}",
@@ -395,12 +396,12 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "test.toml:17: sample gives 192.0.2.1 (pattern demo-a), not 192.0.2.9",
-                "test.toml:22: sample must not match, but pattern demo-a gives 192.0.2.2",
-                "test.toml:26: sample must give 192.0.2.3, but no pattern matches it",
-                "test.toml:5: pattern demo-a has no sample line it matches: add a [[tests]] \
+                "test.toml:18: sample gives 192.0.2.1 (pattern demo-a), not 192.0.2.9",
+                "test.toml:23: sample must not match, but pattern demo-a gives 192.0.2.2",
+                "test.toml:27: sample must give 192.0.2.3, but no pattern matches it",
+                "test.toml:6: pattern demo-a has no sample line it matches: add a [[tests]] \
                  line it gives an address for",
-                "test.toml:11: pattern demo-b has no sample line it matches: add a [[tests]] \
+                "test.toml:12: pattern demo-b has no sample line it matches: add a [[tests]] \
                  line it gives an address for",
             ]
         );

@@ -346,13 +346,15 @@ pub fn parse_apache(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
     ))
 }
 
-/// The time of a common/combined access log line: the first `[dd/Mon/yyyy:HH:MM:SS +zzzz]`
-/// field (within the first 512 bytes, after the client address and user fields). Its own zone
-/// applies; `utc_offset` when it has none.
+/// The time of a common/combined access log line: the `[dd/Mon/yyyy:HH:MM:SS +zzzz]` field
+/// that is followed by ` "` (the request), within the first 512 bytes. The user field before
+/// it is the client's and unquoted, so a `[...]` there is never taken for the time. Its own
+/// zone applies; `utc_offset` when it has none.
 pub fn parse_clf_field(line: &[u8], utc_offset: i32) -> Option<i64> {
     let head = &line[..line.len().min(512)];
-    let open = memchr::memchr(b'[', head)?;
-    let f = head.get(open + 1..)?;
+    let close = memchr::memmem::find_iter(head, b"] \"").next()?;
+    let open = memchr::memrchr(b'[', &head[..close])?;
+    let f = head.get(open + 1..close)?;
     // dd/Mon/yyyy:HH:MM:SS
     if f.len() < 20 || f[2] != b'/' || f[6] != b'/' || f[11] != b':' {
         return None;
@@ -378,6 +380,28 @@ pub fn parse_clf_field(line: &[u8], utc_offset: i32) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_log_time_is_the_field_before_the_request() {
+        let t = |line: &str| parse_clf_field(line.as_bytes(), 0);
+        let want = utc(2026, 11, 25, 16, 19, 52);
+        assert_eq!(
+            t(r#"192.0.2.7 - - [25/Nov/2026:16:19:52 +0000] "GET / HTTP/1.1" 200 1 "-" "x""#),
+            Some(want)
+        );
+        assert_eq!(
+            t(r#"192.0.2.7 - - [25/Nov/2026:17:19:52 +0100] "GET / HTTP/1.1" 200 1 "-" "x""#),
+            Some(want)
+        );
+        // A client's user name imitating the field does not set the time.
+        assert_eq!(
+            t(
+                r#"192.0.2.7 - [01/Jan/2001:00:00:00 +0000] [25/Nov/2026:16:19:52 +0000] "GET / HTTP/1.1" 401 1"#
+            ),
+            Some(want)
+        );
+        assert_eq!(t("192.0.2.7 - - no time here"), None);
+    }
 
     fn utc(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> i64 {
         days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s

@@ -424,8 +424,15 @@ fn apache_lines() {
         FailedAuth,
         "apache-auth-digest-failure",
     );
-    for line in [
+    // fail2ban's apache-auth counts a request mod_authz_core denies too.
+    hit(
+        &m,
         "[Wed Nov 25 16:19:59.123456 2026] [authz_core:error] [pid 1234:tid 1] [client 192.0.2.7:5555] AH01630: client denied by server configuration: /var/www/secret",
+        "192.0.2.7",
+        Probe,
+        "apache-authz-denied",
+    );
+    for line in [
         "[Wed Nov 25 16:19:59.123456 2026] [mpm_event:notice] [pid 1234:tid 1] AH00489: Apache/2.4.57 (Debian) configured -- resuming normal operations",
         "[Wed Nov 25 16:19:59.123456 2026] [core:error] [pid 1234:tid 1] [client 192.0.2.7:5555] AH00126: Invalid URI in request GET /x HTTP/1.1",
     ] {

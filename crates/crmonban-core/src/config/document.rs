@@ -403,7 +403,7 @@ impl<'a, 'i> Table<'a, 'i> {
 }
 
 /// The known key closest to a misspelt one, if it is close enough to be a likely typo.
-fn nearest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(super) fn nearest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
     let limit = (given.chars().count() / 3).clamp(1, 3);
     known
         .iter()

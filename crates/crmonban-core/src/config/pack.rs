@@ -292,6 +292,13 @@ impl Pack {
             }
             Some(envelope)
         });
+        if log_path.is_none() && journal_match.is_none() {
+            d.error(
+                &service.span,
+                &service.path,
+                "needs `log_path` or `journal_match`: where the service's lines are by default",
+            );
+        }
         service.finish(&mut d);
 
         let mut seen = BTreeSet::new();
@@ -563,6 +570,26 @@ pub const BUILTIN_PACKS: &[(&str, &str)] = &[
     ("apache.toml", include_str!("../../packs/apache.toml")),
     ("postfix.toml", include_str!("../../packs/postfix.toml")),
     ("dovecot.toml", include_str!("../../packs/dovecot.toml")),
+    (
+        "apache-badbots.toml",
+        include_str!("../../packs/apache-badbots.toml"),
+    ),
+    (
+        "apache-noscript.toml",
+        include_str!("../../packs/apache-noscript.toml"),
+    ),
+    (
+        "apache-overflows.toml",
+        include_str!("../../packs/apache-overflows.toml"),
+    ),
+    (
+        "nginx-botsearch.toml",
+        include_str!("../../packs/nginx-botsearch.toml"),
+    ),
+    (
+        "nginx-bad-request.toml",
+        include_str!("../../packs/nginx-bad-request.toml"),
+    ),
 ];
 
 /// The services crmonban knows: the built-in packs, and any read from a directory.
@@ -631,8 +658,17 @@ impl ServiceCatalog {
         self.packs.iter()
     }
 
-    /// Every service name and alias, for messages.
+    /// Every service name, in catalog order.
     pub fn names(&self) -> Vec<&str> {
         self.packs.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// Every service name and alias.
+    pub fn all_names(&self) -> Vec<&str> {
+        self.packs
+            .iter()
+            .flat_map(|p| std::iter::once(&p.name).chain(&p.aliases))
+            .map(String::as_str)
+            .collect()
     }
 }

@@ -512,8 +512,11 @@ fn read_service(
             &path,
             format!(
                 "needs at least one [[{path}.patterns]]: no service pack is named `{name}`, \
-                 so crmonban has no patterns for it (packs: {})",
-                catalog.names().join(", ")
+                 so crmonban has no patterns for it{}",
+                match super::document::nearest(name, &catalog.all_names()) {
+                    Some(near) => format!(" (did you mean `{near}`?)"),
+                    None => " (`crmonband check-config` lists the service packs)".to_owned(),
+                }
             ),
         );
     }

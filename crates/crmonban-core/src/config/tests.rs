@@ -82,8 +82,16 @@ fn defaults_are_the_original_readme_values_and_safe_choices() {
         PathBuf::from("/var/lib/GeoIP/GeoLite2-ASN.mmdb")
     );
 
+    // Every built-in pack is a service, ssh alone enabled.
     let names: Vec<&str> = c.services.keys().map(String::as_str).collect();
-    assert_eq!(names, ["apache", "dovecot", "nginx", "postfix", "ssh"]);
+    let mut packs = builtin_services();
+    packs.sort_unstable();
+    assert_eq!(names, packs);
+    for classic in ["apache", "dovecot", "nginx", "postfix", "ssh"] {
+        assert!(names.contains(&classic), "{classic}");
+    }
+    let enabled: Vec<&str> = c.enabled_services().map(|(n, _)| n).collect();
+    assert_eq!(enabled, ["ssh"]);
     let ssh = &c.services["ssh"];
     assert!(ssh.enabled);
     assert_eq!(ssh.log_path, Some(PathBuf::from("/var/log/auth.log")));
@@ -93,8 +101,11 @@ fn defaults_are_the_original_readme_values_and_safe_choices() {
     assert_eq!(ssh.find_time, secs(600));
     assert_eq!(ssh.ban_time, BanDuration::from_secs(3600));
     assert!(ssh.patterns.is_empty());
-    for service in c.services.values() {
-        assert!(service.journal_match.is_some());
+    for (name, service) in &c.services {
+        assert!(
+            service.log_path.is_some() || service.journal_match.is_some(),
+            "{name} has no default source"
+        );
     }
     for (name, log) in [
         ("nginx", "/var/log/nginx/error.log"),
@@ -453,7 +464,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
     );
     // Untouched built-ins also follow default_ban_duration.
     assert_eq!(c.services["nginx"].ban_time, BanDuration::Timed(secs(7200)));
-    assert_eq!(c.services.len(), 6);
+    assert_eq!(c.services.len(), builtin_services().len() + 1);
 
     assert_eq!(
         c.dbus,
@@ -883,8 +894,8 @@ fn a_new_service_needs_a_log_and_a_pattern() {
             "config.toml:1: services.gitea: needs `log_path` (or source = \"journal\" with \
              `journal_match`): no service pack is named `gitea`, so crmonban knows no log for it",
             "config.toml:1: services.gitea: needs at least one [[services.gitea.patterns]]: \
-             no service pack is named `gitea`, so crmonban has no patterns for it (packs: \
-             ssh, nginx, apache, postfix, dovecot)",
+             no service pack is named `gitea`, so crmonban has no patterns for it \
+             (`crmonband check-config` lists the service packs)",
         ]
     );
     let e = error(
