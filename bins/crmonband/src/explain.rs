@@ -13,15 +13,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use crmonban_core::EventKind;
 use crmonban_core::config::Pattern;
+use crmonban_core::config::pack::IP_GROUP;
 use crmonban_detect::decide::DeciderOptions;
 use crmonban_detect::explain::{self, ExplainContext, ExplainMode, ExplainOptions};
 use crmonban_detect::matcher::LineContext;
 use crmonban_zones::Policy;
 
 use crate::config_file;
-
-/// What `<IP>` and `<HOST>` stand for in `--regex`.
-const IP: &str = r"(?P<ip>[0-9A-Fa-f:.]+)";
 
 /// What `explain` was asked besides the service and the input.
 pub struct Ask {
@@ -44,7 +42,7 @@ pub fn run(config_path: Option<&Path>, service: &str, ask: Ask, input: &str) -> 
     let mut service_config = configured.clone();
     if let Some(regex) = &ask.regex {
         // Like fail2ban-regex: only this regex, on whole lines.
-        let source = regex.replace("<IP>", IP).replace("<HOST>", IP);
+        let source = regex.replace("<IP>", IP_GROUP).replace("<HOST>", IP_GROUP);
         let pattern = Pattern::new("regex", &source, EventKind::FailedAuth)
             .map_err(|e| anyhow::anyhow!("--regex: {e}"))?;
         service_config.pack = None;

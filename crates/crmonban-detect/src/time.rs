@@ -91,6 +91,10 @@ pub fn parse_leading(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i6
         b'A'..=b'Z' => match line.get(8) {
             // journalctl -o short-full: `Wed 2026-11-25 16:19:59 UTC`.
             Some(b'-') if line.get(3) == Some(&b' ') => parse_weekday_iso(line, utc_offset),
+            // ctime: `Wed Nov 25 16:19:59 2026` (vsftpd.log).
+            _ if line.get(3) == Some(&b' ') && line.get(4).is_some_and(u8::is_ascii_uppercase) => {
+                parse_ctime(line, utc_offset)
+            }
             _ => parse_bsd(line, reference, utc_offset),
         },
         b'0'..=b'9' => match line.get(4)? {
@@ -98,9 +102,44 @@ pub fn parse_leading(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i6
             b'/' => parse_nginx(line, utc_offset),
             _ => parse_unix(line),
         },
-        b'[' => parse_apache(line, utc_offset),
+        b'[' => {
+            parse_apache(line, utc_offset).or_else(|| parse_bracketed(line, reference, utc_offset))
+        }
         _ => None,
     }
+}
+
+/// ctime's `Www Mmm dd HH:MM:SS YYYY`, local time, 24 bytes.
+fn parse_ctime(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
+    if line.len() < 24 || line[3] != b' ' || line[7] != b' ' || line[10] != b' ' {
+        return None;
+    }
+    let month = month_number(&line[4..7])?;
+    let day = match (line[8], line[9]) {
+        (b' ', d) => digit(d)?,
+        (t, d) => digit(t)? * 10 + digit(d)?,
+    };
+    let secs = hms(&line[11..19])?;
+    if line[19] != b' ' {
+        return None;
+    }
+    let year = i64::from(two_digits(&line[20..22])? * 100 + two_digits(&line[22..24])?);
+    Some((
+        civil_to_unix(year, month, day, secs, i64::from(utc_offset))?,
+        24,
+    ))
+}
+
+/// A stamp in square brackets: `[2026-11-25 16:19:59.123]` (vaultwarden, asterisk) or
+/// `[Nov 25 16:19:59]` (asterisk); the length includes the brackets.
+fn parse_bracketed(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, usize)> {
+    let inner = line.get(1..)?;
+    let (time, len) = match inner.first()? {
+        b'0'..=b'9' => parse_rfc3339(inner, utc_offset)?,
+        b'A'..=b'Z' => parse_bsd(inner, reference, utc_offset)?,
+        _ => return None,
+    };
+    (inner.get(len) == Some(&b']')).then_some((time, len + 2))
 }
 
 #[inline]
@@ -250,7 +289,15 @@ fn parse_unix(line: &[u8]) -> Option<(i64, usize)> {
 }
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM|±HHMM|±HH]`; local time when no zone is given.
+/// MariaDB's `YYYY-MM-DD  H:MM:SS` (a blank for the hour's first digit) is read too.
 pub fn parse_rfc3339(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
+    if line.get(10..12) == Some(b"  ") && line.get(13) == Some(&b':') {
+        let mut padded = [0u8; 19];
+        padded.copy_from_slice(line.get(..19)?);
+        padded[11] = b'0';
+        let (time, _) = parse_rfc3339(&padded, utc_offset)?;
+        return Some((time, 19));
+    }
     if line.len() < 19 || line[4] != b'-' || line[7] != b'-' || !matches!(line[10], b'T' | b' ') {
         return None;
     }
@@ -380,6 +427,29 @@ pub fn parse_clf_field(line: &[u8], utc_offset: i32) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ctime_bracketed_and_mariadb_stamps() {
+        let want = utc(2026, 11, 25, 16, 19, 59);
+        let now = utc(2026, 11, 26, 0, 0, 0);
+        for (line, len) in [
+            ("Wed Nov 25 16:19:59 2026 [pid 1] x", 24),
+            ("[2026-11-25 16:19:59.123] x", 25),
+            ("[2026-11-25 16:19:59] x", 21),
+            ("[Nov 25 16:19:59] x", 17),
+        ] {
+            assert_eq!(
+                parse_leading(line.as_bytes(), now, 0),
+                Some((want, len)),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_leading(b"2026-11-25  8:25:38 0 [Warning] x", now, 0),
+            Some((utc(2026, 11, 25, 8, 25, 38), 19))
+        );
+        assert_eq!(parse_leading(b"Wed Nov 25 16:19:59", now, 0), None);
+    }
 
     #[test]
     fn the_access_log_time_is_the_field_before_the_request() {

@@ -46,7 +46,9 @@ use super::schema::JournalMatch;
 use crate::EventKind;
 
 /// The address group `<IP>` stands for: a candidate the matcher validates as an IP address.
-pub const IP_GROUP: &str = r"(?P<ip>[0-9A-Fa-f:.]+)";
+/// A dotted IPv4 address is one alternative, so `ADDR:PORT` splits at the colon; anything with
+/// a colon is an IPv6 candidate.
+pub const IP_GROUP: &str = r"(?P<ip>(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)";
 /// The port group `<PORT>` stands for.
 pub const PORT_GROUP: &str = r"(?P<port>[0-9]{1,5})";
 /// Named groups that hold text an attacker chooses (a user name, a URL, a certificate's key
@@ -590,6 +592,16 @@ pub const BUILTIN_PACKS: &[(&str, &str)] = &[
         "nginx-bad-request.toml",
         include_str!("../../packs/nginx-bad-request.toml"),
     ),
+    ("dropbear.toml", include_str!("../../packs/dropbear.toml")),
+    ("vsftpd.toml", include_str!("../../packs/vsftpd.toml")),
+    ("proftpd.toml", include_str!("../../packs/proftpd.toml")),
+    ("pure-ftpd.toml", include_str!("../../packs/pure-ftpd.toml")),
+    (
+        "mysqld-auth.toml",
+        include_str!("../../packs/mysqld-auth.toml"),
+    ),
+    ("openvpn.toml", include_str!("../../packs/openvpn.toml")),
+    ("asterisk.toml", include_str!("../../packs/asterisk.toml")),
 ];
 
 /// The services crmonban knows: the built-in packs, and any read from a directory.
