@@ -368,3 +368,27 @@ fn explain_regex_tries_an_ad_hoc_pattern() {
         text(&bad.stderr)
     );
 }
+
+/// docs/CONFIG.md lists every built-in service pack with its aliases and default sources.
+#[test]
+fn config_md_lists_every_service_pack() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+        .unwrap();
+    for pack in crmonban_core::config::ServiceCatalog::builtin().packs() {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", pack.name)))
+            .unwrap_or_else(|| panic!("docs/CONFIG.md has no row for the {} pack", pack.name));
+        for alias in &pack.aliases {
+            assert!(row.contains(&format!("`{alias}`")), "{row}");
+        }
+        if let Some(path) = &pack.log_path {
+            assert!(row.contains(&format!("`{}`", path.display())), "{row}");
+        }
+        if let Some(journal) = &pack.journal_match {
+            assert!(row.contains(&format!("`{journal}`")), "{row}");
+        }
+        let enabled = if pack.enabled { "| yes |" } else { "| no |" };
+        assert!(row.contains(enabled), "{row}");
+    }
+}

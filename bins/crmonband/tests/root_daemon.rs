@@ -969,6 +969,65 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
     });
 }
 
+/// A real dovecot that writes its own log file (`log_path`): an IMAP brute force from the
+/// attacker's namespace (wrong passwords, unknown users) is banned from the lines dovecot
+/// really writes, and the banned address cannot connect any more.
+#[test]
+fn root_dovecot_attacker_is_banned_from_its_log_file() {
+    let host = NetNs::new("d-dove");
+    let attacker = attacker_for(&host);
+    let dovecot = crmonban_testutil::Dovecot::start(&host, 10143);
+    let daemon = Daemon::start_on(
+        host,
+        PrivateBus::system_like(&policy_file()),
+        &format!(
+            "\n[services.dovecot]\nenabled = true\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+            dovecot.log.display()
+        ),
+    );
+    let host_addr: IpAddr = HOST_V4.parse().unwrap();
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        let mut added = proxy.receive_ban_added().await.unwrap();
+        // A wrong password and an unknown user, then a second connection's wrong password:
+        // three tries make a ban (the last answer may be cut off by it).
+        let answers = crmonban_testutil::imap_logins(
+            &attacker,
+            host_addr,
+            dovecot.port,
+            &[("bob", "wrong"), ("nosuchuser", "x")],
+        );
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.contains("NO [AUTHENTICATIONFAILED]")),
+            "{answers:?}"
+        );
+        crmonban_testutil::imap_logins(&attacker, host_addr, dovecot.port, &[("bob", "again")]);
+        let ban = next_ban(&mut added, &daemon, || {
+            format!("dovecot.log:\n{}", dovecot.log_text())
+        })
+        .await;
+        let args = ban.args().unwrap();
+        assert_eq!((args.ip, args.source), (ATTACKER_V4, "detector"));
+        assert!(args.reason.contains("dovecot"), "{}", args.reason);
+        assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
+        assert!(
+            crmonban_testutil::imap_logins(&attacker, host_addr, dovecot.port, &[("bob", "x")])
+                .is_empty(),
+            "the banned attacker still reaches dovecot"
+        );
+    });
+    assert!(
+        dovecot
+            .log_text()
+            .contains(&format!("passwd-file(bob,{ATTACKER_V4},")),
+        "dovecot logged the attempts itself:\n{}",
+        dovecot.log_text()
+    );
+}
+
 /// A whitelisted network's brute force is seen (AttackDetected) but never banned; a reload
 /// without the source lets the next attack ban it; a reload that brings the source back lifts
 /// that ban.

@@ -22,8 +22,9 @@
 //! password` + `Connection closed by invalid user ... [preauth]` from `sshd[1234]` is one
 //! failure; three `Failed password` lines in one connection (MaxAuthTries) are three; a scanner
 //! that only exchanges banners is one per connection. The PAM failure line, which precedes its
-//! `Failed password` and has no port, is absorbed by it. Lines without a key (postfix, nginx,
-//! apache, lines whose pid is unknown) count one each. Only the most recent connection per
+//! `Failed password` and has no port, is absorbed by it. Postfix's SASL failure and its "lost
+//! connection after AUTH" share smtpd's pid the same way. Lines without a key (nginx, apache,
+//! most `step = "each"` patterns, lines whose pid is unknown) count one each. Only the most recent connection per
 //! address is remembered (4 bytes of hash, 2 counters): interleaved concurrent connections from
 //! one address can therefore count a little *more*, never less.
 //!

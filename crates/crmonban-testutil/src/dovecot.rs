@@ -127,8 +127,9 @@ pub fn imap_logins(
         else {
             return Vec::new();
         };
-        // Dovecot delays a failed login by up to 15 s per address (its auth penalty).
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(40)));
+        // Dovecot delays a failed login by up to 15 s per address (its auth penalty); a ban
+        // in the meantime leaves the answer unsent.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
         let mut writer = stream.try_clone().expect("clone the socket");
         let mut reader = BufReader::new(stream);
         let mut line = String::new();

@@ -602,6 +602,15 @@ pub const BUILTIN_PACKS: &[(&str, &str)] = &[
     ),
     ("openvpn.toml", include_str!("../../packs/openvpn.toml")),
     ("asterisk.toml", include_str!("../../packs/asterisk.toml")),
+    ("exim.toml", include_str!("../../packs/exim.toml")),
+    (
+        "courier-auth.toml",
+        include_str!("../../packs/courier-auth.toml"),
+    ),
+    (
+        "sendmail-auth.toml",
+        include_str!("../../packs/sendmail-auth.toml"),
+    ),
 ];
 
 /// The services crmonban knows: the built-in packs, and any read from a directory.
