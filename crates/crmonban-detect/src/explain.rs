@@ -207,7 +207,7 @@ pub fn run_with<R: BufRead, W: Write>(
         ctx: ctx.line,
         summary: ExplainSummary::default(),
         ips: HashMap::new(),
-        patterns: HashMap::new(),
+        patterns: Vec::new(),
         missed: options.missed.then(HashMap::new),
         banned: HashSet::new(),
         protected,
@@ -435,7 +435,8 @@ struct RunState<'m> {
     ctx: LineContext,
     summary: ExplainSummary,
     ips: HashMap<IpAddr, u64>,
-    patterns: HashMap<std::sync::Arc<str>, u64>,
+    /// Lines per pattern, by the pattern's name (a handful: a linear search by pointer).
+    patterns: Vec<(std::sync::Arc<str>, u64)>,
     /// Shape -> (lines, first line), when asked.
     missed: Option<HashMap<String, (u64, String)>>,
     banned: HashSet<Target>,
@@ -493,7 +494,14 @@ impl RunState<'_> {
         };
         self.summary.matched += 1;
         *self.ips.entry(hit.addr).or_default() += 1;
-        *self.patterns.entry(hit.pattern.clone()).or_default() += 1;
+        match self
+            .patterns
+            .iter_mut()
+            .find(|(p, _)| std::sync::Arc::ptr_eq(p, &hit.pattern))
+        {
+            Some((_, n)) => *n += 1,
+            None => self.patterns.push((hit.pattern.clone(), 1)),
+        }
         match self.mode {
             ExplainMode::Summary => {}
             ExplainMode::Json => self.write_json(&hit, out)?,

@@ -188,6 +188,8 @@ struct UserMatcher {
 pub struct ServiceMatcher {
     service: Service,
     envelope: Envelope,
+    /// The syslog tags of the service: exact ones, and prefixes (`postfix/`, `auth-worker*`).
+    tags: Tags,
     builtins: Vec<BuiltinMatcher>,
     /// `by_first_byte[b]`: indices of the built-ins with a prefix starting with byte `b`, in
     /// order; empty for most bytes, which rejects most messages at once.
@@ -260,12 +262,14 @@ impl ServiceMatcher {
                 service: name.to_owned(),
             });
         }
+        let envelope = service
+            .pack
+            .as_ref()
+            .map_or(Envelope::Plain, |p| p.envelope.clone());
         Ok(ServiceMatcher {
             service: Service::new(name),
-            envelope: service
-                .pack
-                .as_ref()
-                .map_or(Envelope::Plain, |p| p.envelope.clone()),
+            tags: Tags::of(&envelope),
+            envelope,
             builtins,
             by_first_byte,
             users,
@@ -349,15 +353,8 @@ impl ServiceMatcher {
             message: line,
         };
         match &self.envelope {
-            Envelope::Syslog { programs } => {
-                let is_ours = |tag: &[u8]| {
-                    programs.iter().any(|p| {
-                        tag == p.as_bytes()
-                            || (p.ends_with('/') && tag.starts_with(p.as_bytes()))
-                            || p.strip_suffix('*')
-                                .is_some_and(|stem| tag.starts_with(stem.as_bytes()))
-                    })
-                };
+            Envelope::Syslog { .. } => {
+                let is_ours = |tag: &[u8]| self.tags.contains(tag);
                 let Some((time, len)) = time::parse_leading(line, ctx.now, ctx.utc_offset) else {
                     // No stamp: a journal entry shaped `TAG[PID]: MESSAGE`, or a bare message
                     // (`sshd -E`), which may itself start with `error: `.
@@ -463,6 +460,36 @@ impl ServiceMatcher {
             });
         }
         None
+    }
+}
+
+/// A syslog envelope's tags, split once into exact names and prefixes.
+#[derive(Debug, Default)]
+struct Tags {
+    exact: Vec<Vec<u8>>,
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl Tags {
+    fn of(envelope: &Envelope) -> Tags {
+        let mut tags = Tags::default();
+        if let Envelope::Syslog { programs } = envelope {
+            for p in programs {
+                if let Some(stem) = p.strip_suffix('*') {
+                    tags.prefixes.push(stem.as_bytes().to_vec());
+                } else if p.ends_with('/') {
+                    tags.prefixes.push(p.as_bytes().to_vec());
+                } else {
+                    tags.exact.push(p.as_bytes().to_vec());
+                }
+            }
+        }
+        tags
+    }
+
+    #[inline]
+    fn contains(&self, tag: &[u8]) -> bool {
+        self.exact.iter().any(|t| t == tag) || self.prefixes.iter().any(|p| tag.starts_with(p))
     }
 }
 
@@ -572,11 +599,25 @@ impl BuiltinMatcher {
     ) -> Option<Hit> {
         self.regex.captures_read(locs, message)?;
         let (ip_start, ip_end) = locs.get(self.ip)?;
-        let addr = parse_addr(&message[ip_start..ip_end])?;
-        let port = self
+        let candidate = &message[ip_start..ip_end];
+        let mut port = self
             .port
             .and_then(|g| locs.get(g))
             .and_then(|(s, e)| parse_u16(&message[s..e]));
+        let addr = match parse_addr(candidate) {
+            Some(addr) => addr,
+            None => {
+                // `<IP>` took an IPv4 `ADDR:PORT` whole: the address is before the last colon.
+                let colon = memchr::memrchr(b':', candidate)?;
+                let (host, rest) = (&candidate[..colon], &candidate[colon + 1..]);
+                if !host.contains(&b'.') {
+                    return None;
+                }
+                let addr = parse_addr(host).filter(IpAddr::is_ipv4)?;
+                port = port.or(Some(parse_u16(rest)?));
+                addr
+            }
+        };
         let connection = match self.connection {
             ConnectionId::None => None,
             ConnectionId::Pid => parts.pid.map(u64::from),

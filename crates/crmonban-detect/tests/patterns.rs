@@ -56,7 +56,7 @@ fn ssh_attack_lines_ipv4_and_ipv6() {
             "Nov 25 16:19:59 host sshd[1234]: Failed publickey for root from 192.0.2.7 port 51234 ssh2: RSA SHA256:abcdefABCDEF0123456789+/xyz",
             "192.0.2.7",
             FailedAuth,
-            "ssh-failed-auth",
+            "ssh-failed-auth-info",
         ),
         (
             "Nov 25 16:19:59 host sshd[1234]: Failed keyboard-interactive/pam for invalid user oracle from 198.51.100.4 port 4242 ssh2",

@@ -46,9 +46,9 @@ use super::schema::JournalMatch;
 use crate::EventKind;
 
 /// The address group `<IP>` stands for: a candidate the matcher validates as an IP address.
-/// A dotted IPv4 address is one alternative, so `ADDR:PORT` splits at the colon; anything with
-/// a colon is an IPv6 candidate.
-pub const IP_GROUP: &str = r"(?P<ip>(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)";
+/// One character class, which keeps most patterns one-pass (the fastest regex engine); an
+/// IPv4 `ADDR:PORT` it takes whole is split at the colon by the matcher.
+pub const IP_GROUP: &str = r"(?P<ip>[0-9A-Fa-f:.]+)";
 /// The port group `<PORT>` stands for.
 pub const PORT_GROUP: &str = r"(?P<port>[0-9]{1,5})";
 /// Named groups that hold text an attacker chooses (a user name, a URL, a certificate's key
