@@ -99,30 +99,11 @@ pub fn test_packs(dir: &Path) -> Result<ExitCode> {
     if paths.is_empty() {
         bail!("no service packs (*.toml) in {}", dir.display());
     }
-    let mut failed = false;
-    for path in paths {
-        let checked = crmonban_detect::packs::check_file(&path);
-        match checked.outcome {
-            Ok((pack, report)) => println!(
-                "{}: ok: service {} ({} patterns, {} samples pass, {} forgeries refused)",
-                checked.origin,
-                pack.name,
-                pack.patterns.len(),
-                report.samples,
-                report.forgeries
-            ),
-            Err(problems) => {
-                failed = true;
-                for problem in problems {
-                    println!("{problem}");
-                }
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    let ok = crmonban_detect::packs::check_and_report(&paths, &mut std::io::stdout().lock())?;
+    Ok(if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -10,37 +10,17 @@ use std::process::ExitCode;
 use crmonban_detect::packs;
 
 fn main() -> ExitCode {
-    let mut failed = false;
+    let mut files = Vec::new();
     for arg in std::env::args().skip(1) {
         let path = Path::new(&arg);
-        let files = if path.is_dir() {
-            packs::pack_files(path).expect("read the directory")
+        if path.is_dir() {
+            files.extend(packs::pack_files(path).expect("read the directory"));
         } else {
-            vec![path.to_path_buf()]
-        };
-        for file in files {
-            let checked = packs::check_file(&file);
-            match checked.outcome {
-                Ok((pack, report)) => println!(
-                    "{}: ok: service {} ({} patterns, {} samples, {} forgeries tried)",
-                    checked.origin,
-                    pack.name,
-                    pack.patterns.len(),
-                    report.samples,
-                    report.forgeries
-                ),
-                Err(problems) => {
-                    failed = true;
-                    for problem in problems {
-                        println!("{problem}");
-                    }
-                }
-            }
+            files.push(path.to_path_buf());
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    match packs::check_and_report(&files, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }

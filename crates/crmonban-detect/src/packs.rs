@@ -308,6 +308,33 @@ pub fn check_file(path: &Path) -> Checked {
     Checked { origin, outcome }
 }
 
+/// Checks each file and writes one line per pack (`PATH: ok: service NAME (...)`), or each of
+/// its problems with file:line; false when any file has a problem.
+pub fn check_and_report(files: &[PathBuf], out: &mut impl std::io::Write) -> std::io::Result<bool> {
+    let mut all_ok = true;
+    for file in files {
+        let checked = check_file(file);
+        match checked.outcome {
+            Ok((pack, report)) => writeln!(
+                out,
+                "{}: ok: service {} ({} patterns, {} samples pass, {} forgeries refused)",
+                checked.origin,
+                pack.name,
+                pack.patterns.len(),
+                report.samples,
+                report.forgeries
+            )?,
+            Err(problems) => {
+                all_ok = false;
+                for problem in problems {
+                    writeln!(out, "{problem}")?;
+                }
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
 /// Reads every `*.toml` of `dir` (sorted by name) as a service pack and checks it. A missing
 /// directory holds no packs. Any problem refuses the whole directory.
 pub fn load_dir(dir: &Path) -> Result<Vec<Pack>, Vec<PackProblem>> {

@@ -77,21 +77,7 @@ impl Dovecot {
             log,
             port,
         };
-        let wanted = format!(":{port}");
-        crate::wait_until("dovecot to listen", crate::PATIENCE, || {
-            if let Some(status) = dovecot.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = dovecot.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
-                panic!("dovecot exited ({status}) before listening: {stderr}");
-            }
-            let out = ns.exec("ss", &["-ltn"]);
-            String::from_utf8_lossy(&out.stdout)
-                .contains(&wanted)
-                .then_some(())
-        })
-        .unwrap_or_else(|waited| panic!("{waited}"));
+        crate::wait_child_listening(&mut dovecot.child, ns, port, "dovecot");
         dovecot
     }
 

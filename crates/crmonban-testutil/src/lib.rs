@@ -321,6 +321,32 @@ pub fn udp_reaches(from: &NetNs, to: &NetNs, to_addr: IpAddr, wait: Duration) ->
     })
 }
 
+/// Waits until `child`, a server started in `ns`, listens on TCP `port`; panics with its
+/// stderr if it exits first, or after [`PATIENCE`].
+pub(crate) fn wait_child_listening(
+    child: &mut std::process::Child,
+    ns: &NetNs,
+    port: u16,
+    name: &str,
+) {
+    let wanted = format!(":{port}");
+    let what = format!("{name} to listen on port {port}");
+    wait_until(&what, PATIENCE, || {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("{name} exited ({status}) before listening: {stderr}");
+        }
+        let out = ns.exec("ss", &["-ltn"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&wanted)
+            .then_some(())
+    })
+    .unwrap_or_else(|waited| panic!("{waited}"));
+}
+
 /// Opens a TCP connection from `from` to a listener in `to` and says whether it was accepted
 /// within `wait`.
 pub fn tcp_connects(from: &NetNs, to: &NetNs, to_addr: IpAddr, wait: Duration) -> bool {

@@ -168,22 +168,7 @@ impl Sshd {
     }
 
     fn wait_listening(&mut self, ns: &NetNs) {
-        let wanted = format!(":{}", self.port);
-        let what = format!("sshd to listen on port {}", self.port);
-        crate::wait_until(&what, crate::PATIENCE, || {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
-                panic!("sshd exited ({status}) before listening: {stderr}");
-            }
-            let out = ns.exec("ss", &["-ltn"]);
-            String::from_utf8_lossy(&out.stdout)
-                .contains(&wanted)
-                .then_some(())
-        })
-        .unwrap_or_else(|waited| panic!("{waited}"));
+        crate::wait_child_listening(&mut self.child, ns, self.port, "sshd");
     }
 }
 
