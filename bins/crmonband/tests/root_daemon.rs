@@ -967,6 +967,24 @@ fn root_sshd_attacker_is_banned_after_max_failures() {
         let stats = proxy.get_stats().await.unwrap();
         assert!(stats.contains("\"ssh\""), "{stats}");
     });
+    // The ban's line in the daemon's own log is what the recidive pack counts.
+    let recidive = crmonban_core::config::ServiceConfig::builtin(
+        "recidive",
+        crmonban_core::config::BanDuration::from_secs(3600),
+    )
+    .unwrap();
+    let matcher = crmonban_detect::matcher::ServiceMatcher::new("recidive", &recidive).unwrap();
+    let log = daemon.log();
+    let counted = log
+        .lines()
+        .filter(|line| {
+            matches!(
+                matcher.match_line(line.as_bytes(), &crmonban_detect::matcher::LineContext::default()),
+                crmonban_detect::matcher::LineOutcome::Match(ref hit) if hit.addr.to_string() == ATTACKER_V4
+            )
+        })
+        .count();
+    assert_eq!(counted, 1, "recidive counts the ban once:\n{log}");
 }
 
 /// A real dovecot that writes its own log file (`log_path`): an IMAP brute force from the

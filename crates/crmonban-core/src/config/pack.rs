@@ -12,6 +12,8 @@
 //! aliases = ["sshd"]
 //! description = "OpenSSH server"
 //! enabled = true                      # watched without a [services.ssh] section
+//! # max_failures, find_time, ban_time: the service's defaults when they differ from the
+//! # general ones (recidive: 5 bans in a day ban for a week)
 //! log_path = "/var/log/auth.log"
 //! journal_match = "_SYSTEMD_UNIT=ssh.service _SYSTEMD_UNIT=sshd.service"
 //! envelope = "syslog"                 # syslog | nginx-error | apache-error | access | plain
@@ -37,12 +39,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use toml::de::DeTable;
 
 use super::document::{Diagnostics, Table, Value, quoted_list};
 use super::error::ConfigErrors;
-use super::schema::JournalMatch;
+use super::schema::{BanDuration, JournalMatch};
 use crate::EventKind;
 
 /// The address group `<IP>` stands for: a candidate the matcher validates as an IP address.
@@ -171,6 +174,11 @@ pub struct Pack {
     pub description: String,
     /// Watched when the configuration does not say (default false).
     pub enabled: bool,
+    /// Limits a service of this kind wants unless `[services.NAME]` sets its own (recidive
+    /// counts bans over a day, not failures over minutes); `None`: the general defaults.
+    pub max_failures: Option<u32>,
+    pub find_time: Option<Duration>,
+    pub ban_time: Option<BanDuration>,
     pub log_path: Option<PathBuf>,
     pub journal_match: Option<JournalMatch>,
     pub envelope: Envelope,
@@ -222,6 +230,15 @@ impl Pack {
             .and_then(|v| v.str(&mut d).map(str::to_owned))
             .unwrap_or_default();
         let enabled = service.bool(&mut d, "enabled").unwrap_or(false);
+        let max_failures = service
+            .integer(&mut d, "max_failures", 1..=i128::from(u32::MAX))
+            .and_then(|n| u32::try_from(n).ok());
+        let find_time = service
+            .get("find_time")
+            .and_then(|v| super::parse::seconds(&mut d, &v, 1));
+        let ban_time = service
+            .get("ban_time")
+            .and_then(|v| super::parse::ban_duration(&mut d, &v));
         let log_path = service
             .get("log_path")
             .and_then(|v| super::parse::path(&mut d, &v));
@@ -337,6 +354,9 @@ impl Pack {
             aliases,
             description,
             enabled,
+            max_failures,
+            find_time,
+            ban_time,
             log_path,
             journal_match,
             envelope,
@@ -611,6 +631,7 @@ pub const BUILTIN_PACKS: &[(&str, &str)] = &[
         "sendmail-auth.toml",
         include_str!("../../packs/sendmail-auth.toml"),
     ),
+    ("recidive.toml", include_str!("../../packs/recidive.toml")),
 ];
 
 /// The services crmonban knows: the built-in packs, and any read from a directory.

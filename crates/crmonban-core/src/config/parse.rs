@@ -51,7 +51,11 @@ pub(super) fn parse(
     }
     // Services without their own ban_time follow [general] default_ban_duration.
     for service in config.services.values_mut() {
-        service.ban_time = config.general.default_ban_duration;
+        service.ban_time = service
+            .pack
+            .as_ref()
+            .and_then(|p| p.ban_time)
+            .unwrap_or(config.general.default_ban_duration);
     }
     if let Some(t) = root.table(&mut d, "services") {
         read_services(&mut d, t, &mut config, catalog);
@@ -141,13 +145,13 @@ pub(super) fn path(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<PathBuf
 }
 
 /// Whole seconds, at least `min`.
-fn seconds(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, min: i128) -> Option<Duration> {
+pub(super) fn seconds(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, min: i128) -> Option<Duration> {
     let n = v.integer(d, min..=MAX_SECS)?;
     u64::try_from(n).ok().map(Duration::from_secs)
 }
 
 /// Seconds where 0 means permanent.
-fn ban_duration(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<BanDuration> {
+pub(super) fn ban_duration(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<BanDuration> {
     let n = v.integer(d, 0..=MAX_SECS)?;
     u32::try_from(n).ok().map(BanDuration::from_secs)
 }

@@ -474,12 +474,15 @@ impl ServiceConfig {
 
     /// The defaults a pack gives its service.
     pub fn from_pack(pack: &Arc<Pack>, ban_time: BanDuration) -> ServiceConfig {
+        let defaults = ServiceConfig::custom(pack.ban_time.unwrap_or(ban_time));
         ServiceConfig {
             enabled: pack.enabled,
             log_path: pack.log_path.clone(),
             journal_match: pack.journal_match.clone(),
+            max_failures: pack.max_failures.unwrap_or(defaults.max_failures),
+            find_time: pack.find_time.unwrap_or(defaults.find_time),
             pack: Some(pack.clone()),
-            ..ServiceConfig::custom(ban_time)
+            ..defaults
         }
     }
 

@@ -1595,3 +1595,23 @@ fn a_zones_config_file_is_accepted_without_a_warning() {
     // crmonban-zones reads the file (at start, reload and check-config).
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+/// A pack's own limits are its service's defaults; [general] default_ban_duration does not
+/// replace them, and [services.NAME] still does.
+#[test]
+fn a_packs_own_limits_are_its_services_defaults() {
+    let c = parse("[general]\ndefault_ban_duration = 60\n");
+    let recidive = &c.services["recidive"];
+    assert_eq!(
+        (recidive.max_failures, recidive.find_time, recidive.ban_time),
+        (5, secs(86_400), BanDuration::from_secs(604_800))
+    );
+    assert_eq!(c.services["ssh"].ban_time, BanDuration::from_secs(60));
+    let c = parse("[services.recidive]\nenabled = true\nban_time = 100\nfind_time = 3600\n");
+    let recidive = &c.services["recidive"];
+    assert!(recidive.enabled);
+    assert_eq!(
+        (recidive.max_failures, recidive.find_time, recidive.ban_time),
+        (5, secs(3600), BanDuration::from_secs(100))
+    );
+}
