@@ -42,6 +42,9 @@ use crmonban_core::target::unmap;
 use crmonban_core::{Event, EventKind, Service};
 use memchr::memmem;
 use regex::bytes::{CaptureLocations, Regex};
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input};
 
 use crate::DetectError;
 use crate::patterns::{ATTACKER_GROUPS, ConnectionId, Envelope, PackPattern, Step};
@@ -175,6 +178,9 @@ struct BuiltinMatcher {
     session: Option<usize>,
     /// Spare capture slots, so that a match allocates nothing.
     locations: std::sync::Mutex<Vec<CaptureLocations>>,
+    /// The same regex as a bounded backtracker run anchored: one pass with captures over a
+    /// message that (past the prefilter) usually matches. `None` when it cannot be built.
+    direct: Option<Direct>,
 }
 
 struct UserMatcher {
@@ -493,6 +499,71 @@ impl Tags {
     }
 }
 
+/// Where groups matched (start, end), each when it took part.
+type GroupSpans<const N: usize> = [Option<(usize, usize)>; N];
+
+/// A message longer than the bounded backtracker takes for this regex.
+struct TooLong;
+
+/// A pattern's regex run directly as regex-automata's bounded backtracker, anchored.
+struct Direct {
+    engine: BoundedBacktracker,
+    /// Spare caches and capture slots.
+    spare: std::sync::Mutex<Vec<(backtrack::Cache, Captures)>>,
+}
+
+impl Direct {
+    fn new(source: &str) -> Option<Direct> {
+        let engine = BoundedBacktracker::builder()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+            .build(source)
+            .ok()?;
+        Some(Direct {
+            engine,
+            spare: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The spans of groups `wanted` (by index) when the regex matches `message` from its
+    /// start; `Err` when the message is too long for the backtracker (use the regex crate).
+    fn spans<const N: usize>(
+        &self,
+        message: &[u8],
+        wanted: [Option<usize>; N],
+    ) -> Result<Option<GroupSpans<N>>, TooLong> {
+        let (mut cache, mut caps) = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_else(|| (self.engine.create_cache(), self.engine.create_captures()));
+        let input = Input::new(message).anchored(Anchored::Yes);
+        let found = self
+            .engine
+            .try_search(&mut cache, &input, &mut caps)
+            .map_err(|_| TooLong)
+            .map(|()| {
+                caps.is_match().then(|| {
+                    wanted.map(|g| {
+                        g.and_then(|g| caps.get_group(g))
+                            .map(|span| (span.start, span.end))
+                    })
+                })
+            });
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < 4
+        {
+            spare.push((cache, caps));
+        }
+        found
+    }
+}
+
 /// What one pattern made of a message.
 enum Capture {
     Hit(Hit),
@@ -549,6 +620,7 @@ impl BuiltinMatcher {
             port: group("port"),
             session: group("session"),
             ip,
+            direct: Direct::new(&p.expanded()),
             regex,
             lazy,
             anchor,
@@ -558,20 +630,34 @@ impl BuiltinMatcher {
 
     fn capture(&self, parts: &Parts<'_>, _ctx: &LineContext) -> Capture {
         let message = parts.message;
-        let mut locs = self
-            .locations
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_else(|| self.regex.capture_locations());
-        let hit = self.hit_from(&mut locs, parts, message);
-        let ip_span = locs.get(self.ip);
-        if let Ok(mut spare) = self.locations.lock()
-            && spare.len() < 4
-        {
-            spare.push(locs);
-        }
-        let Some(hit) = hit else {
+        let direct = self.direct.as_ref().and_then(|d| {
+            d.spans(message, [Some(self.ip), self.port, self.session])
+                .ok()
+        });
+        let spans = match direct {
+            Some(found) => found,
+            None => {
+                let mut locs = self
+                    .locations
+                    .lock()
+                    .ok()
+                    .and_then(|mut spare| spare.pop())
+                    .unwrap_or_else(|| self.regex.capture_locations());
+                let found = self.regex.captures_read(&mut locs, message).map(|_| {
+                    [Some(self.ip), self.port, self.session].map(|g| g.and_then(|g| locs.get(g)))
+                });
+                if let Ok(mut spare) = self.locations.lock()
+                    && spare.len() < 4
+                {
+                    spare.push(locs);
+                }
+                found
+            }
+        };
+        let Some([ip_span, port_span, session_span]) = spans else {
+            return Capture::None;
+        };
+        let Some(hit) = self.hit_from(ip_span, port_span, session_span, parts, message) else {
             return Capture::None;
         };
         if let Some(lazy) = &self.lazy {
@@ -593,17 +679,15 @@ impl BuiltinMatcher {
 
     fn hit_from(
         &self,
-        locs: &mut CaptureLocations,
+        ip_span: Option<(usize, usize)>,
+        port_span: Option<(usize, usize)>,
+        session_span: Option<(usize, usize)>,
         parts: &Parts<'_>,
         message: &[u8],
     ) -> Option<Hit> {
-        self.regex.captures_read(locs, message)?;
-        let (ip_start, ip_end) = locs.get(self.ip)?;
+        let (ip_start, ip_end) = ip_span?;
         let candidate = &message[ip_start..ip_end];
-        let mut port = self
-            .port
-            .and_then(|g| locs.get(g))
-            .and_then(|(s, e)| parse_u16(&message[s..e]));
+        let mut port = port_span.and_then(|(s, e)| parse_u16(&message[s..e]));
         let addr = match parse_addr(candidate) {
             Some(addr) => addr,
             None => {
@@ -621,9 +705,7 @@ impl BuiltinMatcher {
         let connection = match self.connection {
             ConnectionId::None => None,
             ConnectionId::Pid => parts.pid.map(u64::from),
-            ConnectionId::Session => self
-                .session
-                .and_then(|g| locs.get(g))
+            ConnectionId::Session => session_span
                 .map(|(s, e)| &message[s..e])
                 .or_else(|| session_after(&message[ip_end..]))
                 .filter(|s| !s.is_empty())

@@ -674,3 +674,26 @@ fn hits_carry_time_pid_and_port() {
         (Some(1_700_000_000), 77)
     );
 }
+
+/// A message too long for the fast engine (a 30 KB user name) is still read, by the regex
+/// crate, with the same answer.
+#[test]
+fn long_messages_give_the_same_answer() {
+    let m = matcher("ssh");
+    let user = "a".repeat(30_000);
+    hit(
+        &m,
+        &format!("Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {user} from 192.0.2.7 port 22 ssh2"),
+        "192.0.2.7",
+        InvalidUser,
+        "ssh-failed-invalid-user",
+    );
+    let forged = format!("{user} from 198.18.0.66 port 1 ssh2");
+    hit(
+        &m,
+        &format!("Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {forged} from 192.0.2.7 port 22 ssh2"),
+        "192.0.2.7",
+        InvalidUser,
+        "ssh-failed-invalid-user",
+    );
+}
