@@ -683,7 +683,9 @@ fn long_messages_give_the_same_answer() {
     let user = "a".repeat(30_000);
     hit(
         &m,
-        &format!("Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {user} from 192.0.2.7 port 22 ssh2"),
+        &format!(
+            "Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {user} from 192.0.2.7 port 22 ssh2"
+        ),
         "192.0.2.7",
         InvalidUser,
         "ssh-failed-invalid-user",
@@ -691,7 +693,9 @@ fn long_messages_give_the_same_answer() {
     let forged = format!("{user} from 198.18.0.66 port 1 ssh2");
     hit(
         &m,
-        &format!("Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {forged} from 192.0.2.7 port 22 ssh2"),
+        &format!(
+            "Nov 25 16:19:59 host sshd[1234]: Failed password for invalid user {forged} from 192.0.2.7 port 22 ssh2"
+        ),
         "192.0.2.7",
         InvalidUser,
         "ssh-failed-invalid-user",
