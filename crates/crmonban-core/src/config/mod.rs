@@ -7,6 +7,7 @@
 //! paths, durations and enums, never raw strings. Like the rest of the crate this module does
 //! no I/O: callers read the file and pass its text.
 
+pub mod catalog;
 mod dbus_names;
 mod document;
 mod error;
@@ -14,8 +15,9 @@ pub mod pack;
 mod parse;
 pub mod schema;
 
+pub use catalog::ServiceCatalog;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
-pub use pack::{Pack, ServiceCatalog};
+pub use pack::Pack;
 pub use schema::*;
 
 /// The commented default configuration, as `crmonband gen-config` writes it. Parsing it gives

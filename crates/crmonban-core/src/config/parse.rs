@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::catalog::ServiceCatalog;
 use super::dbus_names;
 use super::document::{Diagnostics, Table, Value};
 use super::error::{ConfigErrors, ConfigWarning};
-use super::pack::ServiceCatalog;
 use super::schema::*;
 use crate::{EventKind, Target};
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::pack::{Pack, ServiceCatalog};
+use super::catalog::ServiceCatalog;
+use super::pack::Pack;
 use crate::{EventKind, Target};
 
 /// The whole configuration, as read from `/etc/crmonban/config.toml` or built in when absent.
