@@ -1,10 +1,10 @@
 //! Service packs: one TOML file per service that says everything crmonban knows about it —
 //! its names, where its log lines are, how they are laid out, the patterns that find attacks
 //! in them, and sample lines that prove the patterns right. The packs of the services crmonban
-//! supports are built in ([`ServiceCatalog::builtin`](super::catalog::ServiceCatalog::builtin)); more are read from a directory
-//! (`[general] services_dir`) by the daemon, a pack there replacing the built-in one of the
-//! same name. This module reads and checks a pack's text; crmonban-detect runs its patterns
-//! and its sample lines. The format is documented in docs/PACKS.md.
+//! supports are built in ([`super::catalog`]); more are read from a directory (`[general]
+//! services_dir`) by the daemon, a pack there replacing the built-in one of the same name.
+//! This module reads and checks a pack's text; crmonban-detect runs its patterns and its
+//! sample lines. The format is documented in docs/PACKS.md.
 //!
 //! ```toml
 //! [service]
