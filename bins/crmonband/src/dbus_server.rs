@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BUS_NAME, BanInfo, Error, LogInfo, OBJECT_PATH, PROTECTED_PAGE_MAX, ProtectedInfo,
-    WhitelistInfo, authorize, status_keys,
+    BUS_NAME, BanInfo, Error, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT, OBJECT_PATH,
+    PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
 };
 use crmonban_engine::{BanRequest, EngineError, EngineEvent};
 use crmonban_zones::{Origin, Refusal};
@@ -44,7 +44,26 @@ impl DaemonObject {
 }
 
 fn parse_target(argument: &str, text: &str) -> Result<Target, Error> {
+    if text.len() > MAX_TARGET_TEXT {
+        return Err(Error::InvalidAddress(format!(
+            "argument {argument}: {} bytes is too long for an address or CIDR (at most {MAX_TARGET_TEXT})",
+            text.len()
+        )));
+    }
     Target::parse(text).map_err(|e| Error::InvalidAddress(format!("argument {argument}: {e}")))
+}
+
+/// A reason or comment within [`MAX_NOTE_TEXT`]; the error gives the size, not the text.
+fn bounded_note<'a>(argument: &str, text: &'a str) -> Result<&'a str, Error> {
+    if text.len() > MAX_NOTE_TEXT {
+        return Err(Error::ZBus(zbus::Error::FDO(Box::new(
+            zbus::fdo::Error::InvalidArgs(format!(
+                "argument {argument}: {} bytes; at most {MAX_NOTE_TEXT}",
+                text.len()
+            )),
+        ))));
+    }
+    Ok(text)
 }
 
 fn engine_error(e: EngineError) -> Error {
@@ -116,6 +135,7 @@ impl DaemonObject {
     ) -> Result<bool, Error> {
         authorize(connection, &header).await?;
         let target = parse_target("ip", ip)?;
+        let reason = bounded_note("reason", reason)?;
         let reason = if reason.trim().is_empty() {
             "manual ban"
         } else {
@@ -188,6 +208,7 @@ impl DaemonObject {
     ) -> Result<bool, Error> {
         authorize(connection, &header).await?;
         let target = parse_target("net", net)?;
+        let comment = bounded_note("comment", comment)?;
         self.engine()
             .whitelist_add(&target, comment)
             .await
@@ -203,6 +224,7 @@ impl DaemonObject {
     ) -> Result<(bool, u32, Vec<(String, String)>), Error> {
         authorize(connection, &header).await?;
         let target = parse_target("net", net)?;
+        let comment = bounded_note("comment", comment)?;
         let (added, lifted) = self
             .engine()
             .whitelist_add_lifting(&target, comment)

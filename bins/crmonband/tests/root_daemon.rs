@@ -508,6 +508,70 @@ fn root_unprivileged_callers_may_read_but_not_change() {
     );
 }
 
+/// Oversized arguments from any caller are refused before any work, with an error that names
+/// the argument and its size and never echoes it; the daemon stays on the bus and keeps
+/// answering (a 33 MB address once got the daemon disconnected by an echoing error).
+#[test]
+fn root_oversized_arguments_are_refused_without_echo_and_the_daemon_stays() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        // 30 MiB: under the bus's 32 MiB message limit, so it reaches the daemon (an echo of
+        // it in the error reply would go over the limit and cost the daemon its connection).
+        let huge = "1".repeat(30 * 1024 * 1024);
+        let started = std::time::Instant::now();
+        match proxy(&daemon.bus).await.is_banned(&huge).await {
+            Err(DbusError::InvalidAddress(msg)) => {
+                assert!(
+                    msg.len() < 300,
+                    "the error echoes its input: {} bytes",
+                    msg.len()
+                );
+                assert!(
+                    msg.contains("ip") && msg.contains("31457280 bytes"),
+                    "{msg}"
+                );
+            }
+            other => panic!("IsBanned(30 MiB) gave {other:?}"),
+        }
+        // Over the bus's limit: the bus refuses it (and drops that client); the daemon is
+        // not concerned.
+        let too_big = "1".repeat(33 * 1024 * 1024);
+        assert!(proxy(&daemon.bus).await.is_banned(&too_big).await.is_err());
+        let proxy = proxy(&daemon.bus).await;
+        let reason = "r".repeat(1024 * 1024);
+        match proxy.ban("203.0.113.9", 60, &reason).await {
+            Err(DbusError::ZBus(e)) => {
+                let shown = format!("{e:?} {e}");
+                assert!(shown.contains("InvalidArgs"), "{shown}");
+                assert!(
+                    shown.contains("reason") && shown.contains("1048576 bytes"),
+                    "{shown}"
+                );
+                assert!(shown.len() < 600, "{}", shown.len());
+            }
+            other => panic!("Ban with a 1 MB reason gave {other:?}"),
+        }
+        let comment = "c".repeat(100_000);
+        match proxy.whitelist_add("203.0.113.10", &comment).await {
+            Err(DbusError::ZBus(e)) => {
+                let shown = format!("{e:?}");
+                assert!(
+                    shown.contains("InvalidArgs") && shown.contains("comment"),
+                    "{shown}"
+                )
+            }
+            other => panic!("WhitelistAdd with a 100 kB comment gave {other:?}"),
+        }
+        // Still on the bus and answering, quickly.
+        let status = tokio::time::timeout(Duration::from_secs(5), proxy.status())
+            .await
+            .expect("Status within 5 s");
+        assert!(status.is_ok(), "{status:?}");
+        assert!(started.elapsed() < PATIENCE);
+        assert!(proxy.get_bans().await.unwrap().is_empty());
+    });
+}
+
 #[test]
 fn root_bad_requests_get_named_errors_and_the_daemon_keeps_answering() {
     let daemon = Daemon::start("");

@@ -99,6 +99,14 @@ pub type ProtectedInfo = (String, String, String, String);
 /// The most entries one `GetProtectedEntries` call returns; clients page with `offset`.
 pub const PROTECTED_PAGE_MAX: u32 = 10_000;
 
+/// The longest address or CIDR argument accepted, in bytes (the longest IPv6 CIDR, even
+/// bracketed or IPv4-mapped, is well under it). Longer ones are refused before any work, and
+/// the error gives their size, never their text.
+pub const MAX_TARGET_TEXT: usize = 64;
+
+/// The longest reason or comment argument accepted, in bytes.
+pub const MAX_NOTE_TEXT: usize = 256;
+
 /// Most lifted bans `WhitelistAddLifting` lists (it always counts them all), which bounds its
 /// reply when a wide entry lifts many bans.
 pub const LIFTED_SHOWN_MAX: usize = 100;
