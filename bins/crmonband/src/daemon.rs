@@ -128,6 +128,11 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         StopSignals::install()?
     };
     let result = runtime.block_on(async {
+        // Before anything changes: another instance on the bus would lose its name or leave
+        // this one unreachable.
+        if config.dbus.enabled {
+            dbus_server::refuse_if_name_owned(config.dbus.system_bus).await?;
+        }
         let firewall = NftBackend::new(NftOptions {
             layout: crate::layout(&config),
             transport: Transport::Auto,

@@ -534,6 +534,35 @@ async fn wait_stopping(events: &mut tokio::sync::broadcast::Receiver<EngineEvent
     }
 }
 
+/// Refuses to go on when another process owns [`BUS_NAME`] on the chosen bus: a second
+/// crmonband must not take over the name, or run beside the first unreachable. A bus that
+/// cannot be reached says nothing (the daemon starts and retries it).
+pub async fn refuse_if_name_owned(system_bus: bool) -> anyhow::Result<()> {
+    let builder = if system_bus {
+        zbus::connection::Builder::system()
+    } else {
+        zbus::connection::Builder::session()
+    };
+    let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), builder.build()).await
+    else {
+        return Ok(());
+    };
+    let bus = zbus::fdo::DBusProxy::new(&connection).await?;
+    let name = zbus::names::BusName::try_from(BUS_NAME)?;
+    if !bus.name_has_owner(name.clone()).await.unwrap_or(false) {
+        return Ok(());
+    }
+    let pid = bus
+        .get_connection_unix_process_id(name)
+        .await
+        .map_or_else(|_| "unknown".to_owned(), |pid| pid.to_string());
+    anyhow::bail!(
+        "{BUS_NAME} is already owned on the {} bus by another crmonband (pid {pid}); stop it \
+         first. Nothing was changed.",
+        if system_bus { "system" } else { "session" }
+    )
+}
+
 async fn connect(shared: Arc<Shared>, system_bus: bool) -> zbus::Result<zbus::Connection> {
     let builder = if system_bus {
         zbus::connection::Builder::system()

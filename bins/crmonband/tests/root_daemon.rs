@@ -572,6 +572,52 @@ fn root_oversized_arguments_are_refused_without_echo_and_the_daemon_stays() {
     });
 }
 
+/// A second crmonband (another configuration, another table) on a bus where one already owns
+/// the name refuses to start, saying who owns it, and changes nothing: the first keeps the
+/// name and its bans.
+#[test]
+fn root_a_second_instance_refuses_to_start_while_one_owns_the_name() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        proxy(&daemon.bus)
+            .await
+            .ban("203.0.113.9", 600, "first")
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    write_config(
+        &config,
+        dir.path(),
+        "\n[nftables]\ntable_name = \"crmb_second\"\n",
+    );
+    let out = daemon.host.run(|| {
+        Command::new(env!("CARGO_BIN_EXE_crmonband"))
+            .args(["-c", config.to_str().unwrap(), "start", "-f"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", daemon.bus.address())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("org.crmonban.Daemon is already owned")
+            && stderr.contains("another crmonband"),
+        "{stderr}"
+    );
+    assert!(
+        !daemon.host.nft(&["list", "tables"]).contains("crmb_second"),
+        "the refused instance set up its table"
+    );
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        assert!(proxy.is_banned("203.0.113.9").await.unwrap());
+    });
+    assert!(daemon.set_contains("blocked_v4", "203.0.113.9"));
+}
+
 #[test]
 fn root_bad_requests_get_named_errors_and_the_daemon_keeps_answering() {
     let daemon = Daemon::start("");
