@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BUS_NAME, BanInfo, Error, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT, OBJECT_PATH,
-    PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
+    BANS_PAGE_MAX, BUS_NAME, BanInfo, Error, GET_BANS_MAX, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT,
+    OBJECT_PATH, PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
 };
 use crmonban_engine::{BanRequest, EngineError, EngineEvent};
 use crmonban_zones::{Origin, Refusal};
@@ -76,10 +76,29 @@ fn engine_error(e: EngineError) -> Error {
     }
 }
 
+fn ban_info(b: crmonban_core::Ban) -> BanInfo {
+    (
+        b.target.to_string(),
+        b.reason,
+        b.source.to_string(),
+        b.banned_at,
+        b.expires_at.unwrap_or(0),
+    )
+}
+
 fn duration_secs(ban: &crmonban_core::Ban) -> u32 {
     ban.expires_at.map_or(0, |end| {
         u32::try_from((end - ban.banned_at).max(1)).unwrap_or(u32::MAX)
     })
+}
+
+impl DaemonObject {
+    /// The active bans, sorted by target (a stable order to page through).
+    fn sorted_bans(&self) -> Vec<crmonban_core::Ban> {
+        let mut bans = self.engine().active_bans();
+        bans.sort_unstable_by_key(|b| (!b.target.is_ipv4(), b.target.bounds()));
+        bans
+    }
 }
 
 #[zbus::interface(name = "org.crmonban.Daemon")]
@@ -169,20 +188,27 @@ impl DaemonObject {
             .map_err(engine_error)
     }
 
-    /// Active bans: ip, reason, source, banned_at, expires_at (Unix seconds; 0 = never).
+    /// Active bans: ip, reason, source, banned_at, expires_at (Unix seconds; 0 = never); at
+    /// most [`GET_BANS_MAX`], in address order (GetBansPaged lists them all).
     async fn get_bans(&self) -> Vec<BanInfo> {
-        self.engine()
-            .active_bans()
+        let bans = self.sorted_bans();
+        if bans.len() > GET_BANS_MAX {
+            warn!(
+                active = bans.len(),
+                shown = GET_BANS_MAX,
+                "GetBans lists the first bans only; use GetBansPaged for all"
+            );
+        }
+        bans.into_iter().take(GET_BANS_MAX).map(ban_info).collect()
+    }
+
+    /// Active bans in address order, `limit` (at most [`BANS_PAGE_MAX`]) from `offset`.
+    async fn get_bans_paged(&self, offset: u32, limit: u32) -> Vec<BanInfo> {
+        self.sorted_bans()
             .into_iter()
-            .map(|b| {
-                (
-                    b.target.to_string(),
-                    b.reason,
-                    b.source.to_string(),
-                    b.banned_at,
-                    b.expires_at.unwrap_or(0),
-                )
-            })
+            .skip(offset as usize)
+            .take(limit.min(BANS_PAGE_MAX) as usize)
+            .map(ban_info)
             .collect()
     }
 

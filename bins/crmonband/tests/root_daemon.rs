@@ -618,6 +618,44 @@ fn root_a_second_instance_refuses_to_start_while_one_owns_the_name() {
     assert!(daemon.set_contains("blocked_v4", "203.0.113.9"));
 }
 
+/// GetBansPaged lists every ban in address order, page by page; crmonctl list pages through
+/// it.
+#[test]
+fn root_bans_are_listed_in_pages_in_address_order() {
+    let daemon = Daemon::start("");
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        for target in [
+            "203.0.113.9",
+            "2001:db8::5",
+            "198.51.100.0/24",
+            "203.0.113.1",
+        ] {
+            proxy.ban(target, 600, "paging").await.unwrap();
+        }
+        let first = proxy.get_bans_paged(0, 3).await.unwrap();
+        let rest = proxy.get_bans_paged(3, 3).await.unwrap();
+        let order: Vec<&str> = first.iter().chain(&rest).map(|b| b.0.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "198.51.100.0/24",
+                "203.0.113.1",
+                "203.0.113.9",
+                "2001:db8::5"
+            ]
+        );
+        assert_eq!(rest.len(), 1, "fewer than asked: the end");
+        assert!(proxy.get_bans_paged(4, 3).await.unwrap().is_empty());
+        assert_eq!(proxy.get_bans().await.unwrap().len(), 4);
+    });
+    let out = daemon.ctl(&["list", "-f", "simple"]);
+    assert_eq!(
+        text(&out.stdout),
+        "198.51.100.0/24\n203.0.113.1\n203.0.113.9\n2001:db8::5\n"
+    );
+}
+
 #[test]
 fn root_bad_requests_get_named_errors_and_the_daemon_keeps_answering() {
     let daemon = Daemon::start("");

@@ -24,7 +24,9 @@ mod output;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use crmonban_dbus::{BUS_NAME, BusChoice, DaemonProxy, Error, PROTECTED_PAGE_MAX, status_keys};
+use crmonban_dbus::{
+    BANS_PAGE_MAX, BUS_NAME, BusChoice, DaemonProxy, Error, PROTECTED_PAGE_MAX, status_keys,
+};
 use zbus::proxy::CacheProperties;
 
 use cli::{BanArgs, Cli, Command, Format, LogFormat, WhitelistCommand};
@@ -166,7 +168,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             format!("unbanned {target}\n")
         }
         Command::List { format } => {
-            let bans = proxy.get_bans().await.map_err(call)?;
+            let mut bans = Vec::new();
+            loop {
+                let offset = u32::try_from(bans.len()).unwrap_or(u32::MAX);
+                let page = proxy
+                    .get_bans_paged(offset, BANS_PAGE_MAX)
+                    .await
+                    .map_err(call)?;
+                let last = page.len() < BANS_PAGE_MAX as usize;
+                bans.extend(page);
+                if last {
+                    break;
+                }
+            }
             match format {
                 Format::Json => output::bans_json(&bans),
                 Format::Simple => bans.iter().map(|b| format!("{}\n", b.0)).collect(),

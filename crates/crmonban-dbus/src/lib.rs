@@ -99,6 +99,13 @@ pub type ProtectedInfo = (String, String, String, String);
 /// The most entries one `GetProtectedEntries` call returns; clients page with `offset`.
 pub const PROTECTED_PAGE_MAX: u32 = 10_000;
 
+/// The most bans one `GetBansPaged` call returns; clients page with `offset`.
+pub const BANS_PAGE_MAX: u32 = 10_000;
+
+/// The most bans `GetBans` returns (kept for compatibility; a reply with every one of 500,000
+/// bans would not fit in a bus message). `GetBansPaged` lists them all.
+pub const GET_BANS_MAX: usize = 100_000;
+
 /// The longest address or CIDR argument accepted, in bytes (the longest IPv6 CIDR, even
 /// bracketed or IPv4-mapped, is well under it). Longer ones are refused before any work, and
 /// the error gives their size, never their text.
@@ -119,6 +126,7 @@ pub type LogInfo = (i64, String, String, String);
 pub const READ_ONLY_MEMBERS: &[&str] = &[
     "Status",
     "GetBans",
+    "GetBansPaged",
     "IsBanned",
     "GetIntel",
     "GetWhitelist",
@@ -204,9 +212,9 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            17,
-            "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected and \
-             WhitelistAddLifting: {all:?}"
+            18,
+            "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected, \
+             WhitelistAddLifting and GetBansPaged: {all:?}"
         );
     }
 }

@@ -38,6 +38,11 @@ pub trait Daemon {
     #[zbus(name = "GetBans")]
     fn get_bans(&self) -> Result<Vec<BanInfo>, Error>;
 
+    /// `GetBansPaged(offset u, limit u) -> a(sssxx)`: active bans in address order, at most
+    /// [`BANS_PAGE_MAX`](crate::BANS_PAGE_MAX) from `offset`; fewer than asked is the end.
+    #[zbus(name = "GetBansPaged")]
+    fn get_bans_paged(&self, offset: u32, limit: u32) -> Result<Vec<BanInfo>, Error>;
+
     /// `IsBanned(ip s) -> b`: true also when a banned CIDR contains `ip`.
     #[zbus(name = "IsBanned")]
     fn is_banned(&self, ip: &str) -> Result<bool, Error>;

@@ -88,6 +88,7 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.ban(ip, 60, "test").await),
             recorded(proxy.unban(ip).await),
             recorded(proxy.get_bans().await),
+            recorded(proxy.get_bans_paged(0, 10).await),
             recorded(proxy.is_banned(ip).await),
             recorded(proxy.get_intel(ip, true).await),
             recorded(proxy.whitelist_add(ip, "c").await),

@@ -162,6 +162,17 @@ impl Daemon {
         Ok(self.record("GetBans").bans.clone())
     }
 
+    async fn get_bans_paged(&self, offset: u32, limit: u32) -> Result<Vec<BanInfo>, Error> {
+        Ok(self
+            .record("GetBansPaged")
+            .bans
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
     async fn is_banned(&self, ip: String) -> Result<bool, Error> {
         Ok(self.record("IsBanned").bans.iter().any(|b| b.0 == ip))
     }
