@@ -471,83 +471,122 @@ impl Bus {
 }
 
 /// Connects (retrying while the bus is absent), exports the object, takes the name, and
-/// forwards engine events as signals until the engine stops.
+/// forwards engine events as signals until the engine stops. A connection that is lost (the
+/// bus restarted, or it dropped us) is noticed within [`BUS_CHECK`] and made again.
 pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
     let mut events = shared.engine.subscribe();
     let task = tokio::spawn(async move {
-        let connection = loop {
-            match connect(shared.clone(), system_bus).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    warn!(
-                        "D-Bus unavailable ({e}); banning continues, retrying in {}s",
-                        BUS_RETRY.as_secs()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(BUS_RETRY) => {}
-                        _ = wait_stopping(&mut events) => return,
+        loop {
+            let connection = loop {
+                match connect(shared.clone(), system_bus).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        warn!(
+                            "D-Bus unavailable ({e}); banning continues, retrying in {}s",
+                            BUS_RETRY.as_secs()
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(BUS_RETRY) => {}
+                            _ = wait_stopping(&mut events) => return,
+                        }
                     }
                 }
-            }
-        };
-        info!(name = BUS_NAME, "D-Bus service ready");
-        let iface = match connection
-            .object_server()
-            .interface::<_, DaemonObject>(OBJECT_PATH)
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => {
-                warn!("D-Bus object missing after export: {e}");
-                return;
-            }
-        };
-        let emitter = iface.signal_emitter();
-        let _ = DaemonObject::daemon_started(emitter).await;
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(
-                        missed = n,
-                        "D-Bus signal forwarder fell behind; signals dropped"
-                    );
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
-            let sent = match &event {
-                EngineEvent::BanAdded { ban } => {
-                    DaemonObject::ban_added(
-                        emitter,
-                        &ban.target.to_string(),
-                        &ban.reason,
-                        ban.source.as_str(),
-                        duration_secs(ban),
-                    )
-                    .await
+            info!(name = BUS_NAME, "D-Bus service ready");
+            match serve(&connection, &mut events).await {
+                Served::Stopping => {
+                    let _ = connection.release_name(BUS_NAME).await;
+                    return;
                 }
-                EngineEvent::BanRemoved { target, reason } => {
-                    DaemonObject::ban_removed(emitter, &target.to_string(), reason).await
+                Served::Lost(why) => {
+                    warn!(%why, "lost the D-Bus connection; banning continues, connecting again");
                 }
-                EngineEvent::AttackDetected {
-                    addr,
-                    service,
-                    kind,
-                } => DaemonObject::attack_detected(emitter, &addr.to_string(), service, kind).await,
-                EngineEvent::DaemonStarted | EngineEvent::LayoutRepaired { .. } => Ok(()),
-                EngineEvent::DaemonStopping => {
-                    let _ = DaemonObject::daemon_stopping(emitter).await;
-                    break;
-                }
-            };
-            if let Err(e) = sent {
-                debug!("emitting a signal failed: {e}");
             }
         }
-        let _ = connection.release_name(BUS_NAME).await;
     });
     Bus { task }
+}
+
+/// How often the bus connection is checked while nothing is sent.
+const BUS_CHECK: Duration = Duration::from_secs(2);
+
+/// Why [`serve`] returned.
+enum Served {
+    Stopping,
+    Lost(String),
+}
+
+/// Forwards engine events as signals on `connection` until the engine stops or the
+/// connection is found lost.
+async fn serve(
+    connection: &zbus::Connection,
+    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+) -> Served {
+    let iface = match connection
+        .object_server()
+        .interface::<_, DaemonObject>(OBJECT_PATH)
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return Served::Lost(format!("the object is missing after export: {e}")),
+    };
+    let emitter = iface.signal_emitter();
+    let _ = DaemonObject::daemon_started(emitter).await;
+    let bus = match zbus::fdo::DBusProxy::new(connection).await {
+        Ok(bus) => bus,
+        Err(e) => return Served::Lost(e.to_string()),
+    };
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = tokio::time::sleep(BUS_CHECK) => {
+                match tokio::time::timeout(BUS_CHECK, bus.get_id()).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return Served::Lost(e.to_string()),
+                    Err(_) => return Served::Lost("the bus does not answer".into()),
+                }
+            }
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "D-Bus signal forwarder fell behind; signals dropped"
+                );
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Served::Stopping,
+        };
+        let sent = match &event {
+            EngineEvent::BanAdded { ban } => {
+                DaemonObject::ban_added(
+                    emitter,
+                    &ban.target.to_string(),
+                    &ban.reason,
+                    ban.source.as_str(),
+                    duration_secs(ban),
+                )
+                .await
+            }
+            EngineEvent::BanRemoved { target, reason } => {
+                DaemonObject::ban_removed(emitter, &target.to_string(), reason).await
+            }
+            EngineEvent::AttackDetected {
+                addr,
+                service,
+                kind,
+            } => DaemonObject::attack_detected(emitter, &addr.to_string(), service, kind).await,
+            EngineEvent::DaemonStarted | EngineEvent::LayoutRepaired { .. } => Ok(()),
+            EngineEvent::DaemonStopping => {
+                let _ = DaemonObject::daemon_stopping(emitter).await;
+                return Served::Stopping;
+            }
+        };
+        if let Err(e) = sent {
+            debug!("emitting a signal failed: {e}");
+        }
+    }
 }
 
 async fn wait_stopping(events: &mut tokio::sync::broadcast::Receiver<EngineEvent>) {

@@ -618,6 +618,35 @@ fn root_a_second_instance_refuses_to_start_while_one_owns_the_name() {
     assert!(daemon.set_contains("blocked_v4", "203.0.113.9"));
 }
 
+/// When the bus goes away and comes back (dbus-daemon restarted), the daemon takes its name
+/// again by itself and answers; banning never stopped.
+#[test]
+fn root_the_daemon_reconnects_after_the_bus_restarts() {
+    let mut daemon = Daemon::start("");
+    daemon.bus.restart();
+    let answered = wait_until("the daemon back on the restarted bus", PATIENCE, || {
+        runtime().block_on(async {
+            let conn = zbus::connection::Builder::address(daemon.bus.address())
+                .build()
+                .await
+                .ok()?;
+            let proxy = DaemonProxy::new(&conn).await.ok()?;
+            proxy.status().await.ok()
+        })
+    });
+    answered.unwrap_or_else(|waited| panic!("{waited}\n{}", daemon.log()));
+    runtime().block_on(async {
+        let proxy = proxy(&daemon.bus).await;
+        assert!(proxy.ban("203.0.113.9", 600, "after").await.unwrap());
+    });
+    assert!(daemon.set_contains("blocked_v4", "203.0.113.9"));
+    assert!(
+        daemon.log().contains("lost the D-Bus connection"),
+        "{}",
+        daemon.log()
+    );
+}
+
 /// GetBansPaged lists every ban in address order, page by page; crmonctl list pages through
 /// it.
 #[test]

@@ -99,8 +99,35 @@ impl PrivateBus {
         config.push_str("</busconfig>\n");
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).expect("write the bus configuration");
-        let log_path = dir.path().join("dbus-daemon.log");
-        let log = std::fs::File::create(&log_path).expect("bus log file");
+        let (child, address) = PrivateBus::run_daemon(dir.path());
+        PrivateBus {
+            child,
+            address,
+            dir,
+        }
+    }
+
+    /// Stops the bus daemon (by its pid) and starts a new one on the same socket: every client
+    /// loses its connection, and the address stays valid for new ones.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.dir.path().join("bus"));
+        let (child, address) = PrivateBus::run_daemon(self.dir.path());
+        assert_eq!(address, self.address, "the restarted bus listens elsewhere");
+        self.child = child;
+    }
+
+    /// Runs dbus-daemon with `dir`'s configuration; its address without the guid (a restarted
+    /// bus has another, and clients check a guid they are given).
+    fn run_daemon(dir: &Path) -> (Child, String) {
+        let config_path = dir.join("bus.conf");
+        let log_path = dir.join("dbus-daemon.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("bus log file");
 
         let mut child = Command::new("dbus-daemon")
             .arg("--nofork")
@@ -125,14 +152,15 @@ impl PrivateBus {
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             );
         }
-        PrivateBus {
-            child,
-            address,
-            dir,
-        }
+        let address = address
+            .split(',')
+            .filter(|part| !part.starts_with("guid="))
+            .collect::<Vec<_>>()
+            .join(",");
+        (child, address)
     }
 
-    /// The bus's D-Bus address (`unix:path=/tmp/crmb-bus-.../bus,guid=...`), for
+    /// The bus's D-Bus address (`unix:path=/tmp/crmb-bus-.../bus`), for
     /// `DBUS_SYSTEM_BUS_ADDRESS`, `--address` or `zbus::connection::Builder::address`.
     pub fn address(&self) -> &str {
         &self.address
