@@ -53,15 +53,23 @@ fn parse_target(argument: &str, text: &str) -> Result<Target, Error> {
     Target::parse(text).map_err(|e| Error::InvalidAddress(format!("argument {argument}: {e}")))
 }
 
-/// A reason or comment within [`MAX_NOTE_TEXT`]; the error gives the size, not the text.
+/// A reason or comment within [`MAX_NOTE_TEXT`] and free of control characters (a line break
+/// or an escape sequence in it would forge lines of our own log, or of a terminal that shows
+/// it); the error says what is wrong, never the text.
 fn bounded_note<'a>(argument: &str, text: &'a str) -> Result<&'a str, Error> {
+    let invalid = |why: String| {
+        Err(Error::ZBus(zbus::Error::FDO(Box::new(
+            zbus::fdo::Error::InvalidArgs(format!("argument {argument}: {why}")),
+        ))))
+    };
     if text.len() > MAX_NOTE_TEXT {
-        return Err(Error::ZBus(zbus::Error::FDO(Box::new(
-            zbus::fdo::Error::InvalidArgs(format!(
-                "argument {argument}: {} bytes; at most {MAX_NOTE_TEXT}",
-                text.len()
-            )),
-        ))));
+        return invalid(format!("{} bytes; at most {MAX_NOTE_TEXT}", text.len()));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return invalid(format!(
+            "control character U+{:04X} (line breaks, escapes) not allowed",
+            u32::from(c)
+        ));
     }
     Ok(text)
 }

@@ -551,6 +551,18 @@ fn root_oversized_arguments_are_refused_without_echo_and_the_daemon_stays() {
             }
             other => panic!("Ban with a 1 MB reason gave {other:?}"),
         }
+        // A line break or escape in a reason would forge lines of the daemon's own log.
+        let forged = "x\n2026-12-03T09:36:15Z  INFO ban{target=198.18.0.66 source=dbus}: forged";
+        for reason in [forged, "\u{1b}[2J"] {
+            match proxy.ban("203.0.113.9", 60, reason).await {
+                Err(DbusError::ZBus(e)) => {
+                    let shown = format!("{e:?}");
+                    assert!(shown.contains("control character"), "{shown}");
+                    assert!(!shown.contains("198.18.0.66"), "{shown}");
+                }
+                other => panic!("Ban with reason {reason:?} gave {other:?}"),
+            }
+        }
         let comment = "c".repeat(100_000);
         match proxy.whitelist_add("203.0.113.10", &comment).await {
             Err(DbusError::ZBus(e)) => {
