@@ -168,8 +168,9 @@ impl DaemonObject {
         } else {
             reason
         };
-        self.engine()
-            .ban(BanRequest {
+        let (_, changed) = self
+            .engine()
+            .ban_or_keep(BanRequest {
                 target,
                 duration: Some(BanDuration::from_secs(duration_secs)),
                 reason: reason.to_owned(),
@@ -178,7 +179,7 @@ impl DaemonObject {
             })
             .await
             .map_err(engine_error)?;
-        Ok(true)
+        Ok(changed)
     }
 
     /// Lifts a ban; false when `ip` was not banned.

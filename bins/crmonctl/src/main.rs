@@ -273,7 +273,9 @@ async fn ban(proxy: &DaemonProxy<'_>, args: BanArgs) -> Result<String, Error> {
     };
     let target = &args.target;
     if !proxy.ban(target, duration, &args.reason).await? {
-        return Ok(format!("{target} was already banned\n"));
+        return Ok(format!(
+            "{target} was already banned at least as long (unban it first to shorten the ban)\n"
+        ));
     }
     Ok(if duration == 0 {
         format!("banned {target} permanently\n")

@@ -288,7 +288,10 @@ fn every_command_round_trips() {
     assert_eq!(ok(&["list"]), "no active bans\n");
     assert_eq!(ok(&["list", "-f", "json"]), "[]\n");
     assert_eq!(ok(&["ban", "192.0.2.7"]), "banned 192.0.2.7 permanently\n");
-    assert_eq!(ok(&["ban", "192.0.2.7"]), "192.0.2.7 was already banned\n");
+    assert_eq!(
+        ok(&["ban", "192.0.2.7"]),
+        "192.0.2.7 was already banned at least as long (unban it first to shorten the ban)\n"
+    );
 
     assert_eq!(
         ok(&["whitelist", "add", "198.51.100.0/24", "-c", "office"]),

@@ -26,7 +26,8 @@ pub trait Daemon {
     fn status(&self) -> Result<HashMap<String, OwnedVariant>, Error>;
 
     /// `Ban(ip s, duration_secs u, reason s) -> b`: `ip` may be a CIDR; 0 = permanent; the
-    /// daemon records source "dbus". False when the target was already banned.
+    /// daemon records source "dbus". False when the target was already banned at least as long (a ban is
+    /// only ever lengthened; unban first to shorten one).
     #[zbus(name = "Ban")]
     fn ban(&self, ip: &str, duration_secs: u32, reason: &str) -> Result<bool, Error>;
 

@@ -257,10 +257,19 @@ impl Engine {
 
     /// Bans a target: refused when it is protected; otherwise the kernel first, then the
     /// store (offence = earlier bans + 1), then [`EngineEvent::BanAdded`]. Banning a banned
-    /// target replaces its expiry. If the nftables layout has disappeared, it is repaired and
+    /// target lengthens it when the new ban lasts longer, and otherwise leaves it as it is
+    /// (see [`Engine::ban_or_keep`]). If the nftables layout has disappeared, it is repaired and
     /// the ban tried once more.
-    #[instrument(name = "ban", skip_all, fields(target = %req.target, source = %req.source))]
     pub async fn ban(&self, req: BanRequest) -> Result<Ban, EngineError> {
+        Ok(self.ban_or_keep(req).await?.0)
+    }
+
+    /// [`Engine::ban`], also saying whether anything changed: a ban is only ever lengthened,
+    /// so a request that would end an active ban sooner (a timed ban of a permanently banned
+    /// target, a shorter one) leaves that ban as it is and returns it with `false`. To
+    /// shorten a ban, unban it first.
+    #[instrument(name = "ban", skip_all, fields(target = %req.target, source = %req.source))]
+    pub async fn ban_or_keep(&self, req: BanRequest) -> Result<(Ban, bool), EngineError> {
         match self.inner.try_ban(&req).await {
             Err(EngineError::Firewall(FirewallError::LayoutMissing(why))) => {
                 warn!(%why, "the nftables layout is gone; repairing it, then banning again");
@@ -611,7 +620,7 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn try_ban(&self, req: &BanRequest) -> Result<Ban, EngineError> {
+    async fn try_ban(&self, req: &BanRequest) -> Result<(Ban, bool), EngineError> {
         self.ensure_running()?;
         let _shared = self.gate.read().await;
         let _target = self.stripe(&req.target).lock().await;
@@ -638,6 +647,25 @@ impl Inner {
             expires_at: expires_at(now, duration),
             offence: previous.saturating_add(1),
         };
+        // Only ever lengthened: an active ban that lasts at least as long stays as it is.
+        if let Some(old) = self
+            .index_read()
+            .get(&req.target)
+            .filter(|old| old.is_active_at(now))
+        {
+            let lasts_as_long = match (old.expires_at, ban.expires_at) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(old_end), Some(new_end)) => old_end >= new_end,
+            };
+            if lasts_as_long {
+                debug!(
+                    expires_at = ?old.expires_at,
+                    "already banned at least as long; the ban stays as it is"
+                );
+                return Ok((old.clone(), false));
+            }
+        }
 
         let mut changes = ChangeSet::new();
         changes.add(element_of(&ban));
@@ -672,7 +700,7 @@ impl Inner {
             ),
         );
         self.emit(EngineEvent::BanAdded { ban: ban.clone() });
-        Ok(ban)
+        Ok((ban, true))
     }
 
     /// The body of an unban; the caller holds the target's stripe (or the gate exclusively).

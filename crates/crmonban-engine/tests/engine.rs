@@ -166,10 +166,11 @@ async fn a_store_failure_after_the_kernel_accepted_puts_the_kernel_back() {
             .is_empty()
     );
 
-    // A re-ban that fails keeps the earlier ban, with its expiry, in the kernel.
+    // A re-ban (longer, so it is not kept as is) that fails keeps the earlier ban, with its
+    // expiry, in the kernel.
     let error = h
         .engine
-        .ban(request("203.0.113.77", None))
+        .ban(request("203.0.113.77", secs(7200)))
         .await
         .unwrap_err();
     assert!(matches!(error, EngineError::Store(_)), "{error:?}");
@@ -687,13 +688,20 @@ async fn repeat_offenders_get_longer_bans() {
     let second = h.engine.ban(request("198.51.100.50", None)).await.unwrap();
     assert_eq!(second.offence, 2);
     assert_eq!(second.expires_at, Some(second.banned_at + 120));
-    // Re-banning while banned replaces the expiry (the store supersedes the older row).
-    let third = h
+    // Re-banning while banned for a shorter time (10 s x 2^2 = 40 s < 120 s) leaves the ban;
+    // a longer one replaces the expiry (the store supersedes the older row).
+    let kept = h
         .engine
         .ban(request("198.51.100.50", secs(10)))
         .await
         .unwrap();
-    assert_eq!(third.expires_at, Some(third.banned_at + 40));
+    assert_eq!(kept, second);
+    let third = h
+        .engine
+        .ban(request("198.51.100.50", secs(100)))
+        .await
+        .unwrap();
+    assert_eq!(third.expires_at, Some(third.banned_at + 400));
     assert_eq!(h.engine.active_bans(), vec![third.clone()]);
     let history = h.store.ban_history(&t("198.51.100.50")).await.unwrap();
     assert_eq!(history.len(), 3);
@@ -838,4 +846,49 @@ async fn shutdown_right_after_start_returns() {
     tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
         .await
         .expect("shutdown hung");
+}
+
+/// A ban is only ever lengthened: a timed ban of a permanently banned target, or a shorter
+/// one, leaves the ban as it is (and says so); a longer one replaces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ban_is_only_ever_lengthened() {
+    let h = Harness::start().await;
+    let (permanent, changed) = h
+        .engine
+        .ban_or_keep(crmonban_engine::BanRequest {
+            duration: Some(crmonban_core::config::BanDuration::Permanent),
+            ..request("203.0.113.9", secs(60))
+        })
+        .await
+        .unwrap();
+    assert!(changed && permanent.expires_at.is_none());
+    let (kept, changed) = h
+        .engine
+        .ban_or_keep(request("203.0.113.9", secs(30)))
+        .await
+        .unwrap();
+    assert!(!changed, "a 30 s ban shortened a permanent one");
+    assert_eq!(kept.expires_at, None);
+
+    let (first, _) = h
+        .engine
+        .ban_or_keep(request("203.0.113.10", secs(3600)))
+        .await
+        .unwrap();
+    let (same, changed) = h
+        .engine
+        .ban_or_keep(request("203.0.113.10", secs(60)))
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(same.expires_at, first.expires_at);
+    let (longer, changed) = h
+        .engine
+        .ban_or_keep(request("203.0.113.10", secs(7200)))
+        .await
+        .unwrap();
+    assert!(changed);
+    assert!(longer.expires_at > first.expires_at);
+    let active = h.engine.active_bans();
+    assert_eq!(active.len(), 2);
 }
