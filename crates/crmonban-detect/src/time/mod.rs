@@ -8,6 +8,11 @@
 //! | RFC 3339 / ISO 8601 (rsyslog high precision, `journalctl -o short-iso[-precise]`) | `2026-11-25T16:19:59.123456+00:00`, `2026-11-25T16:19:59+0000`, `...Z` | from the text, local when absent |
 //! | nginx error.log | `2026/11/25 16:19:59` | local |
 //! | Apache 2.4 error log | `[Wed Nov 25 16:19:59.123456 2026]` | local |
+//! | ctime (vsftpd.log) | `Wed Nov 25 16:19:59 2026` | local |
+//! | bracketed (vaultwarden, asterisk) | `[2026-11-25 16:19:59.123]`, `[Nov 25 16:19:59]` | as inside |
+//! | MariaDB | `2026-11-25  8:25:38` | local |
+//! | `journalctl -o short-precise`, `short-full`, `short-unix` | `Nov 25 16:19:59.123456`, `Wed 2026-11-25 16:19:59 UTC`, `1795623599.123456` | local / named / UTC |
+//! | access log time field | `[25/Nov/2026:16:19:52 +0000]` (before the request) | from the text |
 //!
 //! Fractions of a second are read and dropped (windows are counted in whole seconds).
 //!
@@ -26,6 +31,11 @@
 //! 2 January a line stamped `Dec 31` is last year's, and on 31 December 23:59 a line stamped
 //! `Jan  1 00:00:10` (a sender whose clock is ahead) is next year's. A stamp that is invalid in
 //! a candidate year (`Feb 29` outside a leap year) skips that year.
+
+mod other;
+
+pub use other::parse_clf_field;
+use other::{parse_bracketed, parse_ctime, parse_unix, parse_weekday_iso};
 
 /// How far in the future (relative to the reference time) a year-less BSD stamp may lie before
 /// it is taken to be from the previous year.
@@ -107,39 +117,6 @@ pub fn parse_leading(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i6
         }
         _ => None,
     }
-}
-
-/// ctime's `Www Mmm dd HH:MM:SS YYYY`, local time, 24 bytes.
-fn parse_ctime(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
-    if line.len() < 24 || line[3] != b' ' || line[7] != b' ' || line[10] != b' ' {
-        return None;
-    }
-    let month = month_number(&line[4..7])?;
-    let day = match (line[8], line[9]) {
-        (b' ', d) => digit(d)?,
-        (t, d) => digit(t)? * 10 + digit(d)?,
-    };
-    let secs = hms(&line[11..19])?;
-    if line[19] != b' ' {
-        return None;
-    }
-    let year = i64::from(two_digits(&line[20..22])? * 100 + two_digits(&line[22..24])?);
-    Some((
-        civil_to_unix(year, month, day, secs, i64::from(utc_offset))?,
-        24,
-    ))
-}
-
-/// A stamp in square brackets: `[2026-11-25 16:19:59.123]` (vaultwarden, asterisk) or
-/// `[Nov 25 16:19:59]` (asterisk); the length includes the brackets.
-fn parse_bracketed(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, usize)> {
-    let inner = line.get(1..)?;
-    let (time, len) = match inner.first()? {
-        b'0'..=b'9' => parse_rfc3339(inner, utc_offset)?,
-        b'A'..=b'Z' => parse_bsd(inner, reference, utc_offset)?,
-        _ => return None,
-    };
-    (inner.get(len) == Some(&b']')).then_some((time, len + 2))
 }
 
 #[inline]
@@ -241,51 +218,6 @@ pub fn parse_bsd(line: &[u8], reference: i64, utc_offset: i32) -> Option<(i64, u
         }
     }
     Some((time, len))
-}
-
-/// journalctl -o short-full: `Www YYYY-MM-DD HH:MM:SS ZONE`, the zone an abbreviation
-/// (`UTC`, `GMT` or the local zone's, read as `utc_offset`) or `±HHMM`.
-fn parse_weekday_iso(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
-    let (local, len) = parse_rfc3339(line.get(4..)?, 0)?;
-    let rest = line.get(4 + len..)?.strip_prefix(b" ")?;
-    let zone_len = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    let zone = &rest[..zone_len];
-    let offset = match zone {
-        b"UTC" | b"GMT" | b"Z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
-            let minutes = i64::from(two_digits(&[*h1, *h2])? * 60 + two_digits(&[*m1, *m2])?);
-            if *sign == b'-' {
-                -minutes * 60
-            } else {
-                minutes * 60
-            }
-        }
-        z if !z.is_empty() && z.iter().all(u8::is_ascii_alphabetic) => i64::from(utc_offset),
-        _ => return None,
-    };
-    Some((local - offset, 4 + len + 1 + zone_len))
-}
-
-/// journalctl -o short-unix: `1764087599.123456` (seconds since the epoch, 9 to 11 digits).
-fn parse_unix(line: &[u8]) -> Option<(i64, usize)> {
-    let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
-    if !(9..=11).contains(&digits) {
-        return None;
-    }
-    let secs: i64 = std::str::from_utf8(&line[..digits]).ok()?.parse().ok()?;
-    let mut len = digits;
-    if line.get(len) == Some(&b'.') {
-        let frac = line[len + 1..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if frac == 0 {
-            return None;
-        }
-        len += 1 + frac;
-    }
-    // A stamp is followed by a blank; anything else is not one.
-    (line.get(len) == Some(&b' ')).then_some((secs, len))
 }
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM|±HHMM|±HH]`; local time when no zone is given.
@@ -391,37 +323,6 @@ pub fn parse_apache(line: &[u8], utc_offset: i32) -> Option<(i64, usize)> {
         civil_to_unix(year, month, day, secs, i64::from(utc_offset))?,
         at + 6,
     ))
-}
-
-/// The time of a common/combined access log line: the `[dd/Mon/yyyy:HH:MM:SS +zzzz]` field
-/// that is followed by ` "` (the request), within the first 512 bytes. The user field before
-/// it is the client's and unquoted, so a `[...]` there is never taken for the time. Its own
-/// zone applies; `utc_offset` when it has none.
-pub fn parse_clf_field(line: &[u8], utc_offset: i32) -> Option<i64> {
-    let head = &line[..line.len().min(512)];
-    let close = memchr::memmem::find_iter(head, b"] \"").next()?;
-    let open = memchr::memrchr(b'[', &head[..close])?;
-    let f = head.get(open + 1..close)?;
-    // dd/Mon/yyyy:HH:MM:SS
-    if f.len() < 20 || f[2] != b'/' || f[6] != b'/' || f[11] != b':' {
-        return None;
-    }
-    let day = two_digits(&f[0..2])?;
-    let month = month_number(&f[3..6])?;
-    let year = i64::from(two_digits(&f[7..9])? * 100 + two_digits(&f[9..11])?);
-    let secs = hms(&f[12..20])?;
-    let offset = match f.get(20..26) {
-        Some([b' ', sign @ (b'+' | b'-'), h1, h2, m1, m2]) => {
-            let minutes = i64::from(two_digits(&[*h1, *h2])? * 60 + two_digits(&[*m1, *m2])?);
-            if *sign == b'-' {
-                -minutes * 60
-            } else {
-                minutes * 60
-            }
-        }
-        _ => i64::from(utc_offset),
-    };
-    civil_to_unix(year, month, day, secs, offset)
 }
 
 #[cfg(test)]
