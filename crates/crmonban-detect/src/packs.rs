@@ -152,6 +152,8 @@ pub struct Spans {
     pub groups: Vec<(&'static str, usize, usize)>,
     /// The address: start, end.
     pub ip: (usize, usize),
+    /// Where the message (the text the pattern matched from) starts.
+    pub message: usize,
 }
 
 /// The spans of `pattern`'s attacker groups and address in `line`, where the pattern matches
@@ -175,6 +177,7 @@ pub fn attacker_spans(
     Some(Spans {
         groups,
         ip: (start + ip.start(), start + ip.end()),
+        message: start,
     })
 }
 
@@ -211,24 +214,12 @@ fn forgeries(
     if groups.is_empty() {
         return Ok(tried);
     }
-    let regex = Regex::new(&pattern.expanded()).map_err(|e| e.to_string())?;
-    let line = test.text.as_bytes();
-    // The message is where the pattern matches: try each start until it does.
-    let Some(caps) =
-        (0..line.len()).find_map(|start| regex.captures(&line[start..]).map(|c| (start, c)))
-    else {
-        return Ok(0);
+    let Some(spans) = attacker_spans(pattern, test.text.as_bytes()) else {
+        return Ok(tried);
     };
-    let (start, caps) = caps;
     let real_text = real.to_string();
-    let ip_span = caps
-        .name("ip")
-        .map(|m| (start + m.start(), start + m.end()));
-    for group in groups {
-        let Some(m) = caps.name(group) else {
-            continue;
-        };
-        let (gs, ge) = (start + m.start(), start + m.end());
+    let (start, (is, ie)) = (spans.message, spans.ip);
+    for (group, gs, ge) in spans.groups {
         let original = &test.text[gs..ge];
         for forged in FORGED {
             let mut candidates: Vec<String> = Vec::new();
@@ -238,10 +229,8 @@ fn forgeries(
             // The service's own text after the group (address forged), then the real rest.
             candidates.push(format!("{original}{}", service_text(ge, test.text.len())));
             // The service's own message up to and including the address, forged.
-            if let Some((is, ie)) = ip_span {
-                candidates.push(format!("{original}{}", service_text(ge.min(ie), ie)));
-                candidates.push(format!("{}{original}", service_text(start, is.max(start))));
-            }
+            candidates.push(format!("{original}{}", service_text(ge.min(ie), ie)));
+            candidates.push(format!("{}{original}", service_text(start, is.max(start))));
             for snippet in SNIPPETS {
                 candidates.push(format!("{original}{}", snippet.replace("{}", forged)));
             }
