@@ -1,5 +1,5 @@
 //! File sources end to end, on real files in temporary directories: where a first start begins,
-//! restarts, both kinds of rotation, a crash (the runtime dropped without shutdown), files that
+//! restarts, replays from a resume point, positions per service, both kinds of rotation, a crash (the runtime dropped without shutdown), files that
 //! appear late or cannot be read, partial and over-long lines, and the `auto` choice.
 
 use std::fs::OpenOptions;
@@ -13,7 +13,8 @@ mod common;
 use common::{assert_quiet, options, recv, stop, wait_for};
 use crmonban_core::config::{BanDuration, JournalMatch, LogSource, ServiceConfig};
 use crmonban_detect::source::{
-    MemoryPositions, PositionStore, SourceLine, SourceOptions, Sources, SourcesHandle,
+    MemoryPositions, PositionStore, SourceLine, SourceOptions, SourcePosition, Sources,
+    SourcesHandle,
 };
 use tokio::sync::mpsc::Receiver;
 
@@ -48,8 +49,9 @@ fn append(path: &Path, text: &str) {
     file.write_all(text.as_bytes()).unwrap();
 }
 
+/// The position key of the `ssh` service reading `path`.
 fn key(path: &Path) -> String {
-    path.display().to_string()
+    format!("ssh:{}", path.display())
 }
 
 fn text(line: &SourceLine) -> String {
@@ -162,6 +164,83 @@ async fn file_source_restart_resumes_without_replay_or_loss() {
     let (mut rx, handle) = start(&log.path, &log.positions, 16);
     assert_quiet(&mut rx).await;
     assert!(stop(handle, rx).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_a_resume_point_replays_what_was_received_and_flags_it() {
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;
+    append(&log.path, &joined(&lines("run1", 0..5)));
+    let run1 = recv(&mut rx, 5).await;
+    assert!(run1.iter().all(|l| !l.replayed));
+    // The first line carries the position before it (the starting point), the others not.
+    assert_eq!(run1[0].before.as_ref().and_then(|p| p.offset), Some(8));
+    assert!(run1[1..].iter().all(|l| l.before.is_none()));
+    assert!(stop(handle, rx).await.is_empty());
+    // The consumer still needed the lines after the second one.
+    let resume = run1[1].position.clone();
+    log.positions
+        .save_resume(&key(&log.path), Some(&resume))
+        .await
+        .unwrap();
+    append(&log.path, &joined(&lines("down", 0..3)));
+
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
+    let got = recv(&mut rx, 6).await;
+    assert_eq!(
+        texts(&got),
+        [lines("run1", 2..5), lines("down", 0..3)].concat()
+    );
+    let replayed: Vec<bool> = got.iter().map(|l| l.replayed).collect();
+    assert_eq!(replayed, [true, true, true, false, false, false]);
+    assert_eq!(got[0].before, Some(resume));
+    assert_quiet(&mut rx).await;
+    assert!(stop(handle, rx).await.is_empty());
+    // The read-through position was not moved back by the replay.
+    let size = std::fs::metadata(&log.path).unwrap().len();
+    assert_eq!(
+        log.positions.get(&key(&log.path)).unwrap().offset,
+        Some(size)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_two_services_on_one_file_keep_their_own_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mail.log");
+    append(&path, "history\n");
+    // A position saved under the bare path (before positions were per service).
+    let positions = Arc::new(MemoryPositions::new());
+    let legacy = SourcePosition {
+        source: path.display().to_string(),
+        inode: Some(std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(&path).unwrap(),
+        )),
+        offset: Some(0),
+        first_line_hash: None,
+        cursor: None,
+    };
+    positions.save(&legacy).await.unwrap();
+    let store: Arc<dyn PositionStore> = positions.clone();
+    let (mut rx, handle) = Sources::spawn_with(
+        vec![
+            ("postfix".to_owned(), file_service(&path)),
+            ("dovecot".to_owned(), file_service(&path)),
+        ],
+        store,
+        16,
+        options(),
+    );
+    // Both take over the old position: the line written before is read by each.
+    let got = recv(&mut rx, 2).await;
+    let mut services: Vec<&str> = got.iter().map(|l| &*l.service).collect();
+    services.sort();
+    assert_eq!(services, ["dovecot", "postfix"]);
+    assert!(got.iter().all(|l| text(l) == "history"));
+    assert!(stop(handle, rx).await.is_empty());
+    for service in ["postfix", "dovecot"] {
+        let key = format!("{service}:{}", path.display());
+        assert_eq!(positions.get(&key).unwrap().offset, Some(8), "{key}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +447,7 @@ async fn file_source_an_unreadable_file_is_reported_and_retried() {
     wait_for("the error report", || handle.stats()[0].errors > 0).await;
     let stats = handle.stats();
     let error = stats[0].last_error.clone().unwrap();
-    assert!(error.contains(&key(&path)), "{error}");
+    assert!(error.contains(&path.display().to_string()), "{error}");
     assert!(error.contains("not a regular file"), "{error}");
     // Retried without being reported again and again.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -433,7 +512,7 @@ async fn file_source_auto_uses_the_file_when_it_exists_and_the_journal_otherwise
         },
     );
     let stats = handle.stats();
-    assert_eq!(stats[0].source, key(&present));
-    assert_eq!(stats[1].source, "journal:_SYSTEMD_UNIT=ssh.service");
+    assert_eq!(stats[0].source, format!("a:{}", present.display()));
+    assert_eq!(stats[1].source, "b:journal:_SYSTEMD_UNIT=ssh.service");
     stop(handle, rx).await;
 }

@@ -130,7 +130,7 @@ async fn journal_source_delivers_entries_and_resumes_after_the_saved_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let journalctl = install_script(dir.path());
     let all = entries();
-    let key = format!("journal:{MATCH}");
+    let key = format!("ssh:journal:{MATCH}");
     let positions = Arc::new(MemoryPositions::new());
 
     // First start on an empty journal (no newest entry): `--lines=0`; three entries arrive.
@@ -189,7 +189,7 @@ async fn journal_source_first_start_saves_a_cursor_even_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let journalctl = install_script(dir.path());
     let all = entries();
-    let key = format!("journal:{MATCH}");
+    let key = format!("ssh:journal:{MATCH}");
     let positions = Arc::new(MemoryPositions::new());
     // The journal's newest entry when crmonban first starts is entry 1 (already history).
     write_jsonl(&dir.path().join("newest.jsonl"), &all[..1]);
@@ -290,7 +290,7 @@ async fn root_journal_source_follows_a_real_journald() {
     let dir = tempfile::tempdir().unwrap();
     let journalctl = journal.journalctl_shim(dir.path());
     let matches = "SYSLOG_IDENTIFIER=sshd";
-    let key = format!("journal:{matches}");
+    let key = format!("ssh:journal:{matches}");
     let positions = Arc::new(MemoryPositions::new());
     let start_real = || start_matching(&journalctl, &positions, matches);
     let text = |line: &SourceLine| {

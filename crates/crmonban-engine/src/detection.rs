@@ -11,6 +11,19 @@
 //! events table, written in batches off the ban path); `AttackDetected` is announced at most
 //! once per address per second. Read positions are kept in the store, so a restart resumes
 //! each log where it stopped.
+//!
+//! # Nothing lost to a crash
+//!
+//! The failure windows are in memory. So that `kill -9` at any moment neither forgets failures
+//! still inside their window nor a ban decided but not yet recorded, each source's resume point
+//! ([`crmonban_detect::source::replay`]) is saved every half second: before the oldest line of
+//! any window still open and of any ban still being made. A restart reads from there; lines the
+//! previous run had already received are *replayed*: counted again (the windows come back
+//! exactly), not reported again (no second event row or `AttackDetected`). A ban decided on a
+//! window that began before this run started (replayed lines, the second or so of lines after
+//! the saved read-through position, lines written while crmonban was down) is made only when
+//! the store has no ban of that target since the window's first failure: else an earlier run
+//! made it, and an administrator may have lifted it since.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +33,10 @@ use crmonban_core::config::{BanDuration, Config};
 use crmonban_core::{BanSource, Event, Service, Target};
 use crmonban_detect::decide::{AttackCoalescer, Decider, DeciderOptions, Decision};
 use crmonban_detect::matcher::{LineContext, LineOutcome, ServiceMatcher};
-use crmonban_detect::source::{SourceLine, Sources, SourcesHandle};
+use crmonban_detect::source::replay::ResumeTracker;
+use crmonban_detect::source::{
+    Acknowledger, PositionStore, SourceLine, SourceOptions, SourcePosition, Sources, SourcesHandle,
+};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -35,6 +51,8 @@ const EVENT_QUEUE: usize = 16_384;
 const COALESCE_CAPACITY: usize = 100_000;
 /// Bans running at once; the matcher waits (and lines queue) beyond this.
 const BANS_IN_FLIGHT: usize = 256;
+/// How often resume points are saved.
+const RESUME_SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why detection did not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +79,7 @@ impl Detection {
         config: &Config,
         utc_offset: i32,
     ) -> Result<Detection, DetectionError> {
-        let mut matchers = HashMap::new();
+        let mut watched = HashMap::new();
         let mut services = Vec::new();
         for (name, service) in config.enabled_services() {
             let matcher =
@@ -69,22 +87,40 @@ impl Detection {
                     service: name.to_owned(),
                     source,
                 })?;
-            matchers.insert(Arc::<str>::from(name), matcher);
+            let tracker = ResumeTracker::new(service.find_time.as_secs());
+            watched.insert(
+                Arc::<str>::from(name),
+                Watched {
+                    matcher,
+                    tracker,
+                    key: None,
+                },
+            );
             services.push((name.to_owned(), service.clone()));
         }
         let decider = Decider::from_config(config, DeciderOptions::default());
         let positions = Arc::new(StorePositions(engine.store().clone()));
         info!(services = ?services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), "detection starting");
-        let (lines, sources) = Sources::spawn(services, positions, LINE_QUEUE);
+        let options = SourceOptions {
+            acknowledged: true,
+            ..SourceOptions::default()
+        };
+        let (lines, sources) =
+            Sources::spawn_with(services, positions.clone(), LINE_QUEUE, options);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let writer_task = tokio::spawn(write_events(engine.clone(), events_rx));
         let matcher_task = tokio::spawn(match_lines(
-            engine.clone(),
-            matchers,
-            decider,
+            Matching {
+                engine: engine.clone(),
+                decider,
+                events: events_tx,
+                utc_offset,
+                positions,
+                acknowledger: sources.acknowledger(),
+                started_at: crmonban_core::unix_now(),
+            },
+            watched,
             lines,
-            events_tx,
-            utc_offset,
         ));
         Ok(Detection {
             sources,
@@ -102,94 +138,232 @@ impl Detection {
     }
 }
 
-async fn match_lines(
+/// One service's matcher and the resume point of its source.
+struct Watched {
+    matcher: ServiceMatcher,
+    tracker: ResumeTracker,
+    /// The source's position key, known from its first line.
+    key: Option<String>,
+}
+
+/// What the matching task works with besides the services.
+struct Matching {
     engine: Engine,
-    matchers: HashMap<Arc<str>, ServiceMatcher>,
-    mut decider: Decider,
-    mut lines: mpsc::Receiver<SourceLine>,
+    decider: Decider,
     events: mpsc::Sender<Event>,
     utc_offset: i32,
+    positions: Arc<StorePositions>,
+    /// Read-through positions are saved only past lines whose resume points are saved.
+    acknowledger: Acknowledger,
+    /// Unix seconds: a window that began before this may have been acted on by an earlier run.
+    started_at: i64,
+}
+
+async fn match_lines(
+    mut m: Matching,
+    mut watched: HashMap<Arc<str>, Watched>,
+    mut lines: mpsc::Receiver<SourceLine>,
 ) {
     let mut coalescer = AttackCoalescer::new(COALESCE_CAPACITY);
     let in_flight = Arc::new(Semaphore::new(BANS_IN_FLIGHT));
-    while let Some(line) = lines.recv().await {
-        let Some(matcher) = matchers.get(&line.service) else {
+    let mut save_tick = tokio::time::interval(RESUME_SAVE_INTERVAL);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The running save, which returns the keys it could not save (saved again next time).
+    let mut saving: Option<JoinHandle<Vec<String>>> = None;
+    // Lines below this sequence number have been received.
+    let mut received = 0;
+    loop {
+        let mut line = tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => line,
+                None => break,
+            },
+            _ = save_tick.tick() => {
+                if saving.as_ref().is_some_and(|task| !task.is_finished()) {
+                    continue;
+                }
+                if let Some(task) = saving.take() {
+                    unsaved(&mut watched, task.await.unwrap_or_default());
+                }
+                let points = resume_points(&mut watched);
+                let positions = Arc::clone(&m.positions);
+                let acknowledger = m.acknowledger.clone();
+                saving = Some(tokio::spawn(async move {
+                    let failed = save_resume_points(positions, points).await;
+                    if failed.is_empty() {
+                        acknowledger.acknowledge(received);
+                    }
+                    failed
+                }));
+                continue;
+            }
+        };
+        received = line.seq + 1;
+        let Some(w) = watched.get_mut(&line.service) else {
             continue;
         };
+        let position = std::mem::take(&mut line.position);
+        if w.key.is_none() {
+            w.key = Some(position.source.clone());
+        }
+        w.tracker.line(line.before.take(), position);
         let now = line.received_at.div_euclid(1_000_000);
         let ctx = LineContext {
             now,
-            utc_offset,
+            utc_offset: m.utc_offset,
             time: line.time.map(|us| us.div_euclid(1_000_000)),
             pid: line.fields.as_ref().and_then(|f| f.pid),
         };
-        let LineOutcome::Match(hit) = matcher.match_line(&line.line, &ctx) else {
+        let LineOutcome::Match(hit) = w.matcher.match_line(&line.line, &ctx) else {
             continue;
         };
-        let service: &Service = matcher.service();
-        let event = hit.event(service);
-        engine.report_attack_coalesced(&event, coalescer.admit(hit.addr, now));
-        if events.try_send(event).is_err() {
-            debug!("event queue full; an event row is dropped (the ban decision is not affected)");
+        w.tracker.failure(hit.time.unwrap_or(now));
+        let service: &Service = w.matcher.service();
+        if !line.replayed {
+            let event = hit.event(service);
+            m.engine
+                .report_attack_coalesced(&event, coalescer.admit(hit.addr, now));
+            if m.events.try_send(event).is_err() {
+                debug!(
+                    "event queue full; an event row is dropped (the ban decision is not affected)"
+                );
+            }
         }
         // Asked before counting: a trusted address takes no window memory and never bans.
-        if let Err(refusal) = engine.check_protected(&Target::from(hit.addr)) {
+        if let Err(refusal) = m.engine.check_protected(&Target::from(hit.addr)) {
             debug!(%refusal, "attack from a protected address: not counted");
             continue;
         }
-        if let Some(Decision::Ban {
-            target,
-            service,
-            failures,
-            first_seen,
-            last_seen,
-            ban_time,
-        }) = decider.observe(service, &hit, now)
-        {
-            let mut reason = format!(
-                "{failures} failures of {service} in {}s",
-                (last_seen - first_seen).max(0)
-            );
-            let ban_time = match engine.zone_of(&target) {
-                Some((_, zone)) => {
-                    let factor = zone.ban_time_factor();
-                    reason.push_str(&format!(
-                        " (zone {}, trust {}: ban time x{factor:.2})",
-                        zone.name, zone.trust_level
-                    ));
-                    scale(ban_time, factor)
-                }
-                None => ban_time,
-            };
-            let request = BanRequest {
-                target,
-                duration: Some(ban_time),
-                reason,
-                source: BanSource::Detector,
-                service: Some(service.to_string()),
-            };
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
-            };
-            let engine = engine.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                match engine.ban(request).await {
-                    Ok(ban) => {
-                        info!(target = %ban.target, service = %service, failures, "banned")
-                    }
-                    Err(
-                        e @ (EngineError::Protected { .. }
-                        | EngineError::Whitelisted { .. }
-                        | EngineError::Stopped),
-                    ) => debug!("not banned: {e}"),
-                    Err(e) => warn!("ban failed: {e}"),
-                }
-            });
-        }
+        let Some(decision) = m.decider.observe(service, &hit, now) else {
+            continue;
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let first_seen = decision_first_seen(&decision);
+        let pending = w.tracker.pending_ban(first_seen);
+        let engine = m.engine.clone();
+        // Lines read again after a crash, or written before this run: an earlier run may have
+        // made this ban already (the read-through position lags up to a second behind).
+        let check_history = line.replayed || first_seen < m.started_at;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _pending = pending;
+            carry_out(engine, decision, check_history).await;
+        });
     }
     // Every ban handed out has finished before detection reports itself stopped.
     let _ = in_flight.acquire_many(BANS_IN_FLIGHT as u32).await;
+    if let Some(task) = saving {
+        unsaved(&mut watched, task.await.unwrap_or_default());
+    }
+    let points = resume_points(&mut watched);
+    save_resume_points(m.positions, points).await;
+}
+
+/// The resume points of `keys` were not saved: they are saved again at the next tick.
+fn unsaved(watched: &mut HashMap<Arc<str>, Watched>, keys: Vec<String>) {
+    for w in watched.values_mut() {
+        if w.key.as_ref().is_some_and(|key| keys.contains(key)) {
+            w.tracker.save_failed();
+        }
+    }
+}
+
+fn decision_first_seen(decision: &Decision) -> i64 {
+    match decision {
+        Decision::Ban { first_seen, .. } => *first_seen,
+    }
+}
+
+/// The resume points that changed since they were last saved, marked as saved.
+fn resume_points(
+    watched: &mut HashMap<Arc<str>, Watched>,
+) -> Vec<(String, Option<SourcePosition>)> {
+    let mut points = Vec::new();
+    for w in watched.values_mut() {
+        let Some(key) = &w.key else { continue };
+        if let Some(point) = w.tracker.to_save() {
+            points.push((key.clone(), point.clone()));
+            w.tracker.saved(point);
+        }
+    }
+    points
+}
+
+/// Saves `points`; returns the keys that failed.
+async fn save_resume_points(
+    positions: Arc<StorePositions>,
+    points: Vec<(String, Option<SourcePosition>)>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (key, point) in points {
+        if let Err(e) = positions.save_resume(&key, point.as_ref()).await {
+            warn!(source = %key, "cannot save the resume point (retried; a crash now replays from the previous one): {e}");
+            failed.push(key);
+        }
+    }
+    failed
+}
+
+/// Makes the ban `decision` asks for. With `check_history`, the decision is dropped when the
+/// target was banned since the window's first failure: an earlier run made that ban (and an
+/// administrator may have lifted it since).
+async fn carry_out(engine: Engine, decision: Decision, check_history: bool) {
+    let Decision::Ban {
+        target,
+        service,
+        failures,
+        first_seen,
+        last_seen,
+        ban_time,
+    } = decision;
+    if check_history {
+        match engine
+            .store()
+            .offence_count(&target, Some(first_seen))
+            .await
+        {
+            Ok(0) => {}
+            Ok(_) => {
+                debug!(%target, "lines read again: an earlier run banned it already");
+                return;
+            }
+            // Banning again is harmless (a ban is only ever lengthened); missing one is not.
+            Err(e) => warn!(%target, "cannot tell whether a replayed ban was made: {e}"),
+        }
+    }
+    let mut reason = format!(
+        "{failures} failures of {service} in {}s",
+        (last_seen - first_seen).max(0)
+    );
+    let ban_time = match engine.zone_of(&target) {
+        Some((_, zone)) => {
+            let factor = zone.ban_time_factor();
+            reason.push_str(&format!(
+                " (zone {}, trust {}: ban time x{factor:.2})",
+                zone.name, zone.trust_level
+            ));
+            scale(ban_time, factor)
+        }
+        None => ban_time,
+    };
+    let request = BanRequest {
+        target,
+        duration: Some(ban_time),
+        reason,
+        source: BanSource::Detector,
+        service: Some(service.to_string()),
+    };
+    match engine.ban(request).await {
+        Ok(ban) => info!(target = %ban.target, service = %service, failures, "banned"),
+        Err(
+            e @ (EngineError::Protected { .. }
+            | EngineError::Whitelisted { .. }
+            | EngineError::Stopped),
+        ) => debug!("not banned: {e}"),
+        Err(e) => warn!("ban failed: {e}"),
+    }
 }
 
 /// Writes events to the store in batches, off the matching path.

@@ -16,28 +16,61 @@ impl PositionStore for StorePositions {
                 .load_position(source)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(row.map(|p| SourcePosition {
-                source: p.source,
-                inode: p.inode,
-                offset: p.offset,
-                first_line_hash: p.first_line_hash,
-                cursor: p.cursor,
-            }))
+            Ok(row.map(from_row))
         })
     }
 
     fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()> {
         Box::pin(async move {
-            let row = LogPosition {
-                source: position.source.clone(),
-                inode: position.inode,
-                offset: position.offset,
-                first_line_hash: position.first_line_hash,
-                cursor: position.cursor.clone(),
-                updated_at: unix_now(),
-            };
+            let row = to_row(position);
             self.0.save_position(&row).await.map_err(|e| e.to_string())
         })
+    }
+
+    fn load_resume<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>> {
+        Box::pin(async move {
+            let row = self
+                .0
+                .load_resume_point(source)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(row.map(from_row))
+        })
+    }
+
+    fn save_resume<'a>(
+        &'a self,
+        source: &'a str,
+        point: Option<&'a SourcePosition>,
+    ) -> PositionFuture<'a, ()> {
+        Box::pin(async move {
+            let saved = match point {
+                Some(point) => self.0.save_resume_point(&to_row(point)).await,
+                None => self.0.clear_resume_point(source).await,
+            };
+            saved.map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn from_row(p: LogPosition) -> SourcePosition {
+    SourcePosition {
+        source: p.source,
+        inode: p.inode,
+        offset: p.offset,
+        first_line_hash: p.first_line_hash,
+        cursor: p.cursor,
+    }
+}
+
+fn to_row(position: &SourcePosition) -> LogPosition {
+    LogPosition {
+        source: position.source.clone(),
+        inode: position.inode,
+        offset: position.offset,
+        first_line_hash: position.first_line_hash,
+        cursor: position.cursor.clone(),
+        updated_at: unix_now(),
     }
 }
 
@@ -61,7 +94,19 @@ mod tests {
         positions.save(&saved).await.unwrap();
         assert_eq!(
             positions.load("/var/log/auth.log").await.unwrap(),
-            Some(saved)
+            Some(saved.clone())
         );
+        // The resume point is kept apart from the read-through position.
+        let key = "/var/log/auth.log";
+        assert_eq!(positions.load_resume(key).await.unwrap(), None);
+        let point = SourcePosition {
+            offset: Some(1024),
+            ..saved.clone()
+        };
+        positions.save_resume(key, Some(&point)).await.unwrap();
+        assert_eq!(positions.load_resume(key).await.unwrap(), Some(point));
+        assert_eq!(positions.load(key).await.unwrap(), Some(saved));
+        positions.save_resume(key, None).await.unwrap();
+        assert_eq!(positions.load_resume(key).await.unwrap(), None);
     }
 }

@@ -540,7 +540,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The task of one file source.
 pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
-    let saved = delivery.latest.clone();
+    let saved = delivery.current.clone();
     let mut tail = Some(Tail::new(
         path.clone(),
         source.clone(),
@@ -613,6 +613,9 @@ pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
                 received_at,
                 time: None,
                 fields: None,
+                before: None,
+                replayed: false,
+                seq: 0,
             };
             if let Err(Stopped) = delivery.send(line).await {
                 stopped = true;

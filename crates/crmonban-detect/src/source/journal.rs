@@ -182,7 +182,10 @@ async fn newest_cursor(program: &std::path::Path) -> Option<String> {
 /// The task of one journal source.
 pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Delivery) {
     let program = delivery.options.journalctl.clone();
-    let resumes = delivery.latest.as_ref().is_some_and(|p| p.cursor.is_some());
+    let resumes = delivery
+        .current
+        .as_ref()
+        .is_some_and(|p| p.cursor.is_some());
     if !resumes && let Some(cursor) = newest_cursor(&program).await {
         tracing::debug!(%source, %cursor, "first start: following the journal from its newest entry");
         delivery.advance(position(&source, cursor));
@@ -194,7 +197,7 @@ pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Del
         if delivery.stopping() {
             break;
         }
-        let cursor = delivery.latest.as_ref().and_then(|p| p.cursor.clone());
+        let cursor = delivery.current.as_ref().and_then(|p| p.cursor.clone());
         let args = arguments(&matches, cursor.as_deref());
         let child = Command::new(&program)
             .args(&args)
@@ -284,6 +287,9 @@ pub(super) async fn run(matches: JournalMatch, source: String, mut delivery: Del
                         received_at: unix_micros(),
                         time: entry.time,
                         fields: Some(entry.fields),
+                        before: None,
+                        replayed: false,
+                        seq: 0,
                     };
                     if let Err(Stopped) = delivery.send(line).await {
                         break 'restart;

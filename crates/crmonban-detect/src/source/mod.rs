@@ -18,23 +18,30 @@
 //! - After a crash (`kill -9`) the saved position is at most one save batch behind what the
 //!   consumer had received, and never ahead of it: delivery is **at least once**, the lines
 //!   repeated after a crash being those received within the last `save_interval` (or
-//!   `save_every_lines`) before it. We chose repeats over losses because the detector's windows
-//!   are in memory and restart empty, so a repeated line is counted once by the new process,
-//!   while a lost line is an attack never seen.
+//!   `save_every_lines`) before it. We chose repeats over losses: a lost line is an attack
+//!   never seen.
+//! - The consumer may also save a **resume point** before that position ([`replay`]): the
+//!   detector's windows are in memory and restart empty, so the lines of windows still open
+//!   are read again after a crash, marked [`SourceLine::replayed`] up to the read-through
+//!   position.
 //!
 //! # Implementing [`PositionStore`] over `crmonban_store::Store`
 //!
 //! `crmonban_engine::StorePositions` is that implementation: `load` copies the five fields of
 //! the store's `LogPosition`, `save` writes them with `updated_at` = now.
 //!
-//! Position keys ([`SourcePosition::source`]) are the file path for files and
-//! `journal:<match>` for the journal, as `crmonban_store::LogPosition` documents.
+//! Position keys ([`SourcePosition::source`]) are `<service>:<file path>` for files and
+//! `<service>:journal:<match>` for the journal, as `crmonban_store::LogPosition` documents: two
+//! services reading one file (postfix and dovecot both read `/var/log/mail.log`) each keep
+//! their own position. A position saved under the bare path or `journal:<match>` (before
+//! positions were per service) is taken over when the service has none of its own.
 //!
 //! Everything here runs on the caller's tokio runtime: [`Sources::spawn`] must be called from
 //! inside one (the engine does; this crate starts nothing on its own).
 
 mod file;
 pub(crate) mod journal;
+pub mod replay;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -68,14 +75,25 @@ pub type PositionFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> 
 /// documentation) and by [`MemoryPositions`] for tests. Errors are messages: a failed save is
 /// logged and retried with the next batch, a failed load starts the source as if it were new.
 pub trait PositionStore: Send + Sync + 'static {
+    /// The read-through position of `source`.
     fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>>;
     fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()>;
+    /// The resume point of `source` ([`replay`]), if the consumer saved one.
+    fn load_resume<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>>;
+    /// Saves the resume point of `source`; `None` removes it (resume at the read-through
+    /// position).
+    fn save_resume<'a>(
+        &'a self,
+        source: &'a str,
+        point: Option<&'a SourcePosition>,
+    ) -> PositionFuture<'a, ()>;
 }
 
 /// An in-memory [`PositionStore`]: for tests, and for running without a database.
 #[derive(Debug, Default)]
 pub struct MemoryPositions {
     positions: Mutex<HashMap<String, SourcePosition>>,
+    resume: Mutex<HashMap<String, SourcePosition>>,
     saves: AtomicU64,
 }
 
@@ -87,6 +105,11 @@ impl MemoryPositions {
     /// The saved position of `source`, without going through the async trait.
     pub fn get(&self, source: &str) -> Option<SourcePosition> {
         lock(&self.positions).get(source).cloned()
+    }
+
+    /// The saved resume point of `source`.
+    pub fn get_resume(&self, source: &str) -> Option<SourcePosition> {
+        lock(&self.resume).get(source).cloned()
     }
 
     /// How many saves have been made (of any source).
@@ -104,6 +127,24 @@ impl PositionStore for MemoryPositions {
     fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()> {
         lock(&self.positions).insert(position.source.clone(), position.clone());
         self.saves.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn load_resume<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>> {
+        let found = self.get_resume(source);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save_resume<'a>(
+        &'a self,
+        source: &'a str,
+        point: Option<&'a SourcePosition>,
+    ) -> PositionFuture<'a, ()> {
+        let mut resume = lock(&self.resume);
+        match point {
+            Some(point) => resume.insert(source.to_owned(), point.clone()),
+            None => resume.remove(source),
+        };
         Box::pin(async { Ok(()) })
     }
 }
@@ -135,6 +176,16 @@ pub struct SourceLine {
     pub truncated: bool,
     /// The position after this line.
     pub position: SourcePosition,
+    /// The position before this line, given on the first line a source hands over and on the
+    /// first after a position reached without a line (a switch of files, skipped bytes);
+    /// otherwise it is the previous line's `position`.
+    pub before: Option<SourcePosition>,
+    /// Read again after a restart from a resume point: the previous run received this line
+    /// already ([`replay`]).
+    pub replayed: bool,
+    /// The line's number in the order lines entered the channel (all sources together),
+    /// for [`Acknowledger::acknowledge`].
+    pub seq: u64,
     /// When the line was read, Unix microseconds.
     pub received_at: i64,
     /// The time the source itself gives the line (the journal's `__REALTIME_TIMESTAMP`), Unix
@@ -167,6 +218,9 @@ pub struct SourceOptions {
     pub journalctl: PathBuf,
     /// How long to wait before starting `journalctl` again after it failed or exited.
     pub retry_interval: Duration,
+    /// The consumer saves resume points and acknowledges lines ([`Acknowledger`]): positions
+    /// are saved only past acknowledged lines (except at shutdown).
+    pub acknowledged: bool,
 }
 
 impl Default for SourceOptions {
@@ -178,6 +232,7 @@ impl Default for SourceOptions {
             max_line: 1 << 20,
             journalctl: PathBuf::from("journalctl"),
             retry_interval: Duration::from_secs(5),
+            acknowledged: false,
         }
     }
 }
@@ -243,19 +298,39 @@ impl Counters {
 
 /// The sending side shared by all sources. A sequence number given under a lock as each line
 /// enters the channel, together with the channel's occupancy, tells how many lines the consumer
-/// has received: that is what positions may be saved up to.
+/// has received: that is what positions may be saved up to. A consumer that saves resume
+/// points ([`SourceOptions::acknowledged`]) holds the saves back further, to what it has
+/// acknowledged ([`Acknowledger`]).
 struct Outlet {
     tx: mpsc::Sender<SourceLine>,
     sent: Mutex<u64>,
+    acked: Arc<AtomicU64>,
 }
 
 impl Outlet {
-    /// Lines before this sequence number have left the channel. Reserved but unused slots count
-    /// as occupied, which only makes the answer smaller (safe).
+    /// Lines before this sequence number have left the channel (and been acknowledged, when
+    /// the consumer acknowledges). Reserved but unused slots count as occupied, which only makes
+    /// the answer smaller (safe).
     fn consumed(&self) -> u64 {
         let sent = lock(&self.sent);
         let queued = self.tx.max_capacity() - self.tx.capacity();
         sent.saturating_sub(queued as u64)
+            .min(self.acked.load(Ordering::Acquire))
+    }
+}
+
+/// The consumer's hold on the saving of read-through positions, for a consumer that saves
+/// resume points of its own ([`replay`]): positions are saved only past lines it has
+/// acknowledged, so that a read-through position never gets ahead of the resume point that
+/// covers its lines.
+#[derive(Clone, Debug)]
+pub struct Acknowledger(Arc<AtomicU64>);
+
+impl Acknowledger {
+    /// Every line whose [`SourceLine::seq`] is below `upto` is done with: its resume point is
+    /// durable.
+    pub fn acknowledge(&self, upto: u64) {
+        self.0.fetch_max(upto, Ordering::AcqRel);
     }
 }
 
@@ -271,8 +346,14 @@ struct Delivery {
     pending: VecDeque<(u64, SourcePosition)>,
     /// Threshold of this source's last line handed over.
     last_threshold: u64,
-    /// The position after everything handed over.
+    /// The position after everything handed over that is not a replay (what is saved).
     latest: Option<SourcePosition>,
+    /// The position after everything read, replays included: where a reader starts again.
+    current: Option<SourcePosition>,
+    /// `current` moved without a line since the last line: the next line carries `before`.
+    moved: bool,
+    /// Lines up to the previous run's read-through position are replays.
+    replay: Option<replay::Replay>,
     saved: Option<SourcePosition>,
     since_save: usize,
     save_tick: tokio::time::Interval,
@@ -282,14 +363,21 @@ struct Delivery {
 struct Stopped;
 
 impl Delivery {
+    /// `saved` is the read-through position of the previous run, `resume` the resume point
+    /// its consumer saved ([`replay`]): reading starts at `resume` when there is one.
     fn new(
         shared: &Shared,
         service: Arc<str>,
         counters: Arc<Counters>,
         saved: Option<SourcePosition>,
+        resume: Option<SourcePosition>,
     ) -> Delivery {
         let mut save_tick = tokio::time::interval(shared.options.save_interval);
         save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let replay = match (&resume, &saved) {
+            (Some(_), Some(saved)) => Some(replay::Replay::new(saved.clone())),
+            _ => None,
+        };
         Delivery {
             service,
             outlet: Arc::clone(&shared.outlet),
@@ -299,6 +387,9 @@ impl Delivery {
             stop: shared.stop.clone(),
             pending: VecDeque::new(),
             last_threshold: 0,
+            current: resume.or_else(|| saved.clone()),
+            moved: true,
+            replay,
             latest: saved.clone(),
             saved,
             since_save: 0,
@@ -311,7 +402,17 @@ impl Delivery {
     }
 
     /// Hands one line to the channel, waiting for room; saves on schedule while waiting.
-    async fn send(&mut self, line: SourceLine) -> Result<(), Stopped> {
+    async fn send(&mut self, mut line: SourceLine) -> Result<(), Stopped> {
+        if std::mem::take(&mut self.moved) {
+            line.before = self.current.clone();
+        }
+        if let Some(replay) = &mut self.replay {
+            line.replayed = replay.is_replay(&line.position);
+            if !line.replayed {
+                self.replay = None;
+            }
+        }
+        self.current = Some(line.position.clone());
         let outlet = Arc::clone(&self.outlet);
         let permit = loop {
             tokio::select! {
@@ -332,14 +433,17 @@ impl Delivery {
         if line.truncated {
             self.counters.truncated.fetch_add(1, Ordering::Relaxed);
         }
-        let position = line.position.clone();
+        let replayed = line.replayed;
         {
             let mut sent = lock(&outlet.sent);
+            line.seq = *sent;
             self.last_threshold = *sent + 1;
             *sent += 1;
             permit.send(line);
         }
-        self.advance(position);
+        if !replayed && let Some(position) = self.current.clone() {
+            self.read_through(position);
+        }
         self.since_save += 1;
         if self.since_save >= self.options.save_every_lines {
             self.save_consumed().await;
@@ -350,6 +454,21 @@ impl Delivery {
     /// Records a position reached without a line (start of a file, skipped bytes, a switch
     /// to the next file): saveable once this source's earlier lines are received.
     fn advance(&mut self, position: SourcePosition) {
+        if self.current.as_ref() != Some(&position) {
+            self.current = Some(position.clone());
+            self.moved = true;
+        }
+        if let Some(replay) = &self.replay {
+            if !replay.over(&position) {
+                return;
+            }
+            self.replay = None;
+        }
+        self.read_through(position);
+    }
+
+    /// Records the position after lines handed over (not replays).
+    fn read_through(&mut self, position: SourcePosition) {
         if self.latest.as_ref() == Some(&position) {
             return;
         }
@@ -452,10 +571,16 @@ impl Sources {
     ) -> (mpsc::Receiver<SourceLine>, SourcesHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let acked = Arc::new(AtomicU64::new(if options.acknowledged {
+            0
+        } else {
+            u64::MAX
+        }));
         let shared = Shared {
             outlet: Arc::new(Outlet {
                 tx,
                 sent: Mutex::new(0),
+                acked: Arc::clone(&acked),
             }),
             positions,
             options,
@@ -470,10 +595,11 @@ impl Sources {
             let Some(kind) = choose(&name, &service) else {
                 continue;
             };
-            let source_id = match &kind {
+            let legacy_id = match &kind {
                 Chosen::File(path) => path.display().to_string(),
                 Chosen::Journal(m) => journal::source_id(m),
             };
+            let source_id = format!("{name}:{legacy_id}");
             let count = Arc::new(Counters {
                 service: name.clone(),
                 source: source_id.clone(),
@@ -493,16 +619,16 @@ impl Sources {
                 stop: shared.stop.clone(),
             };
             tasks.push(tokio::spawn(async move {
-                let saved = match positions.load(&source_id).await {
-                    Ok(saved) => saved,
+                let (saved, resume) = match load(&*positions, &source_id, &legacy_id).await {
+                    Ok(found) => found,
                     Err(e) => {
                         count.fail(format!(
                             "cannot load the read position of {source_id} (reading it as new): {e}"
                         ));
-                        None
+                        (None, None)
                     }
                 };
-                let delivery = Delivery::new(&shared_for_task, service_name, count, saved);
+                let delivery = Delivery::new(&shared_for_task, service_name, count, saved, resume);
                 match kind {
                     Chosen::File(path) => file::run(path, source_id, delivery).await,
                     Chosen::Journal(m) => journal::run(m, source_id, delivery).await,
@@ -515,9 +641,31 @@ impl Sources {
                 stop: stop_tx,
                 tasks,
                 counters,
+                acked,
             },
         )
     }
+}
+
+/// The read-through position and resume point of `source_id`, taking over a position saved
+/// under the key used before positions were per service (`legacy_id`).
+async fn load(
+    positions: &dyn PositionStore,
+    source_id: &str,
+    legacy_id: &str,
+) -> Result<(Option<SourcePosition>, Option<SourcePosition>), String> {
+    let saved = match positions.load(source_id).await? {
+        Some(saved) => Some(saved),
+        None => positions.load(legacy_id).await?.map(|p| SourcePosition {
+            source: source_id.to_owned(),
+            ..p
+        }),
+    };
+    let resume = match &saved {
+        Some(_) => positions.load_resume(source_id).await?,
+        None => None,
+    };
+    Ok((saved, resume))
 }
 
 enum Chosen {
@@ -553,9 +701,16 @@ pub struct SourcesHandle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     counters: Vec<Arc<Counters>>,
+    acked: Arc<AtomicU64>,
 }
 
 impl SourcesHandle {
+    /// The consumer's hold on position saving; it holds anything only when the sources were
+    /// started with [`SourceOptions::acknowledged`].
+    pub fn acknowledger(&self) -> Acknowledger {
+        Acknowledger(Arc::clone(&self.acked))
+    }
+
     /// Stops every source and waits until each has saved the position after the last line it
     /// handed over. Drain the receiver afterwards (until `None`) so that those lines are
     /// processed.

@@ -1,0 +1,168 @@
+//! Faults that must lose nothing, on the real daemon in a namespace of its own: `kill -9` in
+//! the middle of a detector burst. Every test panics without root.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crmonban_testutil::{PATIENCE, wait_until};
+use support::*;
+
+/// A tiny xorshift generator: the kill points and line orders differ from run to run, and the
+/// seed printed on failure replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::env::var("CRMONBAN_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("seed {seed} (set CRMONBAN_TEST_SEED to replay)");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
+}
+
+/// The syslog time stamp of now, in the host's zone (as rsyslog writes it).
+fn syslog_now() -> String {
+    let out = crmonban_testutil::run("date", &["+%b %e %H:%M:%S"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// One failed password, each in a connection (an sshd process) of its own.
+fn failed_password(time: &str, pid: u32, addr: &str) -> String {
+    format!(
+        "{time} host sshd[{pid}]: Failed password for root from {addr} port {} ssh2\n",
+        20_000 + pid % 40_000
+    )
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Ten times: a burst of failures from 200 attackers over the threshold (3) and 50 under it,
+/// interleaved in a random order, written over about 150 ms, with `kill -9` at a random
+/// moment of it, then a restart. Every attacker over the threshold is in the kernel's set after
+/// the restart, none under it is (a replayed line is not counted twice), and an attacker the
+/// administrator unbanned stays unbanned although its lines are read again.
+#[test]
+fn root_kill_9_during_a_detector_burst_loses_no_ban() {
+    let logs = tempfile::tempdir().unwrap();
+    let auth_log = logs.path().join("auth.log");
+    std::fs::write(&auth_log, "").unwrap();
+    let mut daemon = Daemon::start(&format!(
+        "\n[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 3600\n",
+        auth_log.display()
+    ));
+    let mut rng = Rng::seeded();
+    let mut banned = BTreeSet::new();
+    let mut spared = BTreeSet::new();
+    let mut pid = 1000u32;
+    let mut unbanned = None;
+    for round in 0..10u32 {
+        let time = syslog_now();
+        let mut lines = Vec::new();
+        for i in 0..250u32 {
+            let addr = format!("11.{round}.{}.{}", i / 200, i % 200 + 1);
+            let failures = if i < 200 { 3 } else { 2 };
+            for _ in 0..failures {
+                pid += 1;
+                lines.push(failed_password(&time, pid, &addr));
+            }
+            if i < 200 {
+                banned.insert(addr);
+            } else {
+                spared.insert(addr);
+            }
+        }
+        rng.shuffle(&mut lines);
+        let writer = {
+            let auth_log = auth_log.clone();
+            std::thread::spawn(move || {
+                for chunk in lines.chunks(10) {
+                    append(&auth_log, &chunk.concat());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.below(160)));
+        daemon.signal("KILL");
+        daemon.wait_exit();
+        writer.join().unwrap();
+        daemon.spawn(&[]);
+        let started = Instant::now();
+        wait_until("every attacker over the threshold banned", PATIENCE, || {
+            let set = daemon.set_elements("blocked_v4");
+            let expected: BTreeSet<&String> = banned
+                .iter()
+                .filter(|a| Some(*a) != unbanned.as_ref())
+                .collect();
+            expected.iter().all(|a| set.contains(*a)).then_some(())
+        })
+        .unwrap_or_else(|waited| {
+            let set = daemon.set_elements("blocked_v4");
+            let missing: Vec<&String> = banned
+                .iter()
+                .filter(|a| !set.contains(*a) && Some(*a) != unbanned.as_ref())
+                .collect();
+            panic!(
+                "round {round}: {waited}; {} of {} missing, e.g. {:?}\ndaemon:\n{}",
+                missing.len(),
+                banned.len(),
+                &missing[..missing.len().min(5)],
+                daemon.log()
+            )
+        });
+        eprintln!(
+            "round {round}: all banned {:?} after the restart",
+            started.elapsed()
+        );
+        if round == 0 {
+            // The administrator lifts one ban: the next restarts read its lines again.
+            let addr = banned.first().unwrap().clone();
+            let out = daemon.ctl(&["unban", &addr]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            unbanned = Some(addr);
+        }
+    }
+    let set = daemon.set_elements("blocked_v4");
+    let wrongly: Vec<&String> = spared.iter().filter(|a| set.contains(*a)).collect();
+    assert!(
+        wrongly.is_empty(),
+        "attackers under the threshold banned: {wrongly:?}"
+    );
+    let unbanned = unbanned.unwrap();
+    assert!(
+        !set.contains(&unbanned),
+        "{unbanned} was banned again after the administrator lifted its ban"
+    );
+    assert_eq!(set.len(), banned.len() - 1, "unexpected elements: {set:?}");
+}
