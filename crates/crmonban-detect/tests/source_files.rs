@@ -243,6 +243,83 @@ async fn file_source_two_services_on_one_file_keep_their_own_positions() {
     }
 }
 
+/// logrotate's numbered scheme: `NAME.N` -> `NAME.N+1` (oldest first), `NAME` -> `NAME.1`, and
+/// the writer creates `NAME` again.
+fn rotate_numbered(path: &Path, keep: u32) {
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    for n in (1..keep).rev() {
+        if numbered(n).exists() {
+            std::fs::rename(numbered(n), numbered(n + 1)).unwrap();
+        }
+    }
+    std::fs::rename(path, numbered(1)).unwrap();
+}
+
+/// A reader far behind its writer (a slow consumer) while the log is rotated six times: it
+/// finishes each rotated file, in the order they were written, before the next; no line is
+/// lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_rotation_while_lagging_loses_no_line() {
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 64).await;
+    const LINES: usize = 30_000;
+    const PER_FILE: usize = 5_000;
+    let path = log.path.clone();
+    // About 20,000 lines a second, rotated every 5,000.
+    let writer = std::thread::spawn(move || {
+        let all = lines("line", 0..LINES);
+        for (i, chunk) in all.chunks(100).enumerate() {
+            if i > 0 && (i * 100) % PER_FILE == 0 {
+                rotate_numbered(&path, 10);
+            }
+            append(&path, &joined(chunk));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    // The consumer takes about 10,000 lines a second: the reader ends up several files behind.
+    let mut got = Vec::with_capacity(LINES);
+    while got.len() < LINES {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(line)) => got.push(text(&line)),
+            Ok(None) => panic!("the channel closed"),
+            // Nothing more comes: the rest was skipped.
+            Err(_) => break,
+        }
+        if got.len() % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    writer.join().unwrap();
+    let expected = lines("line", 0..LINES);
+    if got != expected {
+        let missing = expected.iter().filter(|l| !got.contains(l)).count();
+        panic!(
+            "{missing} of {LINES} lines lost; {} received; first difference at {:?}",
+            got.len(),
+            got.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+    }
+    assert_quiet(&mut rx).await;
+    assert_eq!(handle.stats()[0].skipped, 0);
+    assert!(stop(handle, rx).await.is_empty());
+}
+
+/// The file read before a stop is gone at the start (rotated and compressed, or deleted): the
+/// new file is read from its start and the gap is reported and counted, not passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_a_file_gone_while_stopped_is_reported_as_skipped() {
+    let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;
+    append(&log.path, &joined(&lines("old", 0..3)));
+    assert_eq!(recv_texts(&mut rx, 3).await, lines("old", 0..3));
+    assert!(stop(handle, rx).await.is_empty());
+    std::fs::remove_file(&log.path).unwrap();
+    append(&log.path, &joined(&lines("new", 0..2)));
+
+    let (mut rx, handle) = start(&log.path, &log.positions, 16);
+    assert_eq!(recv_texts(&mut rx, 2).await, lines("new", 0..2));
+    assert_eq!(handle.stats()[0].skipped, 1);
+    assert!(stop(handle, rx).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_source_rename_and_create_rotation_loses_nothing() {
     let (log, mut rx, handle) = tailing("auth.log", "history\n", 16).await;

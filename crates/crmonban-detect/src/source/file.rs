@@ -9,7 +9,10 @@
 //! The rules, in the order they are checked each time the file has been read to its end:
 //! - the path names another file (renamed away, a new one created): keep reading the old
 //!   descriptor until the new file has data — the writer may keep writing to the old file until
-//!   it reopens — then read the old one to its end and the new one from its start;
+//!   it reopens — then read the old one to its end and the new one from its start. When the log
+//!   was rotated several times while we were behind, the files rotated in between come first,
+//!   each from its start, in the order they were written (by last change, then logrotate's
+//!   numbering): no rotated file is passed over as long as it is not compressed;
 //! - the same file got shorter than what we read, or its first line changed: it was truncated
 //!   (copytruncate); read the rest of our lines from the copy when one is found next to it
 //!   (`NAME.1`, `NAME-20240101`, ... with the same first line), then the file from its start;
@@ -17,11 +20,18 @@
 //!   otherwise the rotated file is looked for the same way (by inode, then by first line), its
 //!   remainder read, then the current file from its start. A file never seen before is read from
 //!   its end; a file that appears after the start is read from its start.
+//! - what could not be read (the file read before a stop is gone, a truncation without a copy)
+//!   is logged at warn and counted ([`SourceStats::skipped`](super::SourceStats::skipped)); the
+//!   source never skips a backlog on its own, however far behind it is.
 
+use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use std::sync::atomic::Ordering;
 
 use super::{Delivery, SourceLine, SourcePosition, Stopped, unix_micros};
 
@@ -54,6 +64,9 @@ pub(super) struct Round {
     pub reading: bool,
     /// The file does not exist (yet).
     pub missing: bool,
+    /// Parts of the log that could not be read (the file read before was gone, truncated
+    /// without a copy), described.
+    pub skipped: Vec<String>,
 }
 
 /// One open file being read.
@@ -229,7 +242,14 @@ pub(super) struct Tail {
     cur: Option<Reader>,
     /// Before the first successful open: the saved position to resume from, if any.
     start: Start,
+    /// Inodes of the files read to their end lately, never read again.
+    finished: VecDeque<u64>,
+    /// Parts of the log that could not be read, to report with the next round.
+    skipped: Vec<String>,
 }
+
+/// Finished files remembered.
+const FINISHED_KEPT: usize = 32;
 
 #[derive(Debug)]
 enum Start {
@@ -253,6 +273,8 @@ impl Tail {
             max_line,
             cur: None,
             start: Start::Pending(saved),
+            finished: VecDeque::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -300,6 +322,7 @@ impl Tail {
             }
         }
         round.position = self.cur.as_ref().map(|r| r.position(&self.source));
+        round.skipped = std::mem::take(&mut self.skipped);
         round
     }
 
@@ -332,7 +355,7 @@ impl Tail {
         }
     }
 
-    fn resume(&self, saved: Option<&SourcePosition>) -> io::Result<Option<Reader>> {
+    fn resume(&mut self, saved: Option<&SourcePosition>) -> io::Result<Option<Reader>> {
         let Some(saved) = saved else {
             return match Reader::open_at_end(&self.path) {
                 Ok(reader) => Ok(Some(reader)),
@@ -377,7 +400,10 @@ impl Tail {
         }
         match current {
             Some(mut reader) => {
-                tracing::info!(path = %self.path.display(), "replaced while stopped: reading it from its start");
+                self.skipped.push(format!(
+                    "{} was replaced while crmonban was stopped and the file read before is gone (compressed or deleted): lines written to it after offset {offset} were not read; reading the new file from its start",
+                    self.path.display()
+                ));
                 reader.offset = 0;
                 reader.read_pos = 0;
                 Ok(Some(reader))
@@ -413,6 +439,20 @@ impl Tail {
         if cur.read(&self.source, self.max_line, &mut budget, out)? == ReadEnd::Eof {
             cur.finish(&self.source, out);
         }
+        let modified = cur.file.metadata()?.modified().ok();
+        if self.finished.len() == FINISHED_KEPT {
+            self.finished.pop_front();
+        }
+        self.finished.push_back(cur.inode);
+        // Rotated more than once while we were behind: the file rotated right after this one
+        // comes first, then the next, up to the file at the path.
+        if let Some(modified) = modified
+            && let Some((next_path, next)) = self.successor(modified, at_path.ino())
+        {
+            tracing::info!(path = %self.path.display(), next = %next_path.display(), "rotated several times while behind: reading the next rotated file");
+            self.cur = Some(next);
+            return Ok(true);
+        }
         match self.open_path(0)? {
             Some(next) => {
                 tracing::info!(path = %self.path.display(), "rotated: reading the new file from its start");
@@ -421,6 +461,39 @@ impl Tail {
             }
             None => Ok(false),
         }
+    }
+
+    /// The rotated file written right after the one just finished (last changed at
+    /// `finished_at`), when it is not the file at the path (inode `current`): the rotated,
+    /// uncompressed files next to the path not read yet and changed since, the earliest first
+    /// (on a tie, the higher number of `NAME.N`, which logrotate gives older files).
+    fn successor(&self, finished_at: SystemTime, current: u64) -> Option<(PathBuf, Reader)> {
+        let mut candidates: Vec<(SystemTime, std::cmp::Reverse<u64>, PathBuf, u64)> =
+            rotated_siblings(&self.path)
+                .into_iter()
+                .filter(|(_, meta)| !self.finished.contains(&meta.ino()))
+                .filter_map(|(path, meta)| {
+                    let modified = meta.modified().ok()?;
+                    let number = path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .and_then(|e| e.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    (modified >= finished_at).then_some((
+                        modified,
+                        std::cmp::Reverse(number),
+                        path,
+                        meta.ino(),
+                    ))
+                })
+                .collect();
+        candidates.sort();
+        let (_, _, path, inode) = candidates.into_iter().next()?;
+        if inode == current {
+            return None;
+        }
+        let reader = Reader::open(&path, 0).ok()?;
+        (reader.inode == inode).then_some((path, reader))
     }
 
     fn check_truncation(&mut self) -> io::Result<bool> {
@@ -454,7 +527,11 @@ impl Tail {
                 self.cur = Some(copy);
             }
             None => {
-                tracing::info!(path = %self.path.display(), "truncated: reading it from its start");
+                self.skipped.push(format!(
+                    "{} was truncated with no copy next to it: lines written after offset {} and before the truncation were not read; reading it from its start",
+                    self.path.display(),
+                    cur.offset
+                ));
                 cur.offset = 0;
                 cur.read_pos = 0;
                 cur.partial.clear();
@@ -474,11 +551,35 @@ fn hash_matches(saved: Option<u64>, now: Option<u64>) -> bool {
 /// Looks next to `path` for the rotated file that `saved` describes: the same inode when one is
 /// given, else the same first line and at least `offset` bytes. Compressed files are skipped.
 fn find_rotated(path: &Path, saved: &SourcePosition, exclude: Option<u64>) -> Option<Reader> {
-    let dir = path.parent()?;
-    let name = path.file_name()?.to_str()?;
     let offset = saved.offset.unwrap_or(0);
-    let mut candidates: Vec<(PathBuf, Metadata)> = std::fs::read_dir(dir)
-        .ok()?
+    let mut candidates: Vec<(PathBuf, Metadata)> = rotated_siblings(path)
+        .into_iter()
+        .filter(|(_, meta)| Some(meta.ino()) != exclude && meta.len() >= offset)
+        .collect();
+    // The most recently changed first: `NAME.1` rather than an old `NAME.2` with the same start.
+    candidates.sort_by_key(|(_, meta)| std::cmp::Reverse(meta.mtime()));
+    candidates.into_iter().find_map(|(candidate, meta)| {
+        if saved.inode.is_some_and(|inode| inode != meta.ino()) {
+            return None;
+        }
+        let reader = Reader::open(&candidate, 0).ok()?;
+        (saved.first_line_hash.is_some() || saved.inode.is_some())
+            .then_some(())
+            .filter(|()| hash_matches(saved.first_line_hash, reader.first_line_hash))
+            .map(|()| reader)
+    })
+}
+
+/// The regular files `NAME.*` and `NAME-*` next to `path`, except compressed ones, which are
+/// not read.
+fn rotated_siblings(path: &Path) -> Vec<(PathBuf, Metadata)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let file_name = entry.file_name();
@@ -494,20 +595,7 @@ fn find_rotated(path: &Path, saved: &SourcePosition, exclude: Option<u64>) -> Op
             let meta = entry.metadata().ok()?;
             meta.is_file().then(|| (entry.path(), meta))
         })
-        .filter(|(_, meta)| Some(meta.ino()) != exclude && meta.len() >= offset)
-        .collect();
-    // The most recently changed first: `NAME.1` rather than an old `NAME.2` with the same start.
-    candidates.sort_by_key(|(_, meta)| std::cmp::Reverse(meta.mtime()));
-    candidates.into_iter().find_map(|(candidate, meta)| {
-        if saved.inode.is_some_and(|inode| inode != meta.ino()) {
-            return None;
-        }
-        let reader = Reader::open(&candidate, 0).ok()?;
-        (saved.first_line_hash.is_some() || saved.inode.is_some())
-            .then_some(())
-            .filter(|()| hash_matches(saved.first_line_hash, reader.first_line_hash))
-            .map(|()| reader)
-    })
+        .collect()
 }
 
 /// FNV-1a of the first line (at most [`FIRST_LINE_BYTES`]); `None` while the first line is
@@ -593,6 +681,10 @@ pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
             delivery.counters.fail(error);
         } else if round.reading {
             delivery.counters.recovered();
+        }
+        for skipped in &round.skipped {
+            delivery.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(service = %delivery.service, "{skipped}");
         }
         if round.missing && !warned_missing {
             warned_missing = true;

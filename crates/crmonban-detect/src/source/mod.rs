@@ -247,6 +247,9 @@ pub struct SourceStats {
     pub bytes: u64,
     /// Lines delivered truncated.
     pub truncated: u64,
+    /// Times part of the log could not be read (the file read before a stop was gone at the
+    /// start, a truncation without a copy); each is logged at warn.
+    pub skipped: u64,
     /// Failures reported (unreadable file, `journalctl` missing or failing, bad entries).
     pub errors: u64,
     /// The last failure, `None` once the source reads again.
@@ -260,6 +263,7 @@ struct Counters {
     lines: AtomicU64,
     bytes: AtomicU64,
     truncated: AtomicU64,
+    skipped: AtomicU64,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -290,6 +294,7 @@ impl Counters {
             lines: self.lines.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             truncated: self.truncated.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
         }
@@ -606,6 +611,7 @@ impl Sources {
                 lines: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 truncated: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 last_error: Mutex::new(None),
             });
