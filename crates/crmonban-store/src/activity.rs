@@ -4,7 +4,7 @@
 use crmonban_core::Target;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{into_sqlx, query};
+use crate::error::into_sqlx;
 use crate::rows::RowReader;
 use crate::{Store, StoreError, limit};
 
@@ -39,7 +39,7 @@ impl Store {
         .bind(detail)
         .execute(&self.pool)
         .await
-        .map_err(query("write the activity log"))?;
+        .map_err(self.fail("write the activity log"))?;
         Ok(result.last_insert_rowid())
     }
 
@@ -52,7 +52,7 @@ impl Store {
         .try_map(|row: SqliteRow| activity_entry_from_row(&row).map_err(into_sqlx))
         .fetch_all(&self.pool)
         .await
-        .map_err(query("read the activity log"))
+        .map_err(self.fail("read the activity log"))
     }
 
     /// Deletes entries older than `before` and returns how many went.
@@ -61,7 +61,7 @@ impl Store {
             .bind(before)
             .execute(&self.pool)
             .await
-            .map_err(query("prune the activity log"))?
+            .map_err(self.fail("prune the activity log"))?
             .rows_affected();
         Ok(deleted)
     }

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row};
 
 use crate::bulk::insert_rows;
-use crate::error::{into_sqlx, query};
+use crate::error::into_sqlx;
 use crate::{Store, StoreError, count};
 
 /// A ban as the history keeps it: the [`Ban`] plus its row id and how it ended.
@@ -60,16 +60,16 @@ impl Store {
     /// ban of the same target is ended as superseded in the same transaction.
     pub async fn record_ban(&self, ban: &Ban) -> Result<i64, StoreError> {
         let action = "record a ban";
-        let mut tx = self.begin_write().await.map_err(query(action))?;
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
         let id = insert_bans(&mut tx, std::slice::from_ref(ban))
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
         sqlx::query(SUPERSEDE_OLDER_ACTIVE)
             .bind(id - 1)
             .execute(&mut *tx)
             .await
-            .map_err(query(action))?;
-        tx.commit().await.map_err(query(action))?;
+            .map_err(self.fail(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
         Ok(id)
     }
 
@@ -81,16 +81,18 @@ impl Store {
             return Ok(());
         }
         let action = "record bans";
-        let mut tx = self.begin_write().await.map_err(query(action))?;
-        let last_id = insert_bans(&mut tx, bans).await.map_err(query(action))?;
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
+        let last_id = insert_bans(&mut tx, bans)
+            .await
+            .map_err(self.fail(action))?;
         let first_id = last_id - i64::try_from(bans.len()).unwrap_or(i64::MAX) + 1;
         let superseded = sqlx::query(SUPERSEDE_OLDER_ACTIVE)
             .bind(first_id - 1)
             .execute(&mut *tx)
             .await
-            .map_err(query(action))?
+            .map_err(self.fail(action))?
             .rows_affected();
-        tx.commit().await.map_err(query(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
         tracing::debug!(recorded = bans.len(), superseded, "bans recorded");
         Ok(())
     }
@@ -125,10 +127,10 @@ impl Store {
         reason: &str,
         action: &'static str,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await.map_err(query(action))?;
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
         mark_expired(&mut tx, target, at)
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
         let ended = sqlx::query(
             "UPDATE bans SET unbanned_at = ?1, unban_reason = ?2
              WHERE unbanned_at IS NULL AND (?3 IS NULL OR target = ?3)",
@@ -138,9 +140,9 @@ impl Store {
         .bind(target)
         .execute(&mut *tx)
         .await
-        .map_err(query(action))?
+        .map_err(self.fail(action))?
         .rows_affected();
-        tx.commit().await.map_err(query(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
         Ok(ended)
     }
 
@@ -153,7 +155,7 @@ impl Store {
     /// bans by expiry), then ended by one UPDATE in the same write transaction.
     pub async fn expire_due(&self, now: i64) -> Result<Vec<Ban>, StoreError> {
         let action = "expire bans";
-        let mut tx = self.begin_write().await.map_err(query(action))?;
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
         let mut due = Vec::new();
         let mut after = (i64::MIN, i64::MIN);
         loop {
@@ -173,7 +175,7 @@ impl Store {
             .bind(i64::from(BAN_PAGE_ROWS))
             .fetch_one(&mut *tx)
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
             let rows = parse_ban_page(&page, |row| (row.6, row.0))?;
             let full = rows.len() == usize::from(BAN_PAGE_ROWS);
             if let Some(last) = rows.last() {
@@ -188,8 +190,8 @@ impl Store {
         }
         mark_expired(&mut tx, None, now)
             .await
-            .map_err(query(action))?;
-        tx.commit().await.map_err(query(action))?;
+            .map_err(self.fail(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
         Ok(due)
     }
 
@@ -202,7 +204,7 @@ impl Store {
     /// 1,000,000 active bans take ~10 s to read instead of ~1.3 s.
     pub async fn active_bans(&self, now: i64) -> Result<Vec<Ban>, StoreError> {
         let action = "read the active bans";
-        let mut snapshot = self.pool.begin().await.map_err(query(action))?;
+        let mut snapshot = self.pool.begin().await.map_err(self.fail(action))?;
         let mut bans = Vec::new();
         let mut after_id = 0;
         loop {
@@ -221,7 +223,7 @@ impl Store {
             .bind(i64::from(BAN_PAGE_ROWS))
             .fetch_one(&mut *snapshot)
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
             let rows = parse_ban_page(&page, |row| row.0)?;
             let full = rows.len() == usize::from(BAN_PAGE_ROWS);
             if let Some(last) = rows.last() {
@@ -235,7 +237,7 @@ impl Store {
                 break;
             }
         }
-        snapshot.commit().await.map_err(query(action))?;
+        snapshot.commit().await.map_err(self.fail(action))?;
         Ok(bans)
     }
 
@@ -255,7 +257,7 @@ impl Store {
         .try_map(|row: SqliteRow| ban_record_from_row(&row).map(|record| record.ban))
         .fetch_optional(&self.pool)
         .await
-        .map_err(query("look up an active ban"))
+        .map_err(self.fail("look up an active ban"))
     }
 
     /// How many bans are in force at `now`.
@@ -267,7 +269,7 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await
-        .map_err(query("count the active bans"))?;
+        .map_err(self.fail("count the active bans"))?;
         Ok(count(n))
     }
 
@@ -284,7 +286,7 @@ impl Store {
                 .bind(since.unwrap_or(i64::MIN))
                 .fetch_one(&self.pool)
                 .await
-                .map_err(query("count a target's bans"))?;
+                .map_err(self.fail("count a target's bans"))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
@@ -294,7 +296,7 @@ impl Store {
     /// targets, each packed by SQLite into one JSON text (see [`Store::active_bans`]).
     pub async fn offence_counts(&self) -> Result<Vec<(Target, u32)>, StoreError> {
         let action = "count every target's bans";
-        let mut snapshot = self.pool.begin().await.map_err(query(action))?;
+        let mut snapshot = self.pool.begin().await.map_err(self.fail(action))?;
         let mut counts = Vec::new();
         let mut after = String::new();
         loop {
@@ -307,7 +309,7 @@ impl Store {
             .bind(i64::from(BAN_PAGE_ROWS))
             .fetch_one(&mut *snapshot)
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
             let rows: Vec<(String, u32)> =
                 serde_json::from_str(&page).map_err(|error| StoreError::Corrupt {
                     table: "bans",
@@ -333,7 +335,7 @@ impl Store {
                 break;
             }
         }
-        snapshot.commit().await.map_err(query(action))?;
+        snapshot.commit().await.map_err(self.fail(action))?;
         Ok(counts)
     }
 
@@ -348,7 +350,7 @@ impl Store {
         .try_map(|row: SqliteRow| ban_record_from_row(&row))
         .fetch_all(&self.pool)
         .await
-        .map_err(query("read a target's ban history"))
+        .map_err(self.fail("read a target's ban history"))
     }
 }
 

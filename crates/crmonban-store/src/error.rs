@@ -1,6 +1,6 @@
 //! [`StoreError`]: every way a store operation fails, each naming what it was doing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,14 @@ pub enum StoreError {
     #[error("database error: cannot {action}: {source}")]
     Query {
         action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A statement failed because the filesystem holding the database is full.
+    #[error("database error: cannot {action}: disk full ({} has no space left): {source}", dir.display())]
+    DiskFull {
+        action: &'static str,
+        dir: PathBuf,
         #[source]
         source: sqlx::Error,
     },
@@ -61,6 +69,58 @@ pub(crate) fn query(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
             },
         },
         source => StoreError::Query { action, source },
+    }
+}
+
+impl StoreError {
+    /// A query error becomes [`StoreError::DiskFull`] when SQLite said the disk is full, or
+    /// reported an I/O error while the filesystem holding `db` has no space left.
+    pub(crate) fn with_disk_state(self, db: &Path) -> StoreError {
+        let StoreError::Query { action, source } = self else {
+            return self;
+        };
+        let code = match &source {
+            sqlx::Error::Database(e) => e.code().and_then(|c| c.parse::<i32>().ok()),
+            _ => None,
+        };
+        // Primary result codes: 13 SQLITE_FULL, 10 SQLITE_IOERR (extended codes keep it in
+        // their low byte).
+        let full = match code.map(|c| c & 0xff) {
+            Some(13) => true,
+            Some(10) => no_space_left(db),
+            _ => false,
+        };
+        if !full {
+            return StoreError::Query { action, source };
+        }
+        let dir = db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        StoreError::DiskFull {
+            action,
+            dir,
+            source,
+        }
+    }
+
+    /// The disk holding the database is full: retrying is pointless until space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
+}
+
+/// Whether the filesystem holding `db` has (almost) no space left for it.
+fn no_space_left(db: &Path) -> bool {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match nix::sys::statvfs::statvfs(dir) {
+        // Less than a few pages: SQLite cannot grow the database, its WAL or its index.
+        Ok(stat) => stat.blocks_available().saturating_mul(stat.fragment_size()) < 64 * 1024,
+        Err(_) => false,
     }
 }
 

@@ -10,7 +10,7 @@ use crmonban_core::{Event, EventKind, Service};
 use sqlx::sqlite::SqliteRow;
 
 use crate::bulk::insert_rows;
-use crate::error::{into_sqlx, query};
+use crate::error::into_sqlx;
 use crate::rows::RowReader;
 use crate::{Store, StoreError, count, limit};
 use crmonban_core::unix_now;
@@ -33,7 +33,7 @@ impl Store {
         }
         let action = "record events";
         let seen_at = unix_now();
-        let mut tx = self.begin_write().await.map_err(query(action))?;
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
         insert_rows(
             &mut tx,
             "INSERT INTO events (addr, service, kind, time, seen_at)",
@@ -49,8 +49,8 @@ impl Store {
             },
         )
         .await
-        .map_err(query(action))?;
-        tx.commit().await.map_err(query(action))?;
+        .map_err(self.fail(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
         Ok(())
     }
 
@@ -63,7 +63,7 @@ impl Store {
         .try_map(|row: SqliteRow| event_record_from_row(&row).map_err(into_sqlx))
         .fetch_all(&self.pool)
         .await
-        .map_err(query("read recent events"))
+        .map_err(self.fail("read recent events"))
     }
 
     /// How many events each service reported at or after `since`, most first.
@@ -80,7 +80,7 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await
-        .map_err(query("count events by service"))?;
+        .map_err(self.fail("count events by service"))?;
         Ok(rows
             .into_iter()
             .map(|(service, n)| (service, count(n)))
@@ -104,7 +104,7 @@ impl Store {
         .bind(limit(limit_rows))
         .fetch_all(&self.pool)
         .await
-        .map_err(query("find the top attackers"))?;
+        .map_err(self.fail("find the top attackers"))?;
         Ok(rows.into_iter().map(|(addr, n)| (addr, count(n))).collect())
     }
 
@@ -115,7 +115,7 @@ impl Store {
             .bind(before)
             .execute(&self.pool)
             .await
-            .map_err(query("prune old events"))?
+            .map_err(self.fail("prune old events"))?
             .rows_affected();
         Ok(deleted)
     }

@@ -1,6 +1,5 @@
 //! The `intel` table: a cache of what crmonban-intel gathered about an address, as JSON.
 
-use crate::error::query;
 use crate::{Store, StoreError};
 
 impl Store {
@@ -16,7 +15,7 @@ impl Store {
         .bind(at)
         .execute(&self.pool)
         .await
-        .map_err(query("store intel"))?;
+        .map_err(self.fail("store intel"))?;
         Ok(())
     }
 
@@ -26,6 +25,6 @@ impl Store {
             .bind(addr)
             .fetch_optional(&self.pool)
             .await
-            .map_err(query("read cached intel"))
+            .map_err(self.fail("read cached intel"))
     }
 }

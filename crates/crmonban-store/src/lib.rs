@@ -18,16 +18,15 @@ mod intel;
 mod positions;
 mod rows;
 mod whitelist;
+mod write;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 pub use activity::ActivityEntry;
@@ -111,14 +110,20 @@ impl Store {
         sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&self.pool)
             .await
-            .map_err(error::query("read the journal mode"))
+            .map_err(self.fail("read the journal mode"))
     }
 
-    /// Starts a write transaction holding SQLite's write lock from its first statement, so
-    /// that one which reads before it writes waits (busy timeout) for another writer instead
-    /// of failing with SQLITE_BUSY when it tries to upgrade its lock.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// Maps a sqlx error to a [`StoreError`] for `action` ([`error::query`]), saying "disk
+    /// full" when the filesystem holding the database has no space left: SQLite reports that
+    /// as "database or disk is full" from a write, but as "disk I/O error" when it happens
+    /// while growing its shared-memory or WAL index files.
+    fn fail(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |e| error::query(action)(e).with_disk_state(&self.path)
+    }
+
+    /// Starts a write transaction ([`write::WriteTx`]).
+    async fn begin_write(&self) -> Result<write::WriteTx, sqlx::Error> {
+        write::WriteTx::begin(&self.pool).await
     }
 }
 

@@ -5,7 +5,7 @@
 
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{into_sqlx, query, to_i64};
+use crate::error::{into_sqlx, to_i64};
 use crate::rows::RowReader;
 use crate::{Store, StoreError};
 
@@ -55,7 +55,7 @@ impl Store {
             .bind(source)
             .execute(&self.pool)
             .await
-            .map_err(query("remove a log resume point"))?;
+            .map_err(self.fail("remove a log resume point"))?;
         Ok(())
     }
 
@@ -86,7 +86,7 @@ impl Store {
             .bind(position.updated_at)
             .execute(&self.pool)
             .await
-            .map_err(query(action))?;
+            .map_err(self.fail(action))?;
         Ok(())
     }
 
@@ -104,7 +104,7 @@ impl Store {
         .try_map(move |row: SqliteRow| log_position_from_row(&row, table.name()).map_err(into_sqlx))
         .fetch_optional(&self.pool)
         .await
-        .map_err(query(table.load_action()))
+        .map_err(self.fail(table.load_action()))
     }
 }
 

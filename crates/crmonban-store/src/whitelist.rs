@@ -4,7 +4,7 @@
 use crmonban_core::Target;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{into_sqlx, query};
+use crate::error::into_sqlx;
 use crate::rows::RowReader;
 use crate::{Store, StoreError};
 use crmonban_core::unix_now;
@@ -31,7 +31,7 @@ impl Store {
         .bind(unix_now())
         .execute(&self.pool)
         .await
-        .map_err(query("add to the whitelist"))?
+        .map_err(self.fail("add to the whitelist"))?
         .rows_affected();
         Ok(added > 0)
     }
@@ -42,7 +42,7 @@ impl Store {
             .bind(target.to_string())
             .execute(&self.pool)
             .await
-            .map_err(query("remove from the whitelist"))?
+            .map_err(self.fail("remove from the whitelist"))?
             .rows_affected();
         Ok(removed > 0)
     }
@@ -53,7 +53,7 @@ impl Store {
             .try_map(|row: SqliteRow| whitelist_entry_from_row(&row).map_err(into_sqlx))
             .fetch_all(&self.pool)
             .await
-            .map_err(query("read the whitelist"))
+            .map_err(self.fail("read the whitelist"))
     }
 }
 

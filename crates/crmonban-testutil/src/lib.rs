@@ -5,15 +5,18 @@
 //! like the system bus ([`PrivateBus`]) and commands run as another user ([`command_as`], with
 //! [`ExecutableCopy`] for this build's own programs); a real OpenSSH server ([`Sshd`]) and a
 //! real systemd-journald ([`Journald`]), each in a mount namespace of its own, and a real
-//! Dovecot ([`Dovecot`]) with an IMAP client that fails logins ([`imap_logins`]).
+//! Dovecot ([`Dovecot`]) with an IMAP client that fails logins ([`imap_logins`]); a small tmpfs
+//! to fill up ([`SmallDisk`]).
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
+mod disk;
 mod dovecot;
 mod journal;
 mod sshd;
 pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
+pub use disk::SmallDisk;
 pub use dovecot::{Dovecot, imap_logins};
 pub use journal::Journald;
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
