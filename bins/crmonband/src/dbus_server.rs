@@ -112,7 +112,7 @@ impl DaemonObject {
 #[zbus::interface(name = "org.crmonban.Daemon")]
 impl DaemonObject {
     /// running, version, uptime_seconds, active_bans, events_processed, services,
-    /// default_ban_duration.
+    /// default_ban_duration, records_pending, records_failed, records_dropped.
     async fn status(&self) -> HashMap<String, OwnedVariant> {
         let config = self.shared.config.read().await;
         let services: Vec<String> = config
@@ -148,6 +148,10 @@ impl DaemonObject {
             status_keys::DEFAULT_BAN_DURATION,
             Variant::from(default_ban),
         );
+        let records = self.engine().record_stats();
+        put(status_keys::RECORDS_PENDING, Variant::from(records.pending));
+        put(status_keys::RECORDS_FAILED, Variant::from(records.failed));
+        put(status_keys::RECORDS_DROPPED, Variant::from(records.dropped));
         status
     }
 

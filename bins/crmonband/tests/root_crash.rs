@@ -166,3 +166,63 @@ fn root_kill_9_during_a_detector_burst_loses_no_ban() {
     );
     assert_eq!(set.len(), banned.len() - 1, "unexpected elements: {set:?}");
 }
+
+/// The database deleted while the daemon runs (or lost between runs): the next start finds a
+/// database without history while crmonban's sets hold bans, and adopts them (with their
+/// remaining time) instead of clearing the sets.
+#[test]
+fn root_a_database_deleted_while_running_does_not_clear_the_bans() {
+    let mut daemon = Daemon::start("");
+    for (target, duration) in [("198.51.100.7", "0"), ("203.0.113.0/24", "600")] {
+        let out = daemon.ctl(&["ban", target, "-d", duration, "-r", "before the loss"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", daemon.db().display()));
+    }
+    daemon.signal("KILL");
+    daemon.wait_exit();
+    daemon.spawn(&[]);
+    assert!(
+        daemon.set_contains("blocked_v4", "198.51.100.7"),
+        "the permanent ban was cleared:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.set_contains("blocked_v4_net", "203.0.113.0/24"));
+    assert!(daemon.log().contains("adopting"), "{}", daemon.log());
+    // They are bans again, listed and with the kernel's remaining time.
+    let list = daemon.ctl(&["list"]);
+    let listed = text(&list.stdout);
+    assert!(listed.contains("198.51.100.7"), "{listed}");
+    assert!(listed.contains("203.0.113.0/24"), "{listed}");
+}
+
+/// A corrupt database refuses the start with a message naming the file; the file is left as
+/// it was (never recreated empty) and the kernel keeps the bans.
+#[test]
+fn root_a_corrupt_database_refuses_the_start_and_is_not_recreated() {
+    let mut daemon = Daemon::start("");
+    let out = daemon.ctl(&["ban", "198.51.100.8", "-d", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    daemon.signal("TERM");
+    daemon.wait_exit();
+    let garbage: Vec<u8> = (0..65_536u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(daemon.db(), &garbage).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", daemon.db().display()));
+    }
+    daemon.launch(&[]);
+    let status = daemon.wait_exit();
+    assert!(!status.success(), "started on a corrupt database");
+    let log = daemon.log();
+    assert!(
+        log.contains(&daemon.db().display().to_string()),
+        "the error does not name the file:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read(daemon.db()).unwrap(),
+        garbage,
+        "the file was changed"
+    );
+    assert!(daemon.set_contains("blocked_v4", "198.51.100.8"));
+}

@@ -233,6 +233,9 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::EVENTS_PROCESSED,
         status_keys::SERVICES,
         status_keys::DEFAULT_BAN_DURATION,
+        status_keys::RECORDS_PENDING,
+        status_keys::RECORDS_FAILED,
+        status_keys::RECORDS_DROPPED,
     ];
     let mut pairs = Vec::new();
     for key in known {

@@ -189,6 +189,12 @@ pub mod status_keys {
     /// `u`: `[general] default_ban_duration` in seconds (0 = permanent). `crmonctl ban` without
     /// `-d` sends this value, or 3600 when the key is absent.
     pub const DEFAULT_BAN_DURATION: &str = "default_ban_duration";
+    /// `t`: ban and unban records waiting for the database (it failed; the bans are enforced).
+    pub const RECORDS_PENDING: &str = "records_pending";
+    /// `t`: record writes that failed and were queued, since start.
+    pub const RECORDS_FAILED: &str = "records_failed";
+    /// `t`: records given up (refused for good by the database, or beyond the queue's bound).
+    pub const RECORDS_DROPPED: &str = "records_dropped";
 }
 
 #[cfg(test)]

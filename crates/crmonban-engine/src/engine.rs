@@ -1,12 +1,13 @@
 //! [`Engine`]: bans, unbans, flush, whitelist and the background work (expiry, layout repair,
 //! host address refresh) over one firewall thread and the store.
 //!
-//! Ordering rules that keep the kernel and the database in agreement (DESIGN.md §7):
-//! - a ban goes to the kernel first and is recorded only once the kernel accepted it; if the
-//!   record fails the kernel is put back as it was;
-//! - an unban leaves the kernel first and is ended in the store after; if that fails the
-//!   element is put back;
-//! - the in-memory index changes only after the store did.
+//! Ordering rules (DESIGN.md §7):
+//! - a ban goes to the kernel first and is recorded only once the kernel accepted it; an
+//!   unban leaves the kernel first and is ended in the store after;
+//! - the kernel is enforced first and the record follows: a database fault never refuses or
+//!   undoes a ban or an unban, its record waits in order ([`crate::records`]) and is written
+//!   once the database takes writes again;
+//! - the in-memory index holds every enforced ban, recorded or waiting.
 //!
 //! Concurrency: operations on one target hold that target's stripe lock (so two bans of the
 //! same address cannot interleave their kernel and store steps), and the shared side of the
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crmonban_core::config::{BanDuration, WhitelistConfig, ZonesConfig};
 use crmonban_core::{Ban, BanSource, Event, Target, unix_now};
-use crmonban_firewall::{ChangeSet, FirewallBackend, FirewallError};
+use crmonban_firewall::{ChangeSet, Expiry, FirewallBackend, FirewallError};
 use crmonban_store::{Store, WhitelistEntry};
 use crmonban_zones::{Entry, Policy, PolicyProblem, ZoneInfo, resolve_zones};
 use tokio::sync::{broadcast, watch};
@@ -35,11 +36,14 @@ use crate::index::{BanIndex, element_of};
 use crate::kernel::Kernel;
 use crate::offences::Offences;
 use crate::protect::{Protection, ask_daemons, daemon_sources, lift_reason};
+use crate::records::{Record, RecordStats, Records};
 use crate::watch::{FileWatch, watch_files, watched_files};
 use crate::{EngineError, EngineEvent, EngineOptions};
 
 /// Locks that serialise operations on the same target; more stripes, fewer false collisions.
 const STRIPES: usize = 64;
+/// How often queued ban records are written again while the database fails.
+const RECORDS_RETRY: Duration = Duration::from_secs(1);
 
 /// A request to ban one target.
 #[derive(Clone, Debug)]
@@ -75,6 +79,8 @@ pub(crate) struct Inner {
     gate: tokio::sync::RwLock<()>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     activity: ActivityLog,
+    /// Ban and unban records waiting for the database (kernel first, record follows).
+    records: Records,
     events_processed: AtomicU64,
     started: Instant,
     stopped: AtomicBool,
@@ -152,6 +158,7 @@ impl Engine {
 
         let restore_started = std::time::Instant::now();
         let now = unix_now();
+        adopt_kernel_bans(&kernel, &store, &protection, now).await?;
         let expired = store.expire_due(now).await?;
         let mut restored = Vec::new();
         let mut lifted = Vec::new();
@@ -197,6 +204,7 @@ impl Engine {
             gate: tokio::sync::RwLock::new(()),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             activity,
+            records: Records::default(),
             events_processed: AtomicU64::new(0),
             started: Instant::now(),
             stopped: AtomicBool::new(false),
@@ -226,6 +234,15 @@ impl Engine {
                     Periodic::Repair,
                 )
                 .instrument(info_span!("repair")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    RECORDS_RETRY,
+                    Periodic::Records,
+                )
+                .instrument(info_span!("records")),
             ),
             tokio::spawn(
                 follow_host_addresses(
@@ -498,6 +515,11 @@ impl Engine {
     }
 
     /// How many detector events [`Engine::report_attack`] has seen.
+    /// Ban and unban records that could not be written to the database at once.
+    pub fn record_stats(&self) -> RecordStats {
+        self.inner.records.stats()
+    }
+
     pub fn events_processed(&self) -> u64 {
         self.inner.events_processed.load(Ordering::Relaxed)
     }
@@ -554,6 +576,11 @@ impl Engine {
         let tasks = std::mem::take(&mut *lock(&inner.tasks));
         for task in tasks {
             let _ = task.await;
+        }
+        // A last try for records still waiting on the database.
+        if let Err(error) = inner.records.flush(&inner.store).await {
+            let pending = inner.records.stats().pending;
+            error!(%error, pending, "stopping with ban records the database did not take; the kernel keeps those bans until a restart");
         }
         inner.kernel.stop().await;
         info!("engine stopped; bans stay in the kernel");
@@ -671,16 +698,10 @@ impl Inner {
         changes.add(element_of(&ban));
         self.kernel.apply(changes).await?;
 
-        if let Err(store_error) = self.store.record_ban(&ban).await {
-            // The kernel took the ban, the store did not: put the kernel back as it was.
-            let mut back = ChangeSet::new();
-            match self.index_read().get(&ban.target) {
-                Some(old) if old.is_active_at(unix_now()) => back.add(element_of(old)),
-                _ => back.remove(ban.target),
-            };
-            self.put_back(back, "ban").await;
-            return Err(store_error.into());
-        }
+        // Kernel first, record follows: a database fault queues the record, never the ban.
+        self.records
+            .write(&self.store, Record::Ban(ban.clone()))
+            .await;
         lock(&self.offences).bump(&ban.target);
         self.index_write().insert(ban.clone());
 
@@ -709,24 +730,20 @@ impl Inner {
         changes.remove(*target);
         self.remove_from_kernel(changes).await?;
         let now = unix_now();
-        let ended = match self.store.end_ban(target, now, reason).await {
-            Ok(ended) => ended,
-            Err(store_error) => {
-                let mut back = ChangeSet::new();
-                if let Some(old) = self
-                    .index_read()
-                    .get(target)
-                    .filter(|b| b.is_active_at(now))
-                {
-                    back.add(element_of(old));
-                }
-                if !back.is_empty() {
-                    self.put_back(back, "unban").await;
-                }
-                return Err(store_error.into());
-            }
-        };
         let indexed = self.index_write().remove(target);
+        // The index holds every active ban: it says whether this ended one (the store may be
+        // behind, its record queued).
+        let ended = indexed.as_ref().is_some_and(|b| b.is_active_at(now));
+        self.records
+            .write(
+                &self.store,
+                Record::End {
+                    target: *target,
+                    at: now,
+                    reason: reason.to_owned(),
+                },
+            )
+            .await;
         if ended {
             info!(reason, "unbanned");
             self.record(now, "unban", Some(*target), reason.to_owned());
@@ -918,6 +935,49 @@ impl Inner {
     }
 }
 
+/// A database without any ban history (just created: deleted or lost since the last run)
+/// while crmonban's sets hold elements: the kernel's bans are adopted, recorded with their
+/// remaining time, instead of being cleared by the restore. Protected targets are not adopted.
+async fn adopt_kernel_bans(
+    kernel: &Kernel,
+    store: &Store,
+    protection: &Protection,
+    now: i64,
+) -> Result<(), EngineError> {
+    if store.has_ban_history().await? {
+        return Ok(());
+    }
+    let found = kernel.list().await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let bans: Vec<Ban> = found
+        .iter()
+        .filter(|element| !element.expiry.is_past(now))
+        .filter(|element| protection.check(&element.target).is_ok())
+        .map(|element| Ban {
+            target: element.target,
+            reason: "adopted from the kernel: the database had no record of it".to_owned(),
+            source: BanSource::Restore,
+            service: None,
+            banned_at: now,
+            expires_at: match element.expiry {
+                Expiry::At(at) => Some(at),
+                Expiry::Never => None,
+            },
+            offence: 1,
+        })
+        .collect();
+    warn!(
+        adopted = bans.len(),
+        in_kernel = found.len(),
+        path = %store.path().display(),
+        "the database has no ban history but crmonban's sets hold bans (was it deleted or replaced?): adopting them instead of clearing the sets"
+    );
+    store.record_bans(&bans).await?;
+    Ok(())
+}
+
 /// The end of a ban of `duration` starting at `now`; at least one second away.
 fn expires_at(now: i64, duration: BanDuration) -> Option<i64> {
     duration.duration().map(|d| {
@@ -936,6 +996,7 @@ enum Periodic {
     Expiry,
     Repair,
     HostAddresses,
+    Records,
 }
 
 /// Re-reads the host's addresses whenever the kernel says they changed (and at the poll
@@ -1022,6 +1083,12 @@ async fn run_every(
                 inner.refresh_host_addresses().await;
                 Ok(())
             }
+            Periodic::Records => inner
+                .records
+                .flush(&inner.store)
+                .await
+                .map(drop)
+                .map_err(EngineError::from),
         };
         match result {
             Ok(()) => failing = false,

@@ -43,6 +43,9 @@ enum Request {
     LayoutPresent {
         reply: Reply<Result<bool, FirewallError>>,
     },
+    List {
+        reply: Reply<Result<Vec<Element>, FirewallError>>,
+    },
     HostAddresses {
         reply: Reply<io::Result<Vec<IpAddr>>>,
     },
@@ -112,6 +115,14 @@ impl Kernel {
             .await??)
     }
 
+    /// The elements of crmonban's sets now (empty when the layout does not exist).
+    pub(crate) async fn list(&self) -> Result<Vec<Element>, EngineError> {
+        if !self.layout_present().await? {
+            return Ok(Vec::new());
+        }
+        Ok(self.call(|reply| Request::List { reply }).await??)
+    }
+
     /// This host's addresses as seen from the firewall thread's namespace. The outer error
     /// is a stopped thread, the inner one getifaddrs failing.
     pub(crate) async fn host_addresses(&self) -> Result<io::Result<Vec<IpAddr>>, EngineError> {
@@ -170,6 +181,9 @@ fn serve(mut backend: Box<dyn FirewallBackend>, mut receiver: mpsc::Receiver<Req
             }
             Request::LayoutPresent { reply } => {
                 let _ = reply.send(backend.layout_present());
+            }
+            Request::List { reply } => {
+                let _ = reply.send(backend.list());
             }
             Request::HostAddresses { reply } => {
                 let _ = reply.send(host_addresses());

@@ -28,6 +28,7 @@ mod offences;
 mod options;
 mod positions;
 mod protect;
+mod records;
 mod watch;
 
 pub use detection::{Detection, DetectionError};
@@ -37,3 +38,4 @@ pub use events::EngineEvent;
 pub use host::host_addresses;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation};
 pub use positions::StorePositions;
+pub use records::RecordStats;

@@ -273,6 +273,16 @@ impl Store {
         Ok(count(n))
     }
 
+    /// Whether the database holds any ban at all, ended ones included (false for a database
+    /// just created).
+    pub async fn has_ban_history(&self) -> Result<bool, StoreError> {
+        let any: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM bans)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.fail("look for any ban"))?;
+        Ok(any != 0)
+    }
+
     /// How many times `target` has been banned (ended bans included), counting only bans made
     /// at or after `since` when given. Drives repeat-offender escalation.
     pub async fn offence_count(

@@ -109,6 +109,26 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StoreError::DiskFull { .. })
     }
+
+    /// A fault that may pass, so that the same write is worth trying again later: SQLite's
+    /// FULL, IOERR, READONLY, BUSY, LOCKED, CANTOPEN, NOMEM, CORRUPT and NOTADB (a file
+    /// replaced under us may be put back), and errors without a code (the pool timed out, a
+    /// connection closed). Not: the schema refusing the row (a constraint, a trigger), which it
+    /// will do again.
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            StoreError::DiskFull { .. } => return true,
+            StoreError::Query { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            sqlx::Error::Database(db) => {
+                let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 26)
+            }
+            _ => true,
+        }
+    }
 }
 
 /// Whether the filesystem holding `db` has (almost) no space left for it.
