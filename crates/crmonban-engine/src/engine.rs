@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crmonban_core::config::{BanDuration, WhitelistConfig, ZonesConfig};
 use crmonban_core::{Ban, BanSource, Event, Target, unix_now};
-use crmonban_firewall::{ChangeSet, Expiry, FirewallBackend, FirewallError};
+use crmonban_firewall::{ChangeSet, Element, Expiry, FirewallBackend, FirewallError};
 use crmonban_store::{Store, WhitelistEntry};
 use crmonban_zones::{Entry, Policy, PolicyProblem, ZoneInfo, resolve_zones};
 use tokio::sync::{broadcast, watch};
@@ -909,7 +909,8 @@ impl Inner {
         self.ensure_running()?;
         self.refresh_host_addresses().await;
         if self.kernel.layout_present().await? {
-            return Ok(None);
+            // The layout is whole; its sets may still have lost elements.
+            return self.repair_elements_if_needed().await;
         }
         let _all = self.gate.write().await;
         // Another caller may have repaired while we waited.
@@ -919,10 +920,12 @@ impl Inner {
         let now = unix_now();
         let elements = self.index_read().elements(now);
         let bans = elements.len();
-        self.kernel.replace_all(elements).await?;
+        self.kernel
+            .set_whole_generation(self.kernel.generation().await?);
+        self.rebuild(elements).await?;
         warn!(
             bans,
-            "the nftables layout had disappeared (flushed by someone else?); re-created it with every active ban"
+            "the nftables layout had disappeared or was altered (flushed, a rule changed by someone else?); re-created it with every active ban"
         );
         self.record(
             now,
@@ -976,6 +979,95 @@ async fn adopt_kernel_bans(
     );
     store.record_bans(&bans).await?;
     Ok(())
+}
+
+impl Inner {
+    /// When the ruleset changed since the last check, counts the sets' elements (holding the
+    /// gate, so that no ban or unban moves them meanwhile) and rebuilds everything from the
+    /// index when a set holds fewer than the bans that must be in it: an external `nft flush
+    /// set` or `delete element`.
+    async fn repair_elements_if_needed(&self) -> Result<Option<usize>, EngineError> {
+        let generation = self.kernel.generation().await?;
+        if generation.is_some() && generation == self.kernel.whole_generation() {
+            return Ok(None);
+        }
+        let _all = self.gate.write().await;
+        // Read before counting: a change by someone else after it makes the next check count
+        // again instead of being taken for whole.
+        let checked_at = self.kernel.generation().await?;
+        let Some(counts) = self.kernel.element_counts().await? else {
+            return Ok(None);
+        };
+        let now = unix_now();
+        let elements = self.index_read().elements(now);
+        let needed = minimum_counts(&elements, now);
+        let short: Vec<String> = SET_KINDS
+            .iter()
+            .zip(counts.iter().zip(needed.iter()))
+            .filter(|(_, (have, need))| have < need)
+            .map(|(kind, (have, need))| format!("{kind}: {have} of at least {need}"))
+            .collect();
+        self.kernel.set_whole_generation(checked_at);
+        if short.is_empty() {
+            return Ok(None);
+        }
+        let bans = elements.len();
+        self.rebuild(elements).await?;
+        warn!(
+            bans,
+            missing = %short.join(", "),
+            "bans had been removed from crmonban's sets by someone else; rebuilt them with every active ban"
+        );
+        self.record(
+            now,
+            "repair",
+            None,
+            format!("sets rebuilt with {bans} bans ({})", short.join(", ")),
+        );
+        self.emit(EngineEvent::LayoutRepaired { bans });
+        Ok(Some(bans))
+    }
+}
+
+impl Inner {
+    /// Replaces the whole layout with `elements`. The rebuild is one transaction, over which
+    /// the firewall thread carries the generation set just before as "whole"; if it fails,
+    /// nothing is known whole and the next check counts again.
+    async fn rebuild(&self, elements: Vec<Element>) -> Result<(), EngineError> {
+        let rebuilt = self.kernel.replace_all(elements).await;
+        if rebuilt.is_err() {
+            self.kernel.set_whole_generation(None);
+        }
+        rebuilt.map(drop)
+    }
+}
+
+/// The sets in the order of [`crmonban_firewall::FirewallBackend::element_counts`].
+const SET_KINDS: [&str; 4] = [
+    "IPv4 addresses",
+    "IPv6 addresses",
+    "IPv4 networks",
+    "IPv6 networks",
+];
+
+/// The fewest elements each set must hold for `elements`: every single address that is not
+/// about to expire, and at least one interval when any network is banned (merged neighbours
+/// make one interval).
+fn minimum_counts(elements: &[Element], now: i64) -> [usize; 4] {
+    let mut counts = [0; 4];
+    for element in elements {
+        if element.expiry.is_past(now + 2) {
+            continue;
+        }
+        match element.target {
+            Target::Addr(addr) => counts[usize::from(addr.is_ipv6())] += 1,
+            Target::Net(net) => {
+                let i = 2 + usize::from(matches!(net, ipnet::IpNet::V6(_)));
+                counts[i] = 1;
+            }
+        }
+    }
+    counts
 }
 
 /// The end of a ban of `duration` starting at `now`; at least one second away.

@@ -13,7 +13,8 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crmonban_firewall::{ApplyReport, ChangeSet, Element, FirewallBackend, FirewallError};
@@ -46,6 +47,12 @@ enum Request {
     List {
         reply: Reply<Result<Vec<Element>, FirewallError>>,
     },
+    ElementCounts {
+        reply: Reply<Result<Option<[usize; 4]>, FirewallError>>,
+    },
+    Generation {
+        reply: Reply<Result<Option<u32>, FirewallError>>,
+    },
     HostAddresses {
         reply: Reply<io::Result<Vec<IpAddr>>>,
     },
@@ -59,21 +66,31 @@ pub(crate) struct Kernel {
     requests: mpsc::Sender<Request>,
     description: String,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The ruleset generation known to hold the sets whole ([`NO_GENERATION`]: unknown): set
+    /// by a check that found them whole, and carried forward by the thread over each of our
+    /// own transactions when nobody else committed in between.
+    whole: Arc<AtomicU64>,
 }
+
+/// [`Kernel::whole_generation`] unknown.
+const NO_GENERATION: u64 = u64::MAX;
 
 impl Kernel {
     /// Starts the thread that owns `backend`, in the calling thread's network namespace.
     pub(crate) fn spawn(backend: Box<dyn FirewallBackend>) -> Result<Kernel, FirewallError> {
         let description = backend.describe();
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
+        let whole = Arc::new(AtomicU64::new(NO_GENERATION));
+        let whole_for_thread = Arc::clone(&whole);
         let thread = std::thread::Builder::new()
             .name("crmonban-firewall".into())
-            .spawn(move || serve(backend, receiver))
+            .spawn(move || serve(backend, receiver, &whole_for_thread))
             .map_err(|e| {
                 FirewallError::Unavailable(format!("cannot start the firewall thread: {e}"))
             })?;
         info!(firewall = %description, "firewall thread started");
         Ok(Kernel {
+            whole,
             requests,
             description,
             thread: Mutex::new(Some(thread)),
@@ -123,6 +140,31 @@ impl Kernel {
         Ok(self.call(|reply| Request::List { reply }).await??)
     }
 
+    /// See [`FirewallBackend::element_counts`](crmonban_firewall::FirewallBackend::element_counts).
+    pub(crate) async fn element_counts(&self) -> Result<Option<[usize; 4]>, EngineError> {
+        Ok(self
+            .call(|reply| Request::ElementCounts { reply })
+            .await??)
+    }
+
+    /// The ruleset generation at which the sets are known whole, if any.
+    pub(crate) fn whole_generation(&self) -> Option<u32> {
+        u32::try_from(self.whole.load(Ordering::Acquire)).ok()
+    }
+
+    /// The sets were found whole (or rebuilt) at `generation`.
+    pub(crate) fn set_whole_generation(&self, generation: Option<u32>) {
+        self.whole.store(
+            generation.map_or(NO_GENERATION, u64::from),
+            Ordering::Release,
+        );
+    }
+
+    /// See [`FirewallBackend::generation`](crmonban_firewall::FirewallBackend::generation).
+    pub(crate) async fn generation(&self) -> Result<Option<u32>, EngineError> {
+        Ok(self.call(|reply| Request::Generation { reply }).await??)
+    }
+
     /// This host's addresses as seen from the firewall thread's namespace. The outer error
     /// is a stopped thread, the inner one getifaddrs failing.
     pub(crate) async fn host_addresses(&self) -> Result<io::Result<Vec<IpAddr>>, EngineError> {
@@ -151,7 +193,11 @@ impl Kernel {
 }
 
 /// The thread's loop: one request at a time, consecutive applies combined.
-fn serve(mut backend: Box<dyn FirewallBackend>, mut receiver: mpsc::Receiver<Request>) {
+fn serve(
+    mut backend: Box<dyn FirewallBackend>,
+    mut receiver: mpsc::Receiver<Request>,
+    whole: &AtomicU64,
+) {
     let mut held: Option<Request> = None;
     loop {
         let request = match held.take() {
@@ -175,15 +221,23 @@ fn serve(mut backend: Box<dyn FirewallBackend>, mut receiver: mpsc::Receiver<Req
                     }
                 }
                 apply_batch(&mut *backend, batch);
+                carry_whole(&mut *backend, whole);
             }
             Request::ReplaceAll { elements, reply } => {
                 let _ = reply.send(backend.replace_all(&elements));
+                carry_whole(&mut *backend, whole);
             }
             Request::LayoutPresent { reply } => {
                 let _ = reply.send(backend.layout_present());
             }
             Request::List { reply } => {
                 let _ = reply.send(backend.list());
+            }
+            Request::ElementCounts { reply } => {
+                let _ = reply.send(backend.element_counts());
+            }
+            Request::Generation { reply } => {
+                let _ = reply.send(backend.generation());
             }
             Request::HostAddresses { reply } => {
                 let _ = reply.send(host_addresses());
@@ -195,6 +249,27 @@ fn serve(mut backend: Box<dyn FirewallBackend>, mut receiver: mpsc::Receiver<Req
         }
     }
     debug!("firewall thread stopping");
+}
+
+/// After one of our transactions (its callers already answered): when the sets were whole
+/// just before it and nobody else committed meanwhile (the generation moved by exactly one),
+/// they are whole now. Otherwise the next check reads the elements.
+fn carry_whole(backend: &mut dyn FirewallBackend, whole: &AtomicU64) {
+    let known = whole.load(Ordering::Acquire);
+    if known == NO_GENERATION {
+        return;
+    }
+    let now = match backend.generation() {
+        Ok(Some(generation)) => u64::from(generation),
+        _ => NO_GENERATION,
+    };
+    let next = if now == (known + 1) & u64::from(u32::MAX) {
+        now
+    } else {
+        NO_GENERATION
+    };
+    // A check running meanwhile may have stored a newer value: keep it.
+    let _ = whole.compare_exchange(known, next, Ordering::AcqRel, Ordering::Acquire);
 }
 
 /// Applies several requests as one transaction, or one by one when that is refused.

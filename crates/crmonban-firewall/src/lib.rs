@@ -215,6 +215,23 @@ pub trait FirewallBackend: Send {
     /// elements): for diagnostics and tests, never the ban path.
     fn list(&mut self) -> Result<Vec<Element>, FirewallError>;
 
+    /// How many elements the sets hold (single IPv4, single IPv6, IPv4 networks, IPv6
+    /// networks; an interval counts once), read without the slow path of [`list`]; `None`
+    /// when the backend cannot tell. Costs a read of every element: the engine asks only when
+    /// [`generation`] says the ruleset changed.
+    ///
+    /// [`list`]: FirewallBackend::list
+    /// [`generation`]: FirewallBackend::generation
+    fn element_counts(&mut self) -> Result<Option<[usize; 4]>, FirewallError> {
+        Ok(None)
+    }
+
+    /// A number that changes whenever anyone changes the ruleset (nftables' generation id);
+    /// `None` when the backend has none, and then every check reads the elements.
+    fn generation(&mut self) -> Result<Option<u32>, FirewallError> {
+        Ok(None)
+    }
+
     /// Removes the table and everything in it.
     fn teardown(&mut self) -> Result<(), FirewallError>;
 

@@ -336,6 +336,14 @@ impl FirewallBackend for NftBackend {
         Ok(out)
     }
 
+    fn element_counts(&mut self) -> Result<Option<[usize; 4]>, FirewallError> {
+        probe::element_counts(&self.layout).map(Some)
+    }
+
+    fn generation(&mut self) -> Result<Option<u32>, FirewallError> {
+        probe::ruleset_generation().map(Some)
+    }
+
     fn teardown(&mut self) -> Result<(), FirewallError> {
         let mut batch = BatchBuilder::new(&self.layout);
         batch.delete_table();

@@ -11,8 +11,8 @@
 //! base chain that lost its hook, priority or rules, and a set with the wrong flags.
 
 use super::netlink::{
-    Messages, NFPROTO_INET, NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, Reply, Socket, be_u32,
-    nested, nft_type, unavailable,
+    Messages, NFPROTO_INET, NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, Reply, Socket, attrs,
+    be_u32, nested, nft_type, unavailable,
 };
 use crate::{FirewallError, Layout};
 
@@ -21,6 +21,8 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
 
@@ -35,6 +37,22 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFT_SET_INTERVAL: u32 = 0x4;
 const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_FLAGS: u16 = 5;
+const NFT_LOOKUP_F_INV: u32 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NF_DROP: u32 = 0;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NF_INET_LOCAL_IN: u32 = 1;
 const NF_INET_FORWARD: u32 = 2;
 
@@ -90,19 +108,128 @@ pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, Firewall
                 layout.priority
             )));
         }
-        let rules = dump_count(
+        let rules = dump(
             &mut socket,
             NFT_MSG_GETRULE,
             NFT_MSG_NEWRULE,
             &[(NFTA_TABLE, table), (NFTA_RULE_CHAIN, chain)],
         )?;
-        if rules != RULES_PER_CHAIN {
+        if rules.len() != RULES_PER_CHAIN {
             return Ok(Some(format!(
-                "chain {chain} holds {rules} rules instead of {RULES_PER_CHAIN}"
+                "chain {chain} holds {} rules instead of {RULES_PER_CHAIN}",
+                rules.len()
+            )));
+        }
+        // Each rule must still drop what one of our sets matches: a verdict changed to
+        // accept, an inverted lookup or a rule pointed at another set is damage too.
+        let mut sets: Vec<String> = Vec::new();
+        for rule in &rules {
+            match dropped_set(rule) {
+                Some(set) => sets.push(set),
+                None => {
+                    return Ok(Some(format!(
+                        "a rule of chain {chain} no longer drops the sources in its set"
+                    )));
+                }
+            }
+        }
+        sets.sort();
+        let mut wanted: Vec<String> = [(true, false), (false, false), (true, true), (false, true)]
+            .into_iter()
+            .map(|(ipv4, net)| layout.set_for(ipv4, net))
+            .collect();
+        wanted.sort();
+        if sets != wanted {
+            return Ok(Some(format!(
+                "the rules of chain {chain} look up {sets:?} instead of {wanted:?}"
             )));
         }
     }
     Ok(None)
+}
+
+/// The set a rule drops the matches of: a positive lookup in it and a drop verdict, and no
+/// other verdict.
+fn dropped_set(rule: &Reply) -> Option<String> {
+    let expressions = rule.attr(NFTA_RULE_EXPRESSIONS)?;
+    let mut set = None;
+    let mut drops = false;
+    for (kind, expression) in attrs(expressions) {
+        if kind != NFTA_LIST_ELEM {
+            continue;
+        }
+        let name = nested(expression, NFTA_EXPR_NAME)?;
+        let name = std::str::from_utf8(name).ok()?.trim_end_matches('\0');
+        let data = nested(expression, NFTA_EXPR_DATA).unwrap_or_default();
+        match name {
+            "lookup" => {
+                let flags = nested(data, NFTA_LOOKUP_FLAGS)
+                    .and_then(be_u32)
+                    .unwrap_or(0);
+                if flags & NFT_LOOKUP_F_INV != 0 {
+                    return None;
+                }
+                let name = nested(data, NFTA_LOOKUP_SET)?;
+                set = Some(
+                    std::str::from_utf8(name)
+                        .ok()?
+                        .trim_end_matches('\0')
+                        .to_owned(),
+                );
+            }
+            "immediate" => {
+                let code = nested(data, NFTA_IMMEDIATE_DATA)
+                    .and_then(|d| nested(d, NFTA_DATA_VERDICT))
+                    .and_then(|v| nested(v, NFTA_VERDICT_CODE))
+                    .and_then(be_u32);
+                if code != Some(NF_DROP) {
+                    return None;
+                }
+                drops = true;
+            }
+            _ => {}
+        }
+    }
+    set.filter(|_| drops)
+}
+
+/// How many elements each of the layout's sets holds, in the order single IPv4, single IPv6,
+/// IPv4 networks, IPv6 networks (an interval counts once, not as its start and end). A dump of
+/// the elements over netlink: no nft cache, no commit lock, but it reads every element, so it
+/// is run only when someone else may have changed the ruleset.
+pub(crate) fn element_counts(layout: &Layout) -> Result<[usize; 4], FirewallError> {
+    let mut socket = Socket::open()?;
+    let table = layout.table.as_str();
+    let mut counts = [0; 4];
+    for (i, (ipv4, net)) in [(true, false), (false, false), (true, true), (false, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = layout.set_for(ipv4, net);
+        for message in dump(
+            &mut socket,
+            NFT_MSG_GETSETELEM,
+            NFT_MSG_NEWSETELEM,
+            &[
+                (NFTA_SET_ELEM_LIST_TABLE, table),
+                (NFTA_SET_ELEM_LIST_SET, &name),
+            ],
+        )? {
+            let Some(list) = message.attr(NFTA_SET_ELEM_LIST_ELEMENTS) else {
+                continue;
+            };
+            counts[i] += attrs(list)
+                .filter(|(kind, _)| *kind == NFTA_LIST_ELEM)
+                .filter(|(_, element)| {
+                    let flags = nested(element, NFTA_SET_ELEM_FLAGS)
+                        .and_then(be_u32)
+                        .unwrap_or(0);
+                    flags & NFT_SET_ELEM_INTERVAL_END == 0
+                })
+                .count();
+        }
+    }
+    Ok(counts)
 }
 
 /// The nftables ruleset generation of the calling thread's network namespace. The kernel adds
@@ -146,24 +273,25 @@ fn get(
 }
 
 /// How many `want` messages a filtered dump returns.
-fn dump_count(
+/// The replies of a dump request of kind `want` (empty when the object does not exist).
+fn dump(
     socket: &mut Socket,
     msg_type: u16,
     want: u16,
     attrs: &[(u16, &str)],
-) -> Result<usize, FirewallError> {
+) -> Result<Vec<Reply>, FirewallError> {
     let seq = send(socket, msg_type, NLM_F_DUMP, attrs)?;
-    let mut count = 0;
+    let mut replies = Vec::new();
     loop {
         for reply in socket.receive()? {
             if reply.seq != seq {
                 continue;
             }
             match reply.kind {
-                NLMSG_DONE => return Ok(count),
+                NLMSG_DONE => return Ok(replies),
                 NLMSG_ERROR => match reply.error_code() {
-                    0 => return Ok(count),
-                    code if code == -libc::ENOENT => return Ok(0),
+                    0 => return Ok(replies),
+                    code if code == -libc::ENOENT => return Ok(Vec::new()),
                     code => {
                         return Err(unavailable(
                             "query nftables",
@@ -171,7 +299,7 @@ fn dump_count(
                         ));
                     }
                 },
-                kind if kind == nft_type(want) => count += 1,
+                kind if kind == nft_type(want) => replies.push(reply),
                 _ => {}
             }
         }
