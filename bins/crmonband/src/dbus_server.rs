@@ -230,6 +230,16 @@ impl DaemonObject {
         Ok(self.engine().is_banned(&parse_target("ip", ip)?))
     }
 
+    /// The active ban of exactly `ip` (an address or a network) with its true expiry (after
+    /// escalation); `(false, empty)` when it has none.
+    async fn get_ban(&self, ip: &str) -> Result<(bool, BanInfo), Error> {
+        let target = parse_target("ip", ip)?;
+        Ok(match self.engine().active_ban(&target) {
+            Some(ban) => (true, ban_info(ban)),
+            None => (false, (String::new(), String::new(), String::new(), 0, 0)),
+        })
+    }
+
     /// Intelligence about `ip` as JSON.
     async fn get_intel(&self, ip: &str, refresh: bool) -> Result<String, Error> {
         let _ = (parse_target("ip", ip)?, refresh);

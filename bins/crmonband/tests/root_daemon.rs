@@ -111,6 +111,13 @@ fn root_timed_ban_expires_with_signal_and_history() {
         assert_eq!(history.len(), 1, "expired bans are kept as history");
         assert_eq!(history[0].unban_reason.as_deref(), Some("expired"));
     });
+    // The expiry is in the daemon's log, as the ban was.
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ban expired") && l.contains("192.0.2.33")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -1095,4 +1102,28 @@ fn root_a_whitelisted_network_is_detected_but_never_banned_and_reloads_apply() {
             text(&out.stdout)
         );
     });
+}
+
+/// `crmonctl ban` says how long the ban really lasts: a repeat offender's ban is escalated
+/// (`ban_time_increment`), and an existing longer ban is named when it is kept.
+#[test]
+fn root_crmonctl_ban_reports_the_true_length_after_escalation() {
+    let daemon = Daemon::start("ban_time_increment = 2.0\n");
+    let first = text(&daemon.ctl(&["ban", "198.51.100.30", "-d", "600"]).stdout);
+    assert!(
+        first.starts_with("banned 198.51.100.30 for 10m (until "),
+        "{first}"
+    );
+    assert!(daemon.ctl(&["unban", "198.51.100.30"]).status.success());
+    let second = text(&daemon.ctl(&["ban", "198.51.100.30", "-d", "600"]).stdout);
+    assert!(
+        second.starts_with("banned 198.51.100.30 for 20m (until ")
+            && second.contains("longer than asked"),
+        "{second}"
+    );
+    let kept = text(&daemon.ctl(&["ban", "198.51.100.30", "-d", "60"]).stdout);
+    assert!(
+        kept.starts_with("198.51.100.30 was already banned at least as long, for 20m (until "),
+        "{kept}"
+    );
 }

@@ -275,18 +275,47 @@ async fn ban(proxy: &DaemonProxy<'_>, args: BanArgs) -> Result<String, Error> {
             .unwrap_or(FALLBACK_BAN_DURATION),
     };
     let target = &args.target;
-    if !proxy.ban(target, duration, &args.reason).await? {
+    let changed = proxy.ban(target, duration, &args.reason).await?;
+    // The ban as the daemon made it: escalation may have lengthened it. An older daemon
+    // without GetBan gets the requested duration reported.
+    let made = match proxy.get_ban(target).await {
+        Ok((true, (_, _, _, banned_at, expires_at))) => Some((banned_at, expires_at)),
+        _ => None,
+    };
+    let lasting = |expires_at: i64, banned_at: i64| {
+        if expires_at == 0 {
+            "permanently".to_owned()
+        } else {
+            let secs = u64::try_from(expires_at - banned_at).unwrap_or(0);
+            format!(
+                "for {} (until {})",
+                output::duration_text(secs),
+                output::expiry_text(expires_at)
+            )
+        }
+    };
+    if !changed {
+        let how = made.map_or_else(String::new, |(b, e)| format!(", {}", lasting(e, b)));
         return Ok(format!(
-            "{target} was already banned at least as long (unban it first to shorten the ban)\n"
+            "{target} was already banned at least as long{how} (unban it first to shorten the ban)\n"
         ));
     }
-    Ok(if duration == 0 {
-        format!("banned {target} permanently\n")
-    } else {
-        format!(
+    Ok(match made {
+        Some((banned_at, expires_at)) => {
+            let longer =
+                expires_at != 0 && duration != 0 && expires_at - banned_at > i64::from(duration);
+            let note = if longer {
+                " (longer than asked: a repeat offender's ban is escalated)"
+            } else {
+                ""
+            };
+            format!("banned {target} {}{note}\n", lasting(expires_at, banned_at))
+        }
+        None if duration == 0 => format!("banned {target} permanently\n"),
+        None => format!(
             "banned {target} for {}\n",
             output::duration_text(duration.into())
-        )
+        ),
     })
 }
 

@@ -128,6 +128,7 @@ pub const READ_ONLY_MEMBERS: &[&str] = &[
     "GetBans",
     "GetBansPaged",
     "IsBanned",
+    "GetBan",
     "GetIntel",
     "GetWhitelist",
     "GetProtectedEntries",
@@ -218,9 +219,9 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            18,
+            19,
             "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected, \
-             WhitelistAddLifting and GetBansPaged: {all:?}"
+             WhitelistAddLifting, GetBansPaged and GetBan: {all:?}"
         );
     }
 }

@@ -48,6 +48,11 @@ pub trait Daemon {
     #[zbus(name = "IsBanned")]
     fn is_banned(&self, ip: &str) -> Result<bool, Error>;
 
+    /// `GetBan(ip s) -> (b, (sssxx))`: the active ban of exactly `ip` (address or network)
+    /// with its true expiry, after escalation; `false` and an empty record when it has none.
+    #[zbus(name = "GetBan")]
+    fn get_ban(&self, ip: &str) -> Result<(bool, BanInfo), Error>;
+
     /// `GetIntel(ip s, refresh b) -> s`: intel about `ip` as a JSON object; `refresh` skips the
     /// cache.
     #[zbus(name = "GetIntel")]

@@ -42,6 +42,8 @@ use crate::{EngineError, EngineEvent, EngineOptions};
 
 /// Locks that serialise operations on the same target; more stripes, fewer false collisions.
 const STRIPES: usize = 64;
+/// Expiries logged one by one per sweep at info level.
+const EXPIRIES_LOGGED: usize = 20;
 /// How often queued ban records are written again while the database fails.
 const RECORDS_RETRY: Duration = Duration::from_secs(1);
 
@@ -895,12 +897,23 @@ impl Inner {
                 .filter(|ban| index.remove_exact(ban))
                 .collect()
         };
-        for ban in &removed {
-            debug!(target = %ban.target, "ban expired");
+        for (i, ban) in removed.iter().enumerate() {
+            // Each expiry is logged; a wave of them is summed up after the first few.
+            if i < EXPIRIES_LOGGED {
+                info!(target = %ban.target, reason = %ban.reason, banned_at = ban.banned_at, "ban expired");
+            } else {
+                debug!(target = %ban.target, "ban expired");
+            }
             self.emit(EngineEvent::BanRemoved {
                 target: ban.target,
                 reason: "expired".to_owned(),
             });
+        }
+        if removed.len() > EXPIRIES_LOGGED {
+            info!(
+                more = removed.len() - EXPIRIES_LOGGED,
+                "more bans expired at the same time (each at debug level)"
+            );
         }
         Ok(removed.len())
     }
