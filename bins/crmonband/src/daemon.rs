@@ -99,9 +99,9 @@ pub fn start(config_path: Option<&Path>, foreground: bool) -> Result<ExitCode> {
     let log_file = if foreground {
         None
     } else {
-        Some(open_log_file(&config.general.state_dir)?)
+        Some(crate::logging::open_file(&config.general.state_dir)?)
     };
-    init_logging(config.general.log_level.as_str(), log_file);
+    crate::logging::init(config.general.log_level.as_str(), log_file);
     for w in &loaded.warnings {
         warn!("{w}");
     }
@@ -255,34 +255,6 @@ async fn wait_for_stop(shared: &Shared, signals: StopSignals) {
             }
         }
     }
-}
-
-fn init_logging(level: &str, file: Option<File>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
-        Some(file) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .init(),
-        // Colours only for a person at a terminal, not in journald or a redirected file.
-        None => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .init(),
-    }
-}
-
-fn open_log_file(state_dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let path = state_dir.join("crmonband.log");
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// The pid file, removed on drop (clean stop). A stale file from a killed daemon is replaced.

@@ -10,6 +10,7 @@ mod daemon;
 mod dbus_server;
 mod dbus_xml;
 mod explain;
+mod logging;
 mod stats;
 
 use std::path::PathBuf;

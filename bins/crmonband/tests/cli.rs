@@ -392,3 +392,31 @@ fn config_md_lists_every_service_pack() {
         assert!(row.contains(enabled), "{row}");
     }
 }
+
+/// A user name with a terminal escape in it (attacker text) is shown escaped by `explain`.
+#[test]
+fn explain_shows_attacker_text_with_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Nov 25 16:22:59 host sshd[1237]: Invalid user \u{1b}[2Jevil from 192.0.2.7 port 22\n",
+    )
+    .unwrap();
+    let out = crmonband(&[
+        "-c",
+        "/dev/null",
+        "explain",
+        "--service",
+        "ssh",
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("192.0.2.7"), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "a raw escape reached the terminal: {shown:?}"
+    );
+    assert!(shown.contains("\\u{1b}[2Jevil"), "{shown}");
+}

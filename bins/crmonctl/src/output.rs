@@ -7,8 +7,6 @@ use crmonban_dbus::{BanInfo, LogInfo, ProtectedInfo, rfc3339_utc};
 use serde::Serialize;
 use zbus::Variant;
 
-/// Left-aligned columns separated by two spaces, widths from the widest cell; no trailing
-/// blanks.
 /// `text` with control characters (escape sequences, newlines) written as escapes, so that
 /// nothing a daemon relays (a comment, a log detail) can drive the terminal.
 pub fn escape_control(text: &str) -> String {
@@ -27,6 +25,8 @@ pub fn escape_control(text: &str) -> String {
         .collect()
 }
 
+/// Left-aligned columns separated by two spaces, widths from the widest cell; no trailing
+/// blanks.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()

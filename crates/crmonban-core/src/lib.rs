@@ -11,6 +11,7 @@ pub mod ban;
 pub mod config;
 pub mod event;
 pub mod target;
+pub mod text;
 
 pub use ban::{Ban, BanSource, unix_now};
 pub use config::{Config, ConfigError, ConfigErrors, ConfigWarning};

@@ -420,7 +420,8 @@ impl RunState<'_> {
             hit.addr,
             hit.kind.as_str(),
             &*hit.pattern,
-            text.trim_end()
+            // The line is attacker text: no escape sequence reaches the terminal.
+            crmonban_core::text::escape_control(text.trim_end())
         )
     }
 }
