@@ -84,6 +84,10 @@ fn engine_error(e: EngineError) -> Error {
     }
 }
 
+/// Signals the forwarder could not send because it fell behind the engine (a flush of many
+/// bans): counted for `Status`.
+static SIGNALS_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn ban_info(b: crmonban_core::Ban) -> BanInfo {
     (
         b.target.to_string(),
@@ -112,7 +116,8 @@ impl DaemonObject {
 #[zbus::interface(name = "org.crmonban.Daemon")]
 impl DaemonObject {
     /// running, version, uptime_seconds, active_bans, events_processed, services,
-    /// default_ban_duration, records_pending, records_failed, records_dropped.
+    /// default_ban_duration, records_pending, records_failed, records_dropped, events_dropped,
+    /// activity_dropped, signals_dropped.
     async fn status(&self) -> HashMap<String, OwnedVariant> {
         let config = self.shared.config.read().await;
         let services: Vec<String> = config
@@ -152,6 +157,18 @@ impl DaemonObject {
         put(status_keys::RECORDS_PENDING, Variant::from(records.pending));
         put(status_keys::RECORDS_FAILED, Variant::from(records.failed));
         put(status_keys::RECORDS_DROPPED, Variant::from(records.dropped));
+        put(
+            status_keys::EVENTS_DROPPED,
+            Variant::from(self.engine().events_dropped()),
+        );
+        put(
+            status_keys::ACTIVITY_DROPPED,
+            Variant::from(self.engine().activity_dropped()),
+        );
+        put(
+            status_keys::SIGNALS_DROPPED,
+            Variant::from(SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
+        );
         status
     }
 
@@ -573,9 +590,10 @@ async fn serve(
         let event = match event {
             Ok(event) => event,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                SIGNALS_DROPPED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 warn!(
                     missed = n,
-                    "D-Bus signal forwarder fell behind; signals dropped"
+                    "D-Bus signal forwarder fell behind; signals dropped (counted in Status signals_dropped)"
                 );
                 continue;
             }

@@ -236,6 +236,9 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::RECORDS_PENDING,
         status_keys::RECORDS_FAILED,
         status_keys::RECORDS_DROPPED,
+        status_keys::EVENTS_DROPPED,
+        status_keys::ACTIVITY_DROPPED,
+        status_keys::SIGNALS_DROPPED,
     ];
     let mut pairs = Vec::new();
     for key in known {

@@ -196,6 +196,13 @@ pub mod status_keys {
     pub const RECORDS_FAILED: &str = "records_failed";
     /// `t`: records given up (refused for good by the database, or beyond the queue's bound).
     pub const RECORDS_DROPPED: &str = "records_dropped";
+    /// `t`: event rows not recorded since start (queue full under a flood, database refused);
+    /// the bans are not affected.
+    pub const EVENTS_DROPPED: &str = "events_dropped";
+    /// `t`: activity log entries not recorded since start.
+    pub const ACTIVITY_DROPPED: &str = "activity_dropped";
+    /// `t`: D-Bus signals not sent since start because the forwarder fell behind.
+    pub const SIGNALS_DROPPED: &str = "signals_dropped";
 }
 
 #[cfg(test)]

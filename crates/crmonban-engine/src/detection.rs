@@ -46,7 +46,9 @@ use crate::{BanRequest, Engine, EngineError, StorePositions};
 /// Lines waiting between the sources and the matchers.
 const LINE_QUEUE: usize = 4096;
 /// Events waiting to be written to the store.
-const EVENT_QUEUE: usize = 16_384;
+const EVENT_QUEUE: usize = 65_536;
+/// Events written per transaction at most.
+const EVENT_BATCH: usize = 8192;
 /// Addresses remembered for coalescing AttackDetected.
 const COALESCE_CAPACITY: usize = 100_000;
 /// Bans running at once; the matcher waits (and lines queue) beyond this.
@@ -224,9 +226,8 @@ async fn match_lines(
             m.engine
                 .report_attack_coalesced(&event, coalescer.admit(hit.addr, now));
             if m.events.try_send(event).is_err() {
-                debug!(
-                    "event queue full; an event row is dropped (the ban decision is not affected)"
-                );
+                // Counted (Status events_dropped); the ban decision is not affected.
+                m.engine.note_events_dropped(1);
             }
         }
         // Asked before counting: a trusted address takes no window memory and never bans.
@@ -366,20 +367,28 @@ async fn carry_out(engine: Engine, decision: Decision, check_history: bool) {
     }
 }
 
-/// Writes events to the store in batches, off the matching path.
+/// Writes events to the store in batches, off the matching path. A batch the store refuses is
+/// counted as dropped.
 async fn write_events(engine: Engine, mut events: mpsc::Receiver<Event>) {
-    let mut batch = Vec::with_capacity(1024);
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
-        let received = events.recv_many(&mut batch, 1024).await;
+        let received = events.recv_many(&mut batch, EVENT_BATCH).await;
         if received == 0 {
             break;
         }
         if let Err(e) = engine.store().record_events(&batch).await {
-            warn!("recording {} events failed: {e}", batch.len());
+            engine.note_events_dropped(batch.len() as u64);
+            warn!(
+                "recording {} events failed (counted as dropped): {e}",
+                batch.len()
+            );
         }
+        let full = batch.len() == EVENT_BATCH;
         batch.clear();
-        // Let a burst accumulate into the next batch.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A trickle: let a few more arrive to share the next transaction. A burst: go on.
+        if !full {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -84,6 +84,7 @@ pub(crate) struct Inner {
     /// Ban and unban records waiting for the database (kernel first, record follows).
     records: Records,
     events_processed: AtomicU64,
+    events_dropped: AtomicU64,
     started: Instant,
     stopped: AtomicBool,
     stop: watch::Sender<bool>,
@@ -208,6 +209,7 @@ impl Engine {
             activity,
             records: Records::default(),
             events_processed: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
             started: Instant::now(),
             stopped: AtomicBool::new(false),
             stop,
@@ -247,6 +249,15 @@ impl Engine {
                 .instrument(info_span!("records")),
             ),
             tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    inner.options.retention.every,
+                    Periodic::Retention,
+                )
+                .instrument(info_span!("retention")),
+            ),
+            tokio::spawn(
                 follow_host_addresses(
                     Arc::downgrade(&inner),
                     inner.stop.subscribe(),
@@ -269,6 +280,9 @@ impl Engine {
         );
         for (target, why) in lifted {
             inner.record(now, "lift", Some(target), format!("not restored: {why}"));
+        }
+        if let Err(error) = inner.prune_history().await {
+            warn!(%error, "cannot apply the history retention at start; retried every {:?}", inner.options.retention.every);
         }
         inner.emit(EngineEvent::DaemonStarted);
         Ok((Engine { inner }, first_subscriber))
@@ -520,6 +534,23 @@ impl Engine {
     /// Ban and unban records that could not be written to the database at once.
     pub fn record_stats(&self) -> RecordStats {
         self.inner.records.stats()
+    }
+
+    /// Activity log entries lost since start (queue full under a flood, or refused by the
+    /// database).
+    pub fn activity_dropped(&self) -> u64 {
+        self.inner.activity.dropped()
+    }
+
+    /// Event rows lost since start (see [`Engine::note_events_dropped`]).
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` event rows that could not be recorded (the detection pipeline's queue was
+    /// full, or the database refused them); the bans they led to are not affected.
+    pub fn note_events_dropped(&self, n: u64) {
+        self.inner.events_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn events_processed(&self) -> u64 {
@@ -1043,6 +1074,28 @@ impl Inner {
 }
 
 impl Inner {
+    /// Deletes events and activity entries beyond the retention bounds.
+    async fn prune_history(&self) -> Result<(), EngineError> {
+        let retention = self.options.retention;
+        let age = i64::try_from(retention.max_age.as_secs()).unwrap_or(i64::MAX);
+        let before = unix_now().saturating_sub(age);
+        let events = self
+            .store
+            .prune_events(before, retention.max_event_rows)
+            .await?;
+        let activity = self
+            .store
+            .prune_activity(before, retention.max_activity_rows)
+            .await?;
+        if events + activity > 0 {
+            debug!(
+                events,
+                activity, "history beyond the retention bounds deleted"
+            );
+        }
+        Ok(())
+    }
+
     /// Replaces the whole layout with `elements`. The rebuild is one transaction, over which
     /// the firewall thread carries the generation set just before as "whole"; if it fails,
     /// nothing is known whole and the next check counts again.
@@ -1102,6 +1155,7 @@ enum Periodic {
     Repair,
     HostAddresses,
     Records,
+    Retention,
 }
 
 /// Re-reads the host's addresses whenever the kernel says they changed (and at the poll
@@ -1194,6 +1248,7 @@ async fn run_every(
                 .await
                 .map(drop)
                 .map_err(EngineError::from),
+            Periodic::Retention => inner.prune_history().await,
         };
         match result {
             Ok(()) => failing = false,

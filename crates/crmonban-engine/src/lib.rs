@@ -36,6 +36,6 @@ pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
 pub use events::EngineEvent;
 pub use host::host_addresses;
-pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation};
+pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;

@@ -35,6 +35,31 @@ pub struct EngineOptions {
     /// applies: an embedder may add vetoes, never lift loopback, host or whitelist
     /// protection). Default none.
     pub extra_policy: Option<Arc<dyn BanPolicy>>,
+    /// How much event and activity history the store keeps (`[general] history_days`,
+    /// `max_event_rows`, `max_activity_rows`), enforced at start and every
+    /// [`Retention::every`].
+    pub retention: Retention,
+}
+
+/// Bounds on the store's event and activity history (ban history is kept whole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_event_rows: u64,
+    pub max_activity_rows: u64,
+    /// How often the bounds are applied. Default 10 minutes.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            max_age: Duration::from_secs(30 * 86_400),
+            max_event_rows: 1_000_000,
+            max_activity_rows: 100_000,
+            every: Duration::from_secs(600),
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -49,6 +74,7 @@ impl Default for EngineOptions {
             whitelist: WhitelistConfig::default(),
             zones: ZonesConfig::default(),
             extra_policy: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -62,6 +88,12 @@ impl EngineOptions {
             escalation: Arc::new(FactorEscalation::from_config(config)),
             whitelist: config.whitelist.clone(),
             zones: config.zones.clone(),
+            retention: Retention {
+                max_age: Duration::from_secs(u64::from(config.general.history_days) * 86_400),
+                max_event_rows: config.general.max_event_rows,
+                max_activity_rows: config.general.max_activity_rows,
+                ..Retention::default()
+            },
             ..EngineOptions::default()
         }
     }
@@ -77,6 +109,7 @@ impl fmt::Debug for EngineOptions {
             .field("host_address_poll", &self.host_address_poll)
             .field("whitelist", &self.whitelist)
             .field("zones", &self.zones)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

@@ -4,9 +4,19 @@
 use crmonban_core::Target;
 use sqlx::sqlite::SqliteRow;
 
+use crate::bulk::insert_rows;
 use crate::error::into_sqlx;
 use crate::rows::RowReader;
 use crate::{Store, StoreError, limit};
+
+/// An entry to append ([`Store::log_activities`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NewActivity<'a> {
+    pub at: i64,
+    pub action: &'a str,
+    pub target: Option<&'a Target>,
+    pub detail: &'a str,
+}
 
 /// One line of the activity log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +53,32 @@ impl Store {
         Ok(result.last_insert_rowid())
     }
 
+    /// Appends many entries in one transaction (the activity writer's batches).
+    pub async fn log_activities(&self, entries: &[NewActivity<'_>]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let action = "write the activity log";
+        let mut tx = self.begin_write().await.map_err(self.fail(action))?;
+        insert_rows(
+            &mut tx,
+            "INSERT INTO activity_log (at, action, target, detail)",
+            4,
+            entries,
+            |statement, entry| {
+                statement
+                    .bind(entry.at)
+                    .bind(entry.action)
+                    .bind(entry.target.map(Target::to_string))
+                    .bind(entry.detail)
+            },
+        )
+        .await
+        .map_err(self.fail(action))?;
+        tx.commit().await.map_err(self.fail(action))?;
+        Ok(())
+    }
+
     /// The `limit` most recent entries, newest first.
     pub async fn recent_activity(&self, limit_rows: u32) -> Result<Vec<ActivityEntry>, StoreError> {
         sqlx::query(
@@ -55,15 +91,17 @@ impl Store {
         .map_err(self.fail("read the activity log"))
     }
 
-    /// Deletes entries older than `before` and returns how many went.
-    pub async fn prune_activity(&self, before: i64) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM activity_log WHERE at < ?1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(self.fail("prune the activity log"))?
-            .rows_affected();
-        Ok(deleted)
+    /// Deletes entries older than `before` and, beyond that, all but the newest `keep`;
+    /// returns how many went.
+    pub async fn prune_activity(&self, before: i64, keep: u64) -> Result<u64, StoreError> {
+        self.prune_table(
+            "activity_log",
+            "at < ?1",
+            before,
+            keep,
+            "prune the activity log",
+        )
+        .await
     }
 }
 

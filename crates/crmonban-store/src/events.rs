@@ -108,16 +108,17 @@ impl Store {
         Ok(rows.into_iter().map(|(addr, n)| (addr, count(n))).collect())
     }
 
-    /// Deletes events older than `before` and returns how many went, so that the table does
-    /// not grow without bound under a long attack.
-    pub async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
-        let deleted = sqlx::query("DELETE FROM events WHERE coalesce(time, seen_at) < ?1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(self.fail("prune old events"))?
-            .rows_affected();
-        Ok(deleted)
+    /// Deletes events older than `before` and, beyond that, all but the newest `keep`, so
+    /// that the table does not grow without bound under a long attack; returns how many went.
+    pub async fn prune_events(&self, before: i64, keep: u64) -> Result<u64, StoreError> {
+        self.prune_table(
+            "events",
+            "coalesce(time, seen_at) < ?1",
+            before,
+            keep,
+            "prune old events",
+        )
+        .await
     }
 }
 

@@ -29,7 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use activity::ActivityEntry;
+pub use activity::{ActivityEntry, NewActivity};
 pub use bans::BanRecord;
 pub use error::StoreError;
 pub use events::EventRecord;
@@ -119,6 +119,36 @@ impl Store {
     /// while growing its shared-memory or WAL index files.
     fn fail(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |e| error::query(action)(e).with_disk_state(&self.path)
+    }
+
+    /// Deletes the rows of `table` matching `older` (bound to `before`), then all but the
+    /// newest `keep` rows by id; returns how many went. `table` and `older` are constants of
+    /// this crate, never input.
+    async fn prune_table(
+        &self,
+        table: &'static str,
+        older: &'static str,
+        before: i64,
+        keep: u64,
+        action: &'static str,
+    ) -> Result<u64, StoreError> {
+        let by_age = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE {older}"
+        )))
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(self.fail(action))?
+        .rows_affected();
+        let by_count = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE id <= (SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+        )))
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(self.fail(action))?
+        .rows_affected();
+        Ok(by_age + by_count)
     }
 
     /// Starts a write transaction ([`write::WriteTx`]).

@@ -540,8 +540,35 @@ async fn events_and_statistics() {
         vec![("192.0.2.1".to_owned(), 3)]
     );
     assert_eq!(store.top_attackers(i64::MIN, 10).await.unwrap().len(), 3);
-    assert_eq!(store.prune_events(T0).await.unwrap(), 1);
+    assert_eq!(store.prune_events(T0, u64::MAX).await.unwrap(), 1);
     assert_eq!(store.recent_events(10).await.unwrap().len(), 4);
+    // Beyond the age, the table keeps only the newest rows.
+    let newest = store.recent_events(2).await.unwrap();
+    assert_eq!(store.prune_events(i64::MIN, 2).await.unwrap(), 2);
+    assert_eq!(store.recent_events(10).await.unwrap(), newest);
+}
+
+#[tokio::test]
+async fn activity_is_written_in_batches_and_pruned_by_age_and_count() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let target = target("192.0.2.9");
+    let entries: Vec<crmonban_store::NewActivity<'_>> = (0..5000)
+        .map(|i| crmonban_store::NewActivity {
+            at: T0 + i,
+            action: "ban",
+            target: Some(&target),
+            detail: "burst",
+        })
+        .collect();
+    store.log_activities(&entries).await.unwrap();
+    assert_eq!(store.recent_activity(10_000).await.unwrap().len(), 5000);
+    // Older than T0 + 1000: 1000 rows; then all but the newest 3000.
+    assert_eq!(store.prune_activity(T0 + 1000, 3000).await.unwrap(), 2000);
+    let kept = store.recent_activity(10_000).await.unwrap();
+    assert_eq!(kept.len(), 3000);
+    assert_eq!(kept[0].at, T0 + 4999);
+    assert_eq!(kept[2999].at, T0 + 2000);
 }
 
 #[tokio::test]

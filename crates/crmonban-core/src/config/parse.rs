@@ -288,6 +288,21 @@ fn read_general(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, general: &mut Gen
     {
         general.max_tracked_addresses = usize::try_from(n).unwrap_or(general.max_tracked_addresses);
     }
+    if let Some(v) = t.get("history_days")
+        && let Some(n) = v.integer(d, 1..=36_500)
+    {
+        general.history_days = u32::try_from(n).unwrap_or(general.history_days);
+    }
+    if let Some(v) = t.get("max_event_rows")
+        && let Some(n) = v.integer(d, 1..=i128::from(i64::MAX))
+    {
+        general.max_event_rows = u64::try_from(n).unwrap_or(general.max_event_rows);
+    }
+    if let Some(v) = t.get("max_activity_rows")
+        && let Some(n) = v.integer(d, 1..=i128::from(i64::MAX))
+    {
+        general.max_activity_rows = u64::try_from(n).unwrap_or(general.max_activity_rows);
+    }
     t.finish(d);
 }
 

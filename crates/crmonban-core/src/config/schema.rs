@@ -183,6 +183,13 @@ pub struct GeneralConfig {
     /// Most addresses the detector tracks per service before it evicts. Default
     /// [`DEFAULT_MAX_TRACKED_ADDRESSES`].
     pub max_tracked_addresses: usize,
+    /// Events and activity log entries older than this are deleted (ban history is kept:
+    /// escalation counts it). Default 30 days.
+    pub history_days: u32,
+    /// The events table keeps at most this many rows, the newest. Default 1,000,000.
+    pub max_event_rows: u64,
+    /// The activity log keeps at most this many entries, the newest. Default 100,000.
+    pub max_activity_rows: u64,
 }
 
 /// The default of `[general] max_tracked_addresses`: what a hash index of 2^21 buckets holds
@@ -203,6 +210,9 @@ impl Default for GeneralConfig {
             ban_time_increment: 1.0,
             max_ban_time: Some(Duration::from_secs(7 * 24 * 3600)),
             max_tracked_addresses: DEFAULT_MAX_TRACKED_ADDRESSES,
+            history_days: 30,
+            max_event_rows: 1_000_000,
+            max_activity_rows: 100_000,
         }
     }
 }

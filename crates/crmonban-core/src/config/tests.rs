@@ -163,6 +163,9 @@ fn the_default_file_shows_every_key() {
         "ban_time_increment",
         "max_ban_time",
         "max_tracked_addresses",
+        "history_days",
+        "max_event_rows",
+        "max_activity_rows",
         "ipv6_prefix",
         "table_name",
         "chain_name",
@@ -950,7 +953,8 @@ fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
         error("[general]\nlog_level = \"info\"\nlog_levle = \"debug\"\n"),
         "config.toml:3: general.log_levle: unknown key (did you mean `log_level`?); known keys \
          here: db_path, pid_file, log_level, auto_intel, default_ban_duration, services_dir, state_dir, \
-         ban_time_increment, max_ban_time, max_tracked_addresses"
+         ban_time_increment, max_ban_time, max_tracked_addresses, history_days, max_event_rows, \
+         max_activity_rows"
     );
     let e = error("\n[firewall]\ntable = \"x\"\n");
     assert!(
