@@ -681,3 +681,7 @@ async fn connect(shared: Arc<Shared>, system_bus: bool) -> zbus::Result<zbus::Co
         .build()
         .await
 }
+
+#[cfg(test)]
+#[path = "dbus_args_tests.rs"]
+mod args_tests;

@@ -90,6 +90,7 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.get_bans().await),
             recorded(proxy.get_bans_paged(0, 10).await),
             recorded(proxy.is_banned(ip).await),
+            recorded(proxy.get_ban(ip).await),
             recorded(proxy.get_intel(ip, true).await),
             recorded(proxy.whitelist_add(ip, "c").await),
             recorded(proxy.whitelist_add_lifting(ip, "c").await),
