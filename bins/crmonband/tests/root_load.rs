@@ -58,7 +58,11 @@ fn root_eight_hammering_clients_leave_others_answered_within_100_ms() {
         sorted.len(),
         sorted[sorted.len() / 2]
     );
-    assert!(sorted.len() > 50, "the observer got only {} answers", sorted.len());
+    assert!(
+        sorted.len() > 50,
+        "the observer got only {} answers",
+        sorted.len()
+    );
     assert!(bans > 100, "the hammering clients made only {bans} bans");
     assert!(
         p99 < Duration::from_millis(100),

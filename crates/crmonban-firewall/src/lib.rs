@@ -216,7 +216,7 @@ pub trait FirewallBackend: Send {
     fn list(&mut self) -> Result<Vec<Element>, FirewallError>;
 
     /// How many elements the sets hold (single IPv4, single IPv6, IPv4 networks, IPv6
-    /// networks; an interval counts once), read without the slow path of [`list`]; `None`
+    /// networks; at least one per interval), read without the slow path of [`list`]; `None`
     /// when the backend cannot tell. Costs a read of every element: the engine asks only when
     /// [`generation`] says the ruleset changed.
     ///

@@ -772,3 +772,22 @@ fn root_single_address_lane_leaves_what_nft_leaves() {
         "{v6}"
     );
 }
+
+/// The element count read over netlink (the repair check after someone else changed the
+/// ruleset) matches what was loaded; an interval set holds at least one element per
+/// interval (the kernel's representation may add one).
+#[test]
+fn root_element_counts_match_the_loaded_sets() {
+    let ns = NetNs::new("fw-count");
+    let mut fw = backend_in(&ns, Transport::Library);
+    let mut elements = bulk_elements(100_000);
+    elements.push(Element::permanent(t("203.0.113.0/24")));
+    elements.push(Element::permanent(t("198.51.100.0/24")));
+    elements.push(Element::permanent(t("2001:db8:1::/48")));
+    ns.run(|| fw.replace_all(&elements)).unwrap();
+    let started = std::time::Instant::now();
+    let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
+    eprintln!("counted {counts:?} in {:?}", started.elapsed());
+    assert_eq!(counts[..2], [75_000, 25_000]);
+    assert!(counts[2] >= 2 && counts[3] >= 1, "{counts:?}");
+}

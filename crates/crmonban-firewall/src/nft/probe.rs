@@ -194,7 +194,8 @@ fn dropped_set(rule: &Reply) -> Option<String> {
 }
 
 /// How many elements each of the layout's sets holds, in the order single IPv4, single IPv6,
-/// IPv4 networks, IPv6 networks (an interval counts once, not as its start and end). A dump of
+/// IPv4 networks, IPv6 networks (elements flagged as an interval's end are not counted; the
+/// kernel may still show one more element than intervals). A dump of
 /// the elements over netlink: no nft cache, no commit lock, but it reads every element, so it
 /// is run only when someone else may have changed the ruleset.
 pub(crate) fn element_counts(layout: &Layout) -> Result<[usize; 4], FirewallError> {
