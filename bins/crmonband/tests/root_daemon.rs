@@ -373,7 +373,10 @@ fn root_oversized_arguments_are_refused_without_echo_and_the_daemon_stays() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
-    eprintln!("daemon peak RSS after 30 MiB arguments: {} MiB", peak_kb / 1024);
+    eprintln!(
+        "daemon peak RSS after 30 MiB arguments: {} MiB",
+        peak_kb / 1024
+    );
     assert!(peak_kb < 256 * 1024, "peak RSS {} MiB", peak_kb / 1024);
 }
 
