@@ -25,15 +25,19 @@
 //!   source never skips a backlog on its own, however far behind it is.
 
 use std::collections::VecDeque;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use std::sync::atomic::Ordering;
+mod rotated;
+mod task;
+pub(super) use task::run;
 
-use super::{Delivery, SourceLine, SourcePosition, Stopped, unix_micros};
+use rotated::{find_rotated, rotated_siblings};
+
+use super::SourcePosition;
 
 /// Bytes hashed to recognise a file by its first line.
 const FIRST_LINE_BYTES: usize = 1024;
@@ -548,56 +552,6 @@ fn hash_matches(saved: Option<u64>, now: Option<u64>) -> bool {
     saved.is_none() || saved == now
 }
 
-/// Looks next to `path` for the rotated file that `saved` describes: the same inode when one is
-/// given, else the same first line and at least `offset` bytes. Compressed files are skipped.
-fn find_rotated(path: &Path, saved: &SourcePosition, exclude: Option<u64>) -> Option<Reader> {
-    let offset = saved.offset.unwrap_or(0);
-    let mut candidates: Vec<(PathBuf, Metadata)> = rotated_siblings(path)
-        .into_iter()
-        .filter(|(_, meta)| Some(meta.ino()) != exclude && meta.len() >= offset)
-        .collect();
-    // The most recently changed first: `NAME.1` rather than an old `NAME.2` with the same start.
-    candidates.sort_by_key(|(_, meta)| std::cmp::Reverse(meta.mtime()));
-    candidates.into_iter().find_map(|(candidate, meta)| {
-        if saved.inode.is_some_and(|inode| inode != meta.ino()) {
-            return None;
-        }
-        let reader = Reader::open(&candidate, 0).ok()?;
-        (saved.first_line_hash.is_some() || saved.inode.is_some())
-            .then_some(())
-            .filter(|()| hash_matches(saved.first_line_hash, reader.first_line_hash))
-            .map(|()| reader)
-    })
-}
-
-/// The regular files `NAME.*` and `NAME-*` next to `path`, except compressed ones, which are
-/// not read.
-fn rotated_siblings(path: &Path) -> Vec<(PathBuf, Metadata)> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let file_name = entry.file_name();
-            let file_name = file_name.to_str()?;
-            let rest = file_name.strip_prefix(name)?;
-            let rotated = rest.starts_with('.') || rest.starts_with('-');
-            let compressed = [".gz", ".xz", ".bz2", ".zst", ".lz4"]
-                .iter()
-                .any(|ext| rest.ends_with(ext));
-            if !rotated || compressed {
-                return None;
-            }
-            let meta = entry.metadata().ok()?;
-            meta.is_file().then(|| (entry.path(), meta))
-        })
-        .collect()
-}
-
 /// FNV-1a of the first line (at most [`FIRST_LINE_BYTES`]); `None` while the first line is
 /// shorter than that and not complete. A hash of our own: std's hasher may change between
 /// releases, which would make every saved position look like another file.
@@ -626,216 +580,5 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The task of one file source.
-pub(super) async fn run(path: PathBuf, source: String, mut delivery: Delivery) {
-    let saved = delivery.current.clone();
-    let mut tail = Some(Tail::new(
-        path.clone(),
-        source.clone(),
-        delivery.options.max_line,
-        saved,
-    ));
-    let mut watcher: Option<linemux::MuxedEvents> = None;
-    let mut warned_missing = false;
-    let mut first_round = true;
-    // The last round read the file to its end: the next one only has what was appended since.
-    let mut steady = false;
-    let poll = delivery.options.poll_interval;
-    loop {
-        if delivery.stopping() {
-            break;
-        }
-        if watcher.is_none() {
-            watcher = watch(&path).await;
-        }
-        let Some(mut owned) = tail.take() else { break };
-        let round = if steady {
-            // Tailing a live log: a notification means a few new lines in the page cache, read
-            // in microseconds right here. A hop to the blocking pool cost ~0.1 ms of the ban
-            // latency.
-            let round = owned.round();
-            tail = Some(owned);
-            round
-        } else {
-            // Opening, resuming or catching up (up to ROUND_BYTES per round): the blocking pool.
-            match tokio::task::spawn_blocking(move || {
-                let round = owned.round();
-                (owned, round)
-            })
-            .await
-            {
-                Ok((back, round)) => {
-                    tail = Some(back);
-                    round
-                }
-                Err(e) => {
-                    delivery
-                        .counters
-                        .fail(format!("reading {} failed: {e}", path.display()));
-                    break;
-                }
-            }
-        };
-        steady = round.reading && !round.more && round.error.is_none();
-        if let Some(error) = round.error {
-            delivery.counters.fail(error);
-        } else if round.reading {
-            delivery.counters.recovered();
-        }
-        for skipped in &round.skipped {
-            delivery.counters.skipped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(service = %delivery.service, "{skipped}");
-        }
-        if round.missing && !warned_missing {
-            warned_missing = true;
-            tracing::warn!(
-                service = %delivery.service,
-                path = %path.display(),
-                "log file does not exist yet; it will be read from its start when it appears"
-            );
-        }
-        let received_at = unix_micros();
-        let mut stopped = false;
-        for line in round.lines {
-            let line = SourceLine {
-                service: std::sync::Arc::clone(&delivery.service),
-                line: line.bytes,
-                truncated: line.truncated,
-                position: line.position,
-                received_at,
-                time: None,
-                fields: None,
-                before: None,
-                replayed: false,
-                seq: 0,
-            };
-            if let Err(Stopped) = delivery.send(line).await {
-                stopped = true;
-                break;
-            }
-        }
-        if stopped {
-            break;
-        }
-        if let Some(position) = round.position {
-            delivery.advance(position);
-        }
-        if first_round && round.reading {
-            // The starting point is worth saving at once: lines written from now on are new.
-            first_round = false;
-            delivery.save_consumed().await;
-        }
-        if round.more {
-            continue;
-        }
-        // Wait for a notification, the periodic re-check, or a stop.
-        let until = tokio::time::Instant::now() + poll;
-        loop {
-            tokio::select! {
-                biased;
-                _ = delivery.stop.changed() => break,
-                event = next_event(&mut watcher) => {
-                    if event { break }
-                }
-                _ = tokio::time::sleep_until(until) => break,
-                _ = delivery.save_tick.tick() => delivery.save_consumed().await,
-            }
-        }
-    }
-    delivery.save_latest().await;
-}
-
-async fn watch(path: &Path) -> Option<linemux::MuxedEvents> {
-    let mut events = linemux::MuxedEvents::new().ok()?;
-    match events.add_file(path).await {
-        Ok(_) => Some(events),
-        Err(e) => {
-            tracing::debug!(path = %path.display(), "no file notifications yet (re-checking periodically): {e}");
-            None
-        }
-    }
-}
-
-/// `true` on a notification; on an error or an empty watch the watch is dropped (and rebuilt
-/// at the next round) and this waits forever, leaving the periodic re-check to wake us.
-async fn next_event(watcher: &mut Option<linemux::MuxedEvents>) -> bool {
-    let Some(events) = watcher.as_mut() else {
-        return std::future::pending().await;
-    };
-    match events.next_event().await {
-        Ok(Some(_)) => true,
-        Ok(None) | Err(_) => {
-            *watcher = None;
-            std::future::pending().await
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn append(path: &Path, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn texts(round: &Round) -> Vec<String> {
-        round
-            .lines
-            .iter()
-            .map(|l| String::from_utf8(l.bytes.clone()).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn new_file_is_read_from_its_end_and_partial_lines_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("auth.log");
-        append(&path, "old 1\nold 2\n");
-        let mut tail = Tail::new(path.clone(), "k".into(), 1 << 20, None);
-        assert!(tail.round().lines.is_empty());
-        append(&path, "new 1\r\nnew ");
-        assert_eq!(texts(&tail.round()), ["new 1"]);
-        append(&path, "2\n");
-        let round = tail.round();
-        assert_eq!(texts(&round), ["new 2"]);
-        assert_eq!(round.position.unwrap().offset, Some(25));
-    }
-
-    #[test]
-    fn over_long_lines_are_cut_and_flagged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        append(&path, "");
-        let mut tail = Tail::new(path.clone(), "k".into(), 8, None);
-        tail.round();
-        append(&path, &format!("{}\nshort\n", "a".repeat(200_000)));
-        let round = tail.round();
-        assert_eq!(texts(&round), ["aaaaaaaa", "short"]);
-        assert!(round.lines[0].truncated);
-        assert!(!round.lines[1].truncated);
-    }
-
-    #[test]
-    fn start_mid_line_skips_the_fragment() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        append(&path, &"b".repeat(CHUNK + 10));
-        let mut tail = Tail::new(path.clone(), "k".into(), 1 << 20, None);
-        tail.round();
-        append(&path, "rest of it\nnext\n");
-        assert_eq!(texts(&tail.round()), ["next"]);
-    }
-
-    #[test]
-    fn fnv_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
-}
+mod tests;
