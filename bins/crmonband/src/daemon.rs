@@ -11,74 +11,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use crmonban_core::config::Config;
-use crmonban_engine::{Engine, EngineOptions};
-use crmonban_firewall::{NftBackend, NftOptions, Transport};
+use crmonban_engine::EngineBuilder;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::config_file;
 use crate::dbus_server;
-
-/// What the D-Bus object and the signal handlers share.
-pub struct Shared {
-    pub engine: Engine,
-    pub config: RwLock<Config>,
-    /// The file the config came from (`None`: built-in defaults), re-read on reload.
-    pub config_path: Option<PathBuf>,
-    /// Whether `-c` named the file (then it must exist on reload too).
-    pub config_explicit: bool,
-    /// Asks the main loop to stop (D-Bus Stop).
-    pub stop: Notify,
-}
-
-impl Shared {
-    /// Re-reads the configuration. An invalid file is reported and the running one stays.
-    pub async fn reload(&self) -> Result<()> {
-        let path = if self.config_explicit {
-            self.config_path.as_deref()
-        } else {
-            None
-        };
-        let loaded =
-            config_file::load(path).context("reload refused, the running configuration stays")?;
-        for w in &loaded.warnings {
-            warn!("{w}");
-        }
-        let mut current = self.config.write().await;
-        // Protection first: the new whitelist sources and zones in force at once, the bans
-        // they cover lifted.
-        let problems = self
-            .engine
-            .reconfigure_protection(loaded.config.whitelist.clone(), loaded.config.zones.clone())
-            .await
-            .context("reload refused: the protection policy could not be rebuilt")?;
-        if !problems.is_empty() {
-            warn!(
-                count = problems.len(),
-                "the reloaded whitelist sources have problems; the rest applies"
-            );
-        }
-        if loaded.config.nftables != current.nftables {
-            warn!("[nftables] changed: the new table, set and chain names apply at the next start");
-        }
-        if loaded.config.dbus != current.dbus {
-            warn!("[dbus] changed: the bus choice applies at the next start");
-        }
-        if loaded.config.services != current.services {
-            warn!(
-                "[services] or the service packs changed: detection applies them at the next start"
-            );
-        }
-        *current = loaded.config;
-        info!(
-            file = %loaded.path.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
-            "configuration reloaded"
-        );
-        Ok(())
-    }
-}
+use crate::state::Shared;
 
 /// Runs the daemon until a stop signal or a D-Bus Stop. Without `foreground`, forks into the
 /// background first and returns in the parent once the daemon is ready (or failed).
@@ -133,34 +73,17 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         if config.dbus.enabled {
             dbus_server::refuse_if_name_owned(config.dbus.system_bus).await?;
         }
-        let firewall = NftBackend::new(NftOptions {
-            layout: crate::layout(&config),
-            transport: Transport::Auto,
-        })?;
+        let dbus = config.dbus.clone();
+        let running = EngineBuilder::new(config)
+            .utc_offset(crate::explain::local_utc_offset())
+            .start()
+            .await?;
         info!(
-            "firewall: {}",
-            crmonban_firewall::FirewallBackend::describe(&firewall)
-        );
-        let db_path = &config.general.db_path;
-        if let Some(dir) = db_path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let store = crmonban_store::Store::open(db_path).await?;
-        let engine = Engine::start(
-            EngineOptions::from_config(&config),
-            Box::new(firewall),
-            store,
-        )
-        .await
-        .context("starting the engine")?;
-        info!(
-            active_bans = engine.active_ban_count(),
+            active_bans = running.engine().active_ban_count(),
             "bans restored; protecting"
         );
-        let dbus = config.dbus.clone();
         let shared = Arc::new(Shared {
-            engine: engine.clone(),
-            config: RwLock::new(config.clone()),
+            running,
             config_path: loaded.path.clone(),
             config_explicit: explicit,
             stop: Notify::new(),
@@ -168,21 +91,15 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         let bus = dbus
             .enabled
             .then(|| dbus_server::spawn(shared.clone(), dbus.system_bus));
-        let detection =
-            crmonban_engine::Detection::start(&engine, &config, crate::explain::local_utc_offset())
-                .context("starting detection")?;
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         wait_for_stop(&shared, signals).await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         info!("stopping; bans stay in the kernel");
-        detection.shutdown().await;
-        engine.shutdown().await;
+        shared.running.shutdown().await;
         if let Some(bus) = bus {
             bus.finish().await;
         }
-        // Checkpoints the WAL into the database file.
-        engine.store().clone().close().await;
         Ok(())
     });
     drop(pid_file);

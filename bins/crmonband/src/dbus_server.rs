@@ -23,7 +23,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant, Variant};
 
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 /// How long to wait between attempts to reach a bus that is not there.
 const BUS_RETRY: Duration = Duration::from_secs(5);
@@ -39,7 +39,7 @@ impl DaemonObject {
     }
 
     fn engine(&self) -> &crmonban_engine::Engine {
-        &self.shared.engine
+        self.shared.engine()
     }
 }
 
@@ -119,7 +119,7 @@ impl DaemonObject {
     /// default_ban_duration, records_pending, records_failed, records_dropped, events_dropped,
     /// activity_dropped, signals_dropped.
     async fn status(&self) -> HashMap<String, OwnedVariant> {
-        let config = self.shared.config.read().await;
+        let config = self.shared.running.config().await;
         let services: Vec<String> = config
             .enabled_services()
             .map(|(name, _)| name.to_owned())
@@ -514,7 +514,7 @@ impl Bus {
 /// forwards engine events as signals until the engine stops. A connection that is lost (the
 /// bus restarted, or it dropped us) is noticed within [`BUS_CHECK`] and made again.
 pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
-    let mut events = shared.engine.subscribe();
+    let mut events = shared.engine().subscribe();
     let task = tokio::spawn(async move {
         loop {
             let connection = loop {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use crmonban_core::config::Config;
-use crmonban_engine::{Engine, EngineOptions};
+use crmonban_engine::EngineBuilder;
 use crmonban_firewall::RecordingBackend;
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::Notify;
 use zbus::object_server::Interface;
 
-use crate::daemon::Shared;
 use crate::dbus_server::DaemonObject;
+use crate::state::Shared;
 
 /// The whole introspection document for the interface.
 pub fn generate() -> Result<String> {
@@ -25,22 +25,22 @@ pub fn generate() -> Result<String> {
         .build()?;
     let body = runtime.block_on(async {
         let store = crmonban_store::Store::open(&dir.path().join("introspect.db")).await?;
-        let engine = Engine::start(
-            EngineOptions::default(),
-            Box::new(RecordingBackend::new()),
-            store,
-        )
-        .await?;
-        let object = DaemonObject::new(Arc::new(Shared {
-            engine: engine.clone(),
-            config: RwLock::new(Config::default()),
+        let running = EngineBuilder::new(Config::default())
+            .firewall(Box::new(RecordingBackend::new()))
+            .store(store)
+            .without_detection()
+            .start()
+            .await?;
+        let shared = Arc::new(Shared {
+            running,
             config_path: None,
             config_explicit: false,
             stop: Notify::new(),
-        }));
+        });
+        let object = DaemonObject::new(shared.clone());
         let mut xml = String::new();
         object.introspect_to_writer(&mut xml, 1);
-        engine.shutdown().await;
+        shared.running.shutdown().await;
         anyhow::Ok(xml)
     })?;
     Ok(format!(

@@ -11,6 +11,7 @@ mod dbus_server;
 mod dbus_xml;
 mod explain;
 mod logging;
+mod state;
 mod stats;
 
 use std::path::PathBuf;
@@ -157,15 +158,7 @@ fn gen_config(output: Option<PathBuf>, force: bool) -> Result<ExitCode> {
 
 /// The firewall layout named by `[nftables]`.
 pub(crate) fn layout(config: &Config) -> Layout {
-    let n = &config.nftables;
-    Layout {
-        table: n.table_name.as_str().to_owned(),
-        input_chain: n.chain_name.as_str().to_owned(),
-        forward_chain: "forward".to_owned(),
-        set_v4: n.set_v4.as_str().to_owned(),
-        set_v6: n.set_v6.as_str().to_owned(),
-        priority: n.priority,
-    }
+    Layout::of(&config.nftables)
 }
 
 fn init(path: Option<&std::path::Path>) -> Result<ExitCode> {

@@ -186,6 +186,30 @@ impl Decider {
         decider
     }
 
+    /// Takes `config` in, keeping the counts: services no longer enabled are dropped, new ones
+    /// added, and the others keep their failure windows under their new thresholds (see
+    /// [`WindowCounter::reconfigured`]). Returns the bans the kept windows reach under the new
+    /// thresholds (a lowered `max_failures`).
+    pub fn reconfigure(&mut self, config: &Config) -> Vec<Decision> {
+        self.options.max_tracked = config.general.max_tracked_addresses;
+        let mut old = std::mem::take(&mut self.services);
+        let mut decisions = Vec::new();
+        for (name, service) in config.enabled_services() {
+            let service_name = Service::new(name);
+            let policy = ServicePolicy::new(service, &self.options);
+            let counter = match old.remove(&service_name) {
+                Some(counter) => {
+                    let (counter, reached) = counter.reconfigured(policy);
+                    decisions.extend(reached);
+                    counter
+                }
+                None => WindowCounter::new(service_name.clone(), policy),
+            };
+            self.services.insert(service_name, counter);
+        }
+        decisions
+    }
+
     /// Adds (or replaces, forgetting its counts) a service.
     pub fn add_service(&mut self, service: Service, config: &ServiceConfig) {
         let policy = ServicePolicy::new(config, &self.options);
@@ -270,6 +294,60 @@ impl WindowCounter {
         &self.policy
     }
 
+    /// This counter under `policy`, its windows kept. A new `find_time` or `ban_time` applies
+    /// in place; a new `max_failures`, `ipv6_prefix` or `max_tracked` rebuilds the table by
+    /// counting every remembered failure again, oldest first, which returns the bans the
+    /// windows reach under the new threshold. The connection a failure came from is not
+    /// remembered across that, so each counts on its own.
+    pub fn reconfigured(mut self, policy: ServicePolicy) -> (WindowCounter, Vec<Decision>) {
+        if policy == self.policy {
+            return (self, Vec::new());
+        }
+        let same_layout = policy.max_failures == self.policy.max_failures
+            && policy.ipv6_prefix == self.policy.ipv6_prefix
+            && policy.max_tracked == self.policy.max_tracked;
+        if same_layout {
+            self.find = u32::try_from(policy.find_time.as_secs()).unwrap_or(u32::MAX / 4);
+            self.policy = policy;
+            return (self, Vec::new());
+        }
+        let mut next = WindowCounter::new(self.service.clone(), policy);
+        next.stats = self.stats;
+        let pattern: std::sync::Arc<str> = std::sync::Arc::from("reconfigured");
+        let mut decisions = Vec::new();
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            let addr = self.address(&slot.key);
+            let ring = &self.times[i * self.stride..(i + 1) * self.stride];
+            for k in (0..usize::from(slot.len)).rev() {
+                let t = ring[(usize::from(slot.head) + self.stride - 1 - k) % self.stride];
+                let at = self.abs(t);
+                let hit = Hit {
+                    addr,
+                    port: None,
+                    kind: crmonban_core::EventKind::FailedAuth,
+                    pattern: pattern.clone(),
+                    time: Some(at),
+                    attempt: None,
+                };
+                decisions.extend(next.observe(&hit, at));
+            }
+        }
+        (next, decisions)
+    }
+
+    /// An address standing for `key` (the network's first address under aggregation).
+    fn address(&self, key: &Key) -> IpAddr {
+        if Self::is_v4(key) {
+            return IpAddr::V4(Ipv4Addr::from(key[3]));
+        }
+        let bits = (u128::from(key[0]) << 96)
+            | (u128::from(key[1]) << 64)
+            | (u128::from(key[2]) << 32)
+            | u128::from(key[3]);
+        IpAddr::V6(Ipv6Addr::from(bits))
+    }
+
     pub fn stats(&self) -> CounterStats {
         CounterStats {
             tracked: self.slots.len(),
@@ -322,14 +400,10 @@ impl WindowCounter {
     }
 
     fn target(&self, key: &Key) -> Target {
-        if Self::is_v4(key) {
-            return Target::from(Ipv4Addr::from(key[3]));
-        }
-        let bits = (u128::from(key[0]) << 96)
-            | (u128::from(key[1]) << 64)
-            | (u128::from(key[2]) << 32)
-            | u128::from(key[3]);
-        let addr = Ipv6Addr::from(bits);
+        let addr = match self.address(key) {
+            IpAddr::V6(addr) => addr,
+            v4 => return Target::from(v4),
+        };
         match self.policy.ipv6_prefix {
             Some(p) => Ipv6Net::new(addr, p).map_or(Target::from(addr), Target::from),
             None => Target::from(addr),

@@ -322,3 +322,62 @@ fn the_cap_bounds_tracked_addresses_and_keeps_near_bans() {
     );
     assert!(c.observe(&hit("192.0.2.7", T0 + 11), 0).is_some());
 }
+
+/// A reload keeps the windows: a longer find_time applies in place; a lower max_failures
+/// recounts them and returns the bans they reach now; a removed service is forgotten and an
+/// added one starts empty.
+#[test]
+fn reconfigure_keeps_the_windows_under_the_new_thresholds() {
+    let mut config = Config::default();
+    config.services.insert("ssh".into(), config_with(5, 600));
+    let mut d = Decider::from_config(&config, DeciderOptions::default());
+    let ssh = Service::new("ssh");
+    for i in 0..3 {
+        assert_eq!(d.observe(&ssh, &hit("192.0.2.7", T0 + i), 0), None);
+    }
+    assert_eq!(d.observe(&ssh, &hit("192.0.2.8", T0 + 5), 0), None);
+
+    // find_time 600 -> 900: counts kept, nothing decided.
+    config.services.insert("ssh".into(), config_with(5, 900));
+    assert!(d.reconfigure(&config).is_empty());
+    assert_eq!(
+        d.counter(&ssh)
+            .unwrap()
+            .failures("192.0.2.7".parse().unwrap()),
+        3
+    );
+
+    // max_failures 5 -> 3: the window of 192.0.2.7 reaches it now; 192.0.2.8's does not.
+    config.services.insert("ssh".into(), config_with(3, 900));
+    let reached = d.reconfigure(&config);
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    let Decision::Ban {
+        target, failures, ..
+    } = &reached[0];
+    assert_eq!((target.to_string().as_str(), *failures), ("192.0.2.7", 3));
+    assert_eq!(
+        d.counter(&ssh)
+            .unwrap()
+            .failures("192.0.2.8".parse().unwrap()),
+        1
+    );
+    assert_eq!(
+        d.observe(&ssh, &hit("192.0.2.8", T0 + 6), 0),
+        None,
+        "two of three"
+    );
+    assert!(d.observe(&ssh, &hit("192.0.2.8", T0 + 7), 0).is_some());
+
+    // ssh disabled: its counter is gone.
+    config.services.get_mut("ssh").unwrap().enabled = false;
+    assert!(d.reconfigure(&config).is_empty());
+    assert!(d.counter(&ssh).is_none());
+}
+
+fn config_with(max_failures: u32, find_time: u64) -> ServiceConfig {
+    let mut c = config();
+    c.max_failures = max_failures;
+    c.find_time = Duration::from_secs(find_time);
+    c.enabled = true;
+    c
+}

@@ -69,8 +69,17 @@ pub enum DetectionError {
 /// The running pipeline; stop it with [`Detection::shutdown`].
 pub struct Detection {
     sources: SourcesHandle,
-    matcher_task: JoinHandle<()>,
+    matcher_task: JoinHandle<Carried>,
     writer_task: JoinHandle<()>,
+    /// The configuration it runs on (what a reload compares log sources with).
+    config: Config,
+}
+
+/// What a reload carries from the stopped pipeline to the next: the failure windows and the
+/// resume trackers of each service's source.
+pub(crate) struct Carried {
+    decider: Decider,
+    trackers: HashMap<Arc<str>, (ResumeTracker, Option<String>)>,
 }
 
 impl Detection {
@@ -81,6 +90,52 @@ impl Detection {
         config: &Config,
         utc_offset: i32,
     ) -> Result<Detection, DetectionError> {
+        Detection::start_carrying(engine, config, utc_offset, None)
+    }
+
+    /// Every enabled service's patterns compile (what [`Detection::start`] needs).
+    pub fn check(config: &Config) -> Result<(), DetectionError> {
+        for (name, service) in config.enabled_services() {
+            ServiceMatcher::new(name, service).map_err(|source| DetectionError::Service {
+                service: name.to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stops this pipeline and starts one on `config` that keeps the failure windows (under
+    /// the new thresholds: bans they reach now are made at once) and, for services whose log
+    /// source is unchanged, the position and resume tracking: no line is read twice.
+    pub async fn reconfigured(
+        self,
+        engine: &Engine,
+        config: &Config,
+        utc_offset: i32,
+    ) -> Result<Detection, DetectionError> {
+        Detection::check(config)?;
+        let old = self.config.clone();
+        let mut carried = self.stop().await;
+        // A service whose log source changed starts its tracking afresh.
+        carried.trackers.retain(|name, _| {
+            let (before, after) = (old.services.get(&**name), config.services.get(&**name));
+            matches!((before, after), (Some(b), Some(a))
+                if b.log_path == a.log_path && b.journal_match == a.journal_match && b.source == a.source)
+        });
+        Detection::start_carrying(engine, config, utc_offset, Some(carried))
+    }
+
+    fn start_carrying(
+        engine: &Engine,
+        config: &Config,
+        utc_offset: i32,
+        carried: Option<Carried>,
+    ) -> Result<Detection, DetectionError> {
+        let reload = carried.is_some();
+        let (mut decider, mut trackers) = match carried {
+            Some(Carried { decider, trackers }) => (Some(decider), trackers),
+            None => (None, HashMap::new()),
+        };
         let mut watched = HashMap::new();
         let mut services = Vec::new();
         for (name, service) in config.enabled_services() {
@@ -89,22 +144,40 @@ impl Detection {
                     service: name.to_owned(),
                     source,
                 })?;
-            let tracker = ResumeTracker::new(service.find_time.as_secs());
+            let find_time = service.find_time.as_secs();
+            let (tracker, key) = match trackers.remove(name) {
+                Some((mut tracker, key)) => {
+                    tracker.set_window(find_time);
+                    (tracker, key)
+                }
+                None => (ResumeTracker::new(find_time), None),
+            };
             watched.insert(
                 Arc::<str>::from(name),
                 Watched {
                     matcher,
                     tracker,
-                    key: None,
+                    key,
                 },
             );
             services.push((name.to_owned(), service.clone()));
         }
-        let decider = Decider::from_config(config, DeciderOptions::default());
+        // Windows kept across a reload reach their bans under the new thresholds now.
+        let reached = match &mut decider {
+            Some(decider) => decider.reconfigure(config),
+            None => Vec::new(),
+        };
+        let decider =
+            decider.unwrap_or_else(|| Decider::from_config(config, DeciderOptions::default()));
+        for decision in reached {
+            tokio::spawn(carry_out(engine.clone(), decision, false));
+        }
         let positions = Arc::new(StorePositions(engine.store().clone()));
-        info!(services = ?services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), "detection starting");
+        info!(services = ?services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), reload, "detection starting");
         let options = SourceOptions {
             acknowledged: true,
+            // A reload kept the windows: read on from where the last pipeline stopped.
+            skip_resume: reload,
             ..SourceOptions::default()
         };
         let (lines, sources) =
@@ -128,15 +201,24 @@ impl Detection {
             sources,
             matcher_task,
             writer_task,
+            config: config.clone(),
         })
     }
 
     /// Stops the sources (saving their positions), lets the matcher finish what they had
     /// delivered, and writes the last events.
     pub async fn shutdown(self) {
+        drop(self.stop().await);
+    }
+
+    async fn stop(self) -> Carried {
         self.sources.shutdown().await;
-        let _ = self.matcher_task.await;
+        let carried = self.matcher_task.await;
         let _ = self.writer_task.await;
+        carried.unwrap_or_else(|_| Carried {
+            decider: Decider::new(DeciderOptions::default()),
+            trackers: HashMap::new(),
+        })
     }
 }
 
@@ -165,7 +247,7 @@ async fn match_lines(
     mut m: Matching,
     mut watched: HashMap<Arc<str>, Watched>,
     mut lines: mpsc::Receiver<SourceLine>,
-) {
+) -> Carried {
     let mut coalescer = AttackCoalescer::new(COALESCE_CAPACITY);
     let in_flight = Arc::new(Semaphore::new(BANS_IN_FLIGHT));
     let mut save_tick = tokio::time::interval(RESUME_SAVE_INTERVAL);
@@ -260,6 +342,13 @@ async fn match_lines(
     }
     let points = resume_points(&mut watched);
     save_resume_points(m.positions, points).await;
+    Carried {
+        decider: m.decider,
+        trackers: watched
+            .into_iter()
+            .map(|(name, w)| (name, (w.tracker, w.key)))
+            .collect(),
+    }
 }
 
 /// The resume points of `keys` were not saved: they are saved again at the next tick.

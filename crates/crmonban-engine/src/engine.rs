@@ -42,6 +42,23 @@ use crate::{EngineError, EngineEvent, EngineOptions};
 
 /// Locks that serialise operations on the same target; more stripes, fewer false collisions.
 const STRIPES: usize = 64;
+/// The engine's settings a reload may change.
+struct Settings {
+    default_ban: BanDuration,
+    escalation: Arc<dyn crate::Escalation>,
+    retention: crate::Retention,
+}
+
+impl Settings {
+    fn of(options: &EngineOptions) -> Settings {
+        Settings {
+            default_ban: options.default_ban,
+            escalation: Arc::clone(&options.escalation),
+            retention: options.retention,
+        }
+    }
+}
+
 /// Expiries logged one by one per sweep at info level.
 const EXPIRIES_LOGGED: usize = 20;
 /// How often queued ban records are written again while the database fails.
@@ -83,6 +100,8 @@ pub(crate) struct Inner {
     activity: ActivityLog,
     /// Ban and unban records waiting for the database (kernel first, record follows).
     records: Records,
+    /// What a reload may change about bans and history ([`Engine::reconfigure_settings`]).
+    settings: RwLock<Settings>,
     events_processed: AtomicU64,
     events_dropped: AtomicU64,
     started: Instant,
@@ -194,6 +213,7 @@ impl Engine {
         let (stop, _) = watch::channel(false);
         let restored_count = restored.len();
         let policy_sources = (options.whitelist.clone(), zones);
+        let settings = Settings::of(&options);
         let inner = Arc::new(Inner {
             options,
             kernel,
@@ -208,6 +228,7 @@ impl Engine {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             activity,
             records: Records::default(),
+            settings: RwLock::new(settings),
             events_processed: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             started: Instant::now(),
@@ -531,6 +552,17 @@ impl Engine {
     }
 
     /// How many detector events [`Engine::report_attack`] has seen.
+    /// Replaces what a reload may change about bans and history: the default ban length,
+    /// escalation and retention of `options` (the rest of `options` is fixed at start). Bans
+    /// already made keep their expiry.
+    pub fn reconfigure_settings(&self, options: &EngineOptions) {
+        *self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(options);
+    }
+
     /// Ban and unban records that could not be written to the database at once.
     pub fn record_stats(&self) -> RecordStats {
         self.inner.records.stats()
@@ -660,6 +692,12 @@ impl Inner {
         &self.stripes[slot]
     }
 
+    fn settings_read(&self) -> RwLockReadGuard<'_, Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn index_read(&self) -> RwLockReadGuard<'_, BanIndex> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -695,8 +733,11 @@ impl Inner {
 
         // In memory: the kernel gets the ban without waiting for the database.
         let previous = lock(&self.offences).get(&req.target);
-        let requested = req.duration.unwrap_or(self.options.default_ban);
-        let duration = self.options.escalation.duration(requested, previous);
+        let duration = {
+            let settings = self.settings_read();
+            let requested = req.duration.unwrap_or(settings.default_ban);
+            settings.escalation.duration(requested, previous)
+        };
         let now = unix_now();
         let ban = Ban {
             target: req.target,
@@ -1076,7 +1117,7 @@ impl Inner {
 impl Inner {
     /// Deletes events and activity entries beyond the retention bounds.
     async fn prune_history(&self) -> Result<(), EngineError> {
-        let retention = self.options.retention;
+        let retention = self.settings_read().retention;
         let age = i64::try_from(retention.max_age.as_secs()).unwrap_or(i64::MAX);
         let before = unix_now().saturating_sub(age);
         let events = self

@@ -29,6 +29,7 @@ mod options;
 mod positions;
 mod protect;
 mod records;
+mod running;
 mod watch;
 
 pub use detection::{Detection, DetectionError};
@@ -39,3 +40,4 @@ pub use host::host_addresses;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;
+pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};

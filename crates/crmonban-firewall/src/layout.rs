@@ -18,6 +18,20 @@ pub struct Layout {
     pub priority: i32,
 }
 
+impl Layout {
+    /// The layout `[nftables]` describes (the forward chain is always `forward`).
+    pub fn of(config: &crmonban_core::config::NftablesConfig) -> Layout {
+        Layout {
+            table: config.table_name.as_str().to_owned(),
+            input_chain: config.chain_name.as_str().to_owned(),
+            forward_chain: "forward".to_owned(),
+            set_v4: config.set_v4.as_str().to_owned(),
+            set_v6: config.set_v6.as_str().to_owned(),
+            priority: config.priority,
+        }
+    }
+}
+
 impl Default for Layout {
     fn default() -> Self {
         Layout {

@@ -225,6 +225,10 @@ pub struct SourceOptions {
     /// The consumer saves resume points and acknowledges lines ([`Acknowledger`]): positions
     /// are saved only past acknowledged lines (except at shutdown).
     pub acknowledged: bool,
+    /// Start at the read-through position even when a resume point is saved: a restart of the
+    /// sources within a running consumer (a reload), which kept its windows, must not read
+    /// old lines again.
+    pub skip_resume: bool,
 }
 
 impl Default for SourceOptions {
@@ -237,6 +241,7 @@ impl Default for SourceOptions {
             journalctl: PathBuf::from("journalctl"),
             retry_interval: Duration::from_secs(5),
             acknowledged: false,
+            skip_resume: false,
         }
     }
 }
@@ -332,15 +337,17 @@ impl Sources {
                 stop: shared.stop.clone(),
             };
             tasks.push(tokio::spawn(async move {
-                let (saved, resume) = match load(&*positions, &source_id, &legacy_id).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        count.fail(format!(
+                let skip_resume = shared_for_task.options.skip_resume;
+                let (saved, resume) =
+                    match load(&*positions, &source_id, &legacy_id, skip_resume).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            count.fail(format!(
                             "cannot load the read position of {source_id} (reading it as new): {e}"
                         ));
-                        (None, None)
-                    }
-                };
+                            (None, None)
+                        }
+                    };
                 let delivery = Delivery::new(&shared_for_task, service_name, count, saved, resume);
                 match kind {
                     Chosen::File(path) => file::run(path, source_id, delivery).await,
@@ -366,6 +373,7 @@ async fn load(
     positions: &dyn PositionStore,
     source_id: &str,
     legacy_id: &str,
+    skip_resume: bool,
 ) -> Result<(Option<SourcePosition>, Option<SourcePosition>), String> {
     let saved = match positions.load(source_id).await? {
         Some(saved) => Some(saved),
@@ -375,8 +383,8 @@ async fn load(
         }),
     };
     let resume = match &saved {
-        Some(_) => positions.load_resume(source_id).await?,
-        None => None,
+        Some(_) if !skip_resume => positions.load_resume(source_id).await?,
+        _ => None,
     };
     Ok((saved, resume))
 }

@@ -217,6 +217,12 @@ impl ResumeTracker {
         }
     }
 
+    /// The window length changed (a reload): checkpoints are kept, pruned by the new length.
+    pub fn set_window(&mut self, find_time_secs: u64) {
+        self.window = i64::try_from(find_time_secs).unwrap_or(i64::MAX / 4);
+        self.step = (self.window / CHECKPOINTS_PER_WINDOW).max(1);
+    }
+
     /// A ban decided on a window whose oldest failure is at `first_seen`: its lines stay in the
     /// resume range until the returned guard is dropped (once the ban is recorded or refused).
     pub fn pending_ban(&self, first_seen: i64) -> PendingBan {
