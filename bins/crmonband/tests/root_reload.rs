@@ -85,7 +85,7 @@ fn root_reload_applies_every_class_of_setting_or_nothing() {
     let mail = logs.path().join("mail.log");
     std::fs::write(&auth, "").unwrap();
     std::fs::write(&mail, "").unwrap();
-    let mut daemon = Daemon::start(&services(&auth, &mail, 5, false));
+    let daemon = Daemon::start(&services(&auth, &mail, 5, false));
     let mut pid = 100;
 
     // A manual ban in force before any reload, and a window of 3 of 5 failures.
