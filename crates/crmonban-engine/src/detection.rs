@@ -306,7 +306,8 @@ async fn match_lines(
         if !line.replayed {
             let event = hit.event(service);
             m.engine
-                .report_attack_coalesced(&event, coalescer.admit(hit.addr, now));
+                .report_attack_coalesced(&event, coalescer.admit(hit.addr, now))
+                .await;
             if m.events.try_send(event).is_err() {
                 // Counted (Status events_dropped); the ban decision is not affected.
                 m.engine.note_events_dropped(1);

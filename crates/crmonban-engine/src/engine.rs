@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 
 use crate::activity::{Activity, ActivityLog, write_activity};
+use crate::events::{EventStream, Overflow, Subscribers};
 use crate::host::AddressEvents;
 use crate::index::{BanIndex, element_of};
 use crate::kernel::Kernel;
@@ -95,6 +96,7 @@ pub(crate) struct Inner {
     /// The watcher of the whitelist files (`watch = true`), re-armed by a reconfiguration.
     file_watch: Mutex<Option<FileWatch>>,
     events: broadcast::Sender<EngineEvent>,
+    lossless: Subscribers,
     gate: tokio::sync::RwLock<()>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     activity: ActivityLog,
@@ -224,6 +226,7 @@ impl Engine {
             policy_sources: Mutex::new(policy_sources),
             file_watch: Mutex::new(None),
             events,
+            lossless: Subscribers::default(),
             gate: tokio::sync::RwLock::new(()),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             activity,
@@ -305,7 +308,7 @@ impl Engine {
         if let Err(error) = inner.prune_history().await {
             warn!(%error, "cannot apply the history retention at start; retried every {:?}", inner.options.retention.every);
         }
-        inner.emit(EngineEvent::DaemonStarted);
+        inner.emit(EngineEvent::DaemonStarted).await;
         Ok((Engine { inner }, first_subscriber))
     }
 
@@ -378,17 +381,21 @@ impl Engine {
                 return Err(store_error.into());
             }
         };
-        let removed = inner.index_write().take_all();
+        let mut removed = inner.index_write().take_all();
+        // Announced in address order, as GetBans lists them.
+        removed.sort_unstable_by_key(|ban| ban.target);
         for ban in removed {
             let reason = if ban.is_active_at(now) {
                 "flush"
             } else {
                 "expired"
             };
-            inner.emit(EngineEvent::BanRemoved {
-                target: ban.target,
-                reason: reason.to_owned(),
-            });
+            inner
+                .emit(EngineEvent::BanRemoved {
+                    target: ban.target,
+                    reason: reason.to_owned(),
+                })
+                .await;
         }
         info!(ended, "all bans flushed");
         inner.record(now, "flush", None, format!("{ended} bans ended"));
@@ -534,20 +541,22 @@ impl Engine {
     }
 
     /// Counts a detector's event and emits [`EngineEvent::AttackDetected`].
-    pub fn report_attack(&self, event: &Event) {
-        self.report_attack_coalesced(event, true);
+    pub async fn report_attack(&self, event: &Event) {
+        self.report_attack_coalesced(event, true).await;
     }
 
     /// Counts a detector's event; emits [`EngineEvent::AttackDetected`] only when `announce`
     /// (detection coalesces announcements under floods, while every event is counted).
-    pub fn report_attack_coalesced(&self, event: &Event, announce: bool) {
+    pub async fn report_attack_coalesced(&self, event: &Event, announce: bool) {
         self.inner.events_processed.fetch_add(1, Ordering::Relaxed);
         if announce {
-            self.inner.emit(EngineEvent::AttackDetected {
-                addr: event.addr,
-                service: event.service.to_string(),
-                kind: event.kind.to_string(),
-            });
+            self.inner
+                .emit(EngineEvent::AttackDetected {
+                    addr: event.addr,
+                    service: event.service.to_string(),
+                    kind: event.kind.to_string(),
+                })
+                .await;
         }
     }
 
@@ -601,6 +610,12 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
+    /// A lossless subscription: every event from now on, in order, through a queue of
+    /// `capacity`; when it is full, `overflow` decides (see [`Overflow`]).
+    pub fn subscribe_lossless(&self, capacity: usize, overflow: Overflow) -> EventStream {
+        self.inner.lossless.add(capacity, overflow)
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -633,7 +648,7 @@ impl Engine {
         if inner.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        inner.emit(EngineEvent::DaemonStopping);
+        inner.emit(EngineEvent::DaemonStopping).await;
         drop(inner.gate.write().await);
         inner.record(unix_now(), "stop", None, String::new());
         let _ = inner.stop.send(true);
@@ -671,8 +686,11 @@ impl Inner {
         }
     }
 
-    fn emit(&self, event: EngineEvent) {
-        // An error only means nobody subscribes.
+    /// Sends `event` to the lossless subscribers (waiting for those that asked to be waited
+    /// for), then to the live ones.
+    async fn emit(&self, event: EngineEvent) {
+        self.lossless.send(&event).await;
+        // An error only means no live subscriber.
         let _ = self.events.send(event);
     }
 
@@ -794,7 +812,7 @@ impl Inner {
                 ban.reason, ban.source, duration, ban.offence
             ),
         );
-        self.emit(EngineEvent::BanAdded { ban: ban.clone() });
+        self.emit(EngineEvent::BanAdded { ban: ban.clone() }).await;
         Ok((ban, true))
     }
 
@@ -824,13 +842,15 @@ impl Inner {
             self.emit(EngineEvent::BanRemoved {
                 target: *target,
                 reason: reason.to_owned(),
-            });
+            })
+            .await;
         } else if indexed.is_some() {
             // Its time had run out; the store marked it expired rather than ended.
             self.emit(EngineEvent::BanRemoved {
                 target: *target,
                 reason: "expired".to_owned(),
-            });
+            })
+            .await;
         }
         Ok(ended)
     }
@@ -979,7 +999,8 @@ impl Inner {
             self.emit(EngineEvent::BanRemoved {
                 target: ban.target,
                 reason: "expired".to_owned(),
-            });
+            })
+            .await;
         }
         if removed.len() > EXPIRIES_LOGGED {
             info!(
@@ -1018,7 +1039,7 @@ impl Inner {
             None,
             format!("nftables layout re-created with {bans} bans"),
         );
-        self.emit(EngineEvent::LayoutRepaired { bans });
+        self.emit(EngineEvent::LayoutRepaired { bans }).await;
         Ok(Some(bans))
     }
 }
@@ -1109,7 +1130,7 @@ impl Inner {
             None,
             format!("sets rebuilt with {bans} bans ({})", short.join(", ")),
         );
-        self.emit(EngineEvent::LayoutRepaired { bans });
+        self.emit(EngineEvent::LayoutRepaired { bans }).await;
         Ok(Some(bans))
     }
 }

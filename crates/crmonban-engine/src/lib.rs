@@ -35,7 +35,7 @@ mod watch;
 pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
-pub use events::EngineEvent;
+pub use events::{EngineEvent, EventStream, Overflow};
 pub use host::host_addresses;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;

@@ -746,8 +746,8 @@ async fn attacks_are_counted_and_announced() {
         kind: EventKind::FailedAuth,
         time: None,
     };
-    h.engine.report_attack(&event);
-    h.engine.report_attack(&event);
+    h.engine.report_attack(&event).await;
+    h.engine.report_attack(&event).await;
     assert_eq!(h.engine.events_processed(), 2);
     let seen = wait_for(&mut h.events, "AttackDetected", |e| {
         matches!(e, EngineEvent::AttackDetected { .. })

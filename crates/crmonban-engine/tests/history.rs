@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crmonban_core::{Event, EventKind, Service};
-use crmonban_engine::{EngineOptions, Retention};
+use crmonban_engine::{EngineEvent, EngineOptions, Overflow, Retention};
 
 /// 20,000 bans at once: every one has its activity entry, nothing was dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,4 +91,60 @@ async fn history_is_pruned_to_its_bounds() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A flush of 100,000 bans: a lossless subscriber that asked to be waited for gets every
+/// BanRemoved, in order; one that asked for drops (and never reads) counts every event it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_of_100k_bans_reaches_a_lossless_subscriber_whole() {
+    let (_dir, store) = temp_store().await;
+    let now = crmonban_core::unix_now();
+    let bans: Vec<crmonban_core::Ban> = (0..100_000u32)
+        .map(|i| crmonban_core::Ban {
+            target: crmonban_core::Target::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)),
+            reason: "bulk".into(),
+            source: crmonban_core::BanSource::Dbus,
+            service: None,
+            banned_at: now,
+            expires_at: Some(now + 3600),
+            offence: 1,
+        })
+        .collect();
+    store.record_bans(&bans).await.unwrap();
+    let fw = SharedBackend::new();
+    let engine = crmonban_engine::Engine::start(quick_options(), Box::new(fw.clone()), store)
+        .await
+        .unwrap();
+    assert_eq!(engine.active_ban_count(), 100_000);
+    let mut whole = engine.subscribe_lossless(1024, Overflow::Wait);
+    let lossy = engine.subscribe_lossless(10, Overflow::DropNewest);
+    let reader = tokio::spawn(async move {
+        let mut removed = Vec::new();
+        let mut batch = Vec::new();
+        while removed.len() < 100_000 {
+            batch.clear();
+            if whole.recv_many(&mut batch, 4096).await == 0 {
+                break;
+            }
+            for event in &batch {
+                if let EngineEvent::BanRemoved { target, reason } = event {
+                    assert_eq!(reason, "flush");
+                    removed.push(*target);
+                }
+            }
+        }
+        removed
+    });
+    assert_eq!(engine.flush().await.unwrap(), 100_000);
+    let removed = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.len(), 100_000);
+    let distinct: std::collections::HashSet<_> = removed.iter().collect();
+    assert_eq!(distinct.len(), 100_000);
+    // In the order the flush emitted them (address order).
+    assert!(removed.windows(2).all(|w| w[0] < w[1]));
+    assert!(lossy.dropped() >= 100_000 - 10, "{}", lossy.dropped());
+    engine.shutdown().await;
 }
