@@ -1,0 +1,261 @@
+//! Starting the engine: the firewall thread, the restore of every active ban in one
+//! transaction (adopting the kernel's bans when the database has no history), the protection
+//! policy, and the background tasks.
+
+use super::*;
+
+impl Engine {
+    /// Starts the engine: spawns the firewall thread (from the calling thread, whose network
+    /// namespace it keeps), restores every active ban from the store in ONE transaction
+    /// (which also creates the nftables layout and drops kernel elements the store does not
+    /// know), loads the whitelist and this host's addresses, and starts the expiry, repair
+    /// and host-address tasks on the current tokio runtime. Emits
+    /// [`EngineEvent::DaemonStarted`] at the end.
+    ///
+    /// Bans in the store whose target is protected now (whitelisted since, or this host's
+    /// address) are ended with reason "whitelisted" or "protected" instead of restored.
+    ///
+    /// Call it from within a tokio runtime; the engine's tasks run there. No subscriber can
+    /// exist before it returns, so nobody sees that `DaemonStarted`: use
+    /// [`Engine::start_subscribed`] for a receiver that does.
+    pub async fn start(
+        options: EngineOptions,
+        firewall: Box<dyn FirewallBackend>,
+        store: Store,
+    ) -> Result<Engine, EngineError> {
+        Engine::start_subscribed(options, firewall, store)
+            .await
+            .map(|(engine, _)| engine)
+    }
+
+    /// [`Engine::start`], also returning a receiver subscribed before
+    /// [`EngineEvent::DaemonStarted`] was sent (the daemon forwards it as a D-Bus signal).
+    #[instrument(name = "engine_start", skip_all)]
+    pub async fn start_subscribed(
+        options: EngineOptions,
+        firewall: Box<dyn FirewallBackend>,
+        store: Store,
+    ) -> Result<(Engine, broadcast::Receiver<EngineEvent>), EngineError> {
+        // Zones are configuration: a zones file that cannot be used stops the start here, before
+        // anything changes, and the file is not read again when the policy is rebuilt.
+        let zones = resolve_zones(&options.zones)?;
+        let kernel = Kernel::spawn(firewall)?;
+        // Subscribed here, on the embedder's thread, so that it hears this network namespace.
+        let address_events = match AddressEvents::subscribe(options.host_address_poll) {
+            Ok(events) => Some(events),
+            Err(error) => {
+                warn!(%error, "cannot follow address changes; the host's addresses are re-read every {:?} instead", options.host_address_poll);
+                None
+            }
+        };
+        let host = match kernel.host_addresses().await? {
+            Ok(addrs) => addrs,
+            Err(error) => {
+                warn!(%error, "cannot read this host's addresses; only the special ranges and the whitelist are protected until the next refresh");
+                Vec::new()
+            }
+        };
+        let database = store
+            .whitelist_list()
+            .await?
+            .into_iter()
+            .map(|entry| (entry.target, entry.comment));
+        let (policy, problems) = Policy::build(&options.whitelist, &zones, database, host)?;
+        report_policy(&policy, &problems);
+        let protection = Protection {
+            policy,
+            extra: options.extra_policy.clone(),
+            daemons: daemon_sources(&options.whitelist),
+        };
+        info!(
+            addresses = %protection.policy.host_addresses_summary(),
+            "the host's own addresses are never banned"
+        );
+
+        let restore_started = std::time::Instant::now();
+        let now = unix_now();
+        adopt_kernel_bans(&kernel, &store, &protection, now).await?;
+        let expired = store.expire_due(now).await?;
+        let mut restored = Vec::new();
+        let mut lifted = Vec::new();
+        for ban in store.active_bans(now).await? {
+            match protection.check(&ban.target) {
+                Ok(()) => restored.push(ban),
+                Err(refusal) => {
+                    let reason = lift_reason(&refusal);
+                    warn!(target = %ban.target, %refusal, "not restoring a ban of a protected target; ending it");
+                    store.end_ban(&ban.target, now, reason).await?;
+                    lifted.push((ban.target, refusal.to_string()));
+                }
+            }
+        }
+        let offences = Offences::from_counts(store.offence_counts().await?);
+        let elements = restored.iter().map(element_of).collect();
+        let report = kernel.replace_all(elements).await?;
+        info!(
+            restored = restored.len(),
+            offenders = offences.len(),
+            expired_while_stopped = expired.len(),
+            interval_elements = report.interval_elements,
+            firewall = kernel.description(),
+            elapsed_ms = restore_started.elapsed().as_millis() as u64,
+            "active bans restored in one transaction"
+        );
+
+        let (activity, activity_queue) = ActivityLog::new();
+        let (events, first_subscriber) = broadcast::channel(options.event_capacity.max(1));
+        let (stop, _) = watch::channel(false);
+        let restored_count = restored.len();
+        let policy_sources = (options.whitelist.clone(), zones);
+        let settings = Settings::of(&options);
+        let inner = Arc::new(Inner {
+            options,
+            kernel,
+            store: store.clone(),
+            index: RwLock::new(BanIndex::from_bans(restored)),
+            offences: Mutex::new(offences),
+            protection: RwLock::new(protection),
+            policy_sources: Mutex::new(policy_sources),
+            file_watch: Mutex::new(None),
+            events,
+            lossless: Subscribers::default(),
+            gate: tokio::sync::RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            activity,
+            records: Records::default(),
+            settings: RwLock::new(settings),
+            events_processed: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            started: Instant::now(),
+            stopped: AtomicBool::new(false),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let tasks = vec![
+            tokio::spawn(
+                write_activity(store, activity_queue, inner.stop.subscribe())
+                    .instrument(info_span!("activity_log")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    inner.options.expiry_interval,
+                    Periodic::Expiry,
+                )
+                .instrument(info_span!("expiry")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    inner.options.repair_interval,
+                    Periodic::Repair,
+                )
+                .instrument(info_span!("repair")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    RECORDS_RETRY,
+                    Periodic::Records,
+                )
+                .instrument(info_span!("records")),
+            ),
+            tokio::spawn(
+                run_every(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    inner.options.retention.every,
+                    Periodic::Retention,
+                )
+                .instrument(info_span!("retention")),
+            ),
+            tokio::spawn(
+                follow_host_addresses(
+                    Arc::downgrade(&inner),
+                    inner.stop.subscribe(),
+                    address_events,
+                )
+                .instrument(info_span!("host_addresses")),
+            ),
+        ];
+        *lock(&inner.tasks) = tasks;
+        *lock(&inner.file_watch) = watch_files(
+            Arc::downgrade(&inner),
+            watched_files(&inner.options.whitelist),
+        );
+
+        inner.record(
+            now,
+            "start",
+            None,
+            format!("restored {restored_count} bans"),
+        );
+        for (target, why) in lifted {
+            inner.record(now, "lift", Some(target), format!("not restored: {why}"));
+        }
+        if let Err(error) = inner.prune_history().await {
+            warn!(%error, "cannot apply the history retention at start; retried every {:?}", inner.options.retention.every);
+        }
+        inner.emit(EngineEvent::DaemonStarted).await;
+        Ok((Engine { inner }, first_subscriber))
+    }
+}
+
+/// A database without any ban history (just created: deleted or lost since the last run)
+/// while crmonban's sets hold elements: the kernel's bans are adopted, recorded with their
+/// remaining time, instead of being cleared by the restore. Protected targets are not adopted.
+pub(super) async fn adopt_kernel_bans(
+    kernel: &Kernel,
+    store: &Store,
+    protection: &Protection,
+    now: i64,
+) -> Result<(), EngineError> {
+    if store.has_ban_history().await? {
+        return Ok(());
+    }
+    let found = kernel.list().await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let bans: Vec<Ban> = found
+        .iter()
+        .filter(|element| !element.expiry.is_past(now))
+        .filter(|element| protection.check(&element.target).is_ok())
+        .map(|element| Ban {
+            target: element.target,
+            reason: "adopted from the kernel: the database had no record of it".to_owned(),
+            source: BanSource::Restore,
+            service: None,
+            banned_at: now,
+            expires_at: match element.expiry {
+                Expiry::At(at) => Some(at),
+                Expiry::Never => None,
+            },
+            offence: 1,
+        })
+        .collect();
+    warn!(
+        adopted = bans.len(),
+        in_kernel = found.len(),
+        path = %store.path().display(),
+        "the database has no ban history but crmonban's sets hold bans (was it deleted or replaced?): adopting them instead of clearing the sets"
+    );
+    store.record_bans(&bans).await?;
+    Ok(())
+}
+
+/// Logs what a freshly built policy holds and every problem of its sources.
+pub(super) fn report_policy(policy: &Policy, problems: &[PolicyProblem]) {
+    for problem in problems {
+        warn!(%problem, "protection policy");
+    }
+    info!(
+        whitelist_entries = policy.whitelist_len(),
+        protecting_zones = policy.protecting_zone_networks(),
+        "protection policy in force"
+    );
+}
