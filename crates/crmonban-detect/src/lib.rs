@@ -19,3 +19,11 @@ pub use decide::{AttackCoalescer, Decider, DeciderOptions, Decision, WindowCount
 pub use error::DetectError;
 pub use explain::{ExplainContext, ExplainMode, ExplainSummary};
 pub use matcher::{AttemptKey, Hit, LineContext, LineOutcome, ServiceMatcher, SkipReason};
+
+/// FNV-1a, 64 bits: a hash of our own for values that are stored (a log's first line in a
+/// saved position) or compared across runs, where std's hasher may change between releases.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

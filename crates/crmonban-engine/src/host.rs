@@ -1,4 +1,4 @@
-//! This host's own addresses, read from the kernel with `getifaddrs(3)`. The engine never bans
+//! This host's own addresses, read from the kernel with `getifaddrs(3)` (through nix). The engine never bans
 //! them: a detector fooled by a forged log line, or an operator's typo, must not cut the host
 //! off from itself or its admin.
 //!
@@ -13,57 +13,23 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// Every address configured on an interface of this host (in the calling thread's network
 /// namespace), sorted, without duplicates.
 pub fn host_addresses() -> io::Result<Vec<IpAddr>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `head` on success; we free it below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut found = BTreeSet::new();
-    let mut cursor = head;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        // SAFETY: `ifa_addr` is null or points to a sockaddr of the family it names.
-        if let Some(addr) = unsafe { sockaddr_to_ip(entry.ifa_addr) } {
-            found.insert(addr);
-        }
-        cursor = entry.ifa_next;
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
+    let interfaces = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    let found: BTreeSet<IpAddr> = interfaces
+        .filter_map(|interface| interface.address)
+        .filter_map(|address| {
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect();
     Ok(found.into_iter().collect())
-}
-
-/// The IP address in `sa`, when it is an IPv4 or IPv6 socket address.
-///
-/// # Safety
-/// `sa` is null or points to a valid `sockaddr` whose storage matches its `sa_family`.
-unsafe fn sockaddr_to_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and valid per the contract.
-    let family = i32::from(unsafe { (*sa).sa_family });
-    match family {
-        libc::AF_INET => {
-            // SAFETY: AF_INET addresses are stored as sockaddr_in.
-            let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: AF_INET6 addresses are stored as sockaddr_in6.
-            let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
 }
 
 /// A subscription to the kernel's address changes in the creating thread's network namespace.
@@ -150,6 +116,7 @@ impl AddressEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn reads_the_loopback_address() {

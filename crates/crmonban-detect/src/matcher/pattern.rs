@@ -2,6 +2,7 @@
 //! backtracker anchored at the message (the regex crate for messages too long for that), the
 //! lazy second reading that refuses ambiguous lines, and the [`Hit`] it makes of a match.
 
+use crate::fnv1a;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -296,10 +297,4 @@ fn session_after(fields: &[u8]) -> Option<&[u8]> {
     let start = memmem::find(fields, b"session=<")? + 9;
     let len = memchr::memchr(b'>', &fields[start..])?;
     Some(&fields[start..start + len])
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

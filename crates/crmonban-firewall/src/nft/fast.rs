@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::batch::{Command, Commands, ElemVal};
 use super::netlink::{
@@ -47,11 +47,14 @@ pub(crate) struct FastRunner {
     /// Opened by the first batch, in that thread's network namespace (like libnftables'
     /// context), and kept; dropped after any failure so that the next batch starts afresh.
     socket: Option<Socket>,
+    /// The lane's unavailability was logged at warn (once).
+    warned: bool,
 }
 
 impl FastRunner {
     pub(crate) fn new(inner: Box<dyn Runner>) -> FastRunner {
         FastRunner {
+            warned: false,
             inner,
             socket: None,
         }
@@ -71,6 +74,16 @@ impl Runner for FastRunner {
                     self.socket = Some(socket);
                     return Ok(String::new());
                 }
+                // The lane itself does not work here (no netlink socket, a kernel that does not
+                // answer): said once, loud enough to explain slower bans.
+                Err(error @ FirewallError::Unavailable(_)) => {
+                    if !std::mem::replace(&mut self.warned, true) {
+                        warn!(%error, "the nfnetlink fast lane is unavailable; single-address bans go through nft instead (slower)");
+                    } else {
+                        debug!(%error, "nfnetlink fast lane unavailable; through nft");
+                    }
+                }
+                // The kernel refused the batch: nft applies what it can or names the element.
                 Err(error) => {
                     debug!(%error, "nfnetlink did not apply the batch; sending it through nft")
                 }

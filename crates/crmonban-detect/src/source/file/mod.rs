@@ -38,6 +38,7 @@ pub(super) use task::run;
 use rotated::{find_rotated, rotated_siblings};
 
 use super::SourcePosition;
+use crate::fnv1a;
 
 /// Bytes hashed to recognise a file by its first line.
 const FIRST_LINE_BYTES: usize = 1024;
@@ -572,12 +573,6 @@ fn first_line_hash(file: &File) -> io::Result<Option<u64>> {
         None => return Ok(None),
     };
     Ok(Some(fnv1a(line)))
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
