@@ -7,6 +7,7 @@
 //! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband start -f` as root
 //! - `cargo xtask bench`                          benchmarks (root), written to docs/BENCHMARKS.md
 //! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
+//! - `cargo xtask tidy`                           layers, binaries through the engine, file sizes
 //! - `cargo xtask deps`                           only install missing packages
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod tidy;
 
 /// Debian packages, and the file that proves each is installed (cheaper than dpkg-query, and
 /// true also where the file came from elsewhere).
@@ -60,17 +62,19 @@ fn run_main() -> Result<ExitCode> {
         "run" => run_daemon(&rest),
         "bench" => bench::run(&workspace_root()),
         "dbus-xml" => dbus_xml(),
+        "tidy" => tidy::run(&workspace_root()),
         "deps" => {
             install_missing(TEST_PACKAGES)?;
             Ok(ExitCode::SUCCESS)
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|run|bench|dbus-xml|deps> [-- args]\n\
+                "usage: cargo xtask <test|run|bench|dbus-xml|tidy|deps> [-- args]\n\
                  \n  test   install missing packages, build, run every test including root_*\
                  \n  run    install missing packages, build release, run crmonband start -f as root\
                  \n  bench  run the benchmarks (root) and write docs/BENCHMARKS.md\
                  \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\
+                 \n  tidy   check the crates' layers, binaries going through the engine, file sizes\
                  \n  deps   install missing Debian packages only"
             );
             Ok(ExitCode::from(2))

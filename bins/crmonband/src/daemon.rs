@@ -17,7 +17,6 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::config_file;
-use crate::dbus_server;
 use crate::state::Shared;
 
 /// Runs the daemon until a stop signal or a D-Bus Stop. Without `foreground`, forks into the
@@ -71,7 +70,7 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         // Before anything changes: another instance on the bus would lose its name or leave
         // this one unreachable.
         if config.dbus.enabled {
-            dbus_server::refuse_if_name_owned(config.dbus.system_bus).await?;
+            crate::bus::refuse_if_name_owned(config.dbus.system_bus).await?;
         }
         let dbus = config.dbus.clone();
         let running = EngineBuilder::new(config)
@@ -90,7 +89,7 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         });
         let bus = dbus
             .enabled
-            .then(|| dbus_server::spawn(shared.clone(), dbus.system_bus));
+            .then(|| crate::bus::spawn(shared.clone(), dbus.system_bus));
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         wait_for_stop(&shared, signals).await;

@@ -1,6 +1,6 @@
-//! The D-Bus service: the `org.crmonban.Daemon` object over the engine (DESIGN.md §6), the
-//! fan-out of engine events to D-Bus signals, and the bus connection's life — a missing bus at
-//! start is retried in the background while the engine keeps banning.
+//! The D-Bus service: the `org.crmonban.Daemon` object over the engine (DESIGN.md §6): its
+//! methods, properties and signals, and the checks of every argument. The connection's life
+//! and the signal forwarder are in `bus.rs`.
 //!
 //! Access: members that change state need uid 0 or membership of group `crmonban`, checked
 //! in every such method by `crmonban_dbus::authorize` from the caller's credentials (asked of
@@ -8,25 +8,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BANS_PAGE_MAX, BUS_NAME, BanInfo, Error, GET_BANS_MAX, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT,
-    OBJECT_PATH, PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
+    BANS_PAGE_MAX, BanInfo, Error, GET_BANS_MAX, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT,
+    PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
 };
-use crmonban_engine::{BanRequest, EngineError, EngineEvent};
+use crmonban_engine::{BanRequest, EngineError};
 use crmonban_zones::{Origin, Refusal};
-use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::warn;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant, Variant};
 
 use crate::state::Shared;
-
-/// How long to wait between attempts to reach a bus that is not there.
-const BUS_RETRY: Duration = Duration::from_secs(5);
 
 /// The exported object.
 pub struct DaemonObject {
@@ -84,10 +79,6 @@ fn engine_error(e: EngineError) -> Error {
     }
 }
 
-/// Signals the forwarder could not send because it fell behind the engine (a flush of many
-/// bans): counted for `Status`.
-static SIGNALS_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 fn ban_info(b: crmonban_core::Ban) -> BanInfo {
     (
         b.target.to_string(),
@@ -98,7 +89,7 @@ fn ban_info(b: crmonban_core::Ban) -> BanInfo {
     )
 }
 
-fn duration_secs(ban: &crmonban_core::Ban) -> u32 {
+pub(crate) fn duration_secs(ban: &crmonban_core::Ban) -> u32 {
     ban.expires_at.map_or(0, |end| {
         u32::try_from((end - ban.banned_at).max(1)).unwrap_or(u32::MAX)
     })
@@ -167,7 +158,7 @@ impl DaemonObject {
         );
         put(
             status_keys::SIGNALS_DROPPED,
-            Variant::from(SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
+            Variant::from(crate::bus::SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
         );
         status
     }
@@ -467,7 +458,7 @@ impl DaemonObject {
     }
 
     #[zbus(signal)]
-    async fn ban_added(
+    pub(crate) async fn ban_added(
         emitter: &SignalEmitter<'_>,
         ip: &str,
         reason: &str,
@@ -476,10 +467,14 @@ impl DaemonObject {
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    async fn ban_removed(emitter: &SignalEmitter<'_>, ip: &str, reason: &str) -> zbus::Result<()>;
+    pub(crate) async fn ban_removed(
+        emitter: &SignalEmitter<'_>,
+        ip: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    async fn attack_detected(
+    pub(crate) async fn attack_detected(
         emitter: &SignalEmitter<'_>,
         ip: &str,
         service: &str,
@@ -487,199 +482,10 @@ impl DaemonObject {
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    async fn daemon_started(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+    pub(crate) async fn daemon_started(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    async fn daemon_stopping(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
-}
-
-/// The running D-Bus side: the connection task and the signal forwarder.
-pub struct Bus {
-    task: JoinHandle<()>,
-}
-
-impl Bus {
-    /// Lets the forwarder send what is still queued (DaemonStopping among it), then ends.
-    pub async fn finish(self) {
-        if tokio::time::timeout(Duration::from_secs(2), self.task)
-            .await
-            .is_err()
-        {
-            warn!("D-Bus forwarder did not finish in time");
-        }
-    }
-}
-
-/// Connects (retrying while the bus is absent), exports the object, takes the name, and
-/// forwards engine events as signals until the engine stops. A connection that is lost (the
-/// bus restarted, or it dropped us) is noticed within [`BUS_CHECK`] and made again.
-pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
-    let mut events = shared.engine().subscribe();
-    let task = tokio::spawn(async move {
-        loop {
-            let connection = loop {
-                match connect(shared.clone(), system_bus).await {
-                    Ok(c) => break c,
-                    Err(e) => {
-                        warn!(
-                            "D-Bus unavailable ({e}); banning continues, retrying in {}s",
-                            BUS_RETRY.as_secs()
-                        );
-                        tokio::select! {
-                            _ = tokio::time::sleep(BUS_RETRY) => {}
-                            _ = wait_stopping(&mut events) => return,
-                        }
-                    }
-                }
-            };
-            info!(name = BUS_NAME, "D-Bus service ready");
-            match serve(&connection, &mut events).await {
-                Served::Stopping => {
-                    let _ = connection.release_name(BUS_NAME).await;
-                    return;
-                }
-                Served::Lost(why) => {
-                    warn!(%why, "lost the D-Bus connection; banning continues, connecting again");
-                }
-            }
-        }
-    });
-    Bus { task }
-}
-
-/// How often the bus connection is checked while nothing is sent.
-const BUS_CHECK: Duration = Duration::from_secs(2);
-
-/// Why [`serve`] returned.
-enum Served {
-    Stopping,
-    Lost(String),
-}
-
-/// Forwards engine events as signals on `connection` until the engine stops or the
-/// connection is found lost.
-async fn serve(
-    connection: &zbus::Connection,
-    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
-) -> Served {
-    let iface = match connection
-        .object_server()
-        .interface::<_, DaemonObject>(OBJECT_PATH)
-        .await
-    {
-        Ok(i) => i,
-        Err(e) => return Served::Lost(format!("the object is missing after export: {e}")),
-    };
-    let emitter = iface.signal_emitter();
-    let _ = DaemonObject::daemon_started(emitter).await;
-    let bus = match zbus::fdo::DBusProxy::new(connection).await {
-        Ok(bus) => bus,
-        Err(e) => return Served::Lost(e.to_string()),
-    };
-    loop {
-        let event = tokio::select! {
-            event = events.recv() => event,
-            _ = tokio::time::sleep(BUS_CHECK) => {
-                match tokio::time::timeout(BUS_CHECK, bus.get_id()).await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(e)) => return Served::Lost(e.to_string()),
-                    Err(_) => return Served::Lost("the bus does not answer".into()),
-                }
-            }
-        };
-        let event = match event {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                SIGNALS_DROPPED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                warn!(
-                    missed = n,
-                    "D-Bus signal forwarder fell behind; signals dropped (counted in Status signals_dropped)"
-                );
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Served::Stopping,
-        };
-        let sent = match &event {
-            EngineEvent::BanAdded { ban } => {
-                DaemonObject::ban_added(
-                    emitter,
-                    &ban.target.to_string(),
-                    &ban.reason,
-                    ban.source.as_str(),
-                    duration_secs(ban),
-                )
-                .await
-            }
-            EngineEvent::BanRemoved { target, reason } => {
-                DaemonObject::ban_removed(emitter, &target.to_string(), reason).await
-            }
-            EngineEvent::AttackDetected {
-                addr,
-                service,
-                kind,
-            } => DaemonObject::attack_detected(emitter, &addr.to_string(), service, kind).await,
-            EngineEvent::DaemonStarted | EngineEvent::LayoutRepaired { .. } => Ok(()),
-            EngineEvent::DaemonStopping => {
-                let _ = DaemonObject::daemon_stopping(emitter).await;
-                return Served::Stopping;
-            }
-        };
-        if let Err(e) = sent {
-            debug!("emitting a signal failed: {e}");
-        }
-    }
-}
-
-async fn wait_stopping(events: &mut tokio::sync::broadcast::Receiver<EngineEvent>) {
-    loop {
-        match events.recv().await {
-            Ok(EngineEvent::DaemonStopping)
-            | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            _ => {}
-        }
-    }
-}
-
-/// Refuses to go on when another process owns [`BUS_NAME`] on the chosen bus: a second
-/// crmonband must not take over the name, or run beside the first unreachable. A bus that
-/// cannot be reached says nothing (the daemon starts and retries it).
-pub async fn refuse_if_name_owned(system_bus: bool) -> anyhow::Result<()> {
-    let builder = if system_bus {
-        zbus::connection::Builder::system()
-    } else {
-        zbus::connection::Builder::session()
-    };
-    let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), builder.build()).await
-    else {
-        return Ok(());
-    };
-    let bus = zbus::fdo::DBusProxy::new(&connection).await?;
-    let name = zbus::names::BusName::try_from(BUS_NAME)?;
-    if !bus.name_has_owner(name.clone()).await.unwrap_or(false) {
-        return Ok(());
-    }
-    let pid = bus
-        .get_connection_unix_process_id(name)
-        .await
-        .map_or_else(|_| "unknown".to_owned(), |pid| pid.to_string());
-    anyhow::bail!(
-        "{BUS_NAME} is already owned on the {} bus by another crmonband (pid {pid}); stop it \
-         first. Nothing was changed.",
-        if system_bus { "system" } else { "session" }
-    )
-}
-
-async fn connect(shared: Arc<Shared>, system_bus: bool) -> zbus::Result<zbus::Connection> {
-    let builder = if system_bus {
-        zbus::connection::Builder::system()
-    } else {
-        zbus::connection::Builder::session()
-    };
-    builder
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, DaemonObject::new(shared))
-        .build()
-        .await
+    pub(crate) async fn daemon_stopping(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 }
 
 #[cfg(test)]

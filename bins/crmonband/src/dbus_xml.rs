@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use crmonban_core::config::Config;
 use crmonban_engine::EngineBuilder;
-use crmonban_firewall::RecordingBackend;
+use crmonban_engine::RecordingBackend;
 use tokio::sync::Notify;
 use zbus::object_server::Interface;
 
@@ -24,7 +24,7 @@ pub fn generate() -> Result<String> {
         .enable_all()
         .build()?;
     let body = runtime.block_on(async {
-        let store = crmonban_store::Store::open(&dir.path().join("introspect.db")).await?;
+        let store = crmonban_engine::Store::open(&dir.path().join("introspect.db")).await?;
         let running = EngineBuilder::new(Config::default())
             .firewall(Box::new(RecordingBackend::new()))
             .store(store)

@@ -5,6 +5,7 @@
 //! Commands: `start`, `init`, `gen-config`, `check-config`, `explain` (DESIGN.md §5). The hidden `dbus-xml` prints the D-Bus introspection generated from
 //! the interface code (`cargo xtask dbus-xml` writes it to dbus/).
 
+mod bus;
 mod config_file;
 mod daemon;
 mod dbus_server;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crmonban_core::config::{Config, DEFAULT_CONFIG_TOML};
-use crmonban_firewall::{FirewallBackend, Layout, NftBackend, NftOptions, Transport};
+use crmonban_engine::{FirewallBackend, Layout, NftBackend, NftOptions, Transport};
 
 #[derive(Parser)]
 #[command(
@@ -188,10 +189,10 @@ fn init(path: Option<&std::path::Path>) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let active = runtime.block_on(async {
-        let store = crmonban_store::Store::open(db_path).await?;
+        let store = crmonban_engine::Store::open(db_path).await?;
         let active = store.count_active(crmonban_core::unix_now()).await?;
         store.close().await;
-        Ok::<_, crmonban_store::StoreError>(active)
+        Ok::<_, crmonban_engine::StoreError>(active)
     })?;
     println!(
         "database: {} ready ({active} active bans)",

@@ -8,7 +8,7 @@ use serde_json::json;
 /// The window of the per-service and per-attacker figures.
 const WINDOW_SECS: i64 = 24 * 3600;
 
-pub async fn collect(engine: &Engine) -> Result<String, crmonban_store::StoreError> {
+pub async fn collect(engine: &Engine) -> Result<String, crmonban_engine::StoreError> {
     let since = crmonban_core::unix_now() - WINDOW_SECS;
     let store = engine.store();
     let by_service: BTreeMap<String, u64> = store

@@ -40,4 +40,10 @@ pub use host::host_addresses;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;
+// The firewall and store types an embedder or the daemon handles, so that a program needs
+// no direct dependency on those layers.
+pub use crmonban_firewall::{
+    FirewallBackend, FirewallError, Layout, NftBackend, NftOptions, RecordingBackend, Transport,
+};
+pub use crmonban_store::{Store, StoreError};
 pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};

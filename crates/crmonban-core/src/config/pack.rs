@@ -507,7 +507,7 @@ fn check_regex(source: &str) -> Result<(), String> {
         return Err("write the address as <IP>, not as an ip group of your own".into());
     }
     let compiled = regex::bytes::Regex::new(&expand(source))
-        .map_err(|e| format!("invalid regex: {}", super::schema::one_line(&e)))?;
+        .map_err(|e| format!("invalid regex: {}", super::schema::services::one_line(&e)))?;
     for name in compiled.capture_names().flatten() {
         let known = ["ip", "port", "session"].contains(&name) || ATTACKER_GROUPS.contains(&name);
         if !known {

@@ -1,0 +1,322 @@
+//! Ban decisions: "`max_failures` failures within `find_time`, per address and service → ban
+//! for `ban_time`", counted by *log time* with bounded memory ([`Decider`], [`WindowCounter`]),
+//! and the flood limiter for `AttackDetected` ([`AttackCoalescer`]).
+//!
+//! # What counts as one failure
+//!
+//! Every matching line is a [`Hit`] (and `explain` reports each), but a failure is one
+//! authentication *attempt*, and several lines can describe the same one. Lines carry an
+//! [`AttemptKey`]: the connection they belong to (sshd: the pid of the `sshd[PID]:` tag, since
+//! sshd logs every line of one connection from its monitor process; dovecot: the session id
+//! that both the login and the auth process print) and their [`Step`]:
+//!
+//! - [`Step::Try`] lines record one authentication try each (`Failed password`, `Failed
+//!   publickey`, dovecot's `Password mismatch`): each counts;
+//! - [`Step::Context`] lines describe the connection's attempt without being a try of their
+//!   own (`Invalid user`, `pam_unix(sshd:auth): authentication failure`, `Connection closed
+//!   ... [preauth]`, `Disconnected ... [preauth]`, `maximum authentication attempts exceeded`,
+//!   probes such as `banner exchange` or `Unable to negotiate`, dovecot's `Disconnected (auth
+//!   failed ...)`): such a line counts only if no line of the same connection has counted yet.
+//!
+//! So a connection counts `max(1, number of Try lines)` failures: `Invalid user` + `Failed
+//! password` + `Connection closed by invalid user ... [preauth]` from `sshd[1234]` is one
+//! failure; three `Failed password` lines in one connection (MaxAuthTries) are three; a scanner
+//! that only exchanges banners is one per connection. The PAM failure line, which precedes its
+//! `Failed password` and has no port, is absorbed by it. Postfix's SASL failure and its "lost
+//! connection after AUTH" share smtpd's pid the same way. Lines without a key (nginx, apache,
+//! most `step = "each"` patterns, lines whose pid is unknown) count one each. Only the most recent connection per
+//! address is remembered (4 bytes of hash, 2 counters): interleaved concurrent connections from
+//! one address can therefore count a little *more*, never less.
+//!
+//! # Windows by log time
+//!
+//! A failure's time is the hit's own time (the log line's timestamp) or, when the line has
+//! none, the `now` given to [`Decider::observe`] (when it was read). An address is banned when
+//! `max_failures` of its failures lie within `find_time` of its newest failure (inclusive:
+//! `newest - t <= find_time`). A failure older than `find_time` relative to the newest failure
+//! already seen for that address is dropped, so a replayed or delayed old log neither bans by
+//! itself nor adds to current counts, and slow guessing spread over hours never bans however
+//! fast its lines are read. After a ban the address's count starts again from zero.
+//!
+//! # IPv6 aggregation
+//!
+//! With `ipv6_prefix = Some(64)` an IPv6 address is counted and banned as its /64 (the usual
+//! allocation to one host or customer): the decision's target is the network. The prefix is
+//! per service (`[services.NAME] ipv6_prefix`); [`DeciderOptions::ipv6_prefix`] applies to the
+//! services that set none.
+//!
+//! # Memory
+//!
+//! State lives in dense vectors plus an index: per tracked address a 32-byte slot, `4 ×
+//! max_failures` bytes of timestamps, and one index entry (8 bytes for IPv4, 20 for IPv6, in a
+//! hash table at most 7/8 full). Measured (benches/explain.rs, `max_failures = 5`): 70 bytes
+//! of RSS per IPv4 address, 1,000,000 addresses in one window = +67 MB (process 74 MB). An address whose newest failure is
+//! older than `find_time` before the newest log time seen is pruned by a sweep that runs at most
+//! once per `find_time / 2` of log time (and when the table is full). The table never holds more
+//! than [`DeciderOptions::max_tracked`] addresses per service: when it is full after pruning,
+//! the entry to evict is chosen by sampling [`EVICTION_SAMPLE`] random slots and taking the one
+//! with the fewest failures in its window, the oldest first (Redis-style sampled LRU): addresses
+//! close to a ban survive a flood of one-off addresses. Evictions are counted.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crmonban_core::config::{BanDuration, Config, ServiceConfig};
+use crmonban_core::{Service, Target};
+
+use crate::matcher::Hit;
+
+mod window;
+
+pub use window::WindowCounter;
+
+/// Slots sampled when an entry must be evicted.
+pub const EVICTION_SAMPLE: usize = 8;
+
+/// Tuning shared by all services of a [`Decider`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeciderOptions {
+    /// Count and ban IPv6 addresses by this prefix (e.g. 64) in services whose configuration
+    /// sets no `ipv6_prefix` of its own; `None` or 128: single addresses.
+    pub ipv6_prefix: Option<u8>,
+    /// Most addresses tracked per service; see the module docs for the eviction.
+    /// [`Decider::from_config`] takes it from `[general] max_tracked_addresses`.
+    pub max_tracked: usize,
+}
+
+/// The default cap: what a hash index of 2^21 buckets holds at its 7/8 load, so that
+/// 1,000,000 addresses are tracked without eviction. The default of `[general]
+/// max_tracked_addresses` is the same number (a test checks it).
+pub const DEFAULT_MAX_TRACKED: usize = (1 << 21) / 8 * 7;
+
+impl Default for DeciderOptions {
+    fn default() -> Self {
+        DeciderOptions {
+            ipv6_prefix: None,
+            max_tracked: DEFAULT_MAX_TRACKED,
+        }
+    }
+}
+
+/// What a service's counting needs from its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServicePolicy {
+    pub max_failures: u32,
+    pub find_time: Duration,
+    pub ban_time: BanDuration,
+    pub ipv6_prefix: Option<u8>,
+    pub max_tracked: usize,
+}
+
+impl ServicePolicy {
+    pub fn new(service: &ServiceConfig, options: &DeciderOptions) -> ServicePolicy {
+        ServicePolicy {
+            max_failures: service.max_failures.max(1),
+            find_time: service.find_time,
+            ban_time: service.ban_time,
+            // The service's own setting wins over the decider-wide default.
+            ipv6_prefix: service
+                .ipv6_prefix
+                .or(options.ipv6_prefix)
+                .filter(|p| *p < 128),
+            max_tracked: options.max_tracked.max(1),
+        }
+    }
+}
+
+/// A ban the detector asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Ban {
+        /// The address, or its IPv6 network under aggregation.
+        target: Target,
+        service: Service,
+        /// Failures inside the window when the ban was decided (= `max_failures`).
+        failures: u32,
+        /// Log time (unix s) of the oldest and newest failure in the window.
+        first_seen: i64,
+        last_seen: i64,
+        /// The service's `ban_time` (the engine may escalate it for repeat offenders).
+        ban_time: BanDuration,
+    },
+}
+
+/// Counters of a [`WindowCounter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterStats {
+    /// Addresses tracked now.
+    pub tracked: usize,
+    /// Entries removed because their window passed.
+    pub pruned: u64,
+    /// Entries evicted because the table was full.
+    pub evicted: u64,
+    /// Failures dropped as older than `find_time` before the address's newest failure.
+    pub dropped_old: u64,
+    /// Bans decided.
+    pub bans: u64,
+}
+
+/// The decisions of every configured service.
+#[derive(Debug)]
+pub struct Decider {
+    options: DeciderOptions,
+    services: HashMap<Service, WindowCounter>,
+}
+
+impl Decider {
+    /// A decider with no service yet; see [`Decider::add_service`].
+    pub fn new(options: DeciderOptions) -> Decider {
+        Decider {
+            options,
+            services: HashMap::new(),
+        }
+    }
+
+    /// A decider for every enabled service of `config`. The configuration wins over
+    /// `options`: `max_tracked` is `[general] max_tracked_addresses`, and a service's own
+    /// `ipv6_prefix` replaces `options.ipv6_prefix`.
+    pub fn from_config(config: &Config, options: DeciderOptions) -> Decider {
+        let options = DeciderOptions {
+            max_tracked: config.general.max_tracked_addresses,
+            ..options
+        };
+        let mut decider = Decider::new(options);
+        for (name, service) in config.enabled_services() {
+            decider.add_service(Service::new(name), service);
+        }
+        decider
+    }
+
+    /// Takes `config` in, keeping the counts: services no longer enabled are dropped, new ones
+    /// added, and the others keep their failure windows under their new thresholds (see
+    /// [`WindowCounter::reconfigured`]). Returns the bans the kept windows reach under the new
+    /// thresholds (a lowered `max_failures`).
+    pub fn reconfigure(&mut self, config: &Config) -> Vec<Decision> {
+        self.options.max_tracked = config.general.max_tracked_addresses;
+        let mut old = std::mem::take(&mut self.services);
+        let mut decisions = Vec::new();
+        for (name, service) in config.enabled_services() {
+            let service_name = Service::new(name);
+            let policy = ServicePolicy::new(service, &self.options);
+            let counter = match old.remove(&service_name) {
+                Some(counter) => {
+                    let (counter, reached) = counter.reconfigured(policy);
+                    decisions.extend(reached);
+                    counter
+                }
+                None => WindowCounter::new(service_name.clone(), policy),
+            };
+            self.services.insert(service_name, counter);
+        }
+        decisions
+    }
+
+    /// Adds (or replaces, forgetting its counts) a service.
+    pub fn add_service(&mut self, service: Service, config: &ServiceConfig) {
+        let policy = ServicePolicy::new(config, &self.options);
+        self.services
+            .insert(service.clone(), WindowCounter::new(service, policy));
+    }
+
+    /// Counts `hit` for `service`; `now` (unix s) is when the line was read, the time of a
+    /// hit without its own. `None` for services that were not added.
+    pub fn observe(&mut self, service: &Service, hit: &Hit, now: i64) -> Option<Decision> {
+        self.services.get_mut(service)?.observe(hit, now)
+    }
+
+    pub fn counter(&self, service: &Service) -> Option<&WindowCounter> {
+        self.services.get(service)
+    }
+
+    /// Addresses tracked over all services.
+    pub fn tracked(&self) -> usize {
+        self.services.values().map(|c| c.stats().tracked).sum()
+    }
+}
+
+/// Limits `AttackDetected` under floods: at most one per address per second of `now`.
+/// Remembers only the addresses of the current second, at most `capacity` of them: beyond
+/// that, further addresses in the same second are suppressed (and counted) rather than grow
+/// memory.
+#[derive(Debug)]
+pub struct AttackCoalescer {
+    second: i64,
+    seen: HashSet<IpAddr>,
+    capacity: usize,
+    suppressed: u64,
+}
+
+impl AttackCoalescer {
+    pub fn new(capacity: usize) -> AttackCoalescer {
+        AttackCoalescer {
+            second: i64::MIN,
+            seen: HashSet::new(),
+            capacity: capacity.max(1),
+            suppressed: 0,
+        }
+    }
+
+    /// True when an event for `addr` may be emitted at `now` (unix seconds). A clock that
+    /// goes back stays in the later second.
+    pub fn admit(&mut self, addr: IpAddr, now: i64) -> bool {
+        if now > self.second {
+            self.second = now;
+            self.seen.clear();
+            if self.seen.capacity() > 4 * 4096 {
+                self.seen.shrink_to(4096);
+            }
+        }
+        if self.seen.len() < self.capacity && self.seen.insert(addr) {
+            return true;
+        }
+        self.suppressed += 1;
+        false
+    }
+
+    /// Events suppressed so far.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window::connection_tag;
+    use super::*;
+
+    #[test]
+    fn the_config_default_of_max_tracked_addresses_is_the_decider_default() {
+        assert_eq!(
+            crmonban_core::config::DEFAULT_MAX_TRACKED_ADDRESSES,
+            DEFAULT_MAX_TRACKED
+        );
+        assert_eq!(
+            Config::default().general.max_tracked_addresses,
+            DeciderOptions::default().max_tracked
+        );
+    }
+
+    #[test]
+    fn connection_tags_differ_for_neighbouring_pids() {
+        let tags: HashSet<u32> = (1000..2000).map(connection_tag).collect();
+        assert_eq!(tags.len(), 1000);
+        assert!(!tags.contains(&0));
+    }
+
+    #[test]
+    fn coalescer_one_per_address_per_second() {
+        let mut c = AttackCoalescer::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let d: IpAddr = "192.0.2.3".parse().unwrap();
+        assert!(c.admit(a, 10));
+        assert!(!c.admit(a, 10));
+        assert!(c.admit(b, 10));
+        assert!(!c.admit(d, 10), "capacity reached within the second");
+        assert!(!c.admit(a, 9), "clock going back stays in second 10");
+        assert!(c.admit(a, 11));
+        assert!(c.admit(d, 11));
+        assert_eq!(c.suppressed(), 3);
+    }
+}
