@@ -3,7 +3,8 @@
 //! whole suite as root, run the daemon for a fresh machine, and run the benchmarks into
 //! docs/BENCHMARKS.md.
 //!
-//! - `cargo xtask test [-- <cargo test args>]`  packages, build, every test (root_* included)
+//! - `cargo xtask test [-- <cargo test args>]`  packages, build, every test (root_* included),
+//!   then the engine's embedding examples
 //! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband start -f` as root
 //! - `cargo xtask bench`                          benchmarks (root), written to docs/BENCHMARKS.md
 //! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
@@ -168,6 +169,21 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(extra),
     )?;
+    // The embedding examples run as a user of the library would run them; each asserts what
+    // it shows (embed_nftables in a network namespace of its own).
+    if extra.is_empty() {
+        for example in ["custom_backend", "embed_nftables"] {
+            status(cargo().args([
+                "run",
+                "--locked",
+                "-q",
+                "-p",
+                "crmonban-engine",
+                "--example",
+                example,
+            ]))?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

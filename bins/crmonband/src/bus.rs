@@ -24,9 +24,20 @@ pub(crate) static SIGNALS_DROPPED: std::sync::atomic::AtomicU64 =
 /// The running D-Bus side: the connection task and the signal forwarder.
 pub struct Bus {
     task: JoinHandle<()>,
+    /// Becomes true once the name is ours the first time.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Bus {
+    /// Waits until the name is taken and the object served, at most `limit` (a bus that is
+    /// not there is retried in the background; readiness does not wait for it for ever).
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut ready = self.ready.clone();
+        tokio::time::timeout(limit, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Lets the forwarder send what is still queued (DaemonStopping among it), then ends.
     pub async fn finish(self) {
         if tokio::time::timeout(Duration::from_secs(2), self.task)
@@ -43,6 +54,7 @@ impl Bus {
 /// bus restarted, or it dropped us) is noticed within [`BUS_CHECK`] and made again.
 pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
     let mut events = shared.engine().subscribe();
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
             let connection = loop {
@@ -61,6 +73,7 @@ pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
                 }
             };
             info!(name = BUS_NAME, "D-Bus service ready");
+            let _ = ready_tx.send(true);
             match serve(&connection, &mut events).await {
                 Served::Stopping => {
                     let _ = connection.release_name(BUS_NAME).await;
@@ -72,7 +85,7 @@ pub fn spawn(shared: Arc<Shared>, system_bus: bool) -> Bus {
             }
         }
     });
-    Bus { task }
+    Bus { task, ready }
 }
 
 /// How often the bus connection is checked while nothing is sent.

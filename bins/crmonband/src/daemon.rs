@@ -90,6 +90,13 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         let bus = dbus
             .enabled
             .then(|| crate::bus::spawn(shared.clone(), dbus.system_bus));
+        // Ready means answering on the bus (`start` in the background returns then); a bus
+        // that is not there does not hold the start up for long: it is retried meanwhile.
+        if let Some(bus) = &bus
+            && !bus.wait_ready(BUS_READY_WAIT).await
+        {
+            warn!("the bus is not reachable yet; ready without it, and connecting in the background");
+        }
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         wait_for_stop(&shared, signals).await;
@@ -104,6 +111,9 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
     drop(pid_file);
     result
 }
+
+/// How long readiness waits for the bus name.
+const BUS_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// SIGTERM and SIGINT (stop) and SIGHUP (reload). Their default action ends the process at
 /// once, so a signal that arrives while the daemon starts (systemd stopping it, logrotate's

@@ -420,3 +420,40 @@ fn explain_shows_attacker_text_with_control_characters_escaped() {
     );
     assert!(shown.contains("\\u{1b}[2Jevil"), "{shown}");
 }
+
+/// The service example in docs/CONFIG.md works on Gitea's real log lines (IPv4 and IPv6, with
+/// the port Gitea writes after the address).
+#[test]
+fn config_md_gitea_example_matches_gitea_log_lines() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/CONFIG.md"
+    ))
+    .unwrap();
+    let start = doc.find("```toml\n[services.gitea]").expect("the gitea example") + 8;
+    let example = &doc[start..start + doc[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gitea.log");
+    let example = example.replace("/var/log/gitea/gitea.log", log.to_str().unwrap());
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &example).unwrap();
+    std::fs::write(
+        &log,
+        "2023/10/17 10:30:15 ...s/auth/auth.go:219:SignInPost() [W] Failed authentication attempt for foo from 192.0.2.7:45678: user does not exist [uid: 0, name: foo]\n\
+         2023/10/17 10:30:16 ...s/auth/auth.go:219:SignInPost() [W] Failed authentication attempt for admin from [2001:db8::7]:45679: password is invalid [uid: 1, name: admin]\n",
+    )
+    .unwrap();
+    let out = crmonband(&[
+        "-c",
+        config.to_str().unwrap(),
+        "explain",
+        "--service",
+        "gitea",
+        "--json",
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(r#""ip":"192.0.2.7""#), "{shown}");
+    assert!(shown.contains(r#""ip":"2001:db8::7""#), "{shown}");
+}

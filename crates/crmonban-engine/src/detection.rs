@@ -59,9 +59,13 @@ const RESUME_SAVE_INTERVAL: Duration = Duration::from_millis(500);
 /// Why detection did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectionError {
+    /// An enabled service's matcher cannot be built (no pattern, a pack pattern that does not
+    /// compile).
     #[error("service {service}: {source}")]
     Service {
+        /// The service's configuration name.
         service: String,
+        /// Why its matcher cannot be built.
         source: crmonban_detect::DetectError,
     },
 }
@@ -327,9 +331,10 @@ async fn match_lines(
         let first_seen = decision_first_seen(&decision);
         let pending = w.tracker.pending_ban(first_seen);
         let engine = m.engine.clone();
-        // Lines read again after a crash, or written before this run: an earlier run may have
-        // made this ban already (the read-through position lags up to a second behind).
-        let check_history = line.replayed || first_seen < m.started_at;
+        // Lines read again after a crash, or written before this run (or in its first second,
+        // log times having whole seconds): an earlier run may have made this ban already (the
+        // read-through position lags up to a second behind).
+        let check_history = line.replayed || first_seen <= m.started_at;
         tokio::spawn(async move {
             let _permit = permit;
             let _pending = pending;

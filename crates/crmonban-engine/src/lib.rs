@@ -16,6 +16,8 @@
 //! matchers and time windows over an engine; this crate parses no log text itself, talks no
 //! D-Bus and handles no signals: those belong to crmonban-detect and the daemon.
 
+#![warn(missing_docs)]
+
 mod activity;
 mod detection;
 mod engine;
@@ -43,7 +45,8 @@ pub use records::RecordStats;
 // The firewall and store types an embedder or the daemon handles, so that a program needs
 // no direct dependency on those layers.
 pub use crmonban_firewall::{
-    FirewallBackend, FirewallError, Layout, NftBackend, NftOptions, RecordingBackend, Transport,
+    ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
+    NftBackend, NftOptions, RecordingBackend, Transport,
 };
 pub use crmonban_store::{Store, StoreError};
 pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};
