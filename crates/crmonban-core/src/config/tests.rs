@@ -1619,3 +1619,50 @@ fn a_packs_own_limits_are_its_services_defaults() {
         (5, secs(3600), BanDuration::from_secs(100))
     );
 }
+
+/// docs/CONFIG.md documents every key the parser knows, section by section: the list comes from
+/// the parser's own "known keys" message, so the reference cannot drift from the schema.
+#[test]
+fn config_md_documents_every_key_the_parser_knows() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+        .unwrap();
+    let sections = [
+        "[general]",
+        "[nftables]",
+        "[intel]",
+        "[services.ssh]",
+        "[[services.ssh.patterns]]\nname = \"x\"\nregex = '(?P<ip>x)'",
+        "[dbus]",
+        "[zones]",
+        "[[zones.zones]]\nname = \"z\"\nnetworks = [\"10.0.0.0/8\"]",
+        "[siem]",
+        "[[siem.targets]]\ntype = \"file\"\npath = \"/tmp/x\"",
+        "[ebpf]",
+        "[ebpf.method]",
+        "[whitelist]",
+        "[[whitelist.sources]]\ntype = \"networks\"\nnetworks = [\"10.0.0.0/8\"]",
+    ];
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for section in sections {
+        let text = format!("{section}\nzz_not_a_key = 1\n");
+        let message = match Config::from_toml_str(&text, "config.toml") {
+            Ok(_) => panic!("{section}: an unknown key was accepted"),
+            Err(errors) => errors.to_string(),
+        };
+        let known = message
+            .split("known keys here: ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{section}: no list of known keys in {message}"));
+        let known = known.lines().next().unwrap_or_default();
+        for key in known.split(", ").map(str::trim).filter(|k| !k.is_empty()) {
+            checked += 1;
+            if !doc.contains(&format!("| `{key}` |")) {
+                missing.push(format!("{section}: {key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/CONFIG.md lacks: {missing:?}");
+    // Every section answered with its list (the schema has about a hundred keys).
+    assert!(checked > 60, "only {checked} keys checked");
+}
