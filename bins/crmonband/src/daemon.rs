@@ -95,7 +95,9 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         if let Some(bus) = &bus
             && !bus.wait_ready(BUS_READY_WAIT).await
         {
-            warn!("the bus is not reachable yet; ready without it, and connecting in the background");
+            warn!(
+                "the bus is not reachable yet; ready without it, and connecting in the background"
+            );
         }
         ready.ready();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

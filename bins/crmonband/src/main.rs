@@ -74,7 +74,7 @@ enum Commands {
         #[arg(long)]
         missed: bool,
         /// Try this regex instead of the service's patterns (like fail2ban-regex): it must
-        /// capture the address as <IP> (or <HOST>, or a group named ip) and is matched against
+        /// capture the address as `<IP>` (or `<HOST>`, or a group named ip) and is matched against
         /// whole lines.
         #[arg(long, value_name = "RE")]
         regex: Option<String>,

@@ -425,12 +425,12 @@ fn explain_shows_attacker_text_with_control_characters_escaped() {
 /// the port Gitea writes after the address).
 #[test]
 fn config_md_gitea_example_matches_gitea_log_lines() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/CONFIG.md"
-    ))
-    .unwrap();
-    let start = doc.find("```toml\n[services.gitea]").expect("the gitea example") + 8;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+        .unwrap();
+    let start = doc
+        .find("```toml\n[services.gitea]")
+        .expect("the gitea example")
+        + 8;
     let example = &doc[start..start + doc[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("gitea.log");

@@ -35,6 +35,8 @@ pub enum BanSource {
 }
 
 impl BanSource {
+    /// The stored and displayed name (`"detector"`, `"dbus"`, ...; an embedder's own name
+    /// for [`BanSource::Other`]). [`str::parse`] gives the source back.
     pub fn as_str(&self) -> &str {
         match self {
             BanSource::Detector => "detector",
@@ -70,8 +72,12 @@ impl fmt::Display for BanSource {
 /// One ban as the engine, the store and the firewall see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ban {
+    /// The address or network blocked.
     pub target: Target,
+    /// Free text for operators: the detector's count and window, a D-Bus caller's note
+    /// (`"manual ban"` when it gave none), ...
     pub reason: String,
+    /// Who asked for the ban.
     pub source: BanSource,
     /// The service whose log caused the ban (`None` for manual bans).
     pub service: Option<String>,

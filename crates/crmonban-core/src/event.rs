@@ -11,9 +11,11 @@ use std::sync::Arc;
 pub struct Service(Arc<str>);
 
 impl Service {
+    /// The service called `name`; nothing is checked against the configuration.
     pub fn new(name: &str) -> Service {
         Service(Arc::from(name))
     }
+    /// The service's name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -41,6 +43,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The name the configuration and the store use (`"failed_auth"`, ...; a user-defined
+    /// kind's own name). [`str::parse`] gives the kind back.
     pub fn as_str(&self) -> &str {
         match self {
             EventKind::FailedAuth => "failed_auth",
@@ -74,8 +78,11 @@ impl fmt::Display for EventKind {
 /// One hostile act seen in a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// The address the line blames (the matcher gives an IPv4-mapped IPv6 address as IPv4).
     pub addr: IpAddr,
+    /// The service whose log the line came from.
     pub service: Service,
+    /// What the line says the address did.
     pub kind: EventKind,
     /// Unix seconds from the log line's own timestamp; `None` when the line had none.
     pub time: Option<i64>,

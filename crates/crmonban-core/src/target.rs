@@ -28,11 +28,22 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Normalisation {
     /// `::ffff:a.b.c.d` (or a mapped network) was read as IPv4.
-    MappedToIpv4 { given: String },
+    MappedToIpv4 {
+        /// The text as given, trimmed.
+        given: String,
+    },
     /// Host bits were set in a CIDR and have been cleared.
-    HostBitsCleared { given: String, network: IpNet },
+    HostBitsCleared {
+        /// The text as given, trimmed.
+        given: String,
+        /// The network used instead, host bits cleared.
+        network: IpNet,
+    },
     /// A `/32` or `/128` network is the single address.
-    FullPrefixIsAddress { given: String },
+    FullPrefixIsAddress {
+        /// The text as given, trimmed.
+        given: String,
+    },
 }
 
 impl fmt::Display for Normalisation {
@@ -54,16 +65,23 @@ impl fmt::Display for Normalisation {
 /// Why a string is not a [`Target`]. Every variant names the text it refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// The text was empty or only blanks.
     #[error("empty address")]
     Empty,
+    /// The address, or the address part of a CIDR, does not parse; holds the whole text
+    /// (trimmed). Zone indexes (`fe80::1%eth0`) are refused too.
     #[error(
         "invalid address {0:?}: expected an IPv4 or IPv6 address, or a CIDR such as 192.0.2.0/24"
     )]
     InvalidAddress(String),
+    /// The part after `/` is not a number from 0 to the family's address length.
     #[error("invalid prefix length in {input:?}: {prefix:?} is not a number from 0 to {max}")]
     InvalidPrefix {
+        /// The whole text, trimmed.
         input: String,
+        /// The text after `/`.
         prefix: String,
+        /// 32 for IPv4, 128 for IPv6.
         max: u8,
     },
 }

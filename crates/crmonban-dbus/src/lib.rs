@@ -54,6 +54,38 @@
 //! becomes `Error::X(message)`, `AccessDenied` becomes [`Error::AccessDenied`], and every other
 //! failure — `ServiceUnknown` when no daemon runs, I/O errors — is [`Error::ZBus`], which
 //! [`Error::is_unreachable`] and [`Error::dbus_name`] classify.
+//!
+//! # Example
+//!
+//! A client that lists the active bans (it needs a running daemon, so the example only
+//! defines it), and the contract's pure parts, which run anywhere:
+//!
+//! ```
+//! use crmonban_dbus::{BusChoice, DaemonProxy, Error, connect, is_mutating, rfc3339_utc};
+//!
+//! /// Prints every active ban of the daemon on the system bus.
+//! async fn show_bans() -> Result<(), Error> {
+//!     let connection = connect(BusChoice::System).await?;
+//!     let daemon = DaemonProxy::new(&connection).await?;
+//!     for (target, reason, source, banned_at, expires_at) in daemon.get_bans().await? {
+//!         let until = match expires_at {
+//!             0 => "permanent".to_owned(),
+//!             end => rfc3339_utc(end),
+//!         };
+//!         println!("{target} since {} until {until} ({source}: {reason})", rfc3339_utc(banned_at));
+//!     }
+//!     Ok(())
+//! }
+//!
+//! // Only uid 0 and group crmonban may call the members that change state.
+//! assert!(is_mutating("Ban") && !is_mutating("GetBans"));
+//! // Times travel as Unix seconds; clients print them as RFC 3339.
+//! assert_eq!(rfc3339_utc(1_764_090_360), "2025-11-25T17:06:00Z");
+//! let denied = Error::access_denied("uid 1000 is not in group crmonban");
+//! assert_eq!(denied.dbus_name().as_deref(), Some("org.freedesktop.DBus.Error.AccessDenied"));
+//! ```
+
+#![warn(missing_docs)]
 
 mod auth;
 mod bus;

@@ -5,6 +5,44 @@
 //! ([`decide`]), and the offline runner behind `crmonband explain` ([`explain`]).
 //!
 //! It does no firewall or database work: the engine persists positions and applies decisions.
+//!
+//! # Example
+//!
+//! Two failed sshd logins from one address, matched and counted as the daemon does:
+//!
+//! ```
+//! use crmonban_core::Service;
+//! use crmonban_core::config::Config;
+//! use crmonban_detect::{Decider, DeciderOptions, Decision, LineContext, LineOutcome};
+//! use crmonban_detect::ServiceMatcher;
+//!
+//! let config = Config::from_toml_str("[services.ssh]\nmax_failures = 2\n", "config.toml").unwrap();
+//! let (name, ssh) = config.service("ssh").unwrap();
+//! let matcher = ServiceMatcher::new(name, ssh).unwrap();
+//! let mut decider = Decider::from_config(&config, DeciderOptions::default());
+//! // When the lines are read (Unix seconds, 2026-11-26): the year of a BSD syslog stamp.
+//! let ctx = LineContext::at(1_795_651_200);
+//!
+//! let lines = [
+//!     "Nov 25 16:19:59 host sshd[1234]: Failed password for root from 192.0.2.7 port 51234 ssh2",
+//!     "Nov 25 16:20:04 host sshd[1240]: Failed password for root from 192.0.2.7 port 51240 ssh2",
+//! ];
+//! let mut decisions = Vec::new();
+//! for line in lines {
+//!     let LineOutcome::Match(hit) = matcher.match_line(line.as_bytes(), &ctx) else {
+//!         panic!("not matched: {line}");
+//!     };
+//!     assert_eq!((hit.addr.to_string(), &*hit.pattern), ("192.0.2.7".into(), "ssh-failed-auth"));
+//!     decisions.extend(decider.observe(&Service::new(name), &hit, ctx.now));
+//! }
+//! // The second failure within find_time reaches max_failures: a ban.
+//! let [Decision::Ban { target, failures, .. }] = &decisions[..] else {
+//!     panic!("{decisions:?}");
+//! };
+//! assert_eq!((target.to_string(), *failures), ("192.0.2.7".into(), 2));
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod decide;
 pub mod error;

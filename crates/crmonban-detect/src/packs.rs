@@ -45,14 +45,19 @@ const SNIPPETS: [&str; 12] = [
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}:{line}: {message}")]
 pub struct PackProblem {
+    /// The pack's origin: its path, or `built-in NAME.toml`.
     pub origin: String,
+    /// 1-based line in the pack file; 0 when the problem has no line (a file that cannot be
+    /// read).
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
 /// What [`verify`] checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PackReport {
+    /// Sample lines (`[[tests]]`) run.
     pub samples: usize,
     /// Forged lines tried (none yielded the forged address).
     pub forgeries: usize,
@@ -268,7 +273,9 @@ pub fn pack_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// One pack file read and checked: the pack and what was checked, or every problem.
 pub struct Checked {
+    /// The file's path, as displayed.
     pub origin: String,
+    /// The pack and what [`verify`] checked, or every problem found.
     pub outcome: Result<(Pack, PackReport), Vec<PackProblem>>,
 }
 

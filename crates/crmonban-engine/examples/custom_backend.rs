@@ -113,15 +113,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("banning 127.0.0.1: {}", refused.as_ref().unwrap_err());
     assert!(refused.is_err(), "loopback was banned");
     assert!(engine.is_banned(&Target::parse("203.0.113.7")?));
-    assert!(engine.unban(&Target::parse("203.0.113.7")?, "example done").await?);
+    assert!(
+        engine
+            .unban(&Target::parse("203.0.113.7")?, "example done")
+            .await?
+    );
     assert_eq!(engine.active_ban_count(), 0);
 
     // The lossless stream saw both, in order.
     let added = events.recv().await;
     let removed = events.recv().await;
     println!("events: {added:?}, {removed:?}");
-    assert!(matches!(added, Some(crmonban_engine::EngineEvent::BanAdded { .. })));
-    assert!(matches!(removed, Some(crmonban_engine::EngineEvent::BanRemoved { .. })));
+    assert!(matches!(
+        added,
+        Some(crmonban_engine::EngineEvent::BanAdded { .. })
+    ));
+    assert!(matches!(
+        removed,
+        Some(crmonban_engine::EngineEvent::BanRemoved { .. })
+    ));
     running.shutdown().await;
     println!("ok");
     Ok(())

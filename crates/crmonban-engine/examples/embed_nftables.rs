@@ -48,7 +48,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let mut config = Config::default();
     config.general.db_path = dir.path().join("example.db");
-    let running = EngineBuilder::new(config).without_detection().start().await?;
+    let running = EngineBuilder::new(config)
+        .without_detection()
+        .start()
+        .await?;
     let engine = running.engine();
 
     let mut failures: HashMap<IpAddr, u32> = HashMap::new();
@@ -78,7 +81,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .output()?;
     let listing = String::from_utf8_lossy(&listing.stdout);
     println!("{listing}");
-    assert!(listing.contains("198.51.100.23"), "the ban is not in the kernel");
+    assert!(
+        listing.contains("198.51.100.23"),
+        "the ban is not in the kernel"
+    );
     assert!(!listing.contains("127.0.0.1"), "loopback was banned");
     running.shutdown().await;
     println!("ok");

@@ -14,10 +14,20 @@ pub enum EngineError {
     /// multicast, unspecified, broadcast or one of this host's own addresses. `why` is a
     /// sentence that names the address, e.g. "127.0.0.1 is a loopback address".
     #[error("cannot ban {target}: {why}")]
-    Protected { target: Target, why: String },
+    Protected {
+        /// The target that was to be banned.
+        target: Target,
+        /// Why it is protected, naming the address.
+        why: String,
+    },
     /// The target lies in, or contains, `entry` of a whitelist source or a protecting zone.
     #[error("cannot ban {target}: {}", whitelisted_why(target, entry))]
-    Whitelisted { target: Target, entry: Entry },
+    Whitelisted {
+        /// The target that was to be banned.
+        target: Target,
+        /// The whitelist entry that protects it, with its origin.
+        entry: Entry,
+    },
     /// The firewall refused or could not be reached; nothing was recorded.
     #[error(transparent)]
     Firewall(#[from] FirewallError),

@@ -21,14 +21,25 @@ use crmonban_core::{Ban, Target};
 #[derive(Clone, Debug)]
 pub enum EngineEvent {
     /// A ban is in force in the kernel and recorded in the store.
-    BanAdded { ban: Ban },
+    BanAdded {
+        /// The ban as it is in force (escalated duration, offence number).
+        ban: Ban,
+    },
     /// A ban ended; `reason` is `"expired"`, `"unban"`, `"flush"`, `"whitelisted"` or the
     /// unban caller's own reason.
-    BanRemoved { target: Target, reason: String },
+    BanRemoved {
+        /// The target no longer banned.
+        target: Target,
+        /// Why the ban ended.
+        reason: String,
+    },
     /// A detector reported a hostile act (see [`Engine::report_attack`](crate::Engine::report_attack)).
     AttackDetected {
+        /// The address the log line blames.
         addr: IpAddr,
+        /// The service whose log it was.
         service: String,
+        /// The event kind, as [`EventKind::as_str`](crmonban_core::EventKind::as_str) writes it.
         kind: String,
     },
     /// [`Engine::start`](crate::Engine::start) finished: bans are restored, tasks run.
@@ -36,7 +47,10 @@ pub enum EngineEvent {
     /// [`Engine::shutdown`](crate::Engine::shutdown) began.
     DaemonStopping,
     /// The nftables layout had disappeared and was re-created with `bans` bans.
-    LayoutRepaired { bans: usize },
+    LayoutRepaired {
+        /// Active bans put back into the kernel.
+        bans: usize,
+    },
 }
 
 /// What a lossless subscriber's queue does when it is full.

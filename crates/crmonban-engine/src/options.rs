@@ -44,8 +44,11 @@ pub struct EngineOptions {
 /// Bounds on the store's event and activity history (ban history is kept whole).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
+    /// Events and activity entries older than this are deleted. Default 30 days.
     pub max_age: Duration,
+    /// Most rows the events table keeps, the newest. Default 1,000,000.
     pub max_event_rows: u64,
+    /// Most entries the activity log keeps, the newest. Default 100,000.
     pub max_activity_rows: u64,
     /// How often the bounds are applied. Default 10 minutes.
     pub every: Duration,
@@ -138,7 +141,9 @@ impl Escalation for NoEscalation {
 /// longest timed ban (`u32::MAX` seconds). A factor below 1 (or NaN) counts as 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FactorEscalation {
+    /// The multiplier per earlier offence (`[general] ban_time_increment`).
     pub factor: f64,
+    /// The longest an escalated ban becomes (`[general] max_ban_time`); `None`: no cap.
     pub max: Option<Duration>,
 }
 

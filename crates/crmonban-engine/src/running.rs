@@ -27,17 +27,24 @@ use crate::{Detection, DetectionError, Engine, EngineError, EngineEvent, EngineO
 /// Why an engine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The nftables backend could not be created.
     #[error("the firewall backend: {0}")]
     Firewall(#[from] crmonban_firewall::FirewallError),
+    /// The directory of `[general] db_path` could not be created.
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
+        /// The directory.
         path: std::path::PathBuf,
+        /// Why it could not be created.
         source: std::io::Error,
     },
+    /// The database at `[general] db_path` could not be opened.
     #[error(transparent)]
     Store(#[from] crmonban_store::StoreError),
+    /// The engine did not start (see [`Engine::start`]).
     #[error("starting the engine: {0}")]
     Engine(#[from] EngineError),
+    /// Detection did not start: a service's matcher cannot be built.
     #[error("starting detection: {0}")]
     Detection(#[from] DetectionError),
 }
@@ -50,8 +57,11 @@ pub enum ReconfigureError {
         "{key} changed ({from} -> {to}); it applies only at a restart: restart crmonband, or put the old value back"
     )]
     NeedsRestart {
+        /// The dotted key, e.g. `general.db_path`.
         key: &'static str,
+        /// The running value, as `Debug` writes it.
         from: String,
+        /// The new value, as `Debug` writes it.
         to: String,
     },
     /// A service's patterns do not compile.

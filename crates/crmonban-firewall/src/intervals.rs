@@ -14,8 +14,11 @@ use crate::Expiry;
 /// A run of addresses `lo..=hi` of one family with one expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
+    /// The first address of the run.
     pub lo: IpAddr,
+    /// The last address of the run (inclusive), of the same family as `lo`.
     pub hi: IpAddr,
+    /// The latest expiry of the networks that cover these addresses.
     pub expiry: Expiry,
 }
 

@@ -8,6 +8,36 @@
 //! holds the backend and sends it whole change sets, each applied as ONE nftables transaction —
 //! all of it or nothing. The ban path never reads the kernel's sets back: listing costs seconds
 //! at a million elements, while adding one address over nfnetlink costs ~0.02 ms at any size.
+//!
+//! # Example
+//!
+//! [`RecordingBackend`] takes the same calls as [`NftBackend`] (which needs root) and keeps
+//! the sets in memory:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use crmonban_core::Target;
+//! use crmonban_firewall::{ChangeSet, Element, FirewallBackend, RecordingBackend};
+//!
+//! let mut firewall = RecordingBackend::new();
+//! firewall.ensure_layout().unwrap();
+//!
+//! let addr = Target::parse("192.0.2.7").unwrap();
+//! let net = Target::parse("198.51.100.0/24").unwrap();
+//! let mut changes = ChangeSet::new();
+//! changes
+//!     .add(Element::timed(addr, Duration::from_secs(3600)))
+//!     .add(Element::permanent(net));
+//! let report = firewall.apply(&changes).unwrap();
+//! assert_eq!((report.added, report.transactions), (2, 1)); // one transaction
+//! assert!(firewall.contains(&addr) && firewall.contains(&net));
+//!
+//! firewall.apply(ChangeSet::new().remove(addr)).unwrap();
+//! assert!(!firewall.contains(&addr));
+//! ```
+
+#![warn(missing_docs)]
 
 mod intervals;
 mod layout;
@@ -51,11 +81,14 @@ impl Expiry {
 /// One member of a blocked set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Element {
+    /// The address (hash set) or network (interval set).
     pub target: Target,
+    /// When the kernel drops the element by itself.
     pub expiry: Expiry,
 }
 
 impl Element {
+    /// Never expires.
     pub fn permanent(target: Target) -> Element {
         Element {
             target,
@@ -96,24 +129,30 @@ pub enum Change {
 /// overrides an earlier one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
+    /// The changes, in the order they apply.
     pub changes: Vec<Change>,
 }
 
 impl ChangeSet {
+    /// An empty change set.
     pub fn new() -> ChangeSet {
         ChangeSet::default()
     }
+    /// Appends [`Change::Add`] of `element`.
     pub fn add(&mut self, element: Element) -> &mut Self {
         self.changes.push(Change::Add(element));
         self
     }
+    /// Appends [`Change::Remove`] of `target`.
     pub fn remove(&mut self, target: Target) -> &mut Self {
         self.changes.push(Change::Remove(target));
         self
     }
+    /// True when there is no change; applying it sends no transaction.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+    /// The number of changes, repeats of a target included.
     pub fn len(&self) -> usize {
         self.changes.len()
     }
@@ -154,7 +193,10 @@ pub enum FirewallError {
     /// nft or the kernel refused the transaction.
     #[error("nftables refused the change{}: {message}", element.as_ref().map(|e| format!(" (element {e})")).unwrap_or_default())]
     Refused {
+        /// nft's or the kernel's message, whole.
         message: String,
+        /// The first address or CIDR the message quotes, when there is one: the element the
+        /// transaction failed on.
         element: Option<String>,
     },
     /// Our table, set or chain does not exist (deleted or flushed by someone else).

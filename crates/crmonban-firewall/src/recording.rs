@@ -13,9 +13,13 @@ use crate::{
 /// One call the backend received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
+    /// [`FirewallBackend::ensure_layout`].
     EnsureLayout,
+    /// [`FirewallBackend::apply`], with the change set it was given.
     Apply(ChangeSet),
+    /// [`FirewallBackend::replace_all`], with the elements it was given.
     ReplaceAll(Vec<Element>),
+    /// [`FirewallBackend::teardown`].
     Teardown,
 }
 
@@ -29,6 +33,8 @@ pub struct RecordingBackend {
 }
 
 impl RecordingBackend {
+    /// A backend with no table yet: changes fail with [`FirewallError::LayoutMissing`] until
+    /// [`FirewallBackend::ensure_layout`] or [`FirewallBackend::replace_all`] creates it.
     pub fn new() -> RecordingBackend {
         RecordingBackend::default()
     }

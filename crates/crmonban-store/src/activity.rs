@@ -12,15 +12,20 @@ use crate::{Store, StoreError, limit};
 /// An entry to append ([`Store::log_activities`]).
 #[derive(Clone, Copy, Debug)]
 pub struct NewActivity<'a> {
+    /// Unix seconds.
     pub at: i64,
+    /// What happened: `"ban"`, `"unban"`, `"flush"`, `"reload"`, ...
     pub action: &'a str,
+    /// The address or network concerned, if any.
     pub target: Option<&'a Target>,
+    /// Free text for people: the reason and particulars.
     pub detail: &'a str,
 }
 
 /// One line of the activity log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivityEntry {
+    /// The row id; later entries have larger ids.
     pub id: i64,
     /// Unix seconds.
     pub at: i64,
@@ -28,6 +33,7 @@ pub struct ActivityEntry {
     pub action: String,
     /// The address or network concerned, if any.
     pub target: Option<Target>,
+    /// Free text for people: the reason and particulars.
     pub detail: String,
 }
 

@@ -16,7 +16,9 @@ use crate::{Store, StoreError, count};
 /// A ban as the history keeps it: the [`Ban`] plus its row id and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BanRecord {
+    /// The row id; later bans have larger ids.
     pub id: i64,
+    /// The ban as it was recorded.
     pub ban: Ban,
     /// Unix seconds when the ban ended; `None` while it has not been ended (an expired ban
     /// gets its `expires_at` here once [`Store::expire_due`] has seen it).

@@ -9,7 +9,9 @@ pub enum StoreError {
     /// database, locked by another program...).
     #[error("cannot open database {}: {source}", path.display())]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// SQLite's reason.
         #[source]
         source: sqlx::Error,
     },
@@ -17,22 +19,29 @@ pub enum StoreError {
     /// crmonban or an applied migration has since been edited.
     #[error("cannot apply the schema migrations to database {}: {source}", path.display())]
     Migrate {
+        /// The database file.
         path: PathBuf,
+        /// Which migration failed, and why.
         #[source]
         source: sqlx::migrate::MigrateError,
     },
     /// A statement failed; `action` says what the store was doing ("record a ban").
     #[error("database error: cannot {action}: {source}")]
     Query {
+        /// What the store was doing, phrased to follow "cannot": `"record a ban"`.
         action: &'static str,
+        /// SQLite's or the pool's error.
         #[source]
         source: sqlx::Error,
     },
     /// A statement failed because the filesystem holding the database is full.
     #[error("database error: cannot {action}: disk full ({} has no space left): {source}", dir.display())]
     DiskFull {
+        /// What the store was doing, as in [`StoreError::Query`].
         action: &'static str,
+        /// The directory holding the database (`.` when its path names none).
         dir: PathBuf,
+        /// SQLite's error (FULL, or an I/O error on a full filesystem).
         #[source]
         source: sqlx::Error,
     },
@@ -40,18 +49,26 @@ pub enum StoreError {
     /// another program). `key` names the row, e.g. `id 42`.
     #[error("corrupt row in table {table} ({key}): column {column} holds {value}: {problem}")]
     Corrupt {
+        /// The table, e.g. `bans`.
         table: &'static str,
+        /// Which row (or page of rows) it is, e.g. `id 42`.
         key: String,
+        /// The column that does not read back; `*` for a whole row.
         column: &'static str,
+        /// The value found, quoted, or a description of it (`1234 bytes of JSON`).
         value: String,
+        /// Why it does not read back.
         problem: String,
     },
     /// A value given to the store does not fit the column (an unsigned number above
     /// `i64::MAX` where the store keeps its arithmetic meaning).
     #[error("cannot {action}: {what} {value} is larger than {}", i64::MAX)]
     OutOfRange {
+        /// What the store was doing, as in [`StoreError::Query`].
         action: &'static str,
+        /// The value's name, e.g. `offset`.
         what: &'static str,
+        /// The value given.
         value: u64,
     },
 }

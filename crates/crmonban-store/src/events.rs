@@ -18,7 +18,9 @@ use crmonban_core::unix_now;
 /// An event as stored: the [`Event`] plus its row id and when crmonban read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
+    /// The row id; later events have larger ids.
     pub id: i64,
+    /// The event, its address in canonical form.
     pub event: Event,
     /// Unix seconds when the event was recorded.
     pub seen_at: i64,

@@ -8,6 +8,41 @@
 //! back on every read, so a corrupt row is reported as [`StoreError::Corrupt`] and never
 //! panics. This crate touches no firewall and spawns no task; callers decide when to write
 //! (the engine writes a ban only after the firewall accepted it).
+//!
+//! # Example
+//!
+//! ```
+//! use crmonban_core::{Ban, BanSource, Target, unix_now};
+//! use crmonban_store::Store;
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dir = tempfile::tempdir()?;
+//!     let store = Store::open(&dir.path().join("crmonban.db")).await?;
+//!     let (now, target) = (unix_now(), Target::parse("192.0.2.7")?);
+//!     store
+//!         .record_ban(&Ban {
+//!             target,
+//!             reason: "5 failures in 600 s".into(),
+//!             source: BanSource::Detector,
+//!             service: Some("ssh".into()),
+//!             banned_at: now,
+//!             expires_at: Some(now + 3600),
+//!             offence: 1,
+//!         })
+//!         .await?;
+//!     assert_eq!(store.active_bans(now).await?.len(), 1);
+//!
+//!     // Ending a ban keeps its row: the history drives escalation.
+//!     assert!(store.end_ban(&target, now, "unban").await?);
+//!     assert!(store.active_ban(&target, now).await?.is_none());
+//!     assert_eq!(store.offence_count(&target, None).await?, 1);
+//!     store.close().await;
+//!     Ok(())
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 mod activity;
 mod bans;

@@ -12,7 +12,9 @@ use crmonban_core::unix_now;
 /// One whitelisted address or network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WhitelistEntry {
+    /// The address or network never banned.
     pub target: Target,
+    /// The operator's note, as given when it was added (may be empty).
     pub comment: String,
     /// Unix seconds.
     pub added_at: i64,

@@ -60,7 +60,12 @@ pub enum NoAnswer {
     Timeout(Duration),
     /// The bus could not be reached.
     #[error("cannot connect to {bus}: {reason}")]
-    Connect { bus: String, reason: String },
+    Connect {
+        /// The bus, as the source names it.
+        bus: String,
+        /// Why the connection failed.
+        reason: String,
+    },
     /// The call failed: an error reply (the service is not running, has no such method, ...)
     /// or a broken connection.
     #[error("the call failed: {0}")]
@@ -75,8 +80,11 @@ pub enum NoAnswer {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("daemon whitelist source: {what} {value:?} is not valid: {reason}")]
 pub struct DaemonSourceError {
+    /// Which setting: `bus address`, `bus name`, `object path`, `interface` or `method`.
     pub what: &'static str,
+    /// The value given.
     pub value: String,
+    /// Why D-Bus refuses it.
     pub reason: String,
 }
 

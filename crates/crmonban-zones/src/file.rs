@@ -13,9 +13,11 @@ const MAX_LINE: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct FileProblem {
+    /// The whitelist file.
     pub path: PathBuf,
     /// 1-based; `None` when the whole file is the problem (missing, unreadable).
     pub line: Option<usize>,
+    /// What is wrong with the line or the file.
     pub message: String,
 }
 

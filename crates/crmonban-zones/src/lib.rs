@@ -17,6 +17,43 @@
 //!
 //! This crate reads the files its sources name; it starts no task and watches nothing by
 //! itself: the engine rebuilds the [`Policy`] when a source changes and swaps it in whole.
+//!
+//! # Example
+//!
+//! ```
+//! use crmonban_core::{Config, Target};
+//! use crmonban_zones::{Policy, Refusal};
+//!
+//! let text = r#"
+//! [zones]
+//! enabled = true
+//!
+//! [[zones.zones]]
+//! name = "office"
+//! trust_level = 90
+//! networks = ["10.1.0.0/16"]
+//! "#;
+//! let config = Config::from_toml_str(text, "config.toml").unwrap();
+//! // No whitelist entries in the database; this host has one address.
+//! let host = vec!["192.0.2.1".parse().unwrap()];
+//! let (policy, problems) = Policy::from_config(&config, Vec::new(), host).unwrap();
+//! assert!(problems.is_empty());
+//!
+//! let t = |text: &str| Target::parse(text).unwrap();
+//! assert!(policy.check(&t("203.0.113.7")).is_ok());
+//! assert!(matches!(policy.check(&t("127.0.0.1")), Err(Refusal::Reserved { .. })));
+//! assert!(matches!(policy.check(&t("192.0.2.1")), Err(Refusal::HostAddress { .. })));
+//! // The office's trust level is above `whitelist_threshold` (80): it is protected, and so is
+//! // any network around it.
+//! let refusal = policy.check(&t("10.0.0.0/8")).unwrap_err();
+//! assert!(matches!(refusal, Refusal::Whitelisted { .. }));
+//! assert_eq!(
+//!     refusal.to_string(),
+//!     "10.0.0.0/8 contains whitelisted 10.1.0.0/16 (zone office (trust 90): 10.1.0.0/16)"
+//! );
+//! ```
+
+#![warn(missing_docs)]
 
 mod daemon;
 mod file;

@@ -24,11 +24,24 @@ pub enum Origin {
     /// A `networks` source of `[[whitelist.sources]]`.
     Networks,
     /// A `file` source, and the line.
-    File { path: PathBuf, line: usize },
+    File {
+        /// The whitelist file.
+        path: PathBuf,
+        /// The entry's line, 1-based.
+        line: usize,
+    },
     /// A zone that protects its networks.
-    Zone { name: String, trust_level: u8 },
+    Zone {
+        /// The zone's name.
+        name: String,
+        /// The zone's trust level, 0 ..= 100.
+        trust_level: u8,
+    },
     /// A `daemon` source's service said the address is trusted.
-    Daemon { service: String },
+    Daemon {
+        /// The source as it displays: bus name, object path, interface.method and bus.
+        service: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -46,8 +59,11 @@ impl fmt::Display for Origin {
 /// One protected address or network, with its source and comment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The protected address or network.
     pub target: Target,
+    /// The source that protects it.
     pub origin: Origin,
+    /// The entry's comment (a database entry's, a file line's `# ...`); empty when none.
     pub comment: String,
 }
 
@@ -56,13 +72,28 @@ pub struct Entry {
 pub enum Refusal {
     /// Loopback, unspecified, link-local, multicast or broadcast; `why` names the range.
     #[error("{why}")]
-    Reserved { target: Target, why: String },
+    Reserved {
+        /// The target refused.
+        target: Target,
+        /// A sentence naming the target and the reserved range, e.g. `127.0.0.1 is a loopback address`.
+        why: String,
+    },
     /// The target is, or contains, an address of this host.
     #[error("{}", host_why(target, address))]
-    HostAddress { target: Target, address: IpAddr },
+    HostAddress {
+        /// The target refused.
+        target: Target,
+        /// The host's address it is or contains.
+        address: IpAddr,
+    },
     /// The target lies in, or contains, a whitelist entry or a protecting zone.
     #[error("{}", whitelisted_why(target, entry))]
-    Whitelisted { target: Target, entry: Entry },
+    Whitelisted {
+        /// The target refused.
+        target: Target,
+        /// The entry that protects it.
+        entry: Entry,
+    },
 }
 
 fn host_why(target: &Target, address: &IpAddr) -> String {
@@ -84,11 +115,17 @@ fn whitelisted_why(target: &Target, entry: &Entry) -> String {
 /// Something in the configuration's sources that could not be used; the rest still applies.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyProblem {
+    /// A whitelist file, or a line of it, that could not be used.
     #[error(transparent)]
     File(#[from] FileProblem),
     /// A source or zone that protects every address of a family.
     #[error("{what} covers every {family} address: nothing of that family can be banned")]
-    Everything { what: String, family: &'static str },
+    Everything {
+        /// The entry or zone, e.g. `zone office (0.0.0.0/0)`.
+        what: String,
+        /// `"IPv4"` or `"IPv6"`.
+        family: &'static str,
+    },
 }
 
 /// See the module docs.

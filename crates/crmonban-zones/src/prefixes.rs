@@ -30,6 +30,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for PrefixTable<T> {
 }
 
 impl<T> PrefixTable<T> {
+    /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
@@ -53,10 +54,12 @@ impl<T> PrefixTable<T> {
         true
     }
 
+    /// Entries of both families.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
 
+    /// True when the table has no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -10,6 +10,7 @@ use crate::PrefixTable;
 /// What the policy knows of a zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneInfo {
+    /// The zone's name, unique among the zones.
     pub name: String,
     /// 0 (hostile) ..= 100 (trusted).
     pub trust_level: u8,

@@ -36,9 +36,11 @@ const MAX_FILE: u64 = 64 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ZonesFileError {
+    /// The zones file (`[zones] config_file`).
     pub path: PathBuf,
     /// 1-based, when the parser located the problem.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -76,7 +76,10 @@ static BUILTIN: LazyLock<ServiceCatalog> = LazyLock::new(|| ServiceCatalog {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct CatalogError {
+    /// The origin (a path or `built-in NAME.toml`) of the pack whose name or alias an earlier
+    /// pack of the catalog already has.
     pub origin: String,
+    /// What is wrong, e.g. a name or alias another pack already uses.
     pub message: String,
 }
 
@@ -117,6 +120,7 @@ impl ServiceCatalog {
         self.packs.iter().find(|p| p.answers_to(name))
     }
 
+    /// Every pack, in catalog order: the built-in ones, then the added ones.
     pub fn packs(&self) -> impl Iterator<Item = &Arc<Pack>> {
         self.packs.iter()
     }

@@ -16,6 +16,7 @@ pub struct ConfigError {
     pub line: Option<usize>,
     /// Dotted key path (`services.ssh.patterns[0].regex`); empty for TOML syntax errors.
     pub key: String,
+    /// What is wrong, for a person: `must be greater than 0, found 0`.
     pub message: String,
 }
 
@@ -23,9 +24,13 @@ pub struct ConfigError {
 /// Displays like [`ConfigError`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigWarning {
+    /// The name given to the text, as in [`ConfigError::origin`].
     pub origin: String,
+    /// 1-based line; `None` when the note has no place in the text.
     pub line: Option<usize>,
+    /// Dotted key path of the setting the note is about, as in [`ConfigError::key`].
     pub key: String,
+    /// The note itself, for a person.
     pub message: String,
 }
 
@@ -65,6 +70,7 @@ impl ConfigErrors {
         &self.warnings
     }
 
+    /// The errors, sorted by line, without the warnings.
     pub fn into_errors(self) -> Vec<ConfigError> {
         self.errors
     }

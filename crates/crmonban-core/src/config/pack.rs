@@ -91,7 +91,10 @@ pub enum Envelope {
     /// (an entry ending in `/` or `*` matches every tag it starts), `STAMP TAG[PID]: MESSAGE`
     /// without a host (a program's own log file), or a bare `TAG[PID]: MESSAGE` / message
     /// (the journal).
-    Syslog { programs: Vec<String> },
+    Syslog {
+        /// The service's syslog tags (`programs`); never empty.
+        programs: Vec<String>,
+    },
     /// nginx error.log: `YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID MESSAGE`.
     NginxError,
     /// Apache error log: `[DATE] MESSAGE`, the message starting with `[module:level]`.
@@ -108,8 +111,11 @@ pub enum Envelope {
 pub struct PackPattern {
     /// Unique in its pack: `ssh-failed-auth`, ...
     pub name: String,
+    /// What a line this pattern matches means (`kind`).
     pub kind: EventKind,
+    /// How a matched line counts towards the attempt it belongs to (`step`, default each).
     pub step: Step,
+    /// What ties the line to its connection (`connection`, default none).
     pub connection: ConnectionId,
     /// The message starts with one of these (the prefilter; never empty).
     pub prefixes: Vec<String>,
@@ -152,6 +158,7 @@ pub fn expand(regex: &str) -> String {
 /// A sample line of a pack and what it must give.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackTest {
+    /// The sample log line (`line` in the file), as the service writes it.
     pub text: String,
     /// The address the line must yield; `None`: it must not match.
     pub ip: Option<IpAddr>,
@@ -171,18 +178,25 @@ pub struct Pack {
     /// Other names the service answers to (fail2ban's jail names): `[services.ALIAS]` and
     /// `explain --service ALIAS` mean this service.
     pub aliases: Vec<String>,
+    /// One line for people, e.g. `OpenSSH server`; empty when the pack gives none.
     pub description: String,
     /// Watched when the configuration does not say (default false).
     pub enabled: bool,
-    /// Limits a service of this kind wants unless `[services.NAME]` sets its own (recidive
-    /// counts bans over a day, not failures over minutes); `None`: the general defaults.
+    /// Failures that lead to a ban unless `[services.NAME]` says; `None`: the default, 5.
     pub max_failures: Option<u32>,
+    /// The counting window unless `[services.NAME]` says (recidive: a day); `None`: 600 s.
     pub find_time: Option<Duration>,
+    /// The ban length unless `[services.NAME]` says; `None`: `[general] default_ban_duration`.
     pub ban_time: Option<BanDuration>,
+    /// The service's log file by default (absolute); a pack has this, `journal_match` or both.
     pub log_path: Option<PathBuf>,
+    /// The journal entries of the service by default.
     pub journal_match: Option<JournalMatch>,
+    /// How the service's lines are laid out.
     pub envelope: Envelope,
+    /// The detection patterns, in file order, names unique.
     pub patterns: Vec<PackPattern>,
+    /// The sample lines that check the patterns; may be empty.
     pub tests: Vec<PackTest>,
     /// What the pack was read from: `built-in ssh.toml` or a path.
     pub origin: String,

@@ -6,13 +6,13 @@
 //!
 //! Every matching line is a [`Hit`] (and `explain` reports each), but a failure is one
 //! authentication *attempt*, and several lines can describe the same one. Lines carry an
-//! [`AttemptKey`]: the connection they belong to (sshd: the pid of the `sshd[PID]:` tag, since
+//! [`AttemptKey`](crate::AttemptKey): the connection they belong to (sshd: the pid of the `sshd[PID]:` tag, since
 //! sshd logs every line of one connection from its monitor process; dovecot: the session id
-//! that both the login and the auth process print) and their [`Step`]:
+//! that both the login and the auth process print) and their [`Step`](crmonban_core::config::pack::Step):
 //!
-//! - [`Step::Try`] lines record one authentication try each (`Failed password`, `Failed
+//! - [`Step::Try`](crmonban_core::config::pack::Step::Try) lines record one authentication try each (`Failed password`, `Failed
 //!   publickey`, dovecot's `Password mismatch`): each counts;
-//! - [`Step::Context`] lines describe the connection's attempt without being a try of their
+//! - [`Step::Context`](crmonban_core::config::pack::Step::Context) lines describe the connection's attempt without being a try of their
 //!   own (`Invalid user`, `pam_unix(sshd:auth): authentication failure`, `Connection closed
 //!   ... [preauth]`, `Disconnected ... [preauth]`, `maximum authentication attempts exceeded`,
 //!   probes such as `banner exchange` or `Unable to negotiate`, dovecot's `Disconnected (auth
@@ -102,14 +102,22 @@ impl Default for DeciderOptions {
 /// What a service's counting needs from its configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServicePolicy {
+    /// Failures within `find_time` that lead to a ban; at least 1.
     pub max_failures: u32,
+    /// The counting window, in log time.
     pub find_time: Duration,
+    /// The length of the bans decided.
     pub ban_time: BanDuration,
+    /// The prefix IPv6 addresses are counted and banned by; `None`: single addresses (a
+    /// prefix of 128 is stored as `None`).
     pub ipv6_prefix: Option<u8>,
+    /// Most addresses tracked; at least 1.
     pub max_tracked: usize,
 }
 
 impl ServicePolicy {
+    /// The policy of `service`: its own `ipv6_prefix` wins over `options.ipv6_prefix`, and
+    /// `max_tracked` comes from `options`.
     pub fn new(service: &ServiceConfig, options: &DeciderOptions) -> ServicePolicy {
         ServicePolicy {
             max_failures: service.max_failures.max(1),
@@ -128,14 +136,17 @@ impl ServicePolicy {
 /// A ban the detector asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// Ban `target`: it reached `max_failures` within `find_time`.
     Ban {
         /// The address, or its IPv6 network under aggregation.
         target: Target,
+        /// The service whose window was reached.
         service: Service,
         /// Failures inside the window when the ban was decided (= `max_failures`).
         failures: u32,
-        /// Log time (unix s) of the oldest and newest failure in the window.
+        /// Log time (unix s) of the oldest failure in the window.
         first_seen: i64,
+        /// Log time (unix s) of the newest failure in the window.
         last_seen: i64,
         /// The service's `ban_time` (the engine may escalate it for repeat offenders).
         ban_time: BanDuration,
@@ -225,6 +236,7 @@ impl Decider {
         self.services.get_mut(service)?.observe(hit, now)
     }
 
+    /// The windows of `service`; `None` for services that were not added.
     pub fn counter(&self, service: &Service) -> Option<&WindowCounter> {
         self.services.get(service)
     }
@@ -248,6 +260,7 @@ pub struct AttackCoalescer {
 }
 
 impl AttackCoalescer {
+    /// A coalescer that remembers at most `capacity` addresses per second (at least 1).
     pub fn new(capacity: usize) -> AttackCoalescer {
         AttackCoalescer {
             second: i64::MIN,

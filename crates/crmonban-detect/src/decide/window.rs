@@ -50,6 +50,7 @@ pub struct WindowCounter {
 }
 
 impl WindowCounter {
+    /// An empty counter for `service` under `policy`.
     pub fn new(service: Service, policy: ServicePolicy) -> WindowCounter {
         let stride = policy.max_failures.min(u32::from(u16::MAX)) as usize;
         WindowCounter {
@@ -69,6 +70,7 @@ impl WindowCounter {
         }
     }
 
+    /// The thresholds the counter applies now.
     pub fn policy(&self) -> &ServicePolicy {
         &self.policy
     }
@@ -127,6 +129,8 @@ impl WindowCounter {
         IpAddr::V6(Ipv6Addr::from(bits))
     }
 
+    /// The counters since the counter was created (kept across [`WindowCounter::reconfigured`]),
+    /// with the number of addresses tracked now.
     pub fn stats(&self) -> CounterStats {
         CounterStats {
             tracked: self.slots.len(),
@@ -229,7 +233,7 @@ impl WindowCounter {
         (count, oldest)
     }
 
-    /// Counts `hit`; see [`Decider::observe`].
+    /// Counts `hit`; see [`Decider::observe`](super::Decider::observe).
     pub fn observe(&mut self, hit: &Hit, now: i64) -> Option<Decision> {
         let t = self.rel(hit.time.unwrap_or(now));
         if t > self.newest {

@@ -80,14 +80,18 @@ pub enum ExplainMode {
 pub struct ExplainContext {
     /// Reference time, UTC offset (and journal fields, unused for files).
     pub line: LineContext,
+    /// The decider's options: the default IPv6 prefix and the most addresses tracked.
     pub decider: DeciderOptions,
 }
 
 /// How many lines of one shape no pattern matched, and the first of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MissedShape {
+    /// The first three words of the message, addresses written `<IP>` and numbers `<N>`.
     pub shape: String,
+    /// Lines of this shape.
     pub lines: u64,
+    /// The first line of this shape, whole (invalid UTF-8 replaced).
     pub example: String,
 }
 
@@ -102,7 +106,9 @@ pub struct ExplainSummary {
     pub missed: Vec<MissedShape>,
     /// Lines refused because attacker text made their address ambiguous.
     pub ambiguous: u64,
+    /// Lines read (entries for journal input), skipped ones included.
     pub lines: u64,
+    /// Lines a pattern matched, those from protected addresses included.
     pub matched: u64,
     /// Distinct matched addresses.
     pub ips: u64,
@@ -118,7 +124,9 @@ pub struct ExplainSummary {
 
 /// Everything a run takes besides the service, its input and its output.
 pub struct ExplainOptions<'a> {
+    /// What is written to the output.
     pub mode: ExplainMode,
+    /// Reference time, UTC offset and decider options.
     pub ctx: ExplainContext,
     /// Asked about each matched address before the decider counts it (see [`run_protected`]).
     pub protected: &'a dyn Fn(&Target) -> bool,

@@ -94,6 +94,7 @@ impl Default for LineContext {
 pub struct AttemptKey {
     /// The pid for sshd, a hash of the session id for dovecot.
     pub connection: u64,
+    /// How the line counts towards the connection's attempt (its pattern's `step`).
     pub step: Step,
 }
 
@@ -104,6 +105,7 @@ pub struct Hit {
     pub addr: IpAddr,
     /// The source port when the line has one.
     pub port: Option<u16>,
+    /// What the line means: the pattern's `kind` (`event_type` for a user pattern).
     pub kind: EventKind,
     /// The pattern's name (`ssh-failed-auth`, or the user's `name`).
     pub pattern: Arc<str>,
@@ -137,22 +139,29 @@ pub enum SkipReason {
 /// What [`ServiceMatcher::match_line`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineOutcome {
+    /// A pattern matched: the first that did, in the order of [`ServiceMatcher::pattern_names`].
     Match(Hit),
+    /// No pattern gave an address (a pack match whose address was ambiguous gives none).
     NoMatch,
+    /// The line was not matched at all.
     Skipped(SkipReason),
 }
 
 /// What to do with lines that are not UTF-8; see the module docs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Utf8Policy {
+    /// Match such lines anyway (the default): pack patterns see the bytes, user patterns a
+    /// lossy copy.
     #[default]
     MatchLossy,
+    /// Skip such lines as [`SkipReason::InvalidUtf8`] (they are still counted).
     Skip,
 }
 
 /// Counters of unusual lines since the matcher was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MatcherStats {
+    /// Lines skipped as longer than [`MAX_LINE_LEN`].
     pub too_long: u64,
     /// Lines that were not UTF-8 (matched lossily or skipped, per the policy).
     pub invalid_utf8: u64,
@@ -263,6 +272,7 @@ impl ServiceMatcher {
         })
     }
 
+    /// The service the matcher was built for.
     pub fn service(&self) -> &Service {
         &self.service
     }
@@ -275,6 +285,7 @@ impl ServiceMatcher {
             .chain(self.users.iter().map(|u| &*u.name))
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> MatcherStats {
         MatcherStats {
             too_long: self.too_long.load(Ordering::Relaxed),

@@ -66,9 +66,14 @@ use tokio::task::JoinHandle;
 pub struct SourcePosition {
     /// The position key: the file path, or `journal:<match>`.
     pub source: String,
+    /// The file's inode; `None` for the journal.
     pub inode: Option<u64>,
+    /// Bytes of the file read through; `None` for the journal.
     pub offset: Option<u64>,
+    /// FNV-1a of the file's first line (its first 1024 bytes when longer); `None` for the
+    /// journal, or while the file has no complete first line.
     pub first_line_hash: Option<u64>,
+    /// The journal cursor of the last entry handed over; `None` for files.
     pub cursor: Option<String>,
 }
 
@@ -81,6 +86,7 @@ pub type PositionFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> 
 pub trait PositionStore: Send + Sync + 'static {
     /// The read-through position of `source`.
     fn load<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>>;
+    /// Saves the read-through position of `position.source`, replacing the one saved before.
     fn save<'a>(&'a self, position: &'a SourcePosition) -> PositionFuture<'a, ()>;
     /// The resume point of `source` ([`replay`]), if the consumer saved one.
     fn load_resume<'a>(&'a self, source: &'a str) -> PositionFuture<'a, Option<SourcePosition>>;
@@ -102,6 +108,7 @@ pub struct MemoryPositions {
 }
 
 impl MemoryPositions {
+    /// An empty store.
     pub fn new() -> MemoryPositions {
         MemoryPositions::default()
     }
@@ -249,10 +256,13 @@ impl Default for SourceOptions {
 /// Counters of one source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceStats {
+    /// The service the source reads for.
     pub service: String,
     /// The position key (file path or `journal:<match>`).
     pub source: String,
+    /// Lines handed to the channel.
     pub lines: u64,
+    /// Bytes of those lines, as delivered (without line ends; truncated lines cut).
     pub bytes: u64,
     /// Lines delivered truncated.
     pub truncated: u64,

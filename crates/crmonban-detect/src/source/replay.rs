@@ -142,7 +142,7 @@ impl<'a> Cursor<'a> {
 
 /// The consumer's side: follows one source's lines and failures and tells where a restart must
 /// resume. Failures are remembered as sparse checkpoints (log time, position before the line),
-/// at most about [`CHECKPOINTS_PER_WINDOW`] per window length, so memory does not grow with the
+/// at most about `CHECKPOINTS_PER_WINDOW` (256) per window length, so memory does not grow with the
 /// number of lines or addresses.
 #[derive(Debug)]
 pub struct ResumeTracker {

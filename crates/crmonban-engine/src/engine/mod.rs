@@ -34,9 +34,9 @@ use tracing::{Instrument, debug, error, info, info_span, instrument, warn};
 
 use crate::activity::{Activity, ActivityLog, write_activity};
 use crate::events::{EventStream, Overflow, Subscribers};
+use crate::firewall_thread::FirewallThread;
 use crate::host::AddressEvents;
 use crate::index::{BanIndex, element_of};
-use crate::kernel::Kernel;
 use crate::offences::Offences;
 use crate::protect::{Protection, ask_daemons, daemon_sources, lift_reason};
 use crate::records::{Record, RecordStats, Records};
@@ -77,10 +77,13 @@ const RECORDS_RETRY: Duration = Duration::from_secs(1);
 /// A request to ban one target.
 #[derive(Clone, Debug)]
 pub struct BanRequest {
+    /// The address or network to ban.
     pub target: Target,
     /// `None`: [`EngineOptions::default_ban`]. Escalation may lengthen it.
     pub duration: Option<BanDuration>,
+    /// Free text kept with the ban ([`Ban::reason`]) and shown to operators.
     pub reason: String,
+    /// Who asks for the ban.
     pub source: BanSource,
     /// The service whose log caused the ban, if any.
     pub service: Option<String>,
@@ -94,7 +97,7 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     options: EngineOptions,
-    kernel: Kernel,
+    kernel: FirewallThread,
     store: Store,
     index: RwLock<BanIndex>,
     /// Earlier bans per target, for escalation without a database read on the ban path.
@@ -292,6 +295,8 @@ impl Engine {
         self.inner.events_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Detector events counted since start ([`Engine::report_attack`] and
+    /// [`Engine::report_attack_coalesced`]), announced or not.
     pub fn events_processed(&self) -> u64 {
         self.inner.events_processed.load(Ordering::Relaxed)
     }
@@ -314,6 +319,8 @@ impl Engine {
         self.inner.lossless.add(capacity, overflow)
     }
 
+    /// The store the engine records bans in, for queries and for what the engine does not
+    /// write itself (events, read positions).
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

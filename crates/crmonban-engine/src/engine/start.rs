@@ -39,7 +39,7 @@ impl Engine {
         // Zones are configuration: a zones file that cannot be used stops the start here, before
         // anything changes, and the file is not read again when the policy is rebuilt.
         let zones = resolve_zones(&options.zones)?;
-        let kernel = Kernel::spawn(firewall)?;
+        let kernel = FirewallThread::spawn(firewall)?;
         // Subscribed here, on the embedder's thread, so that it hears this network namespace.
         let address_events = match AddressEvents::subscribe(options.host_address_poll) {
             Ok(events) => Some(events),
@@ -209,7 +209,7 @@ impl Engine {
 /// while crmonban's sets hold elements: the kernel's bans are adopted, recorded with their
 /// remaining time, instead of being cleared by the restore. Protected targets are not adopted.
 pub(super) async fn adopt_kernel_bans(
-    kernel: &Kernel,
+    kernel: &FirewallThread,
     store: &Store,
     protection: &Protection,
     now: i64,

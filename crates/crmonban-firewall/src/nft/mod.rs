@@ -56,7 +56,9 @@ pub enum Transport {
 /// Options for [`NftBackend::new`].
 #[derive(Clone, Debug, Default)]
 pub struct NftOptions {
+    /// The table, chains and sets the backend manages.
     pub layout: Layout,
+    /// How batches reach the kernel.
     pub transport: Transport,
 }
 
@@ -86,6 +88,7 @@ impl NftBackend {
         })
     }
 
+    /// The table, chains and sets this backend manages.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

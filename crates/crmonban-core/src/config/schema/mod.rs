@@ -22,16 +22,24 @@ pub use services::*;
 /// The whole configuration, as read from `/etc/crmonban/config.toml` or built in when absent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// `[general]`.
     pub general: GeneralConfig,
+    /// `[nftables]`.
     pub nftables: NftablesConfig,
+    /// `[intel]`.
     pub intel: IntelConfig,
     /// Every service by its name (a pack's name, never an alias); every service of the
     /// catalog the configuration was read with is present, enabled or not.
     pub services: BTreeMap<String, ServiceConfig>,
+    /// `[dbus]`.
     pub dbus: DbusConfig,
+    /// `[zones]`.
     pub zones: ZonesConfig,
+    /// `[siem]`.
     pub siem: SiemConfig,
+    /// `[ebpf]`.
     pub ebpf: EbpfConfig,
+    /// `[whitelist]`.
     pub whitelist: WhitelistConfig,
 }
 
@@ -104,6 +112,7 @@ macro_rules! string_enum {
             /// The strings the configuration accepts, in the order of [`Self::ALL`].
             pub const NAMES: &'static [&'static str] = &[$($text,)+];
 
+            /// The string the configuration writes for this value (one of [`Self::NAMES`]).
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)+
@@ -143,7 +152,9 @@ pub(crate) mod services;
     super::document::quoted_list(allowed)
 )]
 pub struct UnknownChoice {
+    /// The string that was given.
     pub given: String,
+    /// Every string the setting accepts.
     pub allowed: &'static [&'static str],
 }
 
@@ -153,10 +164,15 @@ pub struct UnknownChoice {
 string_enum! {
     /// `[general] log_level`.
     pub enum LogLevel {
+        /// Every message, the most verbose.
         Trace = "trace",
+        /// Debug messages and everything above.
         Debug = "debug",
+        /// Informational messages (bans, unbans, ...) and above.
         Info = "info",
+        /// Warnings and errors only.
         Warn = "warn",
+        /// Errors only.
         Error = "error",
     }
 }
@@ -227,6 +243,7 @@ impl Default for GeneralConfig {
 /// How long a ban lasts. In the configuration, as on D-Bus, `0` seconds means permanent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BanDuration {
+    /// Never expires; `0` in the configuration and on D-Bus.
     Permanent,
     /// Never zero; at most `u32::MAX` seconds, so that it fits D-Bus' `duration_secs u`.
     Timed(Duration),
@@ -279,19 +296,30 @@ pub struct NftName(String);
 /// Why a string is not an [`NftName`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NftNameError {
+    /// The name is empty.
     #[error("must not be empty")]
     Empty,
+    /// The name is longer than [`NftName::MAX_LEN`]; holds the name.
     #[error("{0:?} is too long: at most 64 characters")]
     TooLong(String),
+    /// The name starts with something other than an ASCII letter or `_`; holds the name.
     #[error("{0:?} must start with a letter or `_`")]
     BadStart(String),
+    /// The name contains a character other than ASCII letters, digits, `_` and `-`.
     #[error("{name:?} contains {bad:?}: use only letters, digits, `_` and `-`")]
-    BadChar { name: String, bad: char },
+    BadChar {
+        /// The whole name.
+        name: String,
+        /// The first character refused.
+        bad: char,
+    },
 }
 
 impl NftName {
+    /// The longest name accepted, in characters.
     pub const MAX_LEN: usize = 64;
 
+    /// Checks `name` against the rules above.
     pub fn new(name: &str) -> Result<NftName, NftNameError> {
         let mut chars = name.chars();
         match chars.next() {
@@ -319,6 +347,7 @@ impl NftName {
         NftName(name.to_owned())
     }
 
+    /// The name as `nft` sees it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -371,6 +400,7 @@ impl Default for NftablesConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a credential so that `Debug` hides it.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

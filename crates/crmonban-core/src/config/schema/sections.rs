@@ -54,9 +54,11 @@ impl Default for ZonesConfig {
 /// `[[zones.zones]]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Zone {
+    /// Unique among the zones of the configuration.
     pub name: String,
     /// 0 (hostile) ..= 100 (fully trusted).
     pub trust_level: u8,
+    /// The addresses and CIDRs of the zone; never empty.
     pub networks: Vec<Target>,
     /// Addresses of this zone are never banned. When the key is absent this is
     /// `trust_level >= whitelist_threshold`.
@@ -105,12 +107,21 @@ impl Default for SiemConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SiemTarget {
     /// `type = "file"`: append to `path`.
-    File { path: PathBuf },
+    File {
+        /// The file events are appended to (absolute).
+        path: PathBuf,
+    },
     /// `type = "syslog"`: a local syslog socket, default `/dev/log`.
-    Syslog { socket: PathBuf },
+    Syslog {
+        /// The socket's path (absolute).
+        socket: PathBuf,
+    },
     /// `type = "webhook"`: HTTP POST to `url` with extra `headers`.
     Webhook {
+        /// An `http://` or `https://` URL.
         url: String,
+        /// Header names and values, in the order given; values are kept as secrets since
+        /// they usually carry a token.
         headers: Vec<(String, Secret)>,
     },
 }
@@ -161,6 +172,7 @@ impl Default for EbpfConfig {
     }
 }
 
+/// `[ebpf] pin_path` when not given.
 pub const DEFAULT_EBPF_PIN_PATH: &str = "/sys/fs/bpf/crmonban_blacklist";
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +209,12 @@ pub enum WhitelistSource {
     /// Networks listed in the configuration.
     Networks(Vec<Target>),
     /// One address or CIDR per line (`#` comments); re-read on change when `watch`.
-    File { path: PathBuf, watch: bool },
+    File {
+        /// The file (absolute).
+        path: PathBuf,
+        /// Re-read the file when it changes (default true).
+        watch: bool,
+    },
     /// Another service asked over D-Bus, one address at a time.
     Daemon(DaemonSource),
 }

@@ -112,8 +112,11 @@ pub struct JournalMatch {
 /// `sd_journal_add_disjunction` take).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JournalTerm {
+    /// `FIELD=value`: entries whose field `name` is `value`.
     Field {
+        /// The field name: `A-Z`, `0-9` and `_`, not starting with a digit.
         name: String,
+        /// The value, compared exactly; may be empty.
         value: String,
     },
     /// `+`: what follows is an alternative to what precedes.
@@ -123,17 +126,23 @@ pub enum JournalTerm {
 /// Why a string is not a [`JournalMatch`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JournalMatchError {
+    /// The text has no term at all.
     #[error("must name at least one FIELD=value, e.g. \"_SYSTEMD_UNIT=ssh.service\"")]
     Empty,
+    /// A word without `=`; holds the word.
     #[error("{0:?} is not FIELD=value (e.g. _SYSTEMD_UNIT=ssh.service)")]
     NotAMatch(String),
+    /// A field name with other characters than `A-Z`, `0-9` and `_`, or starting with a digit;
+    /// holds the name.
     #[error("{0:?} is not a journal field name: use A-Z, 0-9 and `_`, not starting with a digit")]
     BadField(String),
+    /// A `+` first, last, or after another `+`.
     #[error("`+` must stand between two matches")]
     MisplacedOr,
 }
 
 impl JournalMatch {
+    /// Parses `journalctl` match syntax: blank-separated `FIELD=value` words and `+`.
     pub fn parse(text: &str) -> Result<JournalMatch, JournalMatchError> {
         let mut terms = Vec::new();
         for word in text.split_whitespace() {
@@ -166,6 +175,8 @@ impl JournalMatch {
         }
     }
 
+    /// The terms in the order given; never empty, never starting or ending with
+    /// [`JournalTerm::Or`].
     pub fn terms(&self) -> &[JournalTerm] {
         &self.terms
     }
@@ -191,16 +202,21 @@ impl fmt::Display for JournalMatch {
 /// regex source and event type are.
 #[derive(Clone, Debug)]
 pub struct Pattern {
+    /// The pattern's `name`, unique within its service.
     pub name: String,
+    /// The compiled regex; it has a group named `ip`.
     pub regex: Regex,
+    /// What a matching line means (`event_type`, default `failed_auth`).
     pub event_type: EventKind,
 }
 
 /// Why a regex cannot be a [`Pattern`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
+    /// The regex does not compile; holds the regex crate's reason on one line.
     #[error("invalid regex: {0}")]
     InvalidRegex(String),
+    /// The regex compiles but has no group named `ip`.
     #[error("the regex has no named group `ip`: capture the address with (?P<ip>...)")]
     NoIpGroup,
 }

@@ -3,7 +3,7 @@
 //!
 //! Why a thread and not a task: [`FirewallBackend`] is synchronous (libnftables calls block),
 //! and nftables acts on the network namespace of the calling thread. The thread is spawned
-//! from the thread that calls [`Kernel::spawn`] and so inherits its namespace; every kernel
+//! from the thread that calls [`FirewallThread::spawn`] and so inherits its namespace; every kernel
 //! operation of the engine, including reading this host's addresses, runs there.
 //!
 //! Batching: when an apply request arrives, every other apply request already queued is
@@ -62,7 +62,7 @@ enum Request {
 }
 
 /// A handle on the firewall thread.
-pub(crate) struct Kernel {
+pub(crate) struct FirewallThread {
     requests: mpsc::Sender<Request>,
     description: String,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -72,12 +72,14 @@ pub(crate) struct Kernel {
     whole: Arc<AtomicU64>,
 }
 
-/// [`Kernel::whole_generation`] unknown.
+/// [`FirewallThread::whole_generation`] unknown.
 const NO_GENERATION: u64 = u64::MAX;
 
-impl Kernel {
+impl FirewallThread {
     /// Starts the thread that owns `backend`, in the calling thread's network namespace.
-    pub(crate) fn spawn(backend: Box<dyn FirewallBackend>) -> Result<Kernel, FirewallError> {
+    pub(crate) fn spawn(
+        backend: Box<dyn FirewallBackend>,
+    ) -> Result<FirewallThread, FirewallError> {
         let description = backend.describe();
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let whole = Arc::new(AtomicU64::new(NO_GENERATION));
@@ -89,7 +91,7 @@ impl Kernel {
                 FirewallError::Unavailable(format!("cannot start the firewall thread: {e}"))
             })?;
         info!(firewall = %description, "firewall thread started");
-        Ok(Kernel {
+        Ok(FirewallThread {
             whole,
             requests,
             description,
