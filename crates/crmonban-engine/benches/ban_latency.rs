@@ -1,6 +1,6 @@
 //! Ban latency (root; run by `cargo xtask bench`): the time from appending the decisive line to
 //! a tailed auth.log until the element is in the nft set — the daemon's own code path (file
-//! source, matcher, time windows, engine, libnftables), inside a network namespace of its own.
+//! source, matcher, time windows, engine, netlink), inside a network namespace of its own.
 //! The real `NftBackend` is wrapped so that the moment its transaction for the address
 //! committed is recorded (`line_to_kernel`); `line_to_ban_added` runs until the engine's
 //! `BanAdded`, sent once the database row is written too.
@@ -101,7 +101,7 @@ fn main() {
             let firewall = Timed {
                 inner: NftBackend::new(NftOptions {
                     layout: Layout::default(),
-                    transport: Transport::Library,
+                    transport: Transport::Auto,
                 })
                 .unwrap(),
                 committed: committed.clone(),

@@ -2,13 +2,15 @@
 //! root; run by `cargo xtask bench`). Prints one `name: value` line per figure, which xtask
 //! collects into docs/BENCHMARKS.md.
 //!
-//! - bulk apply of 100,000 and 1,000,000 mixed v4/v6 bans, each one transaction;
+//! - bulk apply of 100,000 and 1,000,000 mixed v4/v6 bans over netlink, each one transaction;
 //! - one more ban with 1,000,000 already in the sets (median and p99 of 500), and again with
 //!   10,000 network bans beside them;
 //! - the same single ban through the `nft` binary, for comparison;
-//! - replace_all (restore) of 1,000,000 and a layout probe at that size;
-//! - plain `nft -f` of the same bans in text syntax, the baseline;
-//! - the benchmark process's peak RSS (bulk batches are parsed by a short-lived nft process).
+//! - replace_all (restore) of 1,000,000 bans plus 10,000 networks, a flush of them, and a layout
+//!   probe at that size;
+//! - plain `nft -f` of the same bans and networks in nft's text syntax, the baseline, and the
+//!   ratio;
+//! - the benchmark process's peak RSS.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -62,22 +64,32 @@ fn single_bans(fw: &mut NftBackend, first: u32, n: u32) -> (Duration, Duration) 
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-fn label(count: u32) -> &'static str {
-    if count == 100_000 { "100k" } else { "1m" }
+/// The 10,000 network bans: /24s in the interval set.
+fn network(i: u32) -> Target {
+    Target::parse(&format!("{}/24", Ipv4Addr::from(0x6400_0000 + (i << 9)))).unwrap()
 }
 
-/// Times `nft -f` of `count` bans written as nft text, in a scratch table that is then removed.
-fn plain_nft_load(count: u32) -> Duration {
+/// Times `nft -f` of `count` bans (and `networks` /24s) written as nft text, in a scratch
+/// table that is then removed.
+fn plain_nft_load(count: u32, networks: u32) -> Duration {
     use std::fmt::Write as _;
     let mut text = String::from(
         "add table inet baseline\n\
          add set inet baseline v4 { type ipv4_addr; flags timeout; }\n\
-         add set inet baseline v6 { type ipv6_addr; flags timeout; }\n",
+         add set inet baseline v6 { type ipv6_addr; flags timeout; }\n\
+         add set inet baseline v4_net { type ipv4_addr; flags interval, timeout; }\n",
     );
     for (set, ipv4) in [("v4", true), ("v6", false)] {
         let _ = write!(text, "add element inet baseline {set} {{ ");
         for i in (0..count).filter(|i| (i % 2 == 0) == ipv4) {
             let _ = write!(text, "{} timeout 86400s, ", target(i));
+        }
+        text.push_str("}\n");
+    }
+    if networks > 0 {
+        text.push_str("add element inet baseline v4_net { ");
+        for i in 0..networks {
+            let _ = write!(text, "{}, ", network(i));
         }
         text.push_str("}\n");
     }
@@ -103,7 +115,7 @@ fn ms(d: Duration) -> String {
 fn main() {
     let ns = NetNs::new("bench-fw");
     ns.run(|| {
-        let mut fw = backend(Transport::Library);
+        let mut fw = backend(Transport::Auto);
         fw.ensure_layout().expect("layout");
         println!("firewall: {}", fw.describe());
 
@@ -131,10 +143,7 @@ fn main() {
         // set. libnftables reads an interval set back before every command; the ban lane does
         // not.
         let networks: ChangeSet = (0..10_000u32)
-            .map(|i| {
-                let net = format!("{}/24", Ipv4Addr::from(0x6400_0000 + (i << 9)));
-                crmonban_firewall::Change::Add(Element::permanent(Target::parse(&net).unwrap()))
-            })
+            .map(|i| crmonban_firewall::Change::Add(Element::permanent(network(i))))
             .collect();
         fw.apply(&networks).expect("10k networks");
         let (median, p99) = single_bans(&mut fw, 4_000_000, 500);
@@ -151,19 +160,25 @@ fn main() {
 
         let elements: Vec<Element> = (0..1_000_000)
             .map(|i| Element::timed(target(i), Duration::from_secs(86_400)))
+            .chain((0..10_000).map(|i| Element::permanent(network(i))))
             .collect();
         let start = Instant::now();
-        fw.replace_all(&elements).expect("restore 1M");
-        println!("replace_all_1m: {}", ms(start.elapsed()));
+        let report = fw.replace_all(&elements).expect("restore 1M");
+        let restore = start.elapsed();
+        assert!(report.refused.is_empty(), "{report:?}");
+        println!("replace_all_1m_and_10k_networks: {}", ms(restore));
+        let start = Instant::now();
+        fw.replace_all(&[]).expect("flush");
+        println!("flush_1m_and_10k_networks: {}", ms(start.elapsed()));
         // The baseline: plain `nft -f` of the same bans in nft's own text syntax, into a table of
         // its own (same set types), as an administrator would load them by hand.
-        for count in [100_000u32, 1_000_000] {
-            println!(
-                "plain_nft_f_text_{}: {}",
-                label(count),
-                ms(plain_nft_load(count))
-            );
-        }
+        println!("plain_nft_f_text_100k: {}", ms(plain_nft_load(100_000, 0)));
+        let baseline = plain_nft_load(1_000_000, 10_000);
+        println!("plain_nft_f_text_1m_and_10k_networks: {}", ms(baseline));
+        println!(
+            "replace_all_1m_vs_plain_nft_f: {:.2}",
+            restore.as_secs_f64() / baseline.as_secs_f64()
+        );
 
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         if let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) {

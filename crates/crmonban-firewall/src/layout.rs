@@ -56,6 +56,15 @@ impl Layout {
         format!("{}_net", self.set_v6)
     }
 
+    /// The input chain, or the forward chain.
+    pub fn chain(&self, forward: bool) -> &str {
+        if forward {
+            &self.forward_chain
+        } else {
+            &self.input_chain
+        }
+    }
+
     /// The set that holds `target`.
     pub fn set_for(&self, ipv4: bool, net: bool) -> String {
         match (ipv4, net) {

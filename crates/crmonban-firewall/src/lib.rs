@@ -7,7 +7,7 @@
 //! The trait is small, synchronous and object-safe: one owner (the engine's firewall task)
 //! holds the backend and sends it whole change sets, each applied as ONE nftables transaction —
 //! all of it or nothing. The ban path never reads the kernel's sets back: listing costs seconds
-//! at a million elements, while adding one address over nfnetlink costs ~0.02 ms at any size.
+//! at a million elements, while adding one address over netlink costs ~0.01 ms at any size.
 //!
 //! # Example
 //!
@@ -179,8 +179,12 @@ pub struct ApplyReport {
     pub networks_merged: usize,
     /// Additions skipped because their expiry had already passed.
     pub skipped_expired: usize,
-    /// Transactions sent to the kernel: 1, or 0 for an empty change set.
+    /// Transactions sent to the kernel: 1, or 0 for an empty change set (a replace-all whose
+    /// elements the kernel refused counts its final transaction).
     pub transactions: usize,
+    /// Elements the kernel refused in a replace-all, left out of the transaction that applied
+    /// the rest: (the element, why).
+    pub refused: Vec<(String, String)>,
 }
 
 /// Why the firewall did not change. Nothing was half-applied in any case: a batch is one
@@ -277,7 +281,7 @@ pub trait FirewallBackend: Send {
     /// Removes the table and everything in it.
     fn teardown(&mut self) -> Result<(), FirewallError>;
 
-    /// A one-line description for logs ("nftables via libnftables (in-process), table inet crmonban").
+    /// A one-line description for logs ("nftables via netlink ..., table inet crmonban").
     fn describe(&self) -> String;
 }
 

@@ -461,20 +461,29 @@ fn root_overlapping_networks_are_merged_before_the_kernel() {
 
 /// A namespace where someone else created our IPv4 set with a size limit before us: the kernel
 /// refuses the element after the `size`-th. Returns it with a backend that ensured the rest.
-fn with_size_limited_v4_set(name: &str, size: u32) -> (NetNs, NftBackend) {
+fn with_size_limited_v4_set(name: &str, size: u32, transport: Transport) -> (NetNs, NftBackend) {
     let ns = NetNs::new(name);
     ns.nft(&["add", "table", "inet", "crmonban"]);
     let spec = format!("{{ type ipv4_addr; flags timeout; size {size}; }}");
     ns.nft(&["add", "set", "inet", "crmonban", "blocked_v4", &spec]);
-    let mut fw = backend_in(&ns, Transport::Library);
+    let mut fw = backend_in(&ns, transport);
     ns.run(|| fw.ensure_layout()).unwrap();
     (ns, fw)
 }
 
+/// Both paths: netlink (the kernel points at the element) and JSON (found by dry runs).
+const PATHS: [Transport; 2] = [Transport::Auto, Transport::Library];
+
 #[test]
 fn root_kernel_refusal_names_the_element_and_applies_nothing() {
+    for transport in PATHS {
+        kernel_refusal_names_the_element(transport);
+    }
+}
+
+fn kernel_refusal_names_the_element(transport: Transport) {
     // The kernel refuses the 4th element.
-    let (ns, mut fw) = with_size_limited_v4_set("fw-refuse", 3);
+    let (ns, mut fw) = with_size_limited_v4_set("fw-refuse", 3, transport);
     let mut changes = ChangeSet::new();
     for last in 1..=5 {
         changes.add(Element::permanent(t(&format!("192.0.2.{last}"))));
@@ -611,27 +620,31 @@ fn bulk_elements(count: u32) -> Vec<Element> {
 }
 
 #[test]
-fn root_bulk_text_batch_builds_the_same_table_as_json() {
-    // The same bans: restored in one bulk batch (nft text, through an nft process) in one
-    // namespace, added in small batches (JSON, libnftables in-process) in the other.
+fn root_bulk_netlink_batch_builds_the_same_table_as_json() {
+    // The same bans: restored in one bulk batch over netlink in one namespace, added in small
+    // batches (JSON, libnftables in-process) in the other.
     let elements = bulk_elements(6_000);
     let layout = Layout {
         priority: -150,
         ..Layout::default()
     };
-    let options = || NftOptions {
+    let options = |transport| NftOptions {
         layout: layout.clone(),
-        transport: Transport::Library,
+        transport,
     };
-    let bulk_ns = NetNs::new("fw-text");
-    let mut bulk = bulk_ns.run(|| NftBackend::new(options())).unwrap();
+    let bulk_ns = NetNs::new("fw-netlink");
+    let mut bulk = bulk_ns
+        .run(|| NftBackend::new(options(Transport::Auto)))
+        .unwrap();
     let report = bulk_ns.run(|| bulk.replace_all(&elements)).unwrap();
     assert_eq!(report.added, elements.len());
     // Six networks in four intervals: two /25s into a /24, a /25 and a /26 into a range.
     assert_eq!(report.networks_merged, 2, "{report:?}");
 
     let small_ns = NetNs::new("fw-json");
-    let mut small = small_ns.run(|| NftBackend::new(options())).unwrap();
+    let mut small = small_ns
+        .run(|| NftBackend::new(options(Transport::Library)))
+        .unwrap();
     small_ns.run(|| small.ensure_layout()).unwrap();
     for chunk in elements.chunks(500) {
         let changes: ChangeSet = chunk
@@ -640,9 +653,9 @@ fn root_bulk_text_batch_builds_the_same_table_as_json() {
             .collect();
         small_ns.run(|| small.apply(&changes)).unwrap();
     }
-    let text_built = comparable_table(&bulk_ns, "crmonban");
+    let netlink_built = comparable_table(&bulk_ns, "crmonban");
     let json_built = comparable_table(&small_ns, "crmonban");
-    assert_eq!(text_built, json_built);
+    assert_eq!(netlink_built, json_built);
     let listed = bulk_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4_net"]);
     assert!(
         listed.contains("192.0.2.0/24") && listed.contains("198.51.100.0-198.51.100.191"),
@@ -653,7 +666,7 @@ fn root_bulk_text_batch_builds_the_same_table_as_json() {
             .nft(&["-y", "list", "chain", "inet", "crmonban", "forward"])
             .contains("priority -150"),
     );
-    // The bulk load is one transaction too, and the backend keeps working in-process after it.
+    // The bulk load is one transaction, and the backend keeps working after it.
     bulk_ns
         .run(|| bulk.apply(ChangeSet::new().remove(t("10.0.0.1"))))
         .unwrap();
@@ -664,13 +677,17 @@ fn root_bulk_text_batch_builds_the_same_table_as_json() {
 }
 
 #[test]
-fn root_bulk_batch_with_a_keyword_table_name_falls_back_to_json() {
-    // `counter` is an nft keyword: text syntax cannot name it, JSON can.
+fn root_bulk_batch_with_a_keyword_table_name_works_on_every_path() {
+    // `counter` is an nft keyword: nft's text syntax cannot name it; netlink and JSON can.
     let layout = Layout {
         table: "counter".into(),
         ..Layout::default()
     };
-    for transport in [Transport::Library, Transport::Binary("nft".into())] {
+    for transport in [
+        Transport::Auto,
+        Transport::Library,
+        Transport::Binary("nft".into()),
+    ] {
         let ns = NetNs::new("fw-keyword");
         let mut fw = ns
             .run(|| {
@@ -682,7 +699,7 @@ fn root_bulk_batch_with_a_keyword_table_name_falls_back_to_json() {
             .unwrap();
         let elements = bulk_elements(5_000);
         ns.run(|| fw.replace_all(&elements)).unwrap();
-        // Twice: the second bulk batch goes straight to JSON.
+        // Twice: a restore over a restore.
         let report = ns.run(|| fw.replace_all(&elements)).unwrap();
         assert_eq!(report.added, elements.len(), "{transport:?}");
         // 5,000 addresses and four intervals, the range listed as its /25 and /26.
@@ -697,7 +714,13 @@ fn root_bulk_batch_with_a_keyword_table_name_falls_back_to_json() {
 
 #[test]
 fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
-    let (ns, mut fw) = with_size_limited_v4_set("fw-bulkrefuse", 4_500);
+    for transport in PATHS {
+        bulk_refusal_names_the_element(transport);
+    }
+}
+
+fn bulk_refusal_names_the_element(transport: Transport) {
+    let (ns, mut fw) = with_size_limited_v4_set("fw-bulkrefuse", 4_500, transport);
     let changes: ChangeSet = (0..5_000u32)
         .map(|i| {
             crmonban_firewall::Change::Add(Element::permanent(Target::from(
@@ -726,9 +749,9 @@ fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
 }
 
 #[test]
-fn root_single_address_lane_leaves_what_nft_leaves() {
-    // The same ban, re-ban, unban sequence: over nfnetlink (Library) in one namespace, through
-    // the nft binary in the other.
+fn root_netlink_path_leaves_what_nft_leaves() {
+    // The same ban, re-ban, unban sequence: over netlink (Auto) in one namespace, through the
+    // nft binary in the other.
     let steps: Vec<ChangeSet> = vec![
         ChangeSet::new()
             .add(Element::timed(t("192.0.2.7"), Duration::from_secs(600)))
@@ -746,8 +769,12 @@ fn root_single_address_lane_leaves_what_nft_leaves() {
             .clone(),
     ];
     let lane_ns = NetNs::new("fw-lane");
-    let mut lane = backend_in(&lane_ns, Transport::Library);
-    assert!(lane.describe().contains("nfnetlink"), "{}", lane.describe());
+    let mut lane = backend_in(&lane_ns, Transport::Auto);
+    assert!(
+        lane.describe().contains("via netlink"),
+        "{}",
+        lane.describe()
+    );
     let nft_ns = NetNs::new("fw-nftbin");
     let mut nft = backend_in(&nft_ns, Transport::Binary("nft".into()));
     for (ns, fw) in [(&lane_ns, &mut lane), (&nft_ns, &mut nft)] {
@@ -779,7 +806,7 @@ fn root_single_address_lane_leaves_what_nft_leaves() {
 #[test]
 fn root_element_counts_match_the_loaded_sets() {
     let ns = NetNs::new("fw-count");
-    let mut fw = backend_in(&ns, Transport::Library);
+    let mut fw = backend_in(&ns, Transport::Auto);
     let mut elements = bulk_elements(100_000);
     elements.push(Element::permanent(t("203.0.113.0/24")));
     elements.push(Element::permanent(t("198.51.100.0/24")));

@@ -1,5 +1,6 @@
-//! Naming the element nft refused. nft's errors for JSON input say what went wrong but not
-//! where ("internal:0:0-0"), and for a bulk text batch only the line, so after a refusal we find the first element whose inclusion makes
+//! Naming the element nft refused on the JSON path (the netlink path has the kernel's own
+//! pointer). nft's errors for JSON input say what went wrong but not where ("internal:0:0-0"),
+//! so after a refusal we find the first element whose inclusion makes
 //! the batch fail: a binary search over prefixes of each element command, each checked with a
 //! dry run (the kernel validates the batch, then it is aborted). This runs only on the error
 //! path, and only for batches up to [`MAX_ELEMENTS_TO_BLAME`] elements.
@@ -29,7 +30,7 @@ pub(crate) fn find_refused_element(runner: &mut dyn Runner, commands: &Commands)
                 prefix.push(with_elements(object, &elems[..keep]));
             }
             let prefix = Commands {
-                table: commands.table.clone(),
+                layout: commands.layout.clone(),
                 list: prefix,
             };
             runner.run(&prefix, true).is_err()
@@ -50,7 +51,7 @@ pub(crate) fn find_refused_element(runner: &mut dyn Runner, commands: &Commands)
                 lo = mid + 1;
             }
         }
-        return Some(elems[lo - 1].to_string());
+        return Some(elems[lo - 1].value_string());
     }
     None
 }
@@ -58,7 +59,7 @@ pub(crate) fn find_refused_element(runner: &mut dyn Runner, commands: &Commands)
 fn elements_of(command: &Command) -> Option<&[Elem]> {
     match command {
         Command::Elements { elems, .. } => Some(elems),
-        Command::Object { .. } => None,
+        Command::Object(_) => None,
     }
 }
 
@@ -69,6 +70,6 @@ fn with_elements(command: &Command, elems: &[Elem]) -> Command {
             set: set.clone(),
             elems: elems.to_vec(),
         },
-        Command::Object { .. } => command.clone(),
+        Command::Object(_) => command.clone(),
     }
 }

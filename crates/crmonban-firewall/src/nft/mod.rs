@@ -1,10 +1,16 @@
 //! [`NftBackend`]: the nftables implementation of [`FirewallBackend`].
 //!
-//! Every call builds one batch (tables, sets, chains and rules from the `nftables` crate's
-//! types, element lists written directly; see [`batch`]) and sends it as one transaction:
-//! single-address changes straight over nfnetlink (see `fast`), the rest as JSON through
-//! libnftables in-process when available, bulk batches as nft text to a short-lived `nft`
-//! process (see `runner`), or everything through the `nft` binary. Single addresses go to hash sets (O(1) add at any size); networks go to
+//! Every call builds one batch (what to do to our table, see [`batch`]) and sends it as one
+//! transaction over one of two paths:
+//! - **netlink** (the default): nf_tables messages straight to the kernel (see `netlink`), for
+//!   every change — layout, elements single and bulk, flushes — and for the probes (layout
+//!   check, element counts, generation);
+//! - **JSON**: an nftables JSON document through libnftables in this process or the `nft`
+//!   binary (see `json` and `runner`): the readable fallback when the netlink path cannot be
+//!   used (logged at warn, once, with the reason), what `Transport::Library` and
+//!   `Transport::Binary` choose, and the only path for listing the sets back (diagnostics).
+//!
+//! Single addresses go to hash sets (O(1) add at any size); networks go to
 //! interval sets, whose whole content the backend keeps in memory and rewrites (flush + add in
 //! the same transaction) whenever a network ban changes, after merging (see
 //! [`crate::merge_networks`]). That model is exact from the first `replace_all` (the daemon's
@@ -16,10 +22,9 @@
 
 mod batch;
 mod blame;
-mod fast;
+mod json;
 mod listing;
 mod netlink;
-mod probe;
 mod runner;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,29 +32,28 @@ use std::path::PathBuf;
 
 use crmonban_core::Target;
 use ipnet::IpNet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
     merge_networks, now_unix, timeout_clock,
 };
-pub use probe::ruleset_generation;
+pub use netlink::probe::ruleset_generation;
 
-use batch::BatchBuilder;
-use fast::FastRunner;
+use batch::{BatchBuilder, Command, Commands};
+use netlink::{Channel, Refused, probe};
 use runner::{CliRunner, Runner};
 
 /// How batches reach the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
-    /// libnftables when compiled in and usable, else the `nft` binary from PATH; batches of
-    /// single addresses (bans, unbans) go straight over nfnetlink (see `fast`).
+    /// Netlink for every change; JSON (libnftables when compiled in and usable, else the `nft`
+    /// binary from PATH) for listing, and in place of netlink when that cannot be used.
     #[default]
     Auto,
-    /// libnftables in this process (needs the `libnftables` feature), with the same nfnetlink
-    /// lane for single addresses.
+    /// JSON through libnftables in this process (needs the `libnftables` feature).
     Library,
-    /// This `nft` binary, one process per batch, for everything.
+    /// JSON through this `nft` binary, one process per batch.
     Binary(PathBuf),
 }
 
@@ -65,27 +69,119 @@ pub struct NftOptions {
 /// nftables backend; see the module docs.
 pub struct NftBackend {
     layout: Layout,
+    /// The netlink path: `Some` while it is in use (`Transport::Auto`); its socket is opened
+    /// by the first batch, in that thread's network namespace, and dropped after a failure.
+    netlink: Option<Option<Channel>>,
+    /// The JSON path.
     runner: Box<dyn Runner>,
     /// Every network ban the interval sets hold (before merging), with its expiry.
     nets: BTreeMap<IpNet, Expiry>,
 }
 
+/// Refusals of one replace-all before it gives up (each drops the elements the kernel named).
+const MAX_REFUSAL_ROUNDS: usize = 32;
+
 impl NftBackend {
     /// Opens the transport. Nothing is sent to the kernel until the first call.
     pub fn new(options: NftOptions) -> Result<NftBackend, FirewallError> {
-        let runner: Box<dyn Runner> = match options.transport {
-            Transport::Binary(program) => Box::new(CliRunner::new(program)),
-            Transport::Library => Box::new(FastRunner::new(library_runner()?)),
-            Transport::Auto => Box::new(FastRunner::new(library_runner().unwrap_or_else(|e| {
-                debug!(error = %e, "libnftables not usable; using the nft binary");
-                Box::new(CliRunner::new(PathBuf::from("nft")))
-            }))),
+        let (netlink, runner): (_, Box<dyn Runner>) = match options.transport {
+            Transport::Binary(program) => (None, Box::new(CliRunner::new(program))),
+            Transport::Library => (None, library_runner()?),
+            Transport::Auto => (
+                Some(None),
+                library_runner().unwrap_or_else(|e| {
+                    debug!(error = %e, "libnftables not usable; JSON goes to the nft binary");
+                    Box::new(CliRunner::new(PathBuf::from("nft")))
+                }),
+            ),
         };
         Ok(NftBackend {
             layout: options.layout,
+            netlink,
             runner,
             nets: BTreeMap::new(),
         })
+    }
+
+    /// Sends one transaction: over netlink when that path is in use, else (or when it turns
+    /// out unusable, or for a listing) as JSON. A kernel refusal over netlink comes back as
+    /// the kernel's own list of what it refused.
+    fn send(&mut self, commands: Commands) -> Result<String, Sent> {
+        if let Some(slot) = &mut self.netlink
+            && !commands.is_listing()
+        {
+            let opened = match slot.take() {
+                Some(channel) => Ok(channel),
+                None => Channel::open(),
+            };
+            let outcome = opened.map(|mut channel| (channel.transact(&commands), channel));
+            match outcome {
+                Ok((Some(Ok(Ok(_generation))), channel)) => {
+                    *slot = Some(channel);
+                    return Ok(String::new());
+                }
+                Ok((Some(Ok(Err(refused))), channel)) => {
+                    *slot = Some(channel);
+                    return Err(Sent::Refused(Box::new(commands), refused));
+                }
+                Ok((Some(Err(error)), _)) | Err(error) => match error {
+                    // The path itself does not work here: said once, with the reason.
+                    FirewallError::Unavailable(reason) => {
+                        warn!(%reason, fallback = %self.runner.describe(), "the netlink path to nftables is unavailable; changes go through nftables JSON instead");
+                        self.netlink = None;
+                    }
+                    other => return Err(Sent::Failed(other)),
+                },
+                Ok((None, channel)) => *slot = Some(channel),
+            }
+        }
+        run(&mut *self.runner, commands).map_err(Sent::Failed)
+    }
+
+    /// [`NftBackend::send`] for callers that take the first refusal as the answer.
+    fn send_all_or_nothing(&mut self, batch: BatchBuilder) -> Result<String, FirewallError> {
+        self.send(batch.finish()).map_err(Sent::into_error)
+    }
+
+    /// Sends `commands`; when the kernel refuses elements it names, sends the rest without
+    /// them (up to [`MAX_REFUSAL_ROUNDS`] times) and lists them in `report.refused`.
+    fn send_leaving_out_refused(
+        &mut self,
+        mut commands: Commands,
+        report: &mut ApplyReport,
+    ) -> Result<(), FirewallError> {
+        for round in 0.. {
+            let (mut refused_commands, refused) = match self.send(commands) {
+                Ok(_) => return Ok(()),
+                Err(Sent::Refused(c, refused))
+                    if round < MAX_REFUSAL_ROUNDS
+                        && refused.iter().all(|r| r.element.is_some()) =>
+                {
+                    (c, refused)
+                }
+                Err(other) => return Err(other.into_error()),
+            };
+            let mut named: Vec<((usize, usize), String)> = refused
+                .iter()
+                .filter_map(|r| {
+                    let reason = r.to_error(&refused_commands).to_string();
+                    r.element.map(|at| (at, reason))
+                })
+                .collect();
+            // From the last, so that the indices of the others stay right.
+            named.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+            named.dedup_by(|a, b| a.0 == b.0);
+            for ((index, elem), reason) in named {
+                if let Command::Elements { elems, .. } = &mut refused_commands.list[index] {
+                    let left_out = elems.remove(elem);
+                    warn!(element = %left_out.value_string(), %reason, "the kernel refused an element; applying the rest without it");
+                    report.added = report.added.saturating_sub(1);
+                    report.refused.push((left_out.value_string(), reason));
+                }
+            }
+            commands = *refused_commands;
+        }
+        unreachable!("the loop returns")
     }
 
     /// The table, chains and sets this backend manages.
@@ -122,11 +218,34 @@ impl NftBackend {
     }
 }
 
-/// Sends one transaction. When nft refuses a batch that carries elements, the element that
-/// caused it is found by dry runs over ever shorter prefixes of the batch (only on failure, and
-/// only for batches small enough that this stays quick).
-fn run(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<String, FirewallError> {
-    let commands = batch.finish();
+/// Why [`NftBackend::send`] did not apply a batch.
+enum Sent {
+    /// The kernel refused it over netlink: what it refused, each naming the element when it
+    /// pointed at one.
+    Refused(Box<Commands>, Vec<Refused>),
+    /// Anything else (including a refusal on the JSON path).
+    Failed(FirewallError),
+}
+
+impl Sent {
+    fn into_error(self) -> FirewallError {
+        match self {
+            Sent::Refused(commands, refused) => refused.first().map_or_else(
+                || FirewallError::Refused {
+                    message: "refused".into(),
+                    element: None,
+                },
+                |r| r.to_error(&commands),
+            ),
+            Sent::Failed(error) => error,
+        }
+    }
+}
+
+/// Sends one transaction as JSON. When nft refuses a batch that carries elements, the element
+/// that caused it is found by dry runs over ever shorter prefixes of the batch (only on
+/// failure, and only for batches small enough that this stays quick).
+fn run(runner: &mut dyn Runner, commands: Commands) -> Result<String, FirewallError> {
     match runner.run(&commands, false) {
         Err(FirewallError::Refused {
             message,
@@ -139,12 +258,16 @@ fn run(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<String, FirewallE
     }
 }
 
-/// Runs a batch whose only expected failure is "object exists"; returns whether it did.
-fn probe_exists(runner: &mut dyn Runner, batch: BatchBuilder) -> Result<bool, FirewallError> {
-    match run(runner, batch) {
-        Ok(_) => Ok(false),
-        Err(FirewallError::Refused { message, .. }) if message.contains("File exists") => Ok(true),
-        Err(e) => Err(e),
+impl NftBackend {
+    /// Runs a batch whose only expected failure is "object exists"; returns whether it did.
+    fn probe_exists(&mut self, batch: BatchBuilder) -> Result<bool, FirewallError> {
+        match self.send_all_or_nothing(batch) {
+            Ok(_) => Ok(false),
+            Err(FirewallError::Refused { message, .. }) if message.contains("File exists") => {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -190,13 +313,13 @@ impl FirewallBackend for NftBackend {
         let table_existed = {
             let mut probe = BatchBuilder::new(&self.layout);
             probe.create_table();
-            probe_exists(&mut *self.runner, probe)?
+            self.probe_exists(probe)?
         };
-        run(&mut *self.runner, objects)?;
+        self.send_all_or_nothing(objects)?;
         for forward in [false, true] {
             let mut chain = BatchBuilder::new(&self.layout);
             chain.create_chain_with_rules(forward);
-            probe_exists(&mut *self.runner, chain)?;
+            self.probe_exists(chain)?;
         }
         if !table_existed {
             // We created the sets: they are empty, so the network model is exact.
@@ -271,7 +394,7 @@ impl FirewallBackend for NftBackend {
             report.networks_merged = merged;
             Some(nets)
         };
-        run(&mut *self.runner, batch)?;
+        self.send_all_or_nothing(batch)?;
         report.transactions = 1;
         if let Some(nets) = new_nets {
             self.nets = nets;
@@ -310,7 +433,7 @@ impl FirewallBackend for NftBackend {
         let (written, merged) = self.write_nets(&mut batch, &nets, [true, true], clock);
         report.interval_elements = written;
         report.networks_merged = merged;
-        run(&mut *self.runner, batch)?;
+        self.send_leaving_out_refused(batch.finish(), &mut report)?;
         report.transactions = 1;
         self.nets = nets;
         Ok(report)
@@ -333,7 +456,7 @@ impl FirewallBackend for NftBackend {
         for (ipv4, net) in [(true, false), (false, false), (true, true), (false, true)] {
             let mut batch = BatchBuilder::new(&self.layout);
             batch.list_set(ipv4, net);
-            let output = run(&mut *self.runner, batch)?;
+            let output = run(&mut *self.runner, batch.finish())?;
             out.extend(listing::parse_elements(&output, now_unix())?);
         }
         Ok(out)
@@ -350,16 +473,19 @@ impl FirewallBackend for NftBackend {
     fn teardown(&mut self) -> Result<(), FirewallError> {
         let mut batch = BatchBuilder::new(&self.layout);
         batch.delete_table();
-        run(&mut *self.runner, batch)?;
+        self.send_all_or_nothing(batch)?;
         self.nets.clear();
         Ok(())
     }
 
     fn describe(&self) -> String {
-        format!(
-            "nftables via {}, table inet {}",
-            self.runner.describe(),
-            self.layout.table
-        )
+        let path = match self.netlink {
+            Some(_) => format!(
+                "netlink (JSON through {} for listing)",
+                self.runner.describe()
+            ),
+            None => format!("JSON through {}", self.runner.describe()),
+        };
+        format!("nftables via {path}, table inet {}", self.layout.table)
     }
 }

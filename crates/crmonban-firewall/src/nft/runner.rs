@@ -1,14 +1,11 @@
-//! How a batch reaches the kernel: through libnftables in this process (one long-lived
-//! context, no process start per batch; bulk batches to a short-lived `nft` process) or through
-//! the `nft` binary reading the batch on stdin. Small batches travel as JSON; bulk batches
-//! (restores, blocklists) as nft text, which nft loads faster and in a third of the memory (see
-//! [`Commands::to_text`]).
+//! The JSON path: how a batch reaches the kernel when it does not go over netlink — through
+//! libnftables in this process (one long-lived context, no process start per batch; bulk
+//! batches to a short-lived `nft` process) or through the `nft` binary reading the batch on
+//! stdin, always as an nftables JSON document (see `json`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-use tracing::debug;
 
 use super::batch::Commands;
 use crate::FirewallError;
@@ -23,22 +20,16 @@ pub(crate) trait Runner: Send {
 /// Batches with at least this many elements are bulk: sent as text to an `nft` process.
 pub(crate) const BULK_ELEMENTS: usize = 4096;
 
-/// The `nft` binary: one process per batch (~2–5 ms each). The transport when libnftables is not
-/// compiled in or cannot be opened, and the bulk path beside it (see `LibRunner::run`). The
-/// process runs in the calling thread's network namespace.
+/// The `nft` binary: one process per batch (~2–5 ms each). The JSON transport when libnftables
+/// is not compiled in or cannot be opened, and the bulk path beside it (see `LibRunner::run`).
+/// The process runs in the calling thread's network namespace.
 pub(crate) struct CliRunner {
     program: PathBuf,
-    /// Bulk batches go as text until nft refuses our names in text syntax (a name that is an
-    /// nft keyword); then as JSON, like everything else.
-    bulk_text: bool,
 }
 
 impl CliRunner {
     pub(crate) fn new(program: PathBuf) -> CliRunner {
-        CliRunner {
-            program,
-            bulk_text: true,
-        }
+        CliRunner { program }
     }
 
     pub(crate) fn program(&self) -> &std::path::Path {
@@ -55,17 +46,14 @@ impl CliRunner {
             .map(CliRunner::new)
     }
 
-    /// One `nft` process reading `input` (JSON when `json`, else text) on stdin.
-    fn exec(&self, input: &str, json: bool, dry_run: bool) -> Result<String, FirewallError> {
+    /// One `nft -j` process reading the JSON document `input` on stdin.
+    fn exec(&self, input: &str, dry_run: bool) -> Result<String, FirewallError> {
         let mut command = Command::new(&self.program);
         if dry_run {
             command.arg("--check");
         }
-        if json {
-            command.arg("-j");
-        }
         let mut child = command
-            .args(["-f", "-"])
+            .args(["-j", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -85,47 +73,16 @@ impl CliRunner {
         })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let message = if json {
-                stderr.trim().to_owned()
-            } else {
-                error_lines(&stderr)
-            };
-            return Err(FirewallError::from_nft_message(&message));
+            return Err(FirewallError::from_nft_message(stderr.trim()));
         }
         written.map_err(|e| FirewallError::Unavailable(format!("writing to nft: {e}")))?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 
-/// The `Error:` lines of nft's complaint about text input, without the echo of the failing
-/// command (for a bulk batch, a line of megabytes whose first address is not the culprit) and
-/// the caret line under it.
-fn error_lines(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("Error:"))
-        .map(str::trim)
-        .collect();
-    if lines.is_empty() {
-        stderr.trim().chars().take(500).collect()
-    } else {
-        lines.join("; ")
-    }
-}
-
 impl Runner for CliRunner {
     fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError> {
-        if self.bulk_text && commands.element_count() >= BULK_ELEMENTS {
-            match self.exec(&commands.to_text(), false, dry_run) {
-                // A syntax error is found while parsing, before anything reaches the kernel.
-                Err(FirewallError::Refused { message, .. }) if message.contains("syntax error") => {
-                    debug!(%message, "nft text syntax refused our names; bulk batches go as JSON");
-                    self.bulk_text = false;
-                }
-                other => return other,
-            }
-        }
-        self.exec(&commands.to_json()?, true, dry_run)
+        self.exec(&commands.to_json()?, dry_run)
     }
 
     fn describe(&self) -> String {
@@ -211,11 +168,10 @@ mod lib {
                 return self.run_in_this_context(&commands.to_json()?, dry_run);
             }
             // Bulk batches (restores, blocklists) go to a short-lived `nft` process when there
-            // is one, as text: a million elements took ~9-10 s as JSON in this process (freeing
-            // a million parsed JSON objects in a long-lived heap is slow), ~8 s as JSON in nft
-            // and ~6.3 s as text, and the memory nft needs to parse them (~1.1 GB for JSON,
-            // ~400 MB for text) is returned to the system at once instead of staying in the
-            // daemon's heap. Without the binary, a fresh context: the warm one loaded 100k
+            // is one: a million elements took ~9-10 s as JSON in this process (freeing a
+            // million parsed JSON objects in a long-lived heap is slow), ~8 s in nft, and the
+            // memory nft needs to parse them (~1.1 GB) is returned to the system at once
+            // instead of staying in the daemon's heap. Without the binary, a fresh context: the warm one loaded 100k
             // elements 3x slower than a new one (its cache gets in the way).
             match &mut self.bulk {
                 Some(cli) => cli.run(commands, dry_run),

@@ -1,0 +1,402 @@
+//! Is our layout intact, how many elements do the sets hold, which ruleset generation is this?
+//! Asked with read-only nf_tables requests (`GETTABLE`, `GETSET`, `GETCHAIN`, a `GETRULE` dump
+//! of each chain, `GETSETELEM` dumps, `GETGEN`) over a [`Channel`].
+//!
+//! Why not through nft: every `nft list` command reads all set elements into nft's cache first
+//! (tens of seconds at a million elements), and an existence probe by `create` makes the kernel
+//! abort a transaction while holding the namespace's nftables commit lock. These requests are
+//! answered under RCU, never take that lock, and (but for the element dumps, which the engine
+//! runs only when someone else changed the ruleset) read no element. They also see what a
+//! `create` probe cannot: a base chain that lost its hook, priority or rules, a set with the
+//! wrong flags, a rule whose verdict was changed.
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkPayload, NlasIterator,
+};
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, ChainMessage, DataAttribute, ExpressionAttribute, Expressions, GenMessage,
+    Hook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, NfTablesMessage,
+    RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage, SetFlags,
+    SetMessage, TableAttribute, TableMessage, VerdictAttribute,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+
+use super::{Channel, ELEMENTS_ATTR, HEADERS, unavailable};
+use crate::{FirewallError, Layout};
+
+/// Rules the layout puts in each chain (DESIGN.md §3).
+const RULES_PER_CHAIN: usize = 4;
+/// `NF_DROP`.
+const NF_DROP: u32 = 0;
+/// `NFT_LOOKUP_F_INV`.
+const LOOKUP_INVERTED: u32 = 1;
+/// The message type of a set element dump's answers (`NFT_MSG_NEWSETELEM` of nf_tables).
+const NEWSETELEM: u16 = (10 << 8) | 12;
+/// `NFTA_SET_ELEM_FLAGS`, and its `NFT_SET_ELEM_INTERVAL_END`.
+const ELEM_FLAGS_ATTR: u16 = 3;
+const INTERVAL_END: u32 = 1;
+
+/// What is wrong with the layout, or `None` when it is complete and as configured.
+pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, FirewallError> {
+    let mut channel = Channel::open()?;
+    let table = layout.table.clone();
+    let get_table = NfTablesMessage::GetTable(TableMessage {
+        attributes: vec![TableAttribute::Name(table.clone())],
+    });
+    if get(&mut channel, get_table)?.is_none() {
+        return Ok(Some(format!("table inet {table} is missing")));
+    }
+    for (ipv4, net) in [(true, false), (false, false), (true, true), (false, true)] {
+        let name = layout.set_for(ipv4, net);
+        let request = NfTablesMessage::GetSet(SetMessage {
+            attributes: vec![
+                SetAttribute::Table(table.clone()),
+                SetAttribute::Name(name.clone()),
+            ],
+        });
+        let Some(NfTablesMessage::NewSet(set)) = get(&mut channel, request)? else {
+            return Ok(Some(format!("set {name} is missing")));
+        };
+        let flags = set.attributes.iter().find_map(|a| match a {
+            SetAttribute::Flags(flags) => Some(*flags),
+            _ => None,
+        });
+        let mut wanted = SetFlags::Timeout;
+        if net {
+            wanted |= SetFlags::Interval;
+        }
+        if !flags.is_some_and(|f| f.contains(wanted)) {
+            return Ok(Some(format!("set {name} lacks its timeout/interval flags")));
+        }
+    }
+    for forward in [false, true] {
+        let chain = layout.chain(forward);
+        let hook = if forward {
+            InetHookNumber::Forward
+        } else {
+            InetHookNumber::LocalIn
+        };
+        let request = NfTablesMessage::GetChain(ChainMessage {
+            attributes: vec![
+                ChainAttribute::Table(table.clone()),
+                ChainAttribute::Name(chain.to_owned()),
+            ],
+        });
+        let Some(NfTablesMessage::NewChain(found)) = get(&mut channel, request)? else {
+            return Ok(Some(format!("chain {chain} is missing")));
+        };
+        let hooks: &[Hook] = found
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                ChainAttribute::Hook(hooks) => Some(hooks.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let on_hook = hooks.iter().any(
+            |h| matches!(h, Hook::Number(n) if u32::from(*n) == u32::from(HookNumber::from(hook))),
+        );
+        let priority = hooks.iter().find_map(|h| match h {
+            Hook::Priority(p) => Some(*p as i32),
+            _ => None,
+        });
+        if !on_hook || priority != Some(layout.priority) {
+            return Ok(Some(format!(
+                "chain {chain} is not on its hook at priority {}",
+                layout.priority
+            )));
+        }
+        let request = NfTablesMessage::GetRule(RuleMessage {
+            attributes: vec![
+                RuleAttribute::Table(table.clone()),
+                RuleAttribute::Chain(chain.to_owned()),
+            ],
+        });
+        let rules = dump(&mut channel, request)?;
+        if rules.len() != RULES_PER_CHAIN {
+            return Ok(Some(format!(
+                "chain {chain} holds {} rules instead of {RULES_PER_CHAIN}",
+                rules.len()
+            )));
+        }
+        // Each rule must still drop what one of our sets matches: a verdict changed to
+        // accept, an inverted lookup or a rule pointed at another set is damage too.
+        let mut sets: Vec<String> = Vec::new();
+        for rule in &rules {
+            match rule_drops_set(rule) {
+                Some(set) => sets.push(set),
+                None => {
+                    return Ok(Some(format!(
+                        "a rule of chain {chain} no longer drops the sources in its set"
+                    )));
+                }
+            }
+        }
+        sets.sort();
+        let mut wanted: Vec<String> = [(true, false), (false, false), (true, true), (false, true)]
+            .into_iter()
+            .map(|(ipv4, net)| layout.set_for(ipv4, net))
+            .collect();
+        wanted.sort();
+        if sets != wanted {
+            return Ok(Some(format!(
+                "the rules of chain {chain} look up {sets:?} instead of {wanted:?}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The set a rule drops the matches of: a positive lookup in it and a drop verdict, and no
+/// other verdict.
+fn rule_drops_set(rule: &NfTablesMessage) -> Option<String> {
+    let NfTablesMessage::NewRule(rule) = rule else {
+        return None;
+    };
+    let expressions = rule.attributes.iter().find_map(|a| match a {
+        RuleAttribute::Expressions(list) => Some(list),
+        _ => None,
+    })?;
+    let mut set = None;
+    let mut drops = false;
+    for expression in expressions {
+        let ListAttribute::Element(parts) = expression else {
+            continue;
+        };
+        for part in parts {
+            match part {
+                ExpressionAttribute::Data(Expressions::Lookup(lookup)) => {
+                    for attribute in lookup {
+                        match attribute {
+                            Lookup::Flags(flags) if flags & LOOKUP_INVERTED != 0 => return None,
+                            Lookup::Set(name) => set = Some(name.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                ExpressionAttribute::Data(Expressions::Immediate(immediate)) => {
+                    let code = immediate.iter().find_map(|a| match a {
+                        Immediate::Data(DataAttribute::Verdict(verdict)) => {
+                            verdict.iter().find_map(|v| match v {
+                                VerdictAttribute::Code(code) => Some(u32::from(*code)),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    });
+                    if code != Some(NF_DROP) {
+                        return None;
+                    }
+                    drops = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    set.filter(|_| drops)
+}
+
+/// How many elements each of the layout's sets holds, in the order single IPv4, single IPv6,
+/// IPv4 networks, IPv6 networks (elements flagged as an interval's end are not counted; the
+/// kernel may still show one more element than intervals). A dump of the elements: no nft
+/// cache, no commit lock, but it reads every element, so it is run only when someone else may
+/// have changed the ruleset.
+pub(crate) fn element_counts(layout: &Layout) -> Result<[usize; 4], FirewallError> {
+    let mut channel = Channel::open()?;
+    let mut counts = [0; 4];
+    for (i, (ipv4, net)) in [(true, false), (false, false), (true, true), (false, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let request = NfTablesMessage::GetSetElement(SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(layout.table.clone()),
+                SetElementList::Set(layout.set_for(ipv4, net)),
+            ],
+        });
+        counts[i] = count_elements(&mut channel, request)?;
+    }
+    Ok(counts)
+}
+
+/// The elements a `GETSETELEM` dump returns, interval ends not counted. Walked with
+/// `netlink-packet-core`'s attribute iterator rather than parsed into the crate's types: those
+/// copy every element (and format the whole list for an error context of every entry), which
+/// took a minute at 100,000 elements.
+fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usize, FirewallError> {
+    let seq = channel.next_seq();
+    channel.request(
+        NetfilterMessage::new(header(NetfilterProtoFamily::Inet), request),
+        NLM_F_DUMP,
+        seq,
+    )?;
+    let mut count = 0;
+    let mut outcome: Option<Result<(), i32>> = None;
+    while outcome.is_none() {
+        channel.receive_raw(|data| {
+            let message = NetlinkBuffer::new(data);
+            if message.sequence_number() != seq {
+                return;
+            }
+            match message.message_type() {
+                NLMSG_DONE => outcome = Some(Ok(())),
+                NLMSG_ERROR => {
+                    let code = data
+                        .get(16..20)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(-libc::EIO, i32::from_ne_bytes);
+                    outcome = Some(if code == 0 { Ok(()) } else { Err(-code) });
+                }
+                kind if kind == NEWSETELEM => count += elements_in(data),
+                _ => {}
+            }
+        })?;
+    }
+    match outcome {
+        Some(Err(libc::ENOENT)) => Ok(0),
+        Some(Err(errno)) => Err(unavailable(
+            "query nftables",
+            std::io::Error::from_raw_os_error(errno),
+        )),
+        _ => Ok(count),
+    }
+}
+
+/// Elements of one `NEWSETELEM` message that are not an interval's end.
+fn elements_in(message: &[u8]) -> usize {
+    let Some(body) = message.get(HEADERS..) else {
+        return 0;
+    };
+    let Some(list) = NlasIterator::new(body)
+        .flatten()
+        .find(|nla| nla.kind() == ELEMENTS_ATTR)
+    else {
+        return 0;
+    };
+    NlasIterator::new(list.value())
+        .flatten()
+        .filter(|entry| {
+            let flags = NlasIterator::new(entry.value())
+                .flatten()
+                .find(|a| a.kind() == ELEM_FLAGS_ATTR)
+                .and_then(|a| a.value().get(..4).and_then(|b| b.try_into().ok()))
+                .map_or(0, u32::from_be_bytes);
+            flags & INTERVAL_END == 0
+        })
+        .count()
+}
+
+/// The nftables ruleset generation of the calling thread's network namespace. The kernel adds
+/// one for every committed transaction, whatever it changed and however many netlink messages
+/// it carried (an aborted one changes nothing), so the difference between two readings counts
+/// the transactions in between: a cheap check that a batch was one transaction, or that
+/// someone else changed the ruleset. Read with a `GETGEN` request, which takes no lock.
+pub fn ruleset_generation() -> Result<u32, FirewallError> {
+    let mut channel = Channel::open()?;
+    let request = NfTablesMessage::GetGen(GenMessage { attributes: vec![] });
+    get_with(&mut channel, request, NetfilterProtoFamily::Unspec)?
+        .as_ref()
+        .and_then(super::generation_id)
+        .ok_or_else(|| FirewallError::Parse("the kernel sent no ruleset generation".into()))
+}
+
+fn header(family: NetfilterProtoFamily) -> NetfilterHeader {
+    NetfilterHeader::new(family, 0, 0)
+}
+
+/// One object by name: its message, or `None` when the kernel says ENOENT.
+fn get(
+    channel: &mut Channel,
+    request: NfTablesMessage,
+) -> Result<Option<NfTablesMessage>, FirewallError> {
+    get_with(channel, request, NetfilterProtoFamily::Inet)
+}
+
+fn get_with(
+    channel: &mut Channel,
+    request: NfTablesMessage,
+    family: NetfilterProtoFamily,
+) -> Result<Option<NfTablesMessage>, FirewallError> {
+    let seq = channel.next_seq();
+    channel.request(
+        NetfilterMessage::new(header(family), request),
+        NLM_F_ACK,
+        seq,
+    )?;
+    let mut object = None;
+    let mut outcome = None;
+    while outcome.is_none() {
+        channel.receive(|message| {
+            if message.header.sequence_number != seq {
+                return;
+            }
+            match &message.payload {
+                NetlinkPayload::Error(error) => {
+                    outcome = Some(match error.code.map(|c| -c.get()) {
+                        None => Ok(()),
+                        Some(libc::ENOENT) => Err(None),
+                        Some(errno) => Err(Some(errno)),
+                    });
+                }
+                NetlinkPayload::InnerMessage(inner) => {
+                    if let NetfilterMessageInner::NfTables(found) = &inner.inner {
+                        object = Some(found.clone());
+                    }
+                }
+                _ => {}
+            }
+        })?;
+    }
+    match outcome {
+        Some(Ok(())) => Ok(object),
+        Some(Err(None)) | None => Ok(None),
+        Some(Err(Some(errno))) => Err(unavailable(
+            "query nftables",
+            std::io::Error::from_raw_os_error(errno),
+        )),
+    }
+}
+
+/// The messages of a filtered dump (empty when the object does not exist).
+fn dump(
+    channel: &mut Channel,
+    request: NfTablesMessage,
+) -> Result<Vec<NfTablesMessage>, FirewallError> {
+    let seq = channel.next_seq();
+    channel.request(
+        NetfilterMessage::new(header(NetfilterProtoFamily::Inet), request),
+        NLM_F_DUMP,
+        seq,
+    )?;
+    let mut replies = Vec::new();
+    let mut outcome: Option<Result<(), i32>> = None;
+    while outcome.is_none() {
+        channel.receive(|message| {
+            if message.header.sequence_number != seq {
+                return;
+            }
+            match &message.payload {
+                NetlinkPayload::Done(_) => outcome = Some(Ok(())),
+                NetlinkPayload::Error(error) => {
+                    outcome = Some(error.code.map_or(Ok(()), |c| Err(-c.get())));
+                }
+                NetlinkPayload::InnerMessage(inner) => {
+                    if let NetfilterMessageInner::NfTables(found) = &inner.inner {
+                        replies.push(found.clone());
+                    }
+                }
+                _ => {}
+            }
+        })?;
+    }
+    match outcome {
+        Some(Err(libc::ENOENT)) => Ok(Vec::new()),
+        Some(Err(errno)) => Err(unavailable(
+            "query nftables",
+            std::io::Error::from_raw_os_error(errno),
+        )),
+        _ => Ok(replies),
+    }
+}
