@@ -45,6 +45,14 @@ fn parse_target(argument: &str, text: &str) -> Result<Target, Error> {
             text.len()
         )));
     }
+    // Refused before parsing, so that the parser's message (which quotes the text) only ever
+    // quotes printable text: escaped, control characters would make it six times as long.
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(Error::InvalidAddress(format!(
+            "argument {argument}: control character U+{:04X} is not part of an address or CIDR",
+            u32::from(c)
+        )));
+    }
     Target::parse(text).map_err(|e| Error::InvalidAddress(format!("argument {argument}: {e}")))
 }
 

@@ -168,6 +168,7 @@ fn init(path: Option<&std::path::Path>) -> Result<ExitCode> {
     let mut firewall = NftBackend::new(NftOptions {
         layout: layout(&config),
         transport: Transport::Auto,
+        ..NftOptions::default()
     })?;
     let existed = firewall.layout_present()?;
     firewall.ensure_layout()?;

@@ -102,6 +102,7 @@ fn main() {
                 inner: NftBackend::new(NftOptions {
                     layout: Layout::default(),
                     transport: Transport::Auto,
+                    ..NftOptions::default()
                 })
                 .unwrap(),
                 committed: committed.clone(),

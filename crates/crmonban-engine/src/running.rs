@@ -168,6 +168,7 @@ impl EngineBuilder {
                 let backend = NftBackend::new(NftOptions {
                     layout: Layout::of(&config.nftables),
                     transport: Transport::Auto,
+                    ..NftOptions::default()
                 })?;
                 info!("firewall: {}", backend.describe());
                 Box::new(backend)

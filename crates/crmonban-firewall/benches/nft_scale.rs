@@ -16,9 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crmonban_core::Target;
-use crmonban_firewall::{
-    ChangeSet, Element, FirewallBackend, Layout, NftBackend, NftOptions, Transport,
-};
+use crmonban_firewall::{ChangeSet, Element, FirewallBackend, NftBackend, NftOptions, Transport};
 use crmonban_testutil::NetNs;
 
 fn target(i: u32) -> Target {
@@ -41,8 +39,8 @@ fn bans(from: u32, count: u32) -> ChangeSet {
 
 fn backend(transport: Transport) -> NftBackend {
     NftBackend::new(NftOptions {
-        layout: Layout::default(),
         transport,
+        ..NftOptions::default()
     })
     .expect("backend")
 }

@@ -51,7 +51,7 @@ use crmonban_core::Target;
 
 pub use intervals::{Interval, merge_networks};
 pub use layout::Layout;
-pub use nft::{NftBackend, NftOptions, Transport, ruleset_generation};
+pub use nft::{DEFAULT_SET_CAPACITY, NftBackend, NftOptions, Transport, ruleset_generation};
 pub use recording::{Call, RecordingBackend};
 
 /// When an element leaves the kernel by itself.

@@ -20,6 +20,7 @@ fn backend_in(ns: &NetNs, transport: Transport) -> NftBackend {
         NftBackend::new(NftOptions {
             layout: Layout::default(),
             transport,
+            ..NftOptions::default()
         })
         .unwrap()
     })
@@ -51,11 +52,13 @@ fn pair() -> (NetNs, NetNs) {
 const EXPECTED_LAYOUT: &str = "table inet crmonban {
 	set blocked_v4 {
 		type ipv4_addr
+		size 65536
 		flags timeout
 	}
 
 	set blocked_v6 {
 		type ipv6_addr
+		size 65536
 		flags timeout
 	}
 
@@ -461,13 +464,23 @@ fn root_overlapping_networks_are_merged_before_the_kernel() {
 
 /// A namespace where someone else created our IPv4 set with a size limit before us: the kernel
 /// refuses the element after the `size`-th. Returns it with a backend that ensured the rest.
-fn with_size_limited_v4_set(name: &str, size: u32, transport: Transport) -> (NetNs, NftBackend) {
+/// Our table as someone else left it: `blocked_v4` without the timeout flag, so the kernel
+/// refuses any element with a timeout (and takes the others). No `ensure_layout`: the backend
+/// applies to what is there.
+fn with_untimed_v4_set(name: &str, transport: Transport) -> (NetNs, NftBackend) {
     let ns = NetNs::new(name);
     ns.nft(&["add", "table", "inet", "crmonban"]);
-    let spec = format!("{{ type ipv4_addr; flags timeout; size {size}; }}");
-    ns.nft(&["add", "set", "inet", "crmonban", "blocked_v4", &spec]);
-    let mut fw = backend_in(&ns, transport);
-    ns.run(|| fw.ensure_layout()).unwrap();
+    ns.nft(&[
+        "add",
+        "set",
+        "inet",
+        "crmonban",
+        "blocked_v4",
+        "{ type ipv4_addr; }",
+    ]);
+    let v6 = "{ type ipv6_addr; flags timeout; }";
+    ns.nft(&["add", "set", "inet", "crmonban", "blocked_v6", v6]);
+    let fw = backend_in(&ns, transport);
     (ns, fw)
 }
 
@@ -482,11 +495,16 @@ fn root_kernel_refusal_names_the_element_and_applies_nothing() {
 }
 
 fn kernel_refusal_names_the_element(transport: Transport) {
-    // The kernel refuses the 4th element.
-    let (ns, mut fw) = with_size_limited_v4_set("fw-refuse", 3, transport);
+    // The kernel refuses the 4th element, the only one with a timeout.
+    let (ns, mut fw) = with_untimed_v4_set("fw-refuse", transport);
     let mut changes = ChangeSet::new();
     for last in 1..=5 {
-        changes.add(Element::permanent(t(&format!("192.0.2.{last}"))));
+        let target = t(&format!("192.0.2.{last}"));
+        changes.add(if last == 4 {
+            Element::timed(target, Duration::from_secs(60))
+        } else {
+            Element::permanent(target)
+        });
     }
     changes.add(Element::permanent(t("2001:db8::1")));
     let err = ns.run(|| fw.apply(&changes)).unwrap_err();
@@ -527,6 +545,7 @@ fn root_replace_all_restores_exactly_in_one_batch() {
             NftBackend::new(NftOptions {
                 layout,
                 transport: Transport::Library,
+                ..NftOptions::default()
             })
         })
         .unwrap();
@@ -631,6 +650,7 @@ fn root_bulk_netlink_batch_builds_the_same_table_as_json() {
     let options = |transport| NftOptions {
         layout: layout.clone(),
         transport,
+        ..NftOptions::default()
     };
     let bulk_ns = NetNs::new("fw-netlink");
     let mut bulk = bulk_ns
@@ -694,6 +714,7 @@ fn root_bulk_batch_with_a_keyword_table_name_works_on_every_path() {
                 NftBackend::new(NftOptions {
                     layout: layout.clone(),
                     transport: transport.clone(),
+                    ..NftOptions::default()
                 })
             })
             .unwrap();
@@ -720,12 +741,15 @@ fn root_bulk_refusal_names_the_element_and_keeps_the_message_short() {
 }
 
 fn bulk_refusal_names_the_element(transport: Transport) {
-    let (ns, mut fw) = with_size_limited_v4_set("fw-bulkrefuse", 4_500, transport);
+    let (ns, mut fw) = with_untimed_v4_set("fw-bulkrefuse", transport);
     let changes: ChangeSet = (0..5_000u32)
         .map(|i| {
-            crmonban_firewall::Change::Add(Element::permanent(Target::from(
-                std::net::Ipv4Addr::from(0x0A00_0000 + i),
-            )))
+            let target = Target::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            crmonban_firewall::Change::Add(if i == 4_500 {
+                Element::timed(target, Duration::from_secs(60))
+            } else {
+                Element::permanent(target)
+            })
         })
         .collect();
     let err = ns.run(|| fw.apply(&changes)).unwrap_err();
@@ -817,4 +841,51 @@ fn root_element_counts_match_the_loaded_sets() {
     eprintln!("counted {counts:?} in {:?}", started.elapsed());
     assert_eq!(counts[..2], [75_000, 25_000]);
     assert!(counts[2] >= 2 && counts[3] >= 1, "{counts:?}");
+}
+
+/// A set created for 16 addresses takes 30 and then 100 more: the backend rebuilds the sets
+/// larger when the kernel says one is full, keeping every element and its timeout.
+#[test]
+fn root_a_full_address_set_is_rebuilt_larger_without_losing_an_element() {
+    for transport in PATHS {
+        let ns = NetNs::new("fw-grow");
+        let mut fw = ns
+            .run(|| {
+                NftBackend::new(NftOptions {
+                    transport: transport.clone(),
+                    set_capacity: 16,
+                    ..NftOptions::default()
+                })
+            })
+            .unwrap();
+        ns.run(|| fw.ensure_layout()).unwrap();
+        let v4 = |i: u32| Target::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+        let mut first = ChangeSet::new();
+        for i in 0..10 {
+            first.add(Element::timed(v4(i), Duration::from_secs(3600)));
+        }
+        first.add(Element::permanent(t("2001:db8::1")));
+        first.add(Element::permanent(t("198.51.100.0/24")));
+        ns.run(|| fw.apply(&first)).unwrap();
+        // 20 more in one batch: past the 16 the set was made for.
+        let more: ChangeSet = (10..30)
+            .map(|i| crmonban_firewall::Change::Add(Element::permanent(v4(i))))
+            .collect();
+        ns.run(|| fw.apply(&more)).expect("the set grows");
+        for i in 30..130 {
+            let one = ChangeSet::new()
+                .add(Element::timed(v4(i), Duration::from_secs(600)))
+                .clone();
+            ns.run(|| fw.apply(&one)).expect("single bans keep working");
+        }
+        let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
+        assert_eq!(counts[..2], [130, 1], "{transport:?}");
+        assert!(counts[2] >= 1, "{counts:?}");
+        let listed = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
+        assert!(
+            listed.contains("10.0.0.0 timeout 1h") && listed.contains("10.0.0.29,"),
+            "{transport:?}: {listed}"
+        );
+        assert!(ns.run(|| fw.layout_present()).unwrap());
+    }
 }

@@ -41,8 +41,12 @@ pub(crate) enum Obj {
     /// `delete table`: an error when it does not exist (follow an [`Obj::AddTable`]).
     DeleteTable,
     /// `add set` of the hash (`net == false`) or interval set of a family, with the timeout
-    /// flag.
-    AddSet { ipv4: bool, net: bool },
+    /// flag; a hash set with room for `capacity` elements (see [`Capacity`]).
+    AddSet {
+        ipv4: bool,
+        net: bool,
+        capacity: Option<u32>,
+    },
     /// The base chain on the input (or forward) hook, policy accept; `create`: "File exists"
     /// when it does.
     AddChain { forward: bool, create: bool },
@@ -125,6 +129,12 @@ impl Commands {
     }
 }
 
+/// How many elements each hash set (IPv4, IPv6) is created for: the kernel sizes its hash table
+/// for that many at once (no rehashing while a large restore loads: a million addresses load
+/// in about half the kernel time) and refuses more (`ENFILE`), which the backend answers by
+/// rebuilding the sets larger.
+pub(crate) type Capacity = [u32; 2];
+
 /// The four sets in the order the rules of a chain look them up (DESIGN.md §3).
 pub(crate) const RULE_ORDER: [(bool, bool); 4] =
     [(true, false), (true, true), (false, false), (false, true)];
@@ -158,10 +168,15 @@ impl BatchBuilder {
         self.obj(Obj::CreateTable);
     }
 
-    pub(crate) fn add_table_and_sets(&mut self) {
+    pub(crate) fn add_table_and_sets(&mut self, capacity: Capacity) {
         self.obj(Obj::AddTable);
         for (ipv4, net) in [(true, false), (false, false), (true, true), (false, true)] {
-            self.obj(Obj::AddSet { ipv4, net });
+            let capacity = (!net).then_some(capacity[usize::from(!ipv4)]);
+            self.obj(Obj::AddSet {
+                ipv4,
+                net,
+                capacity,
+            });
         }
     }
 
@@ -179,9 +194,9 @@ impl BatchBuilder {
     /// Deleting a set frees its elements at once; `flush set` on 1M elements instead queues
     /// one delete (and, when anyone listens, one notification) per element in the transaction.
     /// A rebuilt chain also takes a changed priority.
-    pub(crate) fn recreate_layout(&mut self) {
+    pub(crate) fn recreate_layout(&mut self, capacity: Capacity) {
         self.delete_table();
-        self.add_table_and_sets();
+        self.add_table_and_sets(capacity);
         for forward in [false, true] {
             self.obj(Obj::AddChain {
                 forward,
@@ -277,7 +292,7 @@ pub(crate) mod tests {
     /// rewritten with a prefix and a range, and a tolerant removal.
     pub(crate) fn restore_batch(layout: &Layout) -> Commands {
         let mut batch = BatchBuilder::new(layout);
-        batch.recreate_layout();
+        batch.recreate_layout([65_536, 65_536]);
         let now = 1_000;
         batch.add_elements(
             "blocked_v4",

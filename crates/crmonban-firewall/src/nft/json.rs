@@ -91,8 +91,14 @@ fn command_of(layout: &Layout, obj: &Obj) -> NfCmd<'static> {
         Obj::AddTable => NfCmd::Add(NfListObject::Table(table(layout))),
         Obj::CreateTable => NfCmd::Create(NfListObject::Table(table(layout))),
         Obj::DeleteTable => NfCmd::Delete(NfListObject::Table(table(layout))),
-        Obj::AddSet { ipv4, net } => {
-            NfCmd::Add(NfListObject::Set(Box::new(set(layout, *ipv4, *net))))
+        Obj::AddSet {
+            ipv4,
+            net,
+            capacity,
+        } => {
+            let mut set = set(layout, *ipv4, *net);
+            set.size = *capacity;
+            NfCmd::Add(NfListObject::Set(Box::new(set)))
         }
         Obj::AddChain { forward, create } => {
             let chain = NfListObject::Chain(base_chain(layout, *forward));

@@ -26,8 +26,9 @@ mod json;
 mod listing;
 mod netlink;
 mod runner;
+mod send;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crmonban_core::Target;
@@ -40,9 +41,10 @@ use crate::{
 };
 pub use netlink::probe::ruleset_generation;
 
-use batch::{BatchBuilder, Command, Commands};
-use netlink::{Channel, Refused, probe};
+use batch::BatchBuilder;
+use netlink::{Channel, probe};
 use runner::{CliRunner, Runner};
+use send::{SET_FULL, Sent, run};
 
 /// How batches reach the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,13 +60,30 @@ pub enum Transport {
 }
 
 /// Options for [`NftBackend::new`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NftOptions {
     /// The table, chains and sets the backend manages.
     pub layout: Layout,
     /// How batches reach the kernel.
     pub transport: Transport,
+    /// The fewest elements each address set is created for (default 65,536, the kernel's own
+    /// starting size). A restore creates them for half as many again as it loads; a set that
+    /// fills up is rebuilt twice as large, in one transaction, without losing an element.
+    pub set_capacity: u32,
 }
+
+impl Default for NftOptions {
+    fn default() -> Self {
+        NftOptions {
+            layout: Layout::default(),
+            transport: Transport::default(),
+            set_capacity: DEFAULT_SET_CAPACITY,
+        }
+    }
+}
+
+/// [`NftOptions::set_capacity`] by default.
+pub const DEFAULT_SET_CAPACITY: u32 = 65_536;
 
 /// nftables backend; see the module docs.
 pub struct NftBackend {
@@ -76,10 +95,11 @@ pub struct NftBackend {
     runner: Box<dyn Runner>,
     /// Every network ban the interval sets hold (before merging), with its expiry.
     nets: BTreeMap<IpNet, Expiry>,
+    /// [`NftOptions::set_capacity`].
+    min_capacity: u32,
+    /// What the address sets were created for, when this backend created them.
+    capacity: Option<batch::Capacity>,
 }
-
-/// Refusals of one replace-all before it gives up (each drops the elements the kernel named).
-const MAX_REFUSAL_ROUNDS: usize = 32;
 
 impl NftBackend {
     /// Opens the transport. Nothing is sent to the kernel until the first call.
@@ -100,88 +120,9 @@ impl NftBackend {
             netlink,
             runner,
             nets: BTreeMap::new(),
+            min_capacity: options.set_capacity.max(1),
+            capacity: None,
         })
-    }
-
-    /// Sends one transaction: over netlink when that path is in use, else (or when it turns
-    /// out unusable, or for a listing) as JSON. A kernel refusal over netlink comes back as
-    /// the kernel's own list of what it refused.
-    fn send(&mut self, commands: Commands) -> Result<String, Sent> {
-        if let Some(slot) = &mut self.netlink
-            && !commands.is_listing()
-        {
-            let opened = match slot.take() {
-                Some(channel) => Ok(channel),
-                None => Channel::open(),
-            };
-            let outcome = opened.map(|mut channel| (channel.transact(&commands), channel));
-            match outcome {
-                Ok((Some(Ok(Ok(_generation))), channel)) => {
-                    *slot = Some(channel);
-                    return Ok(String::new());
-                }
-                Ok((Some(Ok(Err(refused))), channel)) => {
-                    *slot = Some(channel);
-                    return Err(Sent::Refused(Box::new(commands), refused));
-                }
-                Ok((Some(Err(error)), _)) | Err(error) => match error {
-                    // The path itself does not work here: said once, with the reason.
-                    FirewallError::Unavailable(reason) => {
-                        warn!(%reason, fallback = %self.runner.describe(), "the netlink path to nftables is unavailable; changes go through nftables JSON instead");
-                        self.netlink = None;
-                    }
-                    other => return Err(Sent::Failed(other)),
-                },
-                Ok((None, channel)) => *slot = Some(channel),
-            }
-        }
-        run(&mut *self.runner, commands).map_err(Sent::Failed)
-    }
-
-    /// [`NftBackend::send`] for callers that take the first refusal as the answer.
-    fn send_all_or_nothing(&mut self, batch: BatchBuilder) -> Result<String, FirewallError> {
-        self.send(batch.finish()).map_err(Sent::into_error)
-    }
-
-    /// Sends `commands`; when the kernel refuses elements it names, sends the rest without
-    /// them (up to [`MAX_REFUSAL_ROUNDS`] times) and lists them in `report.refused`.
-    fn send_leaving_out_refused(
-        &mut self,
-        mut commands: Commands,
-        report: &mut ApplyReport,
-    ) -> Result<(), FirewallError> {
-        for round in 0.. {
-            let (mut refused_commands, refused) = match self.send(commands) {
-                Ok(_) => return Ok(()),
-                Err(Sent::Refused(c, refused))
-                    if round < MAX_REFUSAL_ROUNDS
-                        && refused.iter().all(|r| r.element.is_some()) =>
-                {
-                    (c, refused)
-                }
-                Err(other) => return Err(other.into_error()),
-            };
-            let mut named: Vec<((usize, usize), String)> = refused
-                .iter()
-                .filter_map(|r| {
-                    let reason = r.to_error(&refused_commands).to_string();
-                    r.element.map(|at| (at, reason))
-                })
-                .collect();
-            // From the last, so that the indices of the others stay right.
-            named.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-            named.dedup_by(|a, b| a.0 == b.0);
-            for ((index, elem), reason) in named {
-                if let Command::Elements { elems, .. } = &mut refused_commands.list[index] {
-                    let left_out = elems.remove(elem);
-                    warn!(element = %left_out.value_string(), %reason, "the kernel refused an element; applying the rest without it");
-                    report.added = report.added.saturating_sub(1);
-                    report.refused.push((left_out.value_string(), reason));
-                }
-            }
-            commands = *refused_commands;
-        }
-        unreachable!("the loop returns")
     }
 
     /// The table, chains and sets this backend manages.
@@ -218,47 +159,60 @@ impl NftBackend {
     }
 }
 
-/// Why [`NftBackend::send`] did not apply a batch.
-enum Sent {
-    /// The kernel refused it over netlink: what it refused, each naming the element when it
-    /// pointed at one.
-    Refused(Box<Commands>, Vec<Refused>),
-    /// Anything else (including a refusal on the JSON path).
-    Failed(FirewallError),
-}
-
-impl Sent {
-    fn into_error(self) -> FirewallError {
-        match self {
-            Sent::Refused(commands, refused) => refused.first().map_or_else(
-                || FirewallError::Refused {
-                    message: "refused".into(),
-                    element: None,
-                },
-                |r| r.to_error(&commands),
-            ),
-            Sent::Failed(error) => error,
-        }
-    }
-}
-
-/// Sends one transaction as JSON. When nft refuses a batch that carries elements, the element
-/// that caused it is found by dry runs over ever shorter prefixes of the batch (only on
-/// failure, and only for batches small enough that this stays quick).
-fn run(runner: &mut dyn Runner, commands: Commands) -> Result<String, FirewallError> {
-    match runner.run(&commands, false) {
-        Err(FirewallError::Refused {
-            message,
-            element: _,
-        }) => {
-            let element = blame::find_refused_element(runner, &commands);
-            Err(FirewallError::Refused { message, element })
-        }
-        other => other,
-    }
-}
-
 impl NftBackend {
+    /// Rebuilds the layout with everything the sets hold (addresses read back with the time
+    /// each has left, networks from the model) and `changes` on top, in one transaction whose
+    /// address sets have room for half as many again: what `apply` does when the kernel says
+    /// an address set is full.
+    fn grow_with(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError> {
+        let changes = last_change_per_target(changes);
+        let held = probe::address_elements(&self.layout)?;
+        let before = held.len();
+        // What the sets hold and the changes do not touch, then what the changes add.
+        let touched: HashSet<Target, FastHash> = if held.is_empty() && self.nets.is_empty() {
+            HashSet::default()
+        } else {
+            changes
+                .iter()
+                .map(|c| match c {
+                    Change::Add(e) => e.target,
+                    Change::Remove(t) => *t,
+                })
+                .collect()
+        };
+        let nets = self.nets.iter().map(|(net, expiry)| Element {
+            target: Target::Net(*net),
+            expiry: *expiry,
+        });
+        let mut elements: Vec<Element> = held
+            .into_iter()
+            .chain(nets)
+            .filter(|e| !touched.contains(&e.target))
+            .collect();
+        let mut report = ApplyReport::default();
+        for change in changes {
+            match change {
+                Change::Add(e) => {
+                    report.added += 1;
+                    elements.push(e);
+                }
+                Change::Remove(_) => report.removed += 1,
+            }
+        }
+        warn!(
+            addresses = before,
+            "an address set of table inet {} is full; rebuilding the sets larger in one transaction",
+            self.layout.table
+        );
+        let rebuilt = self.replace_all(&elements)?;
+        report.skipped_expired = rebuilt.skipped_expired;
+        report.interval_elements = rebuilt.interval_elements;
+        report.networks_merged = rebuilt.networks_merged;
+        report.refused = rebuilt.refused;
+        report.transactions = rebuilt.transactions;
+        Ok(report)
+    }
+
     /// Runs a batch whose only expected failure is "object exists"; returns whether it did.
     fn probe_exists(&mut self, batch: BatchBuilder) -> Result<bool, FirewallError> {
         match self.send_all_or_nothing(batch) {
@@ -283,9 +237,14 @@ fn library_runner() -> Result<Box<dyn Runner>, FirewallError> {
     ))
 }
 
+/// The hasher for sets of targets built per batch (SipHash's DoS resistance buys nothing for
+/// addresses we chose to ban, and costs a third of a million-element batch).
+type FastHash = foldhash::fast::RandomState;
+
 /// The last change per target, in first-seen order.
 fn last_change_per_target(changes: &ChangeSet) -> Vec<Change> {
-    let mut index: HashMap<Target, usize> = HashMap::with_capacity(changes.len());
+    let mut index: HashMap<Target, usize, FastHash> =
+        HashMap::with_capacity_and_hasher(changes.len(), FastHash::default());
     let mut out: Vec<Change> = Vec::with_capacity(changes.len());
     for change in &changes.changes {
         let target = match change {
@@ -309,7 +268,7 @@ impl FirewallBackend for NftBackend {
             return Ok(());
         }
         let mut objects = BatchBuilder::new(&self.layout);
-        objects.add_table_and_sets();
+        objects.add_table_and_sets([self.min_capacity; 2]);
         let table_existed = {
             let mut probe = BatchBuilder::new(&self.layout);
             probe.create_table();
@@ -324,6 +283,7 @@ impl FirewallBackend for NftBackend {
         if !table_existed {
             // We created the sets: they are empty, so the network model is exact.
             self.nets.clear();
+            self.capacity = Some([self.min_capacity; 2]);
         }
         Ok(())
     }
@@ -373,6 +333,13 @@ impl FirewallBackend for NftBackend {
                 }
             }
         }
+        // More new addresses than the set was made for: it cannot take them; rebuild it larger
+        // at once instead of sending a batch the kernel would refuse.
+        if let Some(capacity) = self.capacity
+            && (0..2).any(|family| adds[family].len() > capacity[family] as usize)
+        {
+            return self.grow_with(changes);
+        }
         for (family, ipv4) in [(0, true), (1, false)] {
             let set = self.layout.set_for(ipv4, false);
             batch.remove_elements(&set, &removes[family]);
@@ -394,7 +361,20 @@ impl FirewallBackend for NftBackend {
             report.networks_merged = merged;
             Some(nets)
         };
-        self.send_all_or_nothing(batch)?;
+        match self.send(batch.finish()) {
+            Ok(_) => {}
+            // An address set is full: rebuild the sets larger, with these changes in.
+            Err(Sent::Refused(_, refused)) if refused.iter().any(|r| r.errno == libc::ENFILE) => {
+                return self.grow_with(changes);
+            }
+            // The same on the JSON path, where nft passes on the kernel's words.
+            Err(Sent::Failed(FirewallError::Refused { message, .. }))
+                if message.contains(SET_FULL) =>
+            {
+                return self.grow_with(changes);
+            }
+            Err(other) => return Err(other.into_error()),
+        }
         report.transactions = 1;
         if let Some(nets) = new_nets {
             self.nets = nets;
@@ -406,7 +386,6 @@ impl FirewallBackend for NftBackend {
         let now = now_unix();
         let clock = timeout_clock();
         let mut batch = BatchBuilder::new(&self.layout);
-        batch.recreate_layout();
         let mut singles: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
         let mut nets = BTreeMap::new();
         let mut report = ApplyReport::default();
@@ -425,6 +404,14 @@ impl FirewallBackend for NftBackend {
                 Target::Addr(_) => singles[usize::from(!e.target.is_ipv4())].push(*e),
             }
         }
+        let room = |count: usize| {
+            let wanted = count.saturating_add(count / 2);
+            u32::try_from(wanted)
+                .unwrap_or(u32::MAX)
+                .max(self.min_capacity)
+        };
+        let capacity = [room(singles[0].len()), room(singles[1].len())];
+        batch.recreate_layout(capacity);
         for (family, ipv4) in [(0, true), (1, false)] {
             batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], clock);
         }
@@ -436,6 +423,7 @@ impl FirewallBackend for NftBackend {
         self.send_leaving_out_refused(batch.finish(), &mut report)?;
         report.transactions = 1;
         self.nets = nets;
+        self.capacity = Some(capacity);
         Ok(report)
     }
 
@@ -475,6 +463,7 @@ impl FirewallBackend for NftBackend {
         batch.delete_table();
         self.send_all_or_nothing(batch)?;
         self.nets.clear();
+        self.capacity = None;
         Ok(())
     }
 

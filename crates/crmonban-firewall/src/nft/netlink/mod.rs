@@ -429,3 +429,92 @@ fn entry_at(nla: NlaBuffer<&[u8]>, start: usize, offset: usize) -> Option<usize>
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crmonban_core::Target;
+
+    use super::*;
+    use crate::nft::batch::BatchBuilder;
+    use crate::{Element, Layout};
+
+    /// The kernel's answer to a `NEWSETELEM` whose 4th element it refused (a timeout on a set
+    /// without the timeout flag), as captured with strace from kernel 6.18: `NLMSG_ERROR`,
+    /// flags `NLM_F_CAPPED | NLM_F_ACK_TLVS`, errno -EINVAL, the echoed 16-byte header of the
+    /// 148-byte request, and `NLMSGERR_ATTR_OFFS` = 104. Only the sequence numbers are ours.
+    fn captured_refusal(seq: u32) -> Vec<u8> {
+        let mut answer = Vec::new();
+        answer.extend_from_slice(&44u32.to_ne_bytes());
+        answer.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        answer.extend_from_slice(&0x300u16.to_ne_bytes()); // CAPPED | ACK_TLVS
+        answer.extend_from_slice(&seq.to_ne_bytes());
+        answer.extend_from_slice(&29_091u32.to_ne_bytes());
+        answer.extend_from_slice(&(-22i32).to_ne_bytes());
+        answer.extend_from_slice(&148u32.to_ne_bytes());
+        answer.extend_from_slice(&0x0a0cu16.to_ne_bytes());
+        answer.extend_from_slice(&0x0401u16.to_ne_bytes());
+        answer.extend_from_slice(&seq.to_ne_bytes());
+        answer.extend_from_slice(&0u32.to_ne_bytes());
+        answer.extend_from_slice(&8u16.to_ne_bytes());
+        answer.extend_from_slice(&NLMSGERR_ATTR_OFFS.to_ne_bytes());
+        answer.extend_from_slice(&104u32.to_ne_bytes());
+        answer
+    }
+
+    #[test]
+    fn a_captured_extended_ack_names_the_refused_element() {
+        let layout = Layout::default();
+        let mut batch = BatchBuilder::new(&layout);
+        let elements: Vec<Element> = (1..=5)
+            .map(|last| {
+                let target = Target::parse(&format!("192.0.2.{last}")).unwrap();
+                if last == 4 {
+                    Element::timed(target, Duration::from_secs(60))
+                } else {
+                    Element::permanent(target)
+                }
+            })
+            .collect();
+        batch.add_elements("blocked_v4", &elements, 1_000);
+        let commands = batch.finish();
+        let encoded = encode::encode(&commands, 7).unwrap();
+        let sent = &encoded.sent[0];
+        assert_eq!(
+            sent.at.len(),
+            148,
+            "the request the kernel echoed was 148 bytes"
+        );
+
+        let answer = captured_refusal(sent.seq);
+        let message = NetlinkMessage::<NetfilterMessage>::deserialize(&answer).unwrap();
+        let NetlinkPayload::Error(error) = &message.payload else {
+            panic!("{message:?}");
+        };
+        let refused = refusal(&commands, &encoded, sent.seq, message.header.flags, error);
+        assert_eq!(
+            refused,
+            Refused {
+                errno: libc::EINVAL,
+                message: None,
+                element: Some((0, 3)),
+            }
+        );
+        let error = refused.to_error(&commands);
+        assert!(
+            matches!(&error, FirewallError::Refused { element: Some(e), .. } if e == "192.0.2.4"),
+            "{error:?}"
+        );
+        // An offset outside any element (the set name) names none.
+        let mut elsewhere = answer.clone();
+        let at = elsewhere.len() - 4;
+        elsewhere[at..].copy_from_slice(&40u32.to_ne_bytes());
+        let message = NetlinkMessage::<NetfilterMessage>::deserialize(&elsewhere).unwrap();
+        let NetlinkPayload::Error(error) = &message.payload else {
+            panic!("{message:?}");
+        };
+        let refused = refusal(&commands, &encoded, sent.seq, message.header.flags, error);
+        assert_eq!(refused.element, None);
+    }
+}

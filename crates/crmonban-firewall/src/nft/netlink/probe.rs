@@ -24,7 +24,11 @@ use netlink_packet_netfilter::{
 };
 
 use super::{Channel, ELEMENTS_ATTR, HEADERS, unavailable};
-use crate::{FirewallError, Layout};
+use std::net::IpAddr;
+
+use crmonban_core::Target;
+
+use crate::{Element, Expiry, FirewallError, Layout, timeout_clock};
 
 /// Rules the layout puts in each chain (DESIGN.md §3).
 const RULES_PER_CHAIN: usize = 4;
@@ -34,9 +38,14 @@ const NF_DROP: u32 = 0;
 const LOOKUP_INVERTED: u32 = 1;
 /// The message type of a set element dump's answers (`NFT_MSG_NEWSETELEM` of nf_tables).
 const NEWSETELEM: u16 = (10 << 8) | 12;
-/// `NFTA_SET_ELEM_FLAGS`, and its `NFT_SET_ELEM_INTERVAL_END`.
+/// Attributes of a set element (`NFTA_SET_ELEM_*`), `NFT_SET_ELEM_INTERVAL_END`, and
+/// `NFTA_DATA_VALUE` inside the key.
+const ELEM_KEY_ATTR: u16 = 1;
 const ELEM_FLAGS_ATTR: u16 = 3;
+const ELEM_TIMEOUT_ATTR: u16 = 4;
+const ELEM_EXPIRATION_ATTR: u16 = 5;
 const INTERVAL_END: u32 = 1;
+const DATA_VALUE_ATTR: u16 = 1;
 
 /// What is wrong with the layout, or `None` when it is complete and as configured.
 pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, FirewallError> {
@@ -221,18 +230,37 @@ pub(crate) fn element_counts(layout: &Layout) -> Result<[usize; 4], FirewallErro
     Ok(counts)
 }
 
-/// The elements a `GETSETELEM` dump returns, interval ends not counted. Walked with
+/// The elements a `GETSETELEM` dump returns, interval ends not counted.
+fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usize, FirewallError> {
+    let mut count = 0;
+    walk_elements(channel, request, |entry| {
+        let flags = NlasIterator::new(entry)
+            .flatten()
+            .find(|a| a.kind() == ELEM_FLAGS_ATTR)
+            .and_then(|a| a.value().get(..4).and_then(|b| b.try_into().ok()))
+            .map_or(0, u32::from_be_bytes);
+        if flags & INTERVAL_END == 0 {
+            count += 1;
+        }
+    })?;
+    Ok(count)
+}
+
+/// Runs a `GETSETELEM` dump and hands each element's attributes to `each`. Walked with
 /// `netlink-packet-core`'s attribute iterator rather than parsed into the crate's types: those
 /// copy every element (and format the whole list for an error context of every entry), which
-/// took a minute at 100,000 elements.
-fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usize, FirewallError> {
+/// took a minute at 100,000 elements. A set that does not exist has no elements.
+fn walk_elements(
+    channel: &mut Channel,
+    request: NfTablesMessage,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), FirewallError> {
     let seq = channel.next_seq();
     channel.request(
         NetfilterMessage::new(header(NetfilterProtoFamily::Inet), request),
         NLM_F_DUMP,
         seq,
     )?;
-    let mut count = 0;
     let mut outcome: Option<Result<(), i32>> = None;
     while outcome.is_none() {
         channel.receive_raw(|data| {
@@ -249,43 +277,92 @@ fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usi
                         .map_or(-libc::EIO, i32::from_ne_bytes);
                     outcome = Some(if code == 0 { Ok(()) } else { Err(-code) });
                 }
-                kind if kind == NEWSETELEM => count += elements_in(data),
+                kind if kind == NEWSETELEM => {
+                    let list = data.get(HEADERS..).and_then(|body| {
+                        NlasIterator::new(body)
+                            .flatten()
+                            .find(|nla| nla.kind() == ELEMENTS_ATTR)
+                    });
+                    for entry in list
+                        .iter()
+                        .flat_map(|l| NlasIterator::new(l.value()).flatten())
+                    {
+                        each(entry.value());
+                    }
+                }
                 _ => {}
             }
         })?;
     }
     match outcome {
-        Some(Err(libc::ENOENT)) => Ok(0),
+        Some(Err(libc::ENOENT)) | None | Some(Ok(())) => Ok(()),
         Some(Err(errno)) => Err(unavailable(
             "query nftables",
             std::io::Error::from_raw_os_error(errno),
         )),
-        _ => Ok(count),
     }
 }
 
-/// Elements of one `NEWSETELEM` message that are not an interval's end.
-fn elements_in(message: &[u8]) -> usize {
-    let Some(body) = message.get(HEADERS..) else {
-        return 0;
-    };
-    let Some(list) = NlasIterator::new(body)
-        .flatten()
-        .find(|nla| nla.kind() == ELEMENTS_ATTR)
-    else {
-        return 0;
-    };
-    NlasIterator::new(list.value())
-        .flatten()
-        .filter(|entry| {
-            let flags = NlasIterator::new(entry.value())
-                .flatten()
-                .find(|a| a.kind() == ELEM_FLAGS_ATTR)
-                .and_then(|a| a.value().get(..4).and_then(|b| b.try_into().ok()))
-                .map_or(0, u32::from_be_bytes);
-            flags & INTERVAL_END == 0
-        })
-        .count()
+/// Every element of the two address sets, with the time each has left (read from the kernel's
+/// expiration, rounded up to the second): what a rebuild of the sets must put back.
+pub(crate) fn address_elements(layout: &Layout) -> Result<Vec<Element>, FirewallError> {
+    let mut channel = Channel::open()?;
+    let now = timeout_clock();
+    let mut out = Vec::new();
+    for ipv4 in [true, false] {
+        let request = NfTablesMessage::GetSetElement(SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(layout.table.clone()),
+                SetElementList::Set(layout.set_for(ipv4, false)),
+            ],
+        });
+        walk_elements(&mut channel, request, |entry| {
+            let mut key = None;
+            let mut timed = false;
+            let mut left_ms = None;
+            for attribute in NlasIterator::new(entry).flatten() {
+                match attribute.kind() {
+                    ELEM_KEY_ATTR => {
+                        key = NlasIterator::new(attribute.value())
+                            .flatten()
+                            .find(|a| a.kind() == DATA_VALUE_ATTR)
+                            .and_then(|a| address(a.value()));
+                    }
+                    ELEM_TIMEOUT_ATTR => timed = true,
+                    ELEM_EXPIRATION_ATTR => {
+                        left_ms = attribute
+                            .value()
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_be_bytes);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(addr) = key {
+                let expiry = match (timed, left_ms) {
+                    (true, Some(ms)) => {
+                        Expiry::At(now + i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX / 2))
+                    }
+                    (true, None) => Expiry::At(now + 1),
+                    (false, _) => Expiry::Never,
+                };
+                out.push(Element {
+                    target: Target::Addr(addr),
+                    expiry,
+                });
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+fn address(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// The nftables ruleset generation of the calling thread's network namespace. The kernel adds
