@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage,
-    NetlinkPayload, NlaBuffer, NlasIterator,
+    NetlinkPayload, NlaBuffer, NlasIterator, parse_i32, parse_u32,
 };
 use netlink_packet_netfilter::nftables::{GenAttribute, GenMessage, NfTablesMessage};
 use netlink_packet_netfilter::{
@@ -308,16 +308,20 @@ impl Channel {
     }
 }
 
+/// The (negative) errno of an `NLMSG_ERROR` message given whole; `-EIO` when it is cut short.
+pub(crate) fn error_code(message: &[u8]) -> i32 {
+    message
+        .get(16..20)
+        .and_then(|code| parse_i32(code).ok())
+        .unwrap_or(-libc::EIO)
+}
+
 /// A message the crate could not read, as an error (or done) with its header kept.
 fn fallback_message(data: &[u8]) -> NetlinkMessage<NetfilterMessage> {
     let buffer = NetlinkBuffer::new(data);
     let mut error = netlink_packet_core::ErrorMessage::default();
     if buffer.message_type() == NLMSG_ERROR {
-        let code = data
-            .get(16..20)
-            .and_then(|b| b.try_into().ok())
-            .map_or(-libc::EIO, i32::from_ne_bytes);
-        error.code = std::num::NonZeroI32::new(code);
+        error.code = std::num::NonZeroI32::new(error_code(data));
     }
     let mut message = NetlinkMessage::new(
         netlink_packet_core::NetlinkHeader::default(),
@@ -356,13 +360,7 @@ fn refusal(
                     let text = String::from_utf8_lossy(nla.value());
                     message = Some(text.trim_end_matches('\0').to_owned());
                 }
-                NLMSGERR_ATTR_OFFS => {
-                    offset = nla
-                        .value()
-                        .get(..4)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u32::from_ne_bytes);
-                }
+                NLMSGERR_ATTR_OFFS => offset = parse_u32(nla.value()).ok(),
                 _ => {}
             }
         }

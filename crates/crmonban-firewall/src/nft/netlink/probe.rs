@@ -12,6 +12,7 @@
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkPayload, NlasIterator,
+    parse_u32_be, parse_u64_be,
 };
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, DataAttribute, ExpressionAttribute, Expressions, GenMessage,
@@ -23,7 +24,7 @@ use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
-use super::{Channel, ELEMENTS_ATTR, HEADERS, unavailable};
+use super::{Channel, ELEMENTS_ATTR, HEADERS, error_code, unavailable};
 use std::net::IpAddr;
 
 use crmonban_core::Target;
@@ -237,8 +238,8 @@ fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usi
         let flags = NlasIterator::new(entry)
             .flatten()
             .find(|a| a.kind() == ELEM_FLAGS_ATTR)
-            .and_then(|a| a.value().get(..4).and_then(|b| b.try_into().ok()))
-            .map_or(0, u32::from_be_bytes);
+            .and_then(|a| parse_u32_be(a.value()).ok())
+            .unwrap_or(0);
         if flags & INTERVAL_END == 0 {
             count += 1;
         }
@@ -271,10 +272,7 @@ fn walk_elements(
             match message.message_type() {
                 NLMSG_DONE => outcome = Some(Ok(())),
                 NLMSG_ERROR => {
-                    let code = data
-                        .get(16..20)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(-libc::EIO, i32::from_ne_bytes);
+                    let code = error_code(data);
                     outcome = Some(if code == 0 { Ok(()) } else { Err(-code) });
                 }
                 kind if kind == NEWSETELEM => {
@@ -330,11 +328,7 @@ pub(crate) fn address_elements(layout: &Layout) -> Result<Vec<Element>, Firewall
                     }
                     ELEM_TIMEOUT_ATTR => timed = true,
                     ELEM_EXPIRATION_ATTR => {
-                        left_ms = attribute
-                            .value()
-                            .get(..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_be_bytes);
+                        left_ms = parse_u64_be(attribute.value()).ok();
                     }
                     _ => {}
                 }
