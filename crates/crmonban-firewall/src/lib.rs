@@ -125,6 +125,16 @@ pub enum Change {
     Remove(Target),
 }
 
+impl Change {
+    /// The address or network the change is about.
+    pub fn target(&self) -> Target {
+        match self {
+            Change::Add(e) => e.target,
+            Change::Remove(t) => *t,
+        }
+    }
+}
+
 /// Changes applied together, in order, as one transaction. A later change to the same target
 /// overrides an earlier one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

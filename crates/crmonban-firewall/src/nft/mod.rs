@@ -44,7 +44,7 @@ pub use netlink::probe::ruleset_generation;
 use batch::BatchBuilder;
 use netlink::{Channel, probe};
 use runner::{CliRunner, Runner};
-use send::{SET_FULL, Sent, run};
+use send::run;
 
 /// How batches reach the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,7 +68,8 @@ pub struct NftOptions {
     pub transport: Transport,
     /// The fewest elements each address set is created for (default 65,536, the kernel's own
     /// starting size). A restore creates them for half as many again as it loads; a set that
-    /// fills up is rebuilt twice as large, in one transaction, without losing an element.
+    /// fills up is rebuilt the same way (for half as many again as it then holds), in one
+    /// transaction, without losing an element.
     pub set_capacity: u32,
 }
 
@@ -172,13 +173,7 @@ impl NftBackend {
         let touched: HashSet<Target, FastHash> = if held.is_empty() && self.nets.is_empty() {
             HashSet::default()
         } else {
-            changes
-                .iter()
-                .map(|c| match c {
-                    Change::Add(e) => e.target,
-                    Change::Remove(t) => *t,
-                })
-                .collect()
+            changes.iter().map(Change::target).collect()
         };
         let nets = self.nets.iter().map(|(net, expiry)| Element {
             target: Target::Net(*net),
@@ -247,10 +242,7 @@ fn last_change_per_target(changes: &ChangeSet) -> Vec<Change> {
         HashMap::with_capacity_and_hasher(changes.len(), FastHash::default());
     let mut out: Vec<Change> = Vec::with_capacity(changes.len());
     for change in &changes.changes {
-        let target = match change {
-            Change::Add(e) => e.target,
-            Change::Remove(t) => *t,
-        };
+        let target = change.target();
         match index.get(&target) {
             Some(&i) => out[i] = *change,
             None => {
@@ -364,15 +356,7 @@ impl FirewallBackend for NftBackend {
         match self.send(batch.finish()) {
             Ok(_) => {}
             // An address set is full: rebuild the sets larger, with these changes in.
-            Err(Sent::Refused(_, refused)) if refused.iter().any(|r| r.errno == libc::ENFILE) => {
-                return self.grow_with(changes);
-            }
-            // The same on the JSON path, where nft passes on the kernel's words.
-            Err(Sent::Failed(FirewallError::Refused { message, .. }))
-                if message.contains(SET_FULL) =>
-            {
-                return self.grow_with(changes);
-            }
+            Err(sent) if sent.is_set_full() => return self.grow_with(changes),
             Err(other) => return Err(other.into_error()),
         }
         report.transactions = 1;

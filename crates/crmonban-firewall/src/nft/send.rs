@@ -13,7 +13,7 @@ use super::runner::Runner;
 use crate::{ApplyReport, FirewallError};
 
 /// How `ENFILE` (a set at its size) reads in nft's and the kernel's messages.
-pub(super) const SET_FULL: &str = "Too many open files in system";
+const SET_FULL: &str = "Too many open files in system";
 
 /// Refusals of one replace-all before it gives up (each drops the elements the kernel named).
 const MAX_REFUSAL_ROUNDS: usize = 32;
@@ -114,6 +114,16 @@ pub(super) enum Sent {
 }
 
 impl Sent {
+    /// The kernel refused the batch because a set is at its size (`ENFILE`): over netlink by
+    /// its errno, on the JSON path by the words nft passes on.
+    pub(super) fn is_set_full(&self) -> bool {
+        match self {
+            Sent::Refused(_, refused) => refused.iter().any(|r| r.errno == libc::ENFILE),
+            Sent::Failed(FirewallError::Refused { message, .. }) => message.contains(SET_FULL),
+            Sent::Failed(_) => false,
+        }
+    }
+
     pub(super) fn into_error(self) -> FirewallError {
         match self {
             Sent::Refused(commands, refused) => refused.first().map_or_else(
