@@ -69,6 +69,7 @@ mod events;
 mod firewall_thread;
 mod host;
 mod index;
+mod memory;
 mod offences;
 mod options;
 mod positions;

@@ -12,30 +12,55 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use crmonban_core::Target;
 
 #[derive(Debug, Default)]
 pub(crate) struct Offences {
     keys: RandomState,
-    counts: HashMap<u64, u32>,
+    /// Keyed by the keyed hash itself: hashing it again would add nothing.
+    counts: HashMap<u64, u32, BuildHasherDefault<KeyIsHash>>,
+}
+
+/// The hasher of [`Offences::counts`]: the key is already a keyed hash, so it is its own hash.
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; this keeps any other use correct, if slow.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Offences {
+    #[cfg(test)]
     pub(crate) fn from_counts(counts: impl IntoIterator<Item = (Target, u32)>) -> Offences {
         let mut offences = Offences::default();
-        let counts = counts.into_iter();
-        offences.counts.reserve(counts.size_hint().0);
         for (target, n) in counts {
-            let key = offences.key(&target);
-            *offences.counts.entry(key).or_default() += n;
+            offences.add(&target, n);
         }
         offences
     }
 
     fn key(&self, target: &Target) -> u64 {
         self.keys.hash_one(target)
+    }
+
+    /// Counts `n` more bans of `target` (loading the history at start).
+    pub(crate) fn add(&mut self, target: &Target, n: u32) {
+        let key = self.key(target);
+        let count = self.counts.entry(key).or_default();
+        *count = count.saturating_add(n);
     }
 
     /// How many bans of `target` there have been.
@@ -45,9 +70,7 @@ impl Offences {
 
     /// Counts one more ban of `target`.
     pub(crate) fn bump(&mut self, target: &Target) {
-        let key = self.key(target);
-        let n = self.counts.entry(key).or_default();
-        *n = n.saturating_add(1);
+        self.add(target, 1);
     }
 
     /// How many targets have been banned at least once.

@@ -205,9 +205,22 @@ impl Store {
     /// returned (a channel message and an allocation per value), which row by row made
     /// 1,000,000 active bans take ~10 s to read instead of ~1.3 s.
     pub async fn active_bans(&self, now: i64) -> Result<Vec<Ban>, StoreError> {
+        let mut bans = Vec::new();
+        self.for_each_active_ban(now, |ban| bans.push(ban)).await?;
+        Ok(bans)
+    }
+
+    /// [`Store::active_bans`] one ban at a time, without collecting them: the restore at start
+    /// builds its own compact form of a million bans and never holds them all as [`Ban`]s.
+    /// Returns how many there were.
+    pub async fn for_each_active_ban(
+        &self,
+        now: i64,
+        mut each: impl FnMut(Ban),
+    ) -> Result<usize, StoreError> {
         let action = "read the active bans";
         let mut snapshot = self.pool.begin().await.map_err(self.fail(action))?;
-        let mut bans = Vec::new();
+        let mut count = 0;
         let mut after_id = 0;
         loop {
             let page: String = sqlx::query_scalar(
@@ -231,16 +244,16 @@ impl Store {
             if let Some(last) = rows.last() {
                 after_id = last.0;
             }
-            bans.reserve(rows.len());
+            count += rows.len();
             for columns in rows {
-                bans.push(ban_from_columns(columns)?);
+                each(ban_from_columns(columns)?);
             }
             if !full {
                 break;
             }
         }
         snapshot.commit().await.map_err(self.fail(action))?;
-        Ok(bans)
+        Ok(count)
     }
 
     /// The ban of exactly `target` in force at `now`, if any. (A banned network containing
@@ -307,9 +320,19 @@ impl Store {
     /// never waits for the database to learn its offence count. Read in pages of 10,000
     /// targets, each packed by SQLite into one JSON text (see [`Store::active_bans`]).
     pub async fn offence_counts(&self) -> Result<Vec<(Target, u32)>, StoreError> {
+        let mut counts = Vec::new();
+        self.for_each_offence_count(|target, n| counts.push((target, n)))
+            .await?;
+        Ok(counts)
+    }
+
+    /// [`Store::offence_counts`] one target at a time, without collecting them.
+    pub async fn for_each_offence_count(
+        &self,
+        mut each: impl FnMut(Target, u32),
+    ) -> Result<(), StoreError> {
         let action = "count every target's bans";
         let mut snapshot = self.pool.begin().await.map_err(self.fail(action))?;
-        let mut counts = Vec::new();
         let mut after = String::new();
         loop {
             let page: String = sqlx::query_scalar(
@@ -331,7 +354,6 @@ impl Store {
                     problem: format!("the page does not read back as (target, count): {error}"),
                 })?;
             let full = rows.len() == usize::from(BAN_PAGE_ROWS);
-            counts.reserve(rows.len());
             for (text, n) in rows {
                 let target = Target::parse(&text).map_err(|error| StoreError::Corrupt {
                     table: "bans",
@@ -340,7 +362,7 @@ impl Store {
                     value: format!("{text:?}"),
                     problem: error.to_string(),
                 })?;
-                counts.push((target, n));
+                each(target, n);
                 after = text;
             }
             if !full {
@@ -348,7 +370,7 @@ impl Store {
             }
         }
         snapshot.commit().await.map_err(self.fail(action))?;
-        Ok(counts)
+        Ok(())
     }
 
     /// Every ban of `target`, oldest first, with how each ended.

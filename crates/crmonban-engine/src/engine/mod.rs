@@ -176,7 +176,7 @@ impl Engine {
             let index = inner.index_read();
             let mut changes = ChangeSet::new();
             for target in index.targets() {
-                changes.remove(*target);
+                changes.remove(target);
             }
             changes
         };
@@ -194,18 +194,14 @@ impl Engine {
                 return Err(store_error.into());
             }
         };
-        let mut removed = inner.index_write().take_all();
+        let mut removed = inner.index_write().take_all(now);
         // Announced in address order, as GetBans lists them.
-        removed.sort_unstable_by_key(|ban| ban.target);
-        for ban in removed {
-            let reason = if ban.is_active_at(now) {
-                "flush"
-            } else {
-                "expired"
-            };
+        removed.sort_unstable_by_key(|(target, _)| *target);
+        for (target, active) in removed {
+            let reason = if active { "flush" } else { "expired" };
             inner
                 .emit(EngineEvent::BanRemoved {
-                    target: ban.target,
+                    target,
                     reason: reason.to_owned(),
                 })
                 .await;
@@ -227,7 +223,6 @@ impl Engine {
             .index_read()
             .get(target)
             .filter(|ban| ban.is_active_at(now))
-            .cloned()
     }
 
     /// Every ban in force, oldest first.
@@ -487,7 +482,7 @@ impl Inner {
                     expires_at = ?old.expires_at,
                     "already banned at least as long; the ban stays as it is"
                 );
-                return Ok((old.clone(), false));
+                return Ok((old, false));
             }
         }
 
@@ -500,7 +495,7 @@ impl Inner {
             .write(&self.store, Record::Ban(ban.clone()))
             .await;
         lock(&self.offences).bump(&ban.target);
-        self.index_write().insert(ban.clone());
+        self.index_write().insert(&ban);
 
         info!(
             duration = %duration,
@@ -587,7 +582,9 @@ impl Inner {
 fn expires_at(now: i64, duration: BanDuration) -> Option<i64> {
     duration.duration().map(|d| {
         let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        // The index keeps times up to 2106: a ban lasting past that ends then.
         now.saturating_add(i64::try_from(secs.max(1)).unwrap_or(i64::MAX))
+            .min(crate::index::LAST_SECOND)
     })
 }
 

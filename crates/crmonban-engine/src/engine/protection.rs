@@ -167,7 +167,7 @@ impl Inner {
             let protection = self.protection_read();
             self.index_read()
                 .targets()
-                .filter_map(|banned| protection.check(banned).err().map(|e| (*banned, e)))
+                .filter_map(|banned| protection.check(&banned).err().map(|e| (banned, e)))
                 .collect()
         };
         for (banned, refusal) in refused {

@@ -76,24 +76,34 @@ impl Engine {
         let now = unix_now();
         adopt_kernel_bans(&kernel, &store, &protection, now).await?;
         let expired = store.expire_due(now).await?;
-        let mut restored = Vec::new();
-        let mut lifted = Vec::new();
-        for ban in store.active_bans(now).await? {
-            match protection.check(&ban.target) {
-                Ok(()) => restored.push(ban),
-                Err(refusal) => {
-                    let reason = lift_reason(&refusal);
-                    warn!(target = %ban.target, %refusal, "not restoring a ban of a protected target; ending it");
-                    store.end_ban(&ban.target, now, reason).await?;
-                    lifted.push((ban.target, refusal.to_string()));
+        // Streamed into the compact index and the kernel's element list: a million bans are
+        // never held as `Ban`s all at once.
+        let mut index = BanIndex::default();
+        let mut elements = Vec::new();
+        let mut refused = Vec::new();
+        store
+            .for_each_active_ban(now, |ban| match protection.check(&ban.target) {
+                Ok(()) => {
+                    elements.push(element_of(&ban));
+                    index.insert(&ban);
                 }
-            }
+                Err(refusal) => refused.push((ban.target, refusal)),
+            })
+            .await?;
+        let mut lifted = Vec::new();
+        for (target, refusal) in refused {
+            let reason = lift_reason(&refusal);
+            warn!(%target, %refusal, "not restoring a ban of a protected target; ending it");
+            store.end_ban(&target, now, reason).await?;
+            lifted.push((target, refusal.to_string()));
         }
-        let offences = Offences::from_counts(store.offence_counts().await?);
-        let elements = restored.iter().map(element_of).collect();
+        let mut offences = Offences::default();
+        store
+            .for_each_offence_count(|target, n| offences.add(&target, n))
+            .await?;
         let report = kernel.replace_all(elements).await?;
         info!(
-            restored = restored.len(),
+            restored = index.len(),
             offenders = offences.len(),
             expired_while_stopped = expired.len(),
             interval_elements = report.interval_elements,
@@ -105,14 +115,14 @@ impl Engine {
         let (activity, activity_queue) = ActivityLog::new();
         let (events, first_subscriber) = broadcast::channel(options.event_capacity.max(1));
         let (stop, _) = watch::channel(false);
-        let restored_count = restored.len();
+        let restored_count = index.len();
         let policy_sources = (options.whitelist.clone(), zones);
         let settings = Settings::of(&options);
         let inner = Arc::new(Inner {
             options,
             kernel,
             store: store.clone(),
-            index: RwLock::new(BanIndex::from_bans(restored)),
+            index: RwLock::new(index),
             offences: Mutex::new(offences),
             protection: RwLock::new(protection),
             policy_sources: Mutex::new(policy_sources),
@@ -200,6 +210,7 @@ impl Engine {
         if let Err(error) = inner.prune_history().await {
             warn!(%error, "cannot apply the history retention at start; retried every {:?}", inner.options.retention.every);
         }
+        crate::memory::return_free_memory();
         inner.emit(EngineEvent::DaemonStarted).await;
         Ok((Engine { inner }, first_subscriber))
     }

@@ -108,13 +108,7 @@ impl NftBackend {
         let (netlink, runner): (_, Box<dyn Runner>) = match options.transport {
             Transport::Binary(program) => (None, Box::new(CliRunner::new(program))),
             Transport::Library => (None, library_runner()?),
-            Transport::Auto => (
-                Some(None),
-                library_runner().unwrap_or_else(|e| {
-                    debug!(error = %e, "libnftables not usable; JSON goes to the nft binary");
-                    Box::new(CliRunner::new(PathBuf::from("nft")))
-                }),
-            ),
+            Transport::Auto => (Some(None), Box::new(runner::Lazy::new(json_runner))),
         };
         Ok(NftBackend {
             layout: options.layout,
@@ -218,6 +212,14 @@ impl NftBackend {
             Err(e) => Err(e),
         }
     }
+}
+
+/// libnftables when it can be opened, else the `nft` binary.
+fn json_runner() -> Box<dyn Runner> {
+    library_runner().unwrap_or_else(|e| {
+        debug!(error = %e, "libnftables not usable; JSON goes to the nft binary");
+        Box::new(CliRunner::new(PathBuf::from("nft")))
+    })
 }
 
 #[cfg(feature = "libnftables")]

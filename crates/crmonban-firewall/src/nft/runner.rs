@@ -18,6 +18,7 @@ pub(crate) trait Runner: Send {
 }
 
 /// Batches with at least this many elements are bulk: sent as text to an `nft` process.
+#[cfg(feature = "libnftables")]
 pub(crate) const BULK_ELEMENTS: usize = 4096;
 
 /// The `nft` binary: one process per batch (~2–5 ms each). The JSON transport when libnftables
@@ -87,6 +88,35 @@ impl Runner for CliRunner {
 
     fn describe(&self) -> String {
         format!("{} (one process per batch)", self.program().display())
+    }
+}
+
+/// The JSON path of `Transport::Auto`, opened when first needed: netlink carries every change,
+/// so most daemons never run JSON, and a libnftables context costs ~11 MB of heap as soon as it
+/// is created. `open` makes the runner (libnftables, or the `nft` binary when that cannot be
+/// opened) in the thread and network namespace of the first batch.
+pub(crate) struct Lazy {
+    open: fn() -> Box<dyn Runner>,
+    runner: Option<Box<dyn Runner>>,
+}
+
+impl Lazy {
+    pub(crate) fn new(open: fn() -> Box<dyn Runner>) -> Lazy {
+        Lazy { open, runner: None }
+    }
+}
+
+impl Runner for Lazy {
+    fn run(&mut self, commands: &Commands, dry_run: bool) -> Result<String, FirewallError> {
+        let open = self.open;
+        self.runner.get_or_insert_with(open).run(commands, dry_run)
+    }
+
+    fn describe(&self) -> String {
+        match &self.runner {
+            Some(runner) => runner.describe(),
+            None => "libnftables or the nft binary (opened when first needed)".into(),
+        }
     }
 }
 
