@@ -32,6 +32,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "ban_latency",
         "decisive auth.log line appended -> element in the kernel, then BanAdded (file source, matcher, engine, netlink)",
     ),
+    (
+        "crmonband",
+        "peers",
+        "ban latency of crmonban, sshguard and fail2ban side by side: decisive auth.log line -> element in the kernel, each real daemon in a network namespace of its own",
+    ),
 ];
 
 /// What a reader needs to compare the figures, by bench target.
@@ -80,6 +85,24 @@ const NOTES: &[(&str, &str)] = &[
          fail2ban 193 ms (pyinotify) to 766 ms (polling), CrowdSec's bouncer polls every 10 s.",
     ),
     (
+        "peers",
+        "The same method for every tool, in one run: the real daemon (`crmonband start -f` on a \
+         private bus; Debian's `sshguard` script driving `sshg-logtail | sshg-parser | \
+         sshg-blocker | sshg-fw-nft-sets`; `fail2ban-server -xf start` with Debian's \
+         configuration, jail sshd and `nftables-multiport`, once with the pyinotify backend and \
+         once with polling) runs in a network namespace of its own and tails its own auth.log, \
+         banning after 3 failed sshd logins (sshguard: THRESHOLD 30, each attack scoring 10; \
+         fail2ban: maxretry 3; find and ban times of a day). The peers are Debian 12's packages \
+         unpacked into target/bench-tools, not installed. Each round appends two `Failed password \
+         for invalid user` lines from a fresh address, pauses 200 ms, then appends the decisive \
+         third line and times until the address is in the kernel: a netlink socket in the \
+         tool's namespace, subscribed to nf_tables notifications, timestamps the `NEWSETELEM` \
+         the kernel sends when the transaction holding the element commits. A readiness ban and \
+         2 warm-up rounds are not counted; 200 timed rounds for crmonban and sshguard, 30 for \
+         each fail2ban backend (so its p99 is the maximum). `*_over_crmonban_median` divides a \
+         peer's median by crmonban's from the same run.",
+    ),
+    (
         "daemon",
         "`start_with_100k_bans_until_answering` runs from spawning `crmonband start -f` until \
          `crmonctl status` first succeeds (process start, database read, one-transaction restore, \
@@ -112,6 +135,7 @@ const TARGETS: &[(&str, &str, f64)] = &[
     ("crmonctl_ban_round_trip_median", "< 10 ms", 10.0),
     ("line_to_kernel_median", "< 1 ms", 1.0),
     ("line_to_kernel_p99", "< 3 ms", 3.0),
+    ("sshguard_over_crmonban_median", ">= 7 (same run)", -7.0),
     (
         "explain_speedup_over_sshguard_parser",
         ">= 3 (same run)",
@@ -224,14 +248,20 @@ fn parse_figure(value: &str) -> Option<f64> {
         .ok()
 }
 
-/// fail2ban and sshguard from Debian's packages, unpacked (never installed: no service may start
-/// on this host) into `target/bench-tools/root` for the explain comparison; returns that
-/// directory's parent.
+/// What `other_tools` downloads: the peers, and pyinotify for fail2ban's pyinotify backend.
+const PEER_PACKAGES: &[&str] = &["fail2ban", "sshguard", "python3-pyinotify"];
+
+/// fail2ban and sshguard (with pyinotify) from Debian's packages, unpacked (never installed: no
+/// service may start on this host) into `target/bench-tools/root` for the explain and peers
+/// comparisons; returns that directory's parent.
 fn other_tools(root: &Path) -> Result<std::path::PathBuf> {
     let dir = root.join("target/bench-tools");
     let unpacked = dir.join("root");
     let ready = unpacked.join("usr/libexec/sshguard/sshg-parser").exists()
-        && unpacked.join("usr/bin/fail2ban-regex").exists();
+        && unpacked.join("usr/bin/fail2ban-regex").exists()
+        && unpacked
+            .join("usr/lib/python3/dist-packages/pyinotify.py")
+            .exists();
     if ready {
         return Ok(dir);
     }
@@ -239,7 +269,8 @@ fn other_tools(root: &Path) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let download = || {
         Command::new("apt-get")
-            .args(["download", "-q", "fail2ban", "sshguard"])
+            .args(["download", "-q"])
+            .args(PEER_PACKAGES)
             .current_dir(&dir)
             .status()
     };
@@ -247,7 +278,8 @@ fn other_tools(root: &Path) -> Result<std::path::PathBuf> {
         crate::status(Command::new("apt-get").args(["update", "-q"]))?;
         crate::status(
             Command::new("apt-get")
-                .args(["download", "-q", "fail2ban", "sshguard"])
+                .args(["download", "-q"])
+                .args(PEER_PACKAGES)
                 .current_dir(&dir),
         )?;
     }
