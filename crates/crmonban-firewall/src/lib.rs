@@ -282,6 +282,15 @@ pub trait FirewallBackend: Send {
         Ok(None)
     }
 
+    /// Whether the kernel holds each of `targets`, and until when (`None` in the list: not
+    /// held; a network counts as held when its first address lies in a held interval), read
+    /// element by element rather than by listing the sets: sampling a few thousand of a million
+    /// elements takes milliseconds. `None` when the backend cannot look elements up.
+    fn lookup(&mut self, targets: &[Target]) -> Result<Option<Vec<Option<Expiry>>>, FirewallError> {
+        let _ = targets;
+        Ok(None)
+    }
+
     /// A number that changes whenever anyone changes the ruleset (nftables' generation id);
     /// `None` when the backend has none, and then every check reads the elements.
     fn generation(&mut self) -> Result<Option<u32>, FirewallError> {

@@ -889,3 +889,117 @@ fn root_a_full_address_set_is_rebuilt_larger_without_losing_an_element() {
         assert!(ns.run(|| fw.layout_present()).unwrap());
     }
 }
+
+/// A million mixed bans (IPv4 and IPv6, timed and permanent) and 10,000 networks in one
+/// `apply`: one transaction (the ruleset generation moves by one), and a sample of the
+/// elements, looked up one by one in the kernel rather than listed, is there with its timeout;
+/// addresses never banned are not.
+#[test]
+fn root_a_million_bans_apply_in_one_transaction_and_a_sample_is_in_the_kernel() {
+    const BANS: u32 = 1_000_000;
+    const NETS: u32 = 10_000;
+    let ns = NetNs::new("fw-1m");
+    let mut fw = backend_in(&ns, Transport::Auto);
+    ns.run(|| fw.ensure_layout()).unwrap();
+    let address = |i: u32| {
+        if i.is_multiple_of(2) {
+            Target::from(std::net::Ipv4Addr::from(0x0B00_0000 + i))
+        } else {
+            Target::from(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ))
+        }
+    };
+    // 100.64.0.0/24, 100.64.1.0/24, ... (10,000 of them, inside 100.64.0.0/10) and /64s.
+    let network = |k: u32| {
+        if k.is_multiple_of(2) {
+            Target::Net(ipnet::IpNet::from(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x6440_0000 + (k << 8)), 24).unwrap(),
+            ))
+        } else {
+            Target::Net(ipnet::IpNet::from(
+                ipnet::Ipv6Net::new(
+                    std::net::Ipv6Addr::from(
+                        0x2001_0db8_7700_0000_0000_0000_0000_0000u128 + (u128::from(k) << 64),
+                    ),
+                    64,
+                )
+                .unwrap(),
+            ))
+        }
+    };
+    let hour = Duration::from_secs(3600);
+    let mut changes = ChangeSet::new();
+    for i in 0..BANS {
+        if i % 3 == 0 {
+            changes.add(Element::permanent(address(i)));
+        } else {
+            changes.add(Element::timed(address(i), hour));
+        }
+    }
+    for k in 0..NETS {
+        changes.add(Element::timed(network(k), Duration::from_secs(600)));
+    }
+    let before = ns.run(ruleset_generation).unwrap();
+    let started = std::time::Instant::now();
+    let report = ns.run(|| fw.apply(&changes)).unwrap();
+    eprintln!(
+        "applied {} elements in {:?}",
+        changes.len(),
+        started.elapsed()
+    );
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(
+        ns.run(ruleset_generation).unwrap(),
+        before.wrapping_add(1),
+        "one transaction"
+    );
+
+    let now = crmonban_core::unix_now();
+    let sample: Vec<u32> = (0..BANS).step_by(997).collect();
+    let mut targets: Vec<Target> = sample.iter().map(|&i| address(i)).collect();
+    let nets: Vec<u32> = (0..NETS).step_by(101).collect();
+    targets.extend(nets.iter().map(|&k| network(k)));
+    // Never banned: past the end of each range.
+    targets.push(address(BANS));
+    targets.push(address(BANS + 1));
+    targets.push(t("100.127.255.1"));
+    let started = std::time::Instant::now();
+    let found = ns.run(|| fw.lookup(&targets)).unwrap().unwrap();
+    eprintln!(
+        "looked up {} elements in {:?}",
+        targets.len(),
+        started.elapsed()
+    );
+    for (k, &i) in sample.iter().enumerate() {
+        match found[k] {
+            Some(crmonban_firewall::Expiry::Never) => assert_eq!(i % 3, 0, "{}", address(i)),
+            Some(crmonban_firewall::Expiry::At(end)) => {
+                assert_ne!(i % 3, 0, "{} should be permanent", address(i));
+                assert!(
+                    (now + 3590..=now + 3601).contains(&end),
+                    "{}: {end} vs {now}",
+                    address(i)
+                );
+            }
+            None => panic!("{} is not in the kernel", address(i)),
+        }
+    }
+    for (j, &k) in nets.iter().enumerate() {
+        match found[sample.len() + j] {
+            Some(crmonban_firewall::Expiry::At(end)) => {
+                assert!(
+                    (now + 590..=now + 601).contains(&end),
+                    "{}: {end}",
+                    network(k)
+                )
+            }
+            other => panic!("{}: {other:?}", network(k)),
+        }
+    }
+    assert_eq!(
+        &found[found.len() - 3..],
+        &[None, None, None],
+        "never banned"
+    );
+}

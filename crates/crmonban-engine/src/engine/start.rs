@@ -76,20 +76,39 @@ impl Engine {
         let now = unix_now();
         adopt_kernel_bans(&kernel, &store, &protection, now).await?;
         let expired = store.expire_due(now).await?;
-        // Streamed into the compact index and the kernel's element list: a million bans are
-        // never held as `Ban`s all at once.
-        let mut index = BanIndex::default();
+        // Enforce first: the targets and ends alone go to the kernel in one transaction, and
+        // while the kernel inserts them, the details are read into the compact index and the
+        // offence counts. A million bans are never held as `Ban`s all at once.
         let mut elements = Vec::new();
         let mut refused = Vec::new();
         store
-            .for_each_active_ban(now, |ban| match protection.check(&ban.target) {
-                Ok(()) => {
-                    elements.push(element_of(&ban));
-                    index.insert(&ban);
-                }
-                Err(refusal) => refused.push((ban.target, refusal)),
+            .for_each_active_target(now, |target, expires_at| match protection.check(&target) {
+                Ok(()) => elements.push(Element::until(target, expires_at)),
+                Err(refusal) => refused.push((target, refusal)),
             })
             .await?;
+        let details = async {
+            let mut index = BanIndex::default();
+            store
+                .for_each_active_ban(now, |ban| {
+                    if protection.check(&ban.target).is_ok() {
+                        index.insert(&ban);
+                    }
+                })
+                .await?;
+            let mut offences = Offences::default();
+            store
+                .for_each_offence_count(|target, n| offences.add(&target, n))
+                .await?;
+            Ok::<_, EngineError>((index, offences))
+        };
+        let enforce = async {
+            let report = kernel.replace_all(elements).await;
+            (report, restore_started.elapsed().as_millis() as u64)
+        };
+        let ((report, enforced_ms), details) = tokio::join!(enforce, details);
+        let report = report?;
+        let (index, offences) = details?;
         let mut lifted = Vec::new();
         for (target, refusal) in refused {
             let reason = lift_reason(&refusal);
@@ -97,17 +116,13 @@ impl Engine {
             store.end_ban(&target, now, reason).await?;
             lifted.push((target, refusal.to_string()));
         }
-        let mut offences = Offences::default();
-        store
-            .for_each_offence_count(|target, n| offences.add(&target, n))
-            .await?;
-        let report = kernel.replace_all(elements).await?;
         info!(
             restored = index.len(),
             offenders = offences.len(),
             expired_while_stopped = expired.len(),
             interval_elements = report.interval_elements,
             firewall = kernel.description(),
+            enforced_ms,
             elapsed_ms = restore_started.elapsed().as_millis() as u64,
             "active bans restored in one transaction"
         );

@@ -440,6 +440,10 @@ impl FirewallBackend for NftBackend {
         probe::element_counts(&self.layout).map(Some)
     }
 
+    fn lookup(&mut self, targets: &[Target]) -> Result<Option<Vec<Option<Expiry>>>, FirewallError> {
+        probe::lookup(&self.layout, targets).map(Some)
+    }
+
     fn generation(&mut self) -> Result<Option<u32>, FirewallError> {
         probe::ruleset_generation().map(Some)
     }

@@ -28,8 +28,9 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use super::super::batch::{Command, Commands, Elem, ElemVal, Obj};
 use crate::Layout;
 
-/// Most elements in one message: 1024 IPv6 elements with timeouts are ~40 KiB, under the
-/// 64 KiB an attribute can hold.
+/// Most list entries in one message: 1024 IPv6 entries with timeouts are ~40 KiB, under the
+/// 64 KiB an attribute can hold. An interval takes two entries (its start and the address
+/// after its end), so a message carries at most 512 of those.
 pub(crate) const ELEMENTS_PER_MESSAGE: usize = 1024;
 
 /// `NFNL_SUBSYS_NFTABLES`: the subsystem a batch is for (the batch header's `res_id`).
@@ -95,7 +96,7 @@ pub(crate) fn encode(commands: &Commands, seq: u32) -> Option<Batch> {
             }
             Command::Elements { delete, set, elems } => {
                 let mut start = 0;
-                for chunk in elems.chunks(ELEMENTS_PER_MESSAGE) {
+                for chunk in message_chunks(elems) {
                     let message = SetElementMessage {
                         attributes: vec![
                             SetElementList::Table(layout.table.clone()),
@@ -342,6 +343,39 @@ pub(crate) fn element_list(elems: &[Elem]) -> Vec<u8> {
     out
 }
 
+/// `elems` cut into runs of at most [`ELEMENTS_PER_MESSAGE`] list entries each.
+fn message_chunks(elems: &[Elem]) -> impl Iterator<Item = &[Elem]> {
+    let mut rest = elems;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut entries = 0;
+        let len = rest
+            .iter()
+            .take_while(|elem| {
+                entries += attributes_of(elem);
+                entries <= ELEMENTS_PER_MESSAGE
+            })
+            .count()
+            .max(1);
+        let (chunk, after) = rest.split_at(len);
+        rest = after;
+        Some(chunk)
+    })
+}
+
+/// An elements attribute's value naming one key: what a `GETSETELEM` get asks for.
+pub(crate) fn key_list(addr: IpAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    nested(&mut out, LIST_ELEM, |out| {
+        nested(out, ELEM_KEY, |out| {
+            attribute(out, DATA_VALUE, &octets(addr))
+        });
+    });
+    out
+}
+
 /// Appends one attribute (header, value, padding).
 fn attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let start = out.len();
@@ -570,5 +604,47 @@ mod tests {
         };
         assert_eq!(element_attributes(&[top]).len(), 1);
         assert_eq!(attributes_of(&top), 1);
+    }
+
+    /// IPv6 networks with timeouts take ~76 bytes each (start and end entries): 1024 of them
+    /// would overflow an attribute's 16-bit length, so a message carries 512.
+    #[test]
+    fn intervals_count_twice_towards_a_message() {
+        let elems: Vec<Elem> = (0..1500u128)
+            .map(|i| Elem {
+                val: ElemVal::Prefix(
+                    ipnet::Ipv6Net::new(
+                        (0x2001_0db8_0000_0000_0000_0000_0000_0000 + (i << 64)).into(),
+                        64,
+                    )
+                    .unwrap()
+                    .into(),
+                ),
+                timeout: Some(600),
+            })
+            .collect();
+        let commands = Commands {
+            layout: Layout::default(),
+            list: vec![Command::Elements {
+                delete: false,
+                set: "blocked_v6_net".into(),
+                elems,
+            }],
+        };
+        let batch = encode(&commands, 1).unwrap();
+        let spans: Vec<_> = batch.sent.iter().map(|s| s.carried.clone()).collect();
+        assert_eq!(
+            spans,
+            [0..512, 512..1024, 1024..1500].map(|elems| Carried::Elements { index: 0, elems })
+        );
+        let mut at = 0;
+        while at < batch.buf.len() {
+            let len = NetlinkBuffer::new_checked(&batch.buf[at..])
+                .unwrap()
+                .length() as usize;
+            NetlinkMessage::<NetfilterMessage>::deserialize(&batch.buf[at..at + len])
+                .expect("every message reads back");
+            at += len;
+        }
     }
 }
