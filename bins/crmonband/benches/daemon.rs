@@ -1,22 +1,29 @@
-//! Daemon benchmarks (root; run by `cargo xtask bench`), in a network namespace and on a private
+//! Daemon benchmarks (root; run by `cargo xtask bench`), in network namespaces and on a private
 //! system-like bus of their own. Prints `name: value` lines.
 //!
-//! - restore at start: 100,000 active bans in the database (mixed IPv4/IPv6, timed and
-//!   permanent) -> the real `crmonband start -f` answers on the bus with all of them in the
-//!   kernel; the daemon's own restore time is taken from its log;
+//! - idle: the real `crmonband start -f` with an empty database, its resident memory once it
+//!   answers on the bus;
+//! - restart with 100,000 active bans in the database (mixed IPv4/IPv6, timed and permanent):
+//!   from spawning the process until every ban is in the kernel (watched by looking elements up
+//!   over netlink: the restore is one transaction, so the first element seen means all of
+//!   them), and until it answers on the bus; the daemon's own restore time from its log;
 //! - `crmonctl ban` round trip (process start, bus call, kernel, database, reply): median and p99
-//!   of 200, with those 100,000 bans loaded;
-//! - the same call through an in-process D-Bus proxy, without the process start.
+//!   of 200, with those 100,000 bans loaded; the same call through an in-process D-Bus proxy;
+//!   the daemon's resident memory then;
+//! - start with 1,000,000 stored bans: spawn -> every ban in the kernel, against `nft -f` of
+//!   the same elements in the same run; resident memory, and the bytes each ban costs.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crmonban_core::{Ban, BanSource, Target, unix_now};
+use crmonban_firewall::{FirewallBackend, NftBackend, NftOptions};
 use crmonban_testutil::{NetNs, PrivateBus};
 
 const BANS: u32 = 100_000;
+const MILLION: u32 = 1_000_000;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -50,45 +57,56 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn main() {
-    let host = NetNs::new("bench-d");
-    let bus = PrivateBus::system_like(&workspace().join("dbus/org.crmonban.Daemon.conf"));
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crmonban.db");
+/// A database in `dir` holding `count` active bans (every fourth permanent, the rest 24 h).
+fn seed(runtime: &tokio::runtime::Runtime, dir: &Path, count: u32) {
     let now = unix_now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async {
-        let store = crmonban_store::Store::open(&db).await.unwrap();
-        let bans: Vec<Ban> = (0..BANS)
-            .map(|i| Ban {
-                target: target(i),
-                reason: "bench".into(),
-                source: BanSource::Detector,
-                service: Some("ssh".into()),
-                banned_at: now,
-                expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
-                offence: 1,
-            })
-            .collect();
-        store.record_bans(&bans).await.unwrap();
+        let store = crmonban_store::Store::open(&dir.join("crmonban.db"))
+            .await
+            .unwrap();
+        for first in (0..count).step_by(100_000) {
+            let bans: Vec<Ban> = (first..count.min(first + 100_000))
+                .map(|i| Ban {
+                    target: target(i),
+                    reason: "bench".into(),
+                    source: BanSource::Detector,
+                    service: Some("ssh".into()),
+                    banned_at: now,
+                    expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
+                    offence: 1,
+                })
+                .collect();
+            store.record_bans(&bans).await.unwrap();
+        }
         store.close().await;
     });
-    let config = dir.path().join("config.toml");
+}
+
+/// The daemon started in `host` with the database of `dir`, and how long it took.
+struct Started {
+    daemon: Child,
+    /// Spawn -> every stored ban in the kernel (`None` with nothing stored).
+    enforced: Option<Duration>,
+    /// Spawn -> `crmonctl status` succeeds.
+    answering: Duration,
+}
+
+fn start(host: &NetNs, bus: &PrivateBus, dir: &Path, ctl: &Path, stored: u32) -> Started {
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[general]\ndb_path = \"{d}/crmonban.db\"\npid_file = \"{d}/crmonband.pid\"\nstate_dir = \"{d}\"\nlog_level = \"info\"\n",
-            d = dir.path().display()
+            d = dir.display()
         ),
     )
     .unwrap();
-    let ctl = crmonctl();
-    let log_path = dir.path().join("daemon.log");
+    let log_path = dir.join("daemon.log");
+    // The watcher's backend only looks elements up; it never changes the ruleset.
+    let mut watcher = host.run(|| NftBackend::new(NftOptions::default()).unwrap());
+    let sample = [target(0), target(stored.saturating_sub(1))];
     let started = Instant::now();
-    let mut daemon = host.run(|| {
+    let daemon = host.run(|| {
         Command::new(env!("CARGO_BIN_EXE_crmonband"))
             .args(["-c", config.to_str().unwrap(), "start", "-f"])
             .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
@@ -98,8 +116,24 @@ fn main() {
             .spawn()
             .unwrap()
     });
-    let ready = loop {
-        let out = Command::new(&ctl)
+    let enforced = (stored > 0).then(|| {
+        host.run(|| {
+            loop {
+                let found = watcher.lookup(&sample).unwrap().unwrap();
+                if found.iter().all(Option::is_some) {
+                    break started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "the daemon did not enforce its bans: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    });
+    let answering = loop {
+        let out = Command::new(ctl)
             .arg("status")
             .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .output()
@@ -108,13 +142,107 @@ fn main() {
             break started.elapsed();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "daemon not ready"
+            started.elapsed() < Duration::from_secs(120),
+            "daemon not ready: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    println!("start_with_100k_bans_until_answering: {}", ms(ready));
+    if stored > 0 {
+        let counts = host.run(|| watcher.element_counts()).unwrap().unwrap();
+        assert_eq!(
+            counts[0] + counts[1],
+            stored as usize,
+            "every stored ban in the kernel"
+        );
+    }
+    Started {
+        daemon,
+        enforced,
+        answering,
+    }
+}
+
+/// Resident memory of a process, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn stop(mut daemon: Child) {
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// Times `nft -f` of the same elements a database of `count` bans holds, written as nft text,
+/// in a namespace of its own.
+fn plain_nft_load(count: u32) -> Duration {
+    use std::fmt::Write as _;
+    let ns = NetNs::new("bench-nftf");
+    let mut text = String::from(
+        "add table inet baseline\n\
+         add set inet baseline v4 { type ipv4_addr; flags timeout; }\n\
+         add set inet baseline v6 { type ipv6_addr; flags timeout; }\n",
+    );
+    for (set, ipv4) in [("v4", true), ("v6", false)] {
+        let _ = write!(text, "add element inet baseline {set} {{ ");
+        for i in (0..count).filter(|i| i.is_multiple_of(2) == ipv4) {
+            if i.is_multiple_of(4) {
+                let _ = write!(text, "{}, ", target(i));
+            } else {
+                let _ = write!(text, "{} timeout 86400s, ", target(i));
+            }
+        }
+        text.push_str("}\n");
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), text).expect("write baseline");
+    let path = file.path().to_str().unwrap().to_owned();
+    let start = Instant::now();
+    ns.exec_ok("nft", &["-f", &path]);
+    start.elapsed()
+}
+
+fn main() {
+    let bus = PrivateBus::system_like(&workspace().join("dbus/org.crmonban.Daemon.conf"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ctl = crmonctl();
+
+    // Idle: nothing stored.
+    let idle_rss = {
+        let host = NetNs::new("bench-idle");
+        let dir = tempfile::tempdir().unwrap();
+        seed(&runtime, dir.path(), 0);
+        let started = start(&host, &bus, dir.path(), &ctl, 0);
+        std::thread::sleep(Duration::from_secs(1));
+        let rss = rss_kb(started.daemon.id());
+        println!("daemon_rss_idle: {:.1} MB", rss as f64 / 1024.0);
+        stop(started.daemon);
+        rss
+    };
+
+    // Restart with 100,000 stored bans.
+    let host = NetNs::new("bench-d");
+    let dir = tempfile::tempdir().unwrap();
+    seed(&runtime, dir.path(), BANS);
+    let started = start(&host, &bus, dir.path(), &ctl, BANS);
+    let daemon = started.daemon;
+    println!(
+        "restart_with_100k_bans_exec_to_enforced: {}",
+        ms(started.enforced.unwrap())
+    );
+    println!(
+        "start_with_100k_bans_until_answering: {}",
+        ms(started.answering)
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
     if let Some(ms_text) = log
         .lines()
         .find(|l| l.contains("active bans restored in one transaction"))
@@ -123,12 +251,6 @@ fn main() {
     {
         println!("engine_restore_100k: {ms_text} ms");
     }
-    let listed = host.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
-    assert!(
-        listed.contains("12.0.0.2"),
-        "restored bans missing from the kernel"
-    );
-
     let mut times: Vec<Duration> = (0..200u32)
         .map(|k| {
             let ip = Ipv4Addr::from(0xC633_6400 + k).to_string(); // 198.51.100.0/24
@@ -175,14 +297,39 @@ fn main() {
     times.sort();
     println!("dbus_ban_call_median: {}", ms(percentile(&times, 0.5)));
     println!("dbus_ban_call_p99: {}", ms(percentile(&times, 0.99)));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
-    if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {
-        println!(
-            "daemon_rss_with_100k_bans: {}",
-            rss.trim_start_matches("VmRSS:").trim()
-        );
-    }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let rss_100k = rss_kb(daemon.id());
+    println!(
+        "daemon_rss_with_100k_bans: {:.1} MB",
+        rss_100k as f64 / 1024.0
+    );
+    stop(daemon);
+    drop(host);
+
+    // Start with 1,000,000 stored bans, against nft -f of the same elements.
+    let host = NetNs::new("bench-1m");
+    let dir = tempfile::tempdir().unwrap();
+    seed(&runtime, dir.path(), MILLION);
+    let started = start(&host, &bus, dir.path(), &ctl, MILLION);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_1m = rss_kb(started.daemon.id());
+    stop(started.daemon);
+    drop(host);
+    let enforced = started.enforced.unwrap();
+    let baseline = plain_nft_load(MILLION);
+    println!("start_with_1m_bans_exec_to_enforced: {}", ms(enforced));
+    println!(
+        "start_with_1m_bans_until_answering: {}",
+        ms(started.answering)
+    );
+    println!("plain_nft_f_1m_same_elements: {}", ms(baseline));
+    println!(
+        "start_1m_vs_plain_nft_f: {:.2}",
+        enforced.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!("daemon_rss_with_1m_bans: {:.1} MB", rss_1m as f64 / 1024.0);
+    println!(
+        "daemon_bytes_per_ban: {:.0} (100k: {:.0})",
+        (rss_1m.saturating_sub(idle_rss) * 1024) as f64 / f64::from(MILLION),
+        (rss_100k.saturating_sub(idle_rss) * 1024) as f64 / f64::from(BANS)
+    );
 }

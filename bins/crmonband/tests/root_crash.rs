@@ -243,3 +243,106 @@ fn root_a_corrupt_database_refuses_the_start_and_is_not_recreated() {
     );
     assert!(daemon.set_contains("blocked_v4", "198.51.100.8"));
 }
+
+/// A million stored bans (IPv4 and IPv6, timed and permanent): the daemon is killed with
+/// `kill -9` three times at random moments of its restore, then started for good. Every ban is
+/// in the kernel (counted, and a sample looked up element by element with its kind of expiry)
+/// and in the database.
+#[test]
+fn root_kill_9_during_the_restore_of_a_million_bans_loses_none() {
+    use crmonban_core::{Ban, BanSource, Target, unix_now};
+    use crmonban_firewall::{Expiry, FirewallBackend, NftBackend, NftOptions};
+
+    const BANS: u32 = 1_000_000;
+    let target = |i: u32| {
+        if i.is_multiple_of(2) {
+            Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
+        } else {
+            Target::from(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ))
+        }
+    };
+    let mut daemon = Daemon::start("");
+    daemon.signal("TERM");
+    daemon.wait_exit();
+    let now = unix_now();
+    let seeding = Instant::now();
+    runtime().block_on(async {
+        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
+        for first in (0..BANS).step_by(100_000) {
+            let bans: Vec<Ban> = (first..first + 100_000)
+                .map(|i| Ban {
+                    target: target(i),
+                    reason: "seeded".into(),
+                    source: BanSource::Detector,
+                    service: Some("ssh".into()),
+                    banned_at: now,
+                    expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
+                    offence: 1,
+                })
+                .collect();
+            store.record_bans(&bans).await.unwrap();
+        }
+        store.close().await;
+    });
+    eprintln!("seeded {BANS} bans in {:?}", seeding.elapsed());
+
+    let mut rng = Rng::seeded();
+    for round in 0..3 {
+        daemon.launch(&[]);
+        let after = Duration::from_millis(100 + rng.below(2_500));
+        std::thread::sleep(after);
+        daemon.signal("KILL");
+        daemon.wait_exit();
+        eprintln!("round {round}: killed after {after:?}");
+    }
+    let restart = Instant::now();
+    daemon.spawn(&[]);
+    eprintln!("answering {:?} after the last start", restart.elapsed());
+
+    let mut watcher = daemon
+        .host
+        .run(|| NftBackend::new(NftOptions::default()).unwrap());
+    let counts = daemon
+        .host
+        .run(|| watcher.element_counts())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        counts[..2],
+        [BANS as usize / 2, BANS as usize / 2],
+        "{}",
+        daemon.log()
+    );
+    let sample: Vec<u32> = (0..BANS).step_by(499).collect();
+    let targets: Vec<Target> = sample.iter().map(|&i| target(i)).collect();
+    let found = daemon
+        .host
+        .run(|| watcher.lookup(&targets))
+        .unwrap()
+        .unwrap();
+    for (&i, expiry) in sample.iter().zip(&found) {
+        match expiry {
+            Some(Expiry::Never) => assert!(i.is_multiple_of(4), "{} lost its timeout", target(i)),
+            Some(Expiry::At(end)) => {
+                assert!(!i.is_multiple_of(4), "{} became timed", target(i));
+                // Read back as the kernel's time left, rounded up, from a clock rounded up.
+                assert!(
+                    *end <= now + 86_405 && *end > now + 86_000,
+                    "{}: {end}",
+                    target(i)
+                );
+            }
+            None => panic!("{} is not in the kernel", target(i)),
+        }
+    }
+    let stored = runtime().block_on(async {
+        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
+        store
+            .for_each_active_target(unix_now(), |_, _| {})
+            .await
+            .unwrap()
+    });
+    assert_eq!(stored, BANS as usize, "every ban still in the database");
+}
