@@ -51,6 +51,7 @@ mod error;
 mod events;
 mod intel;
 mod positions;
+mod restore;
 mod rows;
 mod whitelist;
 mod write;

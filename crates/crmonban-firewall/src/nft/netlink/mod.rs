@@ -14,6 +14,7 @@
 //! `GETGEN` request sent after the batch is answered after every error of the batch, and tells
 //! the ruleset generation the batch left.
 
+mod elements;
 pub(crate) mod encode;
 pub(crate) mod probe;
 
@@ -36,7 +37,8 @@ use tracing::debug;
 
 use super::batch::{Command, Commands};
 use crate::FirewallError;
-use encode::{Batch, Carried, attributes_of};
+use elements::attributes_of;
+use encode::{Batch, Carried};
 
 const NETLINK_NETFILTER: isize = 12;
 /// `NLM_F_ACK_TLVS` on an error: extended-ack attributes follow the echoed header.

@@ -383,7 +383,7 @@ pub(crate) fn lookup(
                     ),
                     SetElementList::Other(netlink_packet_core::DefaultNla::new(
                         ELEMENTS_ATTR | netlink_packet_core::NLA_F_NESTED,
-                        super::encode::key_list(net.network()),
+                        super::elements::key_list(net.network()),
                     )),
                 ],
             });
