@@ -49,9 +49,10 @@ const NOTES: &[(&str, &str)] = &[
      `flush_*` empties it again. The `_nft_binary` figures send the same single ban through \
      the `nft` binary. `plain_nft_f_text_*` loads the same bans (and networks) with `nft -f` \
      in nft's text syntax, in the same run; `replace_all_1m_vs_plain_nft_f` is the ratio of \
-     the two times. For scale, fail2ban restores bans one `nft` \
-     (or iptables) process per ban: at the few milliseconds per process measured here \
-     (`one_ban_with_1m_loaded_nft_binary_median`), 1,000,000 bans would take over an hour.",
+     the two times; `apply_10k_vs_plain_nft_f` the same for 10,000 bans. fail2ban bans (and \
+     restores) one `nft add element` process per ban: `one_nft_process_per_ban_median` times 200 \
+     such processes here, and the `_extrapolated` figures multiply it out for 10,000 and \
+     1,000,000 bans.",
     ),
     (
         "explain",

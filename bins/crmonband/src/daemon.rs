@@ -22,6 +22,7 @@ use crate::state::Shared;
 /// Runs the daemon until a stop signal or a D-Bus Stop. Without `foreground`, forks into the
 /// background first and returns in the parent once the daemon is ready (or failed).
 pub fn start(config_path: Option<&Path>, foreground: bool) -> Result<ExitCode> {
+    crmonban_engine::use_few_malloc_arenas();
     let loaded = config_file::load(config_path)?;
     let config = &loaded.config;
     refuse_if_running(&config.general.pid_file)?;

@@ -83,6 +83,7 @@ pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
 pub use host::host_addresses;
+pub use memory::use_few_malloc_arenas;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;

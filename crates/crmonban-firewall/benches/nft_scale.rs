@@ -106,6 +106,24 @@ fn plain_nft_load(count: u32, networks: u32) -> Duration {
     elapsed
 }
 
+/// The median time of `n` `nft add element` processes, each adding one address to crmonban's
+/// IPv4 set as fail2ban's nftables action does for every ban.
+fn one_process_per_ban(n: u32) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|i| {
+            let element = format!("{{ {} }}", Ipv4Addr::from(0xC000_0000 + i));
+            let start = Instant::now();
+            let status = std::process::Command::new("nft")
+                .args(["add", "element", "inet", "crmonban", "blocked_v4", &element])
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "nft add element failed");
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    percentile(&times, 0.5)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
@@ -116,6 +134,13 @@ fn main() {
         let mut fw = backend(Transport::Auto);
         fw.ensure_layout().expect("layout");
         println!("firewall: {}", fw.describe());
+
+        let ten_k = bans(0, 10_000);
+        let start = Instant::now();
+        fw.apply(&ten_k).expect("10k");
+        let apply_10k = start.elapsed();
+        println!("apply_10k_one_batch: {}", ms(apply_10k));
+        fw.replace_all(&[]).expect("flush");
 
         let hundred_k = bans(0, 100_000);
         let start = Instant::now();
@@ -170,7 +195,25 @@ fn main() {
         println!("flush_1m_and_10k_networks: {}", ms(start.elapsed()));
         // The baseline: plain `nft -f` of the same bans in nft's own text syntax, into a table of
         // its own (same set types), as an administrator would load them by hand.
+        let plain_10k = plain_nft_load(10_000, 0);
+        println!("plain_nft_f_text_10k: {}", ms(plain_10k));
+        println!(
+            "apply_10k_vs_plain_nft_f: {:.2}",
+            apply_10k.as_secs_f64() / plain_10k.as_secs_f64()
+        );
         println!("plain_nft_f_text_100k: {}", ms(plain_nft_load(100_000, 0)));
+        // fail2ban's way: one `nft add element` process per ban (its nftables actions), timed
+        // on a sample and extrapolated.
+        let per_process = one_process_per_ban(200);
+        println!("one_nft_process_per_ban_median: {}", ms(per_process));
+        println!(
+            "one_nft_process_per_ban_10k_extrapolated: {:.1} s",
+            per_process.as_secs_f64() * 10_000.0
+        );
+        println!(
+            "one_nft_process_per_ban_1m_extrapolated: {:.0} s",
+            per_process.as_secs_f64() * 1_000_000.0
+        );
         let baseline = plain_nft_load(1_000_000, 10_000);
         println!("plain_nft_f_text_1m_and_10k_networks: {}", ms(baseline));
         println!(

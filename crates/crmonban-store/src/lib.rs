@@ -141,6 +141,27 @@ impl Store {
         &self.path
     }
 
+    /// Hands back the page cache every open connection holds (`PRAGMA shrink_memory`): after
+    /// a restore has read every active ban, the caches (up to 32 MiB per connection, sized for
+    /// bulk writes at a million rows) hold pages the daemon will not read again soon. They
+    /// refill as queries need them.
+    pub async fn release_memory(&self) -> Result<(), StoreError> {
+        let action = "release the page cache";
+        // Held together, so that each acquire returns a different connection.
+        let mut held = Vec::new();
+        for _ in 0..self.pool.size() {
+            let Some(mut conn) = self.pool.try_acquire() else {
+                break;
+            };
+            sqlx::query("PRAGMA shrink_memory")
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail(action))?;
+            held.push(conn);
+        }
+        Ok(())
+    }
+
     /// The journal mode SQLite reports (`"wal"` once open), for diagnostics.
     pub async fn journal_mode(&self) -> Result<String, StoreError> {
         sqlx::query_scalar("PRAGMA journal_mode")

@@ -218,6 +218,9 @@ impl Engine {
         if let Err(error) = inner.prune_history().await {
             warn!(%error, "cannot apply the history retention at start; retried every {:?}", inner.options.retention.every);
         }
+        if let Err(error) = inner.store.release_memory().await {
+            debug!(%error, "cannot release the database's page cache after the restore");
+        }
         crate::memory::return_free_memory();
         inner.emit(EngineEvent::DaemonStarted).await;
         Ok((Engine { inner }, first_subscriber))
