@@ -1,6 +1,6 @@
 //! [`BanIndex`]: the active bans in memory, answering "is this address banned?" without the
-//! database. It mirrors the store: the engine changes it only after the store accepted a
-//! change, and the expiry task removes what the store expired.
+//! database. It holds every ban the kernel enforces, recorded or with its record still queued
+//! (the kernel first, the record follows), and the expiry task removes what the store expired.
 //!
 //! Containment ("is 192.0.2.7 inside a banned network?") is answered by masking the address
 //! to each prefix length that some network ban uses and looking that network up: at most 33
