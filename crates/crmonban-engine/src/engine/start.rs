@@ -90,10 +90,13 @@ impl Engine {
             .await?;
         let report = kernel.replace_all(elements).await?;
         let enforced_ms = restore_started.elapsed().as_millis() as u64;
+        // The policy was asked once per ban above; the details skip what it refused.
+        let refused_targets: std::collections::HashSet<Target> =
+            refused.iter().map(|(target, _)| *target).collect();
         let mut index = BanIndex::default();
         store
             .for_each_active_ban(now, |ban| {
-                if protection.check(&ban.target).is_ok() {
+                if !refused_targets.contains(&ban.target) {
                     index.insert(&ban);
                 }
             })
