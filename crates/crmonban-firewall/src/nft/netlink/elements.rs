@@ -10,13 +10,14 @@ use netlink_packet_netfilter::nftables::SetElementFlags;
 use super::super::batch::{Elem, ElemVal};
 use super::encode::ELEMENTS_PER_MESSAGE;
 
-/// `NFTA_SET_ELEM_LIST_ELEMENTS` and the attributes inside it (`nf_tables.h`).
-pub(crate) const ELEMENTS: u16 = 3;
+/// The attributes inside `NFTA_SET_ELEM_LIST_ELEMENTS` (`nf_tables.h`): each list entry
+/// (`NFTA_LIST_ELEM`) holds `NFTA_SET_ELEM_*` attributes, the key an `NFTA_DATA_VALUE`.
 const LIST_ELEM: u16 = 1;
-const ELEM_KEY: u16 = 1;
-const ELEM_FLAGS: u16 = 3;
-const ELEM_TIMEOUT: u16 = 4;
-const DATA_VALUE: u16 = 1;
+pub(crate) const ELEM_KEY: u16 = 1;
+pub(crate) const ELEM_FLAGS: u16 = 3;
+pub(crate) const ELEM_TIMEOUT: u16 = 4;
+pub(crate) const ELEM_EXPIRATION: u16 = 5;
+pub(crate) const DATA_VALUE: u16 = 1;
 
 /// The value of an elements attribute: the list described in the module docs, written straight
 /// into one buffer with `netlink-packet-core`'s attribute framing. Building the crate's typed

@@ -24,7 +24,8 @@ use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 
 use super::super::batch::{Command, Commands, Obj};
-use super::elements::{ELEMENTS, element_list, message_chunks};
+use super::ELEMENTS_ATTR;
+use super::elements::{element_list, message_chunks};
 use crate::Layout;
 
 /// Most list entries in one message: 1024 IPv6 entries with timeouts are ~40 KiB, under the
@@ -101,7 +102,7 @@ pub(crate) fn encode(commands: &Commands, seq: u32) -> Option<Batch> {
                             SetElementList::Table(layout.table.clone()),
                             SetElementList::Set(set.clone()),
                             SetElementList::Other(DefaultNla::new(
-                                ELEMENTS | NLA_F_NESTED,
+                                ELEMENTS_ATTR | NLA_F_NESTED,
                                 element_list(chunk),
                             )),
                         ],
@@ -432,7 +433,7 @@ mod tests {
         let typed = SetElementList::Elements(element_attributes(&elems));
         let mut expected = vec![0; typed.buffer_len()];
         typed.emit(&mut expected);
-        let fast = DefaultNla::new(ELEMENTS | NLA_F_NESTED, element_list(&elems));
+        let fast = DefaultNla::new(ELEMENTS_ATTR | NLA_F_NESTED, element_list(&elems));
         let mut written = vec![0; fast.buffer_len()];
         fast.emit(&mut written);
         assert_eq!(written, expected);

@@ -49,7 +49,7 @@ const NLMSGERR_ATTR_OFFS: u16 = 2;
 /// Message header and `nfgenmsg` before an nf_tables message's attributes.
 const HEADERS: usize = 16 + 4;
 /// `NFTA_SET_ELEM_LIST_ELEMENTS`.
-const ELEMENTS_ATTR: u16 = 3;
+pub(crate) const ELEMENTS_ATTR: u16 = 3;
 /// The kernel answers a request at once or not at all; never hang the firewall thread.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Room for the kernel's errors about a large batch (each a few hundred bytes of buffer).

@@ -11,19 +11,20 @@
 //! wrong flags, a rule whose verdict was changed.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkPayload, NlasIterator,
-    parse_u32_be, parse_u64_be,
+    NLA_HEADER_SIZE, NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkPayload,
+    NlaBuffer, NlasIterator, parse_u32_be, parse_u64_be,
 };
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, DataAttribute, ExpressionAttribute, Expressions, GenMessage,
     Hook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, NfTablesMessage,
-    RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage, SetFlags,
-    SetMessage, TableAttribute, TableMessage, VerdictAttribute,
+    RuleAttribute, RuleMessage, SetAttribute, SetElementFlags, SetElementList, SetElementMessage,
+    SetFlags, SetMessage, TableAttribute, TableMessage, VerdictAttribute,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
+use super::elements::{DATA_VALUE, ELEM_EXPIRATION, ELEM_FLAGS, ELEM_KEY, ELEM_TIMEOUT};
 use super::{Channel, ELEMENTS_ATTR, HEADERS, error_code, unavailable};
 use std::net::IpAddr;
 
@@ -39,14 +40,6 @@ const NF_DROP: u32 = 0;
 const LOOKUP_INVERTED: u32 = 1;
 /// The message type of a set element dump's answers (`NFT_MSG_NEWSETELEM` of nf_tables).
 const NEWSETELEM: u16 = (10 << 8) | 12;
-/// Attributes of a set element (`NFTA_SET_ELEM_*`), `NFT_SET_ELEM_INTERVAL_END`, and
-/// `NFTA_DATA_VALUE` inside the key.
-const ELEM_KEY_ATTR: u16 = 1;
-const ELEM_FLAGS_ATTR: u16 = 3;
-const ELEM_TIMEOUT_ATTR: u16 = 4;
-const ELEM_EXPIRATION_ATTR: u16 = 5;
-const INTERVAL_END: u32 = 1;
-const DATA_VALUE_ATTR: u16 = 1;
 
 /// What is wrong with the layout, or `None` when it is complete and as configured.
 pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, FirewallError> {
@@ -237,10 +230,10 @@ fn count_elements(channel: &mut Channel, request: NfTablesMessage) -> Result<usi
     walk_elements(channel, request, |entry| {
         let flags = NlasIterator::new(entry)
             .flatten()
-            .find(|a| a.kind() == ELEM_FLAGS_ATTR)
+            .find(|a| a.kind() == ELEM_FLAGS)
             .and_then(|a| parse_u32_be(a.value()).ok())
             .unwrap_or(0);
-        if flags & INTERVAL_END == 0 {
+        if flags & SetElementFlags::IntervalEnd.bits() == 0 {
             count += 1;
         }
     })?;
@@ -275,19 +268,7 @@ fn walk_elements(
                     let code = error_code(data);
                     outcome = Some(if code == 0 { Ok(()) } else { Err(-code) });
                 }
-                kind if kind == NEWSETELEM => {
-                    let list = data.get(HEADERS..).and_then(|body| {
-                        NlasIterator::new(body)
-                            .flatten()
-                            .find(|nla| nla.kind() == ELEMENTS_ATTR)
-                    });
-                    for entry in list
-                        .iter()
-                        .flat_map(|l| NlasIterator::new(l.value()).flatten())
-                    {
-                        each(entry.value());
-                    }
-                }
+                kind if kind == NEWSETELEM => element_entries(data).for_each(&mut each),
                 _ => {}
             }
         })?;
@@ -299,6 +280,26 @@ fn walk_elements(
             std::io::Error::from_raw_os_error(errno),
         )),
     }
+}
+
+/// The attributes of each element a `NEWSETELEM` message (given whole) carries.
+fn element_entries(message: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let list = message.get(HEADERS..).and_then(|body| {
+        NlasIterator::new(body)
+            .flatten()
+            .find(|nla| nla.kind() == ELEMENTS_ATTR)
+    });
+    list.into_iter()
+        .flat_map(|l| NlasIterator::new(value_of(l)).flatten())
+        .map(value_of)
+}
+
+/// An attribute's value, borrowed from the message rather than from the attribute's buffer.
+fn value_of(nla: NlaBuffer<&[u8]>) -> &[u8] {
+    let end = usize::from(nla.length());
+    nla.into_inner()
+        .get(NLA_HEADER_SIZE..end)
+        .unwrap_or_default()
 }
 
 /// Every element of the two address sets, with the time each has left (read from the kernel's
@@ -334,14 +335,14 @@ fn read_element(entry: &[u8], now: i64) -> Option<(IpAddr, Expiry)> {
     let mut left_ms = None;
     for attribute in NlasIterator::new(entry).flatten() {
         match attribute.kind() {
-            ELEM_KEY_ATTR => {
+            ELEM_KEY => {
                 key = NlasIterator::new(attribute.value())
                     .flatten()
-                    .find(|a| a.kind() == DATA_VALUE_ATTR)
+                    .find(|a| a.kind() == DATA_VALUE)
                     .and_then(|a| address(a.value()));
             }
-            ELEM_TIMEOUT_ATTR => timed = true,
-            ELEM_EXPIRATION_ATTR => left_ms = parse_u64_be(attribute.value()).ok(),
+            ELEM_TIMEOUT => timed = true,
+            ELEM_EXPIRATION => left_ms = parse_u64_be(attribute.value()).ok(),
             _ => {}
         }
     }
@@ -418,18 +419,10 @@ pub(crate) fn lookup(
                     }
                     kind if kind == NEWSETELEM => {
                         answered += 1;
-                        let list = data.get(HEADERS..).and_then(|body| {
-                            NlasIterator::new(body)
-                                .flatten()
-                                .find(|nla| nla.kind() == ELEMENTS_ATTR)
-                        });
-                        let entry = list
-                            .iter()
-                            .flat_map(|l| NlasIterator::new(l.value()).flatten())
-                            .next();
-                        found[base + offset] = entry
-                            .and_then(|e| read_element(e.value(), now))
-                            .map(|(_, x)| x);
+                        found[base + offset] = element_entries(data)
+                            .next()
+                            .and_then(|entry| read_element(entry, now))
+                            .map(|(_, expiry)| expiry);
                     }
                     _ => {}
                 }
