@@ -772,6 +772,56 @@ fn bulk_refusal_names_the_element(transport: Transport) {
     );
 }
 
+/// The timeout `nft list` shows for `element` ("192.0.2.7 timeout 1h59m59s expires ..."),
+/// parsed from nft's duration notation (d, h, m, s, ms).
+fn listed_timeout(listing: &str, element: &str) -> Option<Duration> {
+    let rest = listing.split(&format!("{element} timeout ")).nth(1)?;
+    let text = rest.split([' ', ',', '\n', '}']).next()?;
+    let mut total = Duration::ZERO;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = std::mem::take(&mut number).parse().ok()?;
+        total += match c {
+            'd' => Duration::from_secs(n * 86_400),
+            'h' => Duration::from_secs(n * 3_600),
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                Duration::from_millis(n)
+            }
+            'm' => Duration::from_secs(n * 60),
+            's' => Duration::from_secs(n),
+            _ => return None,
+        };
+    }
+    number.is_empty().then_some(total)
+}
+
+/// The kernel keeps timeouts in jiffies and, depending on version and HZ, lists an
+/// updated one up to a second short: `expected` within that second.
+fn assert_listed_timeout(listing: &str, element: &str, expected: Duration) {
+    let listed = listed_timeout(listing, element)
+        .unwrap_or_else(|| panic!("no timeout for {element} in {listing}"));
+    assert!(
+        listed <= expected && expected - listed <= Duration::from_secs(1),
+        "{element}: listed {listed:?}, expected {expected:?}: {listing}"
+    );
+}
+
+#[test]
+fn listed_timeouts_are_read_in_nft_notation() {
+    let listing = "elements = { 192.0.2.7 timeout 1h59m59s expires 1h59m58s920ms, 10.0.0.0 timeout 1h,\n 2001:db8::8 timeout 59s500ms }";
+    let t = |e| listed_timeout(listing, e);
+    assert_eq!(t("192.0.2.7"), Some(Duration::from_secs(7199)));
+    assert_eq!(t("10.0.0.0"), Some(Duration::from_secs(3600)));
+    assert_eq!(t("2001:db8::8"), Some(Duration::from_millis(59_500)));
+    assert_eq!(t("192.0.2.8"), None);
+}
+
 #[test]
 fn root_netlink_path_leaves_what_nft_leaves() {
     // The same ban, re-ban, unban sequence: over netlink (Auto) in one namespace, through the
@@ -813,15 +863,11 @@ fn root_netlink_path_leaves_what_nft_leaves() {
         comparable_table(&nft_ns, "crmonban")
     );
     let v4 = lane_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
-    assert!(
-        v4.contains("192.0.2.7 timeout 2h") && v4.contains("198.51.100.9"),
-        "{v4}"
-    );
+    assert_listed_timeout(&v4, "192.0.2.7", Duration::from_secs(7200));
+    assert!(v4.contains("198.51.100.9"), "{v4}");
     let v6 = lane_ns.nft(&["list", "set", "inet", "crmonban", "blocked_v6"]);
-    assert!(
-        v6.contains("2001:db8::8 timeout 1m") && !v6.contains("2001:db8::7"),
-        "{v6}"
-    );
+    assert_listed_timeout(&v6, "2001:db8::8", Duration::from_secs(60));
+    assert!(!v6.contains("2001:db8::7"), "{v6}");
 }
 
 /// The element count read over netlink (the repair check after someone else changed the
@@ -882,10 +928,8 @@ fn root_a_full_address_set_is_rebuilt_larger_without_losing_an_element() {
         assert_eq!(counts[..2], [130, 1], "{transport:?}");
         assert!(counts[2] >= 1, "{counts:?}");
         let listed = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
-        assert!(
-            listed.contains("10.0.0.0 timeout 1h") && listed.contains("10.0.0.29,"),
-            "{transport:?}: {listed}"
-        );
+        assert_listed_timeout(&listed, "10.0.0.0", Duration::from_secs(3600));
+        assert!(listed.contains("10.0.0.29,"), "{transport:?}: {listed}");
         assert!(ns.run(|| fw.layout_present()).unwrap());
     }
 }
