@@ -91,6 +91,9 @@ pub fn check(path: Option<&Path>) -> Result<ExitCode> {
             for problem in &problems {
                 println!("warning: whitelist: {problem}");
             }
+            for problem in crmonban_engine::check_intel_config(&loaded.config.intel) {
+                println!("warning: intel: {problem}");
+            }
             // The built-in packs are checked by the test suite; checked again here, so that a
             // binary built from edited packs cannot pass unnoticed.
             for pack in ServiceCatalog::builtin().packs() {

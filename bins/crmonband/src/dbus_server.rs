@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BANS_PAGE_MAX, BanInfo, Error, GET_BANS_MAX, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT,
-    PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize, status_keys,
+    BANS_PAGE_MAX, BanInfo, Error, GET_BANS_MAX, INTEL_REPLY_MAX, INTEL_SUMMARIES_MAX,
+    IntelSummaryInfo, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT, PROTECTED_PAGE_MAX, ProtectedInfo,
+    WhitelistInfo, authorize, status_keys,
 };
-use crmonban_engine::{BanRequest, EngineError};
+use crmonban_engine::{BanRequest, EngineError, IntelQueryError};
 use crmonban_zones::{Origin, Refusal};
 use tracing::warn;
 use zbus::message::Header;
@@ -84,6 +85,15 @@ fn engine_error(e: EngineError) -> Error {
         EngineError::Firewall(_) => Error::Firewall(e.to_string()),
         EngineError::Store(_) => Error::Database(e.to_string()),
         other => Error::Failed(other.to_string()),
+    }
+}
+
+fn intel_error(e: IntelQueryError) -> Error {
+    match e {
+        IntelQueryError::NotEnabled => Error::NotEnabled(e.to_string()),
+        IntelQueryError::NotAnAddress(_) => Error::InvalidAddress(e.to_string()),
+        IntelQueryError::Busy => Error::Failed(e.to_string()),
+        IntelQueryError::Store(_) => Error::Database(e.to_string()),
     }
 }
 
@@ -167,6 +177,15 @@ impl DaemonObject {
         put(
             status_keys::SIGNALS_DROPPED,
             Variant::from(crate::bus::SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        let intel = self.shared.running.intel();
+        let (sources, problems) = intel.sources();
+        let sources: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+        put(status_keys::INTEL_SOURCES, Variant::from(sources));
+        put(status_keys::INTEL_PROBLEMS, Variant::from(problems));
+        put(
+            status_keys::INTEL_DROPPED,
+            Variant::from(intel.stats().dropped),
         );
         status
     }
@@ -256,12 +275,78 @@ impl DaemonObject {
         })
     }
 
-    /// Intelligence about `ip` as JSON.
-    async fn get_intel(&self, ip: &str, refresh: bool) -> Result<String, Error> {
-        let _ = (parse_target("ip", ip)?, refresh);
-        Err(Error::NotEnabled(
-            "intel not enabled: this crmonband has no intel gathering yet".into(),
-        ))
+    /// Intelligence about `ip` as JSON: the cached record while fresh, else gathered now
+    /// (`refresh` always gathers). Gathering asks remote services (and spends API quota), so
+    /// it needs uid 0 or group crmonban; other callers get what is cached.
+    async fn get_intel(
+        &self,
+        ip: &str,
+        refresh: bool,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<String, Error> {
+        let target = parse_target("ip", ip)?;
+        let intel = self.shared.running.intel();
+        let cached = if refresh {
+            None
+        } else {
+            intel.cached(&target).await.map_err(intel_error)?
+        };
+        let record = match cached {
+            Some(record) => record,
+            None => {
+                if !crmonban_dbus::caller_may_mutate(connection, &header)
+                    .await
+                    .unwrap_or(false)
+                {
+                    return Err(Error::access_denied(format!(
+                        "no fresh intel about {target} is cached, and gathering it needs uid 0 \
+                         or group {}",
+                        crmonban_dbus::PRIVILEGED_GROUP
+                    )));
+                }
+                intel.intel(&target, true).await.map_err(intel_error)?
+            }
+        };
+        let json = serde_json::to_string(&record).map_err(|e| Error::Failed(e.to_string()))?;
+        if json.len() > INTEL_REPLY_MAX {
+            return Err(Error::Failed(format!(
+                "the intel record is {} bytes, over the {INTEL_REPLY_MAX}-byte limit",
+                json.len()
+            )));
+        }
+        Ok(json)
+    }
+
+    /// Cached country and network of those of `ips` that have intel (for `crmonctl list`).
+    async fn get_intel_summaries(&self, ips: Vec<String>) -> Result<Vec<IntelSummaryInfo>, Error> {
+        if ips.len() > INTEL_SUMMARIES_MAX {
+            return Err(Error::InvalidAddress(format!(
+                "argument ips: {} addresses; at most {INTEL_SUMMARIES_MAX} per call",
+                ips.len()
+            )));
+        }
+        let mut addrs = Vec::with_capacity(ips.len());
+        for (i, ip) in ips.iter().enumerate() {
+            addrs.push(parse_target(&format!("ips[{i}]"), ip)?.to_string());
+        }
+        let found = self
+            .engine()
+            .store()
+            .intel_summaries(&addrs)
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .map(|s| {
+                (
+                    s.addr,
+                    s.country.unwrap_or_default(),
+                    s.asn.unwrap_or(0),
+                    s.organization.unwrap_or_default(),
+                )
+            })
+            .collect())
     }
 
     async fn whitelist_add(

@@ -58,9 +58,10 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
     std::fs::write(
         &path,
         format!(
-            "[general]\nauto_intel = true\n\n[zones]\nenabled = true\nconfig_file = \"{}\"\n\n\
+            "[general]\nauto_intel = true\n\n[intel]\ngeoip_city_db = \"{1}/absent-city.mmdb\"\n\n\
+             [zones]\nenabled = true\nconfig_file = \"{0}\"\n\n\
              [[whitelist.sources]]\ntype = \"zones\"\n\n\
-             [[whitelist.sources]]\ntype = \"file\"\npath = \"{}/absent.txt\"\n\n\
+             [[whitelist.sources]]\ntype = \"file\"\npath = \"{1}/absent.txt\"\n\n\
              [siem]\nenabled = true\n\n[ebpf]\nenabled = true\n",
             zones.display(),
             dir.path().display()
@@ -106,7 +107,11 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for expected in [
-        "general.auto_intel: intel gathering is not implemented in this version yet".to_owned(),
+        // Intel is on by default; its missing GeoIP database is named with how to get it.
+        format!(
+            "warning: intel: GeoIP City database {}/absent-city.mmdb",
+            dir.path().display()
+        ),
         "siem.enabled: SIEM export is not implemented".to_owned(),
         "ebpf.enabled: the eBPF fast path is not implemented".to_owned(),
         "zone all (0.0.0.0/0) covers every IPv4 address".to_owned(),

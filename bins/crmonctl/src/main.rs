@@ -19,13 +19,15 @@
 //!   the table shows UTC RFC 3339 times and "permanent".
 
 mod cli;
+mod intel;
 mod output;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use crmonban_dbus::{
-    BANS_PAGE_MAX, BUS_NAME, BusChoice, DaemonProxy, Error, PROTECTED_PAGE_MAX, status_keys,
+    BANS_PAGE_MAX, BUS_NAME, BanInfo, BusChoice, DaemonProxy, Error, INTEL_SUMMARIES_MAX,
+    PROTECTED_PAGE_MAX, status_keys,
 };
 use zbus::proxy::CacheProperties;
 
@@ -181,11 +183,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     break;
                 }
             }
+            let intel = match format {
+                Format::Simple => output::Summaries::new(),
+                _ => intel_summaries(&proxy, &bans).await,
+            };
             match format {
-                Format::Json => output::bans_json(&bans),
+                Format::Json => output::bans_json(&bans, &intel),
                 Format::Simple => bans.iter().map(|b| format!("{}\n", b.0)).collect(),
                 Format::Table if bans.is_empty() => "no active bans\n".to_owned(),
-                Format::Table => output::bans_table(&bans),
+                Format::Table => output::bans_table(&bans, &intel),
             }
         }
         Command::Intel { ip, refresh, json } => {
@@ -193,7 +199,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 format!("{}\n", intel.trim_end())
             } else {
-                output::json_as_key_values(&intel)
+                intel::intel_text(&intel)
             }
         }
         Command::Whitelist(command) => whitelist(&proxy, command, &bus).await?,
@@ -222,6 +228,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     output::print(&text).map_err(Failure::Output)
 }
 
+/// Cached intel of the banned addresses, a page at a time; a daemon without
+/// `GetIntelSummaries` (older) or an error leaves the columns empty rather than failing `list`.
+async fn intel_summaries(proxy: &DaemonProxy<'_>, bans: &[BanInfo]) -> output::Summaries {
+    let mut found = output::Summaries::new();
+    let addresses: Vec<&str> = bans
+        .iter()
+        .map(|b| b.0.as_str())
+        .filter(|t| !t.contains('/'))
+        .collect();
+    for page in addresses.chunks(INTEL_SUMMARIES_MAX) {
+        match proxy.get_intel_summaries(page).await {
+            Ok(rows) => found.extend(rows.into_iter().map(|row| (row.0.clone(), row))),
+            Err(_) => break,
+        }
+    }
+    found
+}
+
 async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
     let mut status = proxy.status().await?;
     // Known keys first, in the contract's order, then whatever else the daemon reports.
@@ -239,6 +263,9 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::EVENTS_DROPPED,
         status_keys::ACTIVITY_DROPPED,
         status_keys::SIGNALS_DROPPED,
+        status_keys::INTEL_SOURCES,
+        status_keys::INTEL_PROBLEMS,
+        status_keys::INTEL_DROPPED,
     ];
     let mut pairs = Vec::new();
     for key in known {
@@ -254,6 +281,8 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
                 status_keys::DEFAULT_BAN_DURATION => {
                     output::variant_u64(&value).map(output::duration_text)
                 }
+                status_keys::INTEL_SOURCES => Some(output::variant_list(&value, ", ")),
+                status_keys::INTEL_PROBLEMS => Some(output::variant_list(&value, "; ")),
                 _ => None,
             }
             .unwrap_or_else(|| output::variant_text(&value));

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crmonban_dbus::{BanInfo, LogInfo, ProtectedInfo, rfc3339_utc};
+use crmonban_dbus::{BanInfo, IntelSummaryInfo, LogInfo, ProtectedInfo, rfc3339_utc};
 use serde::Serialize;
 use zbus::Variant;
 
@@ -119,6 +119,9 @@ pub fn print(text: &str) -> std::io::Result<()> {
 /// `ip` (string, address or CIDR), `reason` (string), `source` (string), `banned_at` and
 /// `expires_at` (numbers, unix seconds UTC; `expires_at` 0 = permanent). Keys may be added,
 /// never renamed or removed.
+///
+/// Added with intel: `country` (ISO code) and `asn` (number) and `as_org` (string) when the
+/// daemon has intel cached about the address, else absent.
 #[derive(Serialize)]
 struct BanJson<'a> {
     ip: &'a str,
@@ -126,7 +129,16 @@ struct BanJson<'a> {
     source: &'a str,
     banned_at: i64,
     expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asn: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_org: Option<&'a str>,
 }
+
+/// Cached intel of banned addresses, by address (from `GetIntelSummaries`).
+pub type Summaries = std::collections::HashMap<String, IntelSummaryInfo>;
 
 /// One entry in `whitelist list -f json`: `network`, `source`, `comment`, `added_at` (the
 /// daemon's text: unix seconds for database entries, empty for the other sources).
@@ -153,26 +165,46 @@ fn json_lines<T: Serialize>(items: &[T]) -> String {
     text
 }
 
-pub fn bans_json(bans: &[BanInfo]) -> String {
+pub fn bans_json(bans: &[BanInfo], intel: &Summaries) -> String {
     let items: Vec<BanJson<'_>> = bans
         .iter()
-        .map(|(ip, reason, source, banned_at, expires_at)| BanJson {
-            ip,
-            reason,
-            source,
-            banned_at: *banned_at,
-            expires_at: *expires_at,
+        .map(|(ip, reason, source, banned_at, expires_at)| {
+            let known = intel.get(ip);
+            BanJson {
+                ip,
+                reason,
+                source,
+                banned_at: *banned_at,
+                expires_at: *expires_at,
+                country: known.map(|k| k.1.as_str()).filter(|c| !c.is_empty()),
+                asn: known.map(|k| k.2).filter(|n| *n > 0),
+                as_org: known.map(|k| k.3.as_str()).filter(|o| !o.is_empty()),
+            }
         })
         .collect();
     json_lines(&items)
 }
 
-pub fn bans_table(bans: &[BanInfo]) -> String {
+pub fn bans_table(bans: &[BanInfo], intel: &Summaries) -> String {
     let rows: Vec<Vec<String>> = bans
         .iter()
         .map(|(ip, reason, source, banned_at, expires_at)| {
+            let known = intel.get(ip);
+            let country = known
+                .map(|k| escape_control(&k.1))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "-".into());
+            let asn = match known {
+                Some((_, _, asn, org)) if *asn > 0 && !org.is_empty() => {
+                    format!("AS{asn} {}", escape_control(&shorten(org, 24)))
+                }
+                Some((_, _, asn, _)) if *asn > 0 => format!("AS{asn}"),
+                _ => "-".into(),
+            };
             vec![
                 ip.clone(),
+                country,
+                asn,
                 reason.clone(),
                 source.clone(),
                 rfc3339_utc(*banned_at),
@@ -180,7 +212,28 @@ pub fn bans_table(bans: &[BanInfo]) -> String {
             ]
         })
         .collect();
-    table(&["IP", "REASON", "SOURCE", "BANNED AT", "EXPIRES"], &rows)
+    table(
+        &[
+            "IP",
+            "COUNTRY",
+            "ASN",
+            "REASON",
+            "SOURCE",
+            "BANNED AT",
+            "EXPIRES",
+        ],
+        &rows,
+    )
+}
+
+/// `text` cut to `max` characters, with "…" when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The whitelist's `added_at` for people: unix seconds become RFC 3339; anything else is
@@ -313,6 +366,25 @@ pub fn variant_text(value: &Variant<'_>) -> String {
     }
 }
 
+/// A list `Status()` value joined with `separator` (its items may contain commas), escaped;
+/// "none" when empty.
+pub fn variant_list(value: &Variant<'_>, separator: &str) -> String {
+    let items: Vec<String> = match value {
+        Variant::Array(items) => items
+            .inner()
+            .iter()
+            .map(|i| escape_control(&variant_text(i)))
+            .collect(),
+        Variant::Variant(inner) => return variant_list(inner, separator),
+        other => vec![escape_control(&variant_text(other))],
+    };
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(separator)
+    }
+}
+
 /// An integer `Status()` value of any width and signedness, if non-negative.
 pub fn variant_u64(value: &Variant<'_>) -> Option<u64> {
     match value {
@@ -365,13 +437,39 @@ mod tests {
             100,
             0,
         )];
-        let value: serde_json::Value = serde_json::from_str(&bans_json(&bans)).unwrap();
+        let none = Summaries::new();
+        let value: serde_json::Value = serde_json::from_str(&bans_json(&bans, &none)).unwrap();
         assert_eq!(
             value,
             serde_json::json!([{"ip": "192.0.2.7", "reason": "test", "source": "dbus",
                                 "banned_at": 100, "expires_at": 0}])
         );
-        let text = bans_json(&bans);
+        // Cached intel adds its keys after the others.
+        let known: Summaries = [(
+            "192.0.2.7".to_owned(),
+            (
+                "192.0.2.7".to_owned(),
+                "NL".to_owned(),
+                64496,
+                "Example B.V.".to_owned(),
+            ),
+        )]
+        .into();
+        let value: serde_json::Value = serde_json::from_str(&bans_json(&bans, &known)).unwrap();
+        assert_eq!(
+            (&value[0]["country"], &value[0]["asn"], &value[0]["as_org"]),
+            (
+                &serde_json::json!("NL"),
+                &serde_json::json!(64496),
+                &serde_json::json!("Example B.V.")
+            )
+        );
+        let table = bans_table(&bans, &known);
+        assert!(
+            table.contains("COUNTRY") && table.contains("AS64496 Example B.V."),
+            "{table}"
+        );
+        let text = bans_json(&bans, &none);
         let order: Vec<usize> = [
             "\"ip\"",
             "\"reason\"",
@@ -383,7 +481,7 @@ mod tests {
         .map(|k| text.find(k).unwrap())
         .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
-        assert_eq!(bans_json(&[]), "[]\n");
+        assert_eq!(bans_json(&[], &none), "[]\n");
     }
 
     #[test]

@@ -348,11 +348,13 @@ fn every_command_round_trips() {
     let intel = ok(&["intel", "192.0.2.7"]);
     assert_eq!(
         intel,
-        "asn:          64496\ngeo.city:     -\ngeo.country:  NL\nip:           192.0.2.7\nrefreshed:    false\n"
+        "IP: 192.0.2.7\nGathered: 2024-01-15 10:30:00 UTC\n--- Location ---\n\
+         Country: Netherlands (NL)\n--- Network ---\nASN: AS64496 (Example B.V.)\n\
+         ISP: Example B.V.\n"
     );
     let intel: serde_json::Value =
         serde_json::from_str(&ok(&["intel", "192.0.2.7", "-r", "-j"])).unwrap();
-    assert_eq!(intel["refreshed"], true);
+    assert_eq!(intel["flags"]["hosting"], true, "-r asks for a refresh");
 
     let stats = ok(&["stats"]);
     assert!(stats.contains("bans_by_source.dbus:  1\n"), "{stats}");

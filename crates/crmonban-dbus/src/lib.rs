@@ -150,6 +150,17 @@ pub const MAX_NOTE_TEXT: usize = 256;
 /// reply when a wide entry lifts many bans.
 pub const LIFTED_SHOWN_MAX: usize = 100;
 
+/// One address's cached intel as `GetIntelSummaries` returns it (`(ssxs)`): address, country
+/// code (empty when unknown), AS number (0 when unknown), organisation (empty when unknown).
+pub type IntelSummaryInfo = (String, String, i64, String);
+
+/// Addresses one `GetIntelSummaries` call answers for at most (a page of `GetBansPaged`).
+pub const INTEL_SUMMARIES_MAX: usize = BANS_PAGE_MAX as usize;
+
+/// The longest `GetIntel` reply, in bytes: every field of the record is bounded where it is
+/// gathered; this is the backstop.
+pub const INTEL_REPLY_MAX: usize = 64 * 1024;
+
 /// One activity-log entry as `GetLogs` returns it (`(xsss)`): time (unix seconds), action
 /// (`ban`, `unban`, `flush`, `reload`, ...), target (address or CIDR, empty when none), detail.
 pub type LogInfo = (i64, String, String, String);
@@ -162,6 +173,7 @@ pub const READ_ONLY_MEMBERS: &[&str] = &[
     "IsBanned",
     "GetBan",
     "GetIntel",
+    "GetIntelSummaries",
     "GetWhitelist",
     "GetProtectedEntries",
     "CheckProtected",
@@ -235,6 +247,12 @@ pub mod status_keys {
     pub const ACTIVITY_DROPPED: &str = "activity_dropped";
     /// `t`: D-Bus signals not sent since start because the forwarder fell behind.
     pub const SIGNALS_DROPPED: &str = "signals_dropped";
+    /// `as`: the intel sources in use (`geoip`, `rdns`, `whois`, `abuseipdb`, `shodan`).
+    pub const INTEL_SOURCES: &str = "intel_sources";
+    /// `as`: what is wrong with them (a missing GeoIP database and how to get it, ...).
+    pub const INTEL_PROBLEMS: &str = "intel_problems";
+    /// `t`: banned addresses dropped from the intel queue (full) since start.
+    pub const INTEL_DROPPED: &str = "intel_dropped";
 }
 
 #[cfg(test)]
@@ -258,9 +276,9 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            19,
+            20,
             "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected, \
-             WhitelistAddLifting, GetBansPaged and GetBan: {all:?}"
+             WhitelistAddLifting, GetBansPaged, GetBan and GetIntelSummaries: {all:?}"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use zbus::OwnedVariant;
 
-use crate::{BanInfo, Error, LogInfo, ProtectedInfo, WhitelistInfo};
+use crate::{BanInfo, Error, IntelSummaryInfo, LogInfo, ProtectedInfo, WhitelistInfo};
 
 /// `org.crmonban.Daemon` at `/org/crmonban/Daemon` on `org.crmonban.Daemon`.
 ///
@@ -57,6 +57,12 @@ pub trait Daemon {
     /// cache.
     #[zbus(name = "GetIntel")]
     fn get_intel(&self, ip: &str, refresh: bool) -> Result<String, Error>;
+
+    /// `GetIntelSummaries(ips as) -> a(ssxs)`: for those of `ips` (at most
+    /// [`INTEL_SUMMARIES_MAX`](crate::INTEL_SUMMARIES_MAX)) with cached intel: address,
+    /// country code, AS number (0 when unknown) and organisation; for `crmonctl list`.
+    #[zbus(name = "GetIntelSummaries")]
+    fn get_intel_summaries(&self, ips: &[&str]) -> Result<Vec<IntelSummaryInfo>, Error>;
 
     /// `WhitelistAdd(net s, comment s) -> b`: false when it was already whitelisted.
     #[zbus(name = "WhitelistAdd")]

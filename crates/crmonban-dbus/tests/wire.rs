@@ -92,6 +92,7 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.is_banned(ip).await),
             recorded(proxy.get_ban(ip).await),
             recorded(proxy.get_intel(ip, true).await),
+            recorded(proxy.get_intel_summaries(&[ip]).await),
             recorded(proxy.whitelist_add(ip, "c").await),
             recorded(proxy.whitelist_add_lifting(ip, "c").await),
             recorded(proxy.whitelist_remove(ip).await),

@@ -343,6 +343,16 @@ fn prefix_key(net: &IpNet) -> (bool, u8) {
     (matches!(net, IpNet::V4(_)), net.prefix_len())
 }
 
+/// The end of a ban of `duration` starting at `now`; at least one second away.
+pub(crate) fn expires_at(now: i64, duration: crmonban_core::config::BanDuration) -> Option<i64> {
+    duration.duration().map(|d| {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        // The index keeps times up to 2106: a ban lasting past that ends then.
+        now.saturating_add(i64::try_from(secs.max(1)).unwrap_or(i64::MAX))
+            .min(LAST_SECOND)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,7 @@ mod events;
 mod firewall_thread;
 mod host;
 mod index;
+mod intel;
 mod memory;
 mod offences;
 mod options;
@@ -83,6 +84,7 @@ pub use engine::{BanRequest, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
 pub use host::host_addresses;
+pub use intel::{IntelQueryError, IntelService, IntelStats, ON_DEMAND};
 pub use memory::use_few_malloc_arenas;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
@@ -93,5 +95,6 @@ pub use crmonban_firewall::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
     NftBackend, NftOptions, RecordingBackend, Transport,
 };
+pub use crmonban_intel::{Intel, check_config as check_intel_config};
 pub use crmonban_store::{Store, StoreError};
 pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};

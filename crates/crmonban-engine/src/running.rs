@@ -22,7 +22,9 @@ use crmonban_zones::{BanPolicy, PolicyProblem};
 use tokio::sync::{Mutex, broadcast};
 use tracing::info;
 
-use crate::{Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions};
+use crate::{
+    Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions, IntelService,
+};
 
 /// Why an engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +190,12 @@ impl EngineBuilder {
             }
         };
         let (engine, subscriber) = Engine::start_subscribed(options, firewall, store).await?;
+        let intel = IntelService::start(
+            &engine,
+            &config.intel,
+            config.general.auto_intel,
+            history(&config),
+        );
         let pipeline = if detection {
             Some(Detection::start(&engine, &config, utc_offset)?)
         } else {
@@ -195,6 +203,7 @@ impl EngineBuilder {
         };
         let running = Running {
             engine,
+            intel,
             state: Mutex::new(State { config, pipeline }),
             utc_offset,
             detection,
@@ -206,6 +215,7 @@ impl EngineBuilder {
 /// A running engine with its configuration and detection.
 pub struct Running {
     engine: Engine,
+    intel: IntelService,
     state: Mutex<State>,
     utc_offset: i32,
     detection: bool,
@@ -220,6 +230,11 @@ impl Running {
     /// The engine: bans, unbans, whitelist, events.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Intel about attackers: gathered after bans, cached, asked by `crmonctl intel`.
+    pub fn intel(&self) -> &IntelService {
+        &self.intel
     }
 
     /// The configuration in force.
@@ -240,6 +255,9 @@ impl Running {
             .map_err(ReconfigureError::Protection)?;
         self.engine
             .reconfigure_settings(&EngineOptions::from_config(&new));
+        // Always: a reload re-reads the key files and lists even when the section is the same.
+        self.intel
+            .reconfigure(&new.intel, new.general.auto_intel, history(&new));
         if self.detection {
             // The services were checked above: starting cannot fail on them now.
             state.pipeline = Some(match state.pipeline.take() {
@@ -266,6 +284,7 @@ impl Running {
         if let Some(pipeline) = pipeline {
             pipeline.shutdown().await;
         }
+        self.intel.shutdown().await;
         if !self.engine.is_running() {
             return;
         }
@@ -273,6 +292,11 @@ impl Running {
         // Checkpoints the WAL into the database file.
         self.engine.store().clone().close().await;
     }
+}
+
+/// How long cached intel is kept: the history of events and activity (`history_days`).
+fn history(config: &Config) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(config.general.history_days) * 86_400)
 }
 
 /// Refuses a change to a key that only a restart applies.

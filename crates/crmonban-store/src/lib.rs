@@ -69,6 +69,7 @@ pub use activity::{ActivityEntry, NewActivity};
 pub use bans::BanRecord;
 pub use error::StoreError;
 pub use events::EventRecord;
+pub use intel::IntelSummary;
 pub use positions::LogPosition;
 pub use whitelist::WhitelistEntry;
 

@@ -6,7 +6,7 @@
 //! [`ExecutableCopy`] for this build's own programs); a real OpenSSH server ([`Sshd`]) and a
 //! real systemd-journald ([`Journald`]), each in a mount namespace of its own, and a real
 //! Dovecot ([`Dovecot`]) with an IMAP client that fails logins ([`imap_logins`]); a small tmpfs
-//! to fill up ([`SmallDisk`]).
+//! to fill up ([`SmallDisk`]); small GeoIP City, Country and ASN databases ([`mmdb`]).
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
@@ -14,6 +14,7 @@ mod bus;
 mod disk;
 mod dovecot;
 mod journal;
+pub mod mmdb;
 mod sshd;
 pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
 pub use disk::SmallDisk;

@@ -181,7 +181,7 @@ impl Daemon {
         drop(self.record("GetIntel"));
         check_target(&ip)?;
         Ok(format!(
-            r#"{{"ip":"{ip}","refreshed":{refresh},"geo":{{"country":"NL","city":null}},"asn":64496}}"#
+            r#"{{"ip":"{ip}","gathered_at":1705314600,"location":{{"country":"Netherlands","country_code":"NL"}},"network":{{"asn":64496,"organization":"Example B.V."}},"flags":{{"hosting":{refresh}}}}}"#
         ))
     }
 

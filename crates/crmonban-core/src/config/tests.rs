@@ -58,8 +58,8 @@ fn defaults_are_the_original_readme_values_and_safe_choices() {
     );
     assert_eq!(c.general.pid_file, PathBuf::from("/var/run/crmonban.pid"));
     assert_eq!(c.general.log_level, LogLevel::Info);
-    // Off while intel is not implemented: a default must describe what the daemon does.
-    assert!(!c.general.auto_intel);
+    // Intel after each ban, from what needs no key and no network: local GeoIP.
+    assert!(c.general.auto_intel);
     assert_eq!(c.general.default_ban_duration, BanDuration::from_secs(3600));
     assert_eq!(c.general.state_dir, PathBuf::from("/var/lib/crmonban"));
 
@@ -69,7 +69,11 @@ fn defaults_are_the_original_readme_values_and_safe_choices() {
     assert_eq!(c.nftables.set_v6.as_str(), "blocked_v6");
     assert_eq!(c.nftables.priority, -100);
 
-    assert!(!c.intel.geoip_enabled && !c.intel.rdns_enabled && !c.intel.whois_enabled);
+    assert!(c.intel.geoip_enabled && !c.intel.rdns_enabled && !c.intel.whois_enabled);
+    assert!(!c.intel.abuseipdb_report);
+    assert_eq!(c.intel.whois_server, "whois.iana.org");
+    assert!(c.intel.dns_servers.is_empty());
+    assert_eq!(c.intel.cache_ttl, secs(86_400));
     assert_eq!(c.intel.timeout, secs(10));
     assert_eq!(c.intel.shodan_api_key, None);
     assert_eq!(c.intel.abuseipdb_api_key, None);
@@ -262,6 +266,17 @@ shodan_api_key = "shodan-key"
 abuseipdb_api_key = "abuse-key"
 geoip_city_db = "/usr/share/GeoIP/City.mmdb"
 geoip_asn_db = "/usr/share/GeoIP/ASN.mmdb"
+cache_ttl_secs = 600
+shodan_url = "https://shodan.example/api/"
+abuseipdb_url = "http://127.0.0.1:8080/api/v2"
+abuseipdb_report = true
+abuseipdb_reports_per_day = 100
+dns_servers = ["192.0.2.53", "[2001:db8::53]:5353"]
+whois_server = "whois.example.net:4343"
+whois_queries_per_minute = 5
+queue_size = 50
+concurrency = 2
+hosting_asn_file = "/etc/crmonban/hosting.txt"
 
 [services.ssh]
 enabled = true
@@ -416,6 +431,25 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
     assert_eq!(i.abuseipdb_api_key, Some(Secret::new("abuse-key")));
     assert_eq!(i.geoip_city_db, PathBuf::from("/usr/share/GeoIP/City.mmdb"));
     assert_eq!(i.geoip_asn_db, PathBuf::from("/usr/share/GeoIP/ASN.mmdb"));
+    assert_eq!(i.cache_ttl, secs(600));
+    assert_eq!(i.shodan_url, "https://shodan.example/api");
+    assert_eq!(i.abuseipdb_url, "http://127.0.0.1:8080/api/v2");
+    assert!(i.abuseipdb_report);
+    assert_eq!(i.abuseipdb_reports_per_day, 100);
+    assert_eq!(
+        i.dns_servers,
+        [
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(i.whois_server, "whois.example.net:4343");
+    assert_eq!(i.whois_queries_per_minute, 5);
+    assert_eq!((i.queue_size, i.concurrency), (50, 2));
+    assert_eq!(
+        i.hosting_asn_file,
+        Some(PathBuf::from("/etc/crmonban/hosting.txt"))
+    );
 
     let ssh = &c.services["ssh"];
     assert_eq!(
@@ -587,11 +621,11 @@ fn the_full_file_warns_only_about_what_is_not_implemented_and_hides_secrets_in_d
     assert_eq!(
         warned,
         [
-            format!("config.toml:22: intel.rdns_enabled: reverse DNS lookup {not_yet}"),
-            format!("config.toml:25: intel.shodan_api_key: this intel service {not_yet}"),
-            format!("config.toml:26: intel.abuseipdb_api_key: this intel service {not_yet}"),
-            format!("config.toml:76: siem.enabled: SIEM export {not_yet}"),
-            format!("config.toml:101: ebpf.enabled: the eBPF fast path {not_yet}"),
+            "config.toml:31: intel.abuseipdb_url: plain http:// sends the API key unencrypted; \
+             prefer https://"
+                .to_owned(),
+            format!("config.toml:87: siem.enabled: SIEM export {not_yet}"),
+            format!("config.toml:112: ebpf.enabled: the eBPF fast path {not_yet}"),
         ]
     );
     let debug = format!("{:?}", parse(FULL));
@@ -764,19 +798,12 @@ fn the_original_readme_example_parses_but_for_its_bare_daemon_source() {
         )
     ));
     let defaults = Config::default();
-    // The example turns intel on, which this version accepts with a warning (and does not do).
+    // The example turns every lookup on; GeoIP and auto_intel are on by default.
     assert!(c.general.auto_intel && c.intel.geoip_enabled && c.intel.whois_enabled);
-    assert_eq!(
-        GeneralConfig {
-            auto_intel: false,
-            ..c.general.clone()
-        },
-        defaults.general
-    );
+    assert_eq!(c.general, defaults.general);
     assert_eq!(c.nftables, defaults.nftables);
     assert_eq!(
         IntelConfig {
-            geoip_enabled: false,
             rdns_enabled: false,
             whois_enabled: false,
             ..c.intel.clone()
@@ -1665,4 +1692,50 @@ fn config_md_documents_every_key_the_parser_knows() {
     assert!(missing.is_empty(), "docs/CONFIG.md lacks: {missing:?}");
     // Every section answered with its list (the schema has about a hundred keys).
     assert!(checked > 60, "only {checked} keys checked");
+}
+
+#[test]
+fn intel_keys_are_checked_and_name_what_is_wrong() {
+    assert_eq!(
+        error(
+            "[intel]\nshodan_api_key = \"k\"\nshodan_api_key_file = \"/etc/crmonban/shodan.key\"\n"
+        ),
+        "config.toml:3: intel.shodan_api_key_file: set either shodan_api_key or \
+         shodan_api_key_file, not both"
+    );
+    assert_eq!(
+        error("[intel]\nabuseipdb_api_key = \"a key\"\n"),
+        "config.toml:2: intel.abuseipdb_api_key: must not contain spaces or control characters"
+    );
+    assert_eq!(
+        error("[intel]\nabuseipdb_url = \"ftp://example.com\"\n"),
+        "config.toml:2: intel.abuseipdb_url: must be an http:// or https:// URL, found \
+         \"ftp://example.com\""
+    );
+    assert_eq!(
+        error("[intel]\ndns_servers = [\"ns1.example.net\"]\n"),
+        "config.toml:2: intel.dns_servers[0]: expected \"ip\" or \"ip:port\" (IPv6 as \
+         \"[ip]:port\"), found \"ns1.example.net\""
+    );
+    assert_eq!(
+        error("[intel]\nwhois_server = \"whois.example.net:0\"\n"),
+        "config.toml:2: intel.whois_server: expected a host name or address, optionally with \
+         :port, found \"whois.example.net:0\""
+    );
+    assert_eq!(
+        error("[intel]\nconcurrency = 0\n"),
+        "config.toml:2: intel.concurrency: must be greater than 0, found 0"
+    );
+    let c = parse(
+        "[intel]\nabuseipdb_api_key_file = \"/etc/crmonban/abuse.key\"\n\
+         whois_server = \"[2001:db8::43]:4343\"\ndns_servers = [\"127.0.0.1:5353\"]\n",
+    );
+    assert_eq!(
+        c.intel.abuseipdb_api_key_file,
+        Some(PathBuf::from("/etc/crmonban/abuse.key"))
+    );
+    assert!(c.intel.any_source());
+    assert_eq!(c.intel.whois_server, "[2001:db8::43]:4343");
+    assert_eq!(c.intel.dns_servers, ["127.0.0.1:5353".parse().unwrap()]);
+    assert!(warnings("[intel]\nrdns_enabled = true\nwhois_enabled = true\n").is_empty());
 }

@@ -36,7 +36,8 @@ use crate::activity::{Activity, ActivityLog, write_activity};
 use crate::events::{EventStream, Overflow, Subscribers};
 use crate::firewall_thread::FirewallThread;
 use crate::host::AddressEvents;
-use crate::index::{BanIndex, element_of};
+use crate::index::{BanIndex, element_of, expires_at};
+use crate::intel::Summaries;
 use crate::offences::Offences;
 use crate::protect::{Protection, ask_daemons, daemon_sources, lift_reason};
 use crate::records::{Record, RecordStats, Records};
@@ -114,6 +115,8 @@ pub(crate) struct Inner {
     activity: ActivityLog,
     /// Ban and unban records waiting for the database (kernel first, record follows).
     records: Records,
+    /// What intel said about addresses banned before, for the reasons of their next bans.
+    intel_summaries: Mutex<Summaries>,
     /// What a reload may change about bans and history ([`Engine::reconfigure_settings`]).
     settings: RwLock<Settings>,
     events_processed: AtomicU64,
@@ -314,6 +317,12 @@ impl Engine {
         self.inner.lossless.add(capacity, overflow)
     }
 
+    /// Remembers what intel said about `ip` ("US, AS15169 Google LLC"), so that its later bans
+    /// carry it in their reason; `None` forgets it. Bounded (the oldest forgotten first).
+    pub fn note_intel_summary(&self, ip: std::net::IpAddr, summary: Option<String>) {
+        lock(&self.inner.intel_summaries).put(ip, summary);
+    }
+
     /// The store the engine records bans in, for queries and for what the engine does not
     /// write itself (events, read positions).
     pub fn store(&self) -> &Store {
@@ -457,9 +466,10 @@ impl Inner {
             settings.escalation.duration(requested, previous)
         };
         let now = unix_now();
+        let reason = lock(&self.intel_summaries).reason(&req.target, &req.reason);
         let ban = Ban {
             target: req.target,
-            reason: req.reason.clone(),
+            reason,
             source: req.source.clone(),
             service: req.service.clone(),
             banned_at: now,
@@ -576,16 +586,6 @@ impl Inner {
             );
         }
     }
-}
-
-/// The end of a ban of `duration` starting at `now`; at least one second away.
-fn expires_at(now: i64, duration: BanDuration) -> Option<i64> {
-    duration.duration().map(|d| {
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        // The index keeps times up to 2106: a ban lasting past that ends then.
-        now.saturating_add(i64::try_from(secs.max(1)).unwrap_or(i64::MAX))
-            .min(crate::index::LAST_SECOND)
-    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -144,6 +144,7 @@ impl Engine {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             activity,
             records: Records::default(),
+            intel_summaries: Mutex::new(Summaries::default()),
             settings: RwLock::new(settings),
             events_processed: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),

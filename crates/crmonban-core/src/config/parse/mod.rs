@@ -266,13 +266,8 @@ pub(super) fn read_general(
     if let Some(v) = t.get("log_level").and_then(|v| choice(d, &v)) {
         general.log_level = v;
     }
-    if let Some(v) = t.get("auto_intel")
-        && let Some(on) = v.bool(d)
-    {
+    if let Some(on) = t.bool(d, "auto_intel") {
         general.auto_intel = on;
-        if on {
-            not_yet(d, &v, "intel gathering");
-        }
     }
     if let Some(v) = t
         .get("default_ban_duration")
@@ -369,26 +364,21 @@ pub(super) fn read_nftables(
 }
 
 pub(super) fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &mut IntelConfig) {
-    for (key, slot, what) in [
-        ("geoip_enabled", &mut intel.geoip_enabled, "GeoIP lookup"),
-        (
-            "rdns_enabled",
-            &mut intel.rdns_enabled,
-            "reverse DNS lookup",
-        ),
-        ("whois_enabled", &mut intel.whois_enabled, "WHOIS lookup"),
+    for (key, slot) in [
+        ("geoip_enabled", &mut intel.geoip_enabled),
+        ("rdns_enabled", &mut intel.rdns_enabled),
+        ("whois_enabled", &mut intel.whois_enabled),
+        ("abuseipdb_report", &mut intel.abuseipdb_report),
     ] {
-        if let Some(v) = t.get(key)
-            && let Some(on) = v.bool(d)
-        {
+        if let Some(on) = t.bool(d, key) {
             *slot = on;
-            if on {
-                not_yet(d, &v, what);
-            }
         }
     }
     if let Some(v) = t.get("timeout_secs").and_then(|v| seconds(d, &v, 1)) {
         intel.timeout = v;
+    }
+    if let Some(v) = t.get("cache_ttl_secs").and_then(|v| seconds(d, &v, 0)) {
+        intel.cache_ttl = v;
     }
     for (key, slot) in [
         ("shodan_api_key", &mut intel.shodan_api_key),
@@ -397,10 +387,62 @@ pub(super) fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &
         if let Some(v) = t.get(key) {
             // An empty key is refused rather than read as "unset": leave the key out for that.
             if let Some(text) = v.non_empty_str(d) {
-                *slot = Some(Secret::new(text));
-                not_yet(d, &v, "this intel service");
+                if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    d.error(
+                        &v.span,
+                        &v.path,
+                        "must not contain spaces or control characters",
+                    );
+                } else {
+                    *slot = Some(Secret::new(text));
+                }
             }
         }
+    }
+    for (key, file_key, slot, has_key) in [
+        (
+            "shodan_api_key",
+            "shodan_api_key_file",
+            &mut intel.shodan_api_key_file,
+            intel.shodan_api_key.is_some(),
+        ),
+        (
+            "abuseipdb_api_key",
+            "abuseipdb_api_key_file",
+            &mut intel.abuseipdb_api_key_file,
+            intel.abuseipdb_api_key.is_some(),
+        ),
+    ] {
+        if let Some(v) = t.get(file_key)
+            && let Some(file) = path(d, &v)
+        {
+            if has_key {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    format!("set either {key} or {file_key}, not both"),
+                );
+            } else {
+                *slot = Some(file);
+            }
+        }
+    }
+    for (key, slot) in [
+        ("shodan_url", &mut intel.shodan_url),
+        ("abuseipdb_url", &mut intel.abuseipdb_url),
+    ] {
+        if let Some(v) = t.get(key)
+            && let Some(url) = sections::http_url(
+                d,
+                &v,
+                "plain http:// sends the API key unencrypted; prefer https://",
+            )
+        {
+            *slot = url.trim_end_matches('/').to_owned();
+        }
+    }
+    if let Some(v) = t.integer(d, "abuseipdb_reports_per_day", 1..=1_000_000) {
+        intel.abuseipdb_reports_per_day = u32::try_from(v).unwrap_or(u32::MAX);
     }
     if let Some(v) = t.get("geoip_city_db").and_then(|v| path(d, &v)) {
         intel.geoip_city_db = v;
@@ -408,5 +450,77 @@ pub(super) fn read_intel(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, intel: &
     if let Some(v) = t.get("geoip_asn_db").and_then(|v| path(d, &v)) {
         intel.geoip_asn_db = v;
     }
+    if let Some(v) = t.get("dns_servers")
+        && let Some(items) = v.array(d, "an array of addresses (\"ip\" or \"ip:port\")")
+    {
+        let mut servers = Vec::new();
+        for item in items {
+            if let Some(text) = item.non_empty_str(d) {
+                match socket_address(text, 53) {
+                    Some(addr) => servers.push(addr),
+                    None => d.error(
+                        &item.span,
+                        &item.path,
+                        format!(
+                            "expected \"ip\" or \"ip:port\" (IPv6 as \"[ip]:port\"), found {text:?}"
+                        ),
+                    ),
+                }
+            }
+        }
+        intel.dns_servers = servers;
+    }
+    if let Some(v) = t.get("whois_server")
+        && let Some(text) = v.non_empty_str(d)
+    {
+        if is_server_name(text) {
+            intel.whois_server = text.to_owned();
+        } else {
+            d.error(
+                &v.span,
+                &v.path,
+                format!("expected a host name or address, optionally with :port, found {text:?}"),
+            );
+        }
+    }
+    if let Some(v) = t.integer(d, "whois_queries_per_minute", 1..=10_000) {
+        intel.whois_queries_per_minute = u32::try_from(v).unwrap_or(20);
+    }
+    if let Some(v) = t.integer(d, "queue_size", 1..=1_000_000) {
+        intel.queue_size = usize::try_from(v).unwrap_or(1000);
+    }
+    if let Some(v) = t.integer(d, "concurrency", 1..=64) {
+        intel.concurrency = usize::try_from(v).unwrap_or(4);
+    }
+    if let Some(v) = t.get("hosting_asn_file").and_then(|v| path(d, &v)) {
+        intel.hosting_asn_file = Some(v);
+    }
     t.finish(d);
+}
+
+/// "ip" (with `default_port`), "ip:port" or "[ipv6]:port".
+fn socket_address(text: &str, default_port: u16) -> Option<std::net::SocketAddr> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, default_port));
+    }
+    text.parse().ok()
+}
+
+/// A WHOIS server: a host name or an address, with an optional port.
+fn is_server_name(text: &str) -> bool {
+    if socket_address(text, 43).is_some() {
+        return true;
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }

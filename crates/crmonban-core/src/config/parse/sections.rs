@@ -145,6 +145,19 @@ pub(super) fn read_siem_target(
 }
 
 pub(super) fn webhook_url(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<String> {
+    http_url(
+        d,
+        v,
+        "plain http:// sends events (and any Authorization header) unencrypted; prefer https://",
+    )
+}
+
+/// An http:// or https:// URL with a host; `plain_warning` is the warning for http://.
+pub(super) fn http_url(
+    d: &mut Diagnostics<'_>,
+    v: &Value<'_, '_>,
+    plain_warning: &str,
+) -> Option<String> {
     let url = v.non_empty_str(d)?;
     let lower = url.to_ascii_lowercase();
     let (rest, plain) = if let Some(rest) = lower.strip_prefix("https://") {
@@ -172,11 +185,7 @@ pub(super) fn webhook_url(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<
         return None;
     }
     if plain {
-        d.warn(
-            &v.span,
-            &v.path,
-            "plain http:// sends events (and any Authorization header) unencrypted; prefer https://",
-        );
+        d.warn(&v.span, &v.path, plain_warning);
     }
     Some(url.to_owned())
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -186,8 +187,7 @@ pub struct GeneralConfig {
     pub pid_file: PathBuf,
     /// Default `info`.
     pub log_level: LogLevel,
-    /// Gather intel on every newly banned address. Default false while intel is not
-    /// implemented (true is accepted with a warning).
+    /// Gather intel (`[intel]`) about every newly banned address, after the ban. Default true.
     pub auto_intel: bool,
     /// For bans that name no duration, and for services without `ban_time`. Default 3600 s.
     pub default_ban_duration: BanDuration,
@@ -226,7 +226,7 @@ impl Default for GeneralConfig {
             db_path: PathBuf::from("/var/lib/crmonban/crmonban.db"),
             pid_file: PathBuf::from("/var/run/crmonban.pid"),
             log_level: LogLevel::Info,
-            auto_intel: false,
+            auto_intel: true,
             services_dir: PathBuf::from(DEFAULT_SERVICES_DIR),
             default_ban_duration: BanDuration::Timed(Duration::from_secs(3600)),
             state_dir: PathBuf::from("/var/lib/crmonban"),
@@ -417,39 +417,85 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// `[intel]`: what is gathered about banned addresses.
+/// `[intel]`: what is gathered about banned addresses (and about any address `crmonctl intel`
+/// asks for). Gathering runs after the ban, never on its path.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntelConfig {
-    /// Country/city/ASN from local MaxMind databases. Default false while intel is not
-    /// implemented (true is accepted with a warning); likewise the next two.
+    /// Country, city and ASN from the local databases below; never a web service. Default
+    /// true: it needs no key and no network, and a missing file only leaves those fields out.
     pub geoip_enabled: bool,
-    /// Reverse DNS. Default false.
+    /// Reverse DNS (with forward confirmation). Default false: it sends the address to the
+    /// configured name servers.
     pub rdns_enabled: bool,
-    /// WHOIS. Default false.
+    /// WHOIS from IANA through the referrals. Default false: it sends the address to the
+    /// registries, which rate-limit.
     pub whois_enabled: bool,
-    /// Per lookup. Default 10 s.
+    /// Per lookup (each DNS query, WHOIS connection, HTTP request). Default 10 s.
     pub timeout: Duration,
-    /// Shodan is queried only when set. Default unset.
+    /// Shodan is queried only when a key is set (here or in `shodan_api_key_file`).
     pub shodan_api_key: Option<Secret>,
-    /// AbuseIPDB is queried only when set. Default unset.
+    /// AbuseIPDB is queried only when a key is set (here or in `abuseipdb_api_key_file`).
     pub abuseipdb_api_key: Option<Secret>,
-    /// Default `/var/lib/GeoIP/GeoLite2-City.mmdb`; a missing file only drops those fields.
+    /// A file holding the Shodan key (first line), read at start and reload, so that the
+    /// configuration can be world-readable. Exclusive with `shodan_api_key`.
+    pub shodan_api_key_file: Option<PathBuf>,
+    /// A file holding the AbuseIPDB key. Exclusive with `abuseipdb_api_key`.
+    pub abuseipdb_api_key_file: Option<PathBuf>,
+    /// Default `https://api.shodan.io`.
+    pub shodan_url: String,
+    /// Default `https://api.abuseipdb.com/api/v2`.
+    pub abuseipdb_url: String,
+    /// Report our bans to AbuseIPDB (needs its key). Default false.
+    pub abuseipdb_report: bool,
+    /// Most reports sent per day (AbuseIPDB's free tier accepts 1,000). Default 1000.
+    pub abuseipdb_reports_per_day: u32,
+    /// City or Country database (GeoLite2 or DB-IP, `.mmdb`). Default
+    /// `/var/lib/GeoIP/GeoLite2-City.mmdb`, where Debian's geoipupdate writes it.
     pub geoip_city_db: PathBuf,
-    /// Default `/var/lib/GeoIP/GeoLite2-ASN.mmdb`.
+    /// ASN database. Default `/var/lib/GeoIP/GeoLite2-ASN.mmdb`.
     pub geoip_asn_db: PathBuf,
+    /// Name servers for reverse DNS (`ip` or `ip:port`); empty (the default) reads
+    /// `/etc/resolv.conf`.
+    pub dns_servers: Vec<SocketAddr>,
+    /// The first WHOIS server (`host` or `host:port`). Default `whois.iana.org`.
+    pub whois_server: String,
+    /// Most WHOIS queries to one server per minute. Default 20.
+    pub whois_queries_per_minute: u32,
+    /// How long gathered intel is reused before it is gathered again. Default 1 day.
+    pub cache_ttl: Duration,
+    /// Banned addresses waiting for intel at most; beyond, the oldest waiting is dropped
+    /// (and counted). Default 1000.
+    pub queue_size: usize,
+    /// Addresses gathered at the same time. Default 4.
+    pub concurrency: usize,
+    /// More hosting ASNs (`ASN name` per line) on top of the shipped list. Default unset.
+    pub hosting_asn_file: Option<PathBuf>,
 }
 
 impl Default for IntelConfig {
     fn default() -> IntelConfig {
         IntelConfig {
-            geoip_enabled: false,
+            geoip_enabled: true,
             rdns_enabled: false,
             whois_enabled: false,
             timeout: Duration::from_secs(10),
             shodan_api_key: None,
             abuseipdb_api_key: None,
+            shodan_api_key_file: None,
+            abuseipdb_api_key_file: None,
+            shodan_url: "https://api.shodan.io".into(),
+            abuseipdb_url: "https://api.abuseipdb.com/api/v2".into(),
+            abuseipdb_report: false,
+            abuseipdb_reports_per_day: 1000,
             geoip_city_db: PathBuf::from("/var/lib/GeoIP/GeoLite2-City.mmdb"),
             geoip_asn_db: PathBuf::from("/var/lib/GeoIP/GeoLite2-ASN.mmdb"),
+            dns_servers: Vec::new(),
+            whois_server: "whois.iana.org".into(),
+            whois_queries_per_minute: 20,
+            cache_ttl: Duration::from_secs(86_400),
+            queue_size: 1000,
+            concurrency: 4,
+            hosting_asn_file: None,
         }
     }
 }

@@ -254,3 +254,17 @@ pub enum DaemonBus {
 pub const DEFAULT_DAEMON_SOURCE_TIMEOUT: Duration = Duration::from_millis(200);
 /// The largest `timeout_ms` of a `daemon` source: a question holds up the ban that asked it.
 pub const MAX_DAEMON_SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl IntelConfig {
+    /// Whether any source can be asked (for `crmonctl intel`): a lookup is on, or an API key
+    /// (or key file) is set.
+    pub fn any_source(&self) -> bool {
+        self.geoip_enabled
+            || self.rdns_enabled
+            || self.whois_enabled
+            || self.shodan_api_key.is_some()
+            || self.shodan_api_key_file.is_some()
+            || self.abuseipdb_api_key.is_some()
+            || self.abuseipdb_api_key_file.is_some()
+    }
+}

@@ -1,0 +1,206 @@
+//! Intel after the ban, through a running engine over a recording firewall and a real store,
+//! against local servers: a WHOIS server that never answers holds neither a ban nor memory
+//! (the queue drops its oldest and counts), and what is gathered lands in the cache.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crmonban_core::config::{BanDuration, Config};
+use crmonban_core::{BanSource, Target};
+use crmonban_engine::{BanRequest, EngineBuilder, RecordingBackend, Running, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A WHOIS server that accepts, reads the query and then says nothing for a minute; counts
+/// connections.
+async fn hanging_whois() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut query = [0u8; 256];
+                let _ = socket.read(&mut query).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let _ = socket.write_all(b"too late\r\n").await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// A WHOIS server answering every query with `answer` and closing.
+async fn answering_whois(answer: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut query = [0u8; 256];
+                let _ = socket.read(&mut query).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn start(config: Config, dir: &tempfile::TempDir) -> Running {
+    EngineBuilder::new(config)
+        .firewall(Box::new(RecordingBackend::new()))
+        .store(Store::open(&dir.path().join("crmonban.db")).await.unwrap())
+        .without_detection()
+        .start()
+        .await
+        .unwrap()
+}
+
+fn ban_of(i: u32) -> BanRequest {
+    BanRequest {
+        target: Target::Addr(std::net::Ipv4Addr::from(0x0B00_0000 + i).into()),
+        duration: Some(BanDuration::from_secs(600)),
+        reason: "test".into(),
+        source: BanSource::Detector,
+        service: Some("ssh".into()),
+    }
+}
+
+fn whois_only(server: SocketAddr, timeout: Duration) -> Config {
+    let mut config = Config::default();
+    config.general.auto_intel = true;
+    config.intel.geoip_enabled = false;
+    config.intel.whois_enabled = true;
+    config.intel.whois_server = server.to_string();
+    config.intel.timeout = timeout;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_whois_server_delays_no_ban_and_the_queue_stays_bounded() {
+    let (server, connections) = hanging_whois().await;
+    let mut config = whois_only(server, Duration::from_secs(30));
+    config.intel.concurrency = 2;
+    config.intel.queue_size = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config, &dir).await;
+    let engine = running.engine();
+
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..100 {
+        let one = Instant::now();
+        engine.ban(ban_of(i)).await.unwrap();
+        slowest = slowest.max(one.elapsed());
+    }
+    // The WHOIS server holds every gather for 30 s: a ban that waited on one would take that.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a ban waited {slowest:?} while WHOIS hung"
+    );
+    assert_eq!(engine.active_ban_count(), 100);
+
+    // Every ban reached the intel queue: two hang at the server, ten wait, the rest were
+    // dropped oldest first and counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = running.intel().stats();
+        if stats.dropped + stats.waiting == 98 && connections.load(Ordering::SeqCst) == 2 {
+            assert_eq!(stats.waiting, 10, "{stats:?}");
+            assert_eq!(stats.dropped, 88, "{stats:?}");
+            assert_eq!(stats.gathered, 0, "{stats:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stats:?}, {} connections",
+            connections.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    running.shutdown().await;
+}
+
+const RIPE_ANSWER: &str = "\
+% This is the RIPE Database query service.\r
+% The objects are in RPSL format.\r
+\r
+% Abuse contact for '11.0.0.0 - 11.0.0.255' is 'abuse@example.net'\r
+\r
+inetnum:        11.0.0.0 - 11.0.0.255\r
+netname:        EXAMPLE-NET\r
+country:        NL\r
+org:            ORG-EX1-RIPE\r
+admin-c:        EX1-RIPE\r
+status:         ASSIGNED PA\r
+mnt-by:         EXAMPLE-MNT\r
+source:         RIPE\r
+\r
+organisation:   ORG-EX1-RIPE\r
+org-name:       Example Hosting B.V.\r
+org-type:       LIR\r
+country:        NL\r
+source:         RIPE\r
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_fills_the_intel_cache_and_the_next_ban_carries_its_summary() {
+    let server = answering_whois(RIPE_ANSWER).await;
+    let config = whois_only(server, Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config, &dir).await;
+    let engine = running.engine();
+    let target = ban_of(0).target;
+
+    engine.ban(ban_of(0)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cached = loop {
+        if let Some(intel) = running.intel().cached(&target).await.unwrap() {
+            break intel;
+        }
+        assert!(Instant::now() < deadline, "{:?}", running.intel().stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let whois = cached.whois.expect("the WHOIS part");
+    assert_eq!(whois.organization.as_deref(), Some("Example Hosting B.V."));
+    assert_eq!(whois.abuse_contact.as_deref(), Some("abuse@example.net"));
+    assert_eq!(whois.country.as_deref(), Some("NL"));
+    assert_eq!(running.intel().stats().gathered, 1);
+
+    // Unbanned and banned again: the reason now says who it is.
+    assert!(engine.unban(&target, "unban").await.unwrap());
+    let again = engine.ban(ban_of(0)).await.unwrap();
+    assert_eq!(again.reason, "test [NL, Example Hosting B.V.]");
+    // Fresh in the cache: not gathered a second time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running.intel().stats().from_cache == 0 {
+        assert!(Instant::now() < deadline, "{:?}", running.intel().stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.intel().stats().gathered, 1);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_source_intel_is_not_enabled_and_nothing_is_queued() {
+    let mut config = Config::default();
+    config.intel.geoip_enabled = false;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config, &dir).await;
+    let target = ban_of(1).target;
+    running.engine().ban(ban_of(1)).await.unwrap();
+    let err = running.intel().intel(&target, false).await.unwrap_err();
+    assert!(err.to_string().contains("intel is not enabled"), "{err}");
+    let network = Target::parse("11.0.0.0/24").unwrap();
+    assert!(running.intel().intel(&network, false).await.is_err());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = running.intel().stats();
+    assert_eq!((stats.waiting, stats.gathered), (0, 0), "{stats:?}");
+    running.shutdown().await;
+}
