@@ -208,12 +208,7 @@ impl IntelService {
         let mut intel = self.shared.gather(&gatherer, ip, &settings.config).await;
         // Say why a source gave nothing (a missing database and how to get it) to the one
         // asking, without storing it with every record.
-        for problem in gatherer.problems() {
-            intel.problems.push(Problem {
-                source: problem_source(&problem),
-                message: problem,
-            });
-        }
+        intel.problems.extend(gatherer.problems());
         Ok(intel)
     }
 
@@ -232,7 +227,8 @@ impl IntelService {
     /// The sources in use, and what is wrong with them now.
     pub fn sources(&self) -> (Vec<Source>, Vec<String>) {
         let gatherer = self.shared.gatherer();
-        (gatherer.sources(), gatherer.problems())
+        let problems = gatherer.problems().into_iter().map(|p| p.message).collect();
+        (gatherer.sources(), problems)
     }
 
     /// The service's counters.
@@ -472,22 +468,8 @@ fn log_sources(gatherer: &Gatherer, auto: bool) {
         "intel"
     );
     for problem in gatherer.problems() {
-        warn!("intel: {problem}");
+        warn!(source = %problem.source, "intel: {}", problem.message);
     }
-}
-
-/// The source a setup problem belongs to, from its wording.
-fn problem_source(problem: &str) -> Source {
-    let lower = problem.to_ascii_lowercase();
-    [
-        ("abuseipdb", Source::Abuseipdb),
-        ("shodan", Source::Shodan),
-        ("whois", Source::Whois),
-        ("reverse dns", Source::Rdns),
-    ]
-    .into_iter()
-    .find(|(word, _)| lower.contains(word))
-    .map_or(Source::Geoip, |(_, source)| source)
 }
 
 /// The summaries the engine appends to later ban reasons of the same address: bounded,

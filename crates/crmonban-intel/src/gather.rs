@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crmonban_core::config::{IntelConfig, Secret};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::abuseipdb::{AbuseIpdbClient, Reporter, categories_for};
 use crate::geoip::GeoIp;
@@ -31,7 +31,7 @@ pub struct Gatherer {
     shodan: Option<ShodanClient>,
     hosting: HostingAsns,
     reporter: Option<Mutex<Reporter>>,
-    setup_problems: Vec<String>,
+    setup_problems: Vec<Problem>,
 }
 
 impl Gatherer {
@@ -39,13 +39,24 @@ impl Gatherer {
     /// GeoIP databases (memory-mapped) and the resolver configuration; what fails is a
     /// problem, never an error.
     pub fn new(config: &IntelConfig) -> Gatherer {
-        let mut setup_problems = Vec::new();
+        let Files {
+            abuseipdb_key,
+            shodan_key,
+            hosting,
+            mut problems,
+        } = Files::read(config);
+        let mut off = |source: Source, error: IntelError| {
+            problems.push(Problem {
+                source,
+                message: format!("{} is off: {error}", source.name()),
+            })
+        };
         let geoip = config
             .geoip_enabled
             .then(|| GeoIp::open(&config.geoip_city_db, &config.geoip_asn_db));
         let rdns = if config.rdns_enabled {
             ReverseResolver::new(&config.dns_servers, config.timeout)
-                .map_err(|e| setup_problems.push(format!("reverse DNS is off: {e}")))
+                .map_err(|e| off(Source::Rdns, e))
                 .ok()
         } else {
             None
@@ -57,50 +68,24 @@ impl Gatherer {
                 per_server_per_minute: config.whois_queries_per_minute,
                 ..WhoisOptions::default()
             })
-            .map_err(|e| setup_problems.push(format!("WHOIS is off: {e}")))
+            .map_err(|e| off(Source::Whois, e))
             .ok()
         } else {
             None
         };
-        let abuseipdb_key = key(
-            "AbuseIPDB",
-            config.abuseipdb_api_key.as_ref(),
-            config.abuseipdb_api_key_file.as_deref(),
-            &mut setup_problems,
-        );
         let abuseipdb = abuseipdb_key.and_then(|key| {
             AbuseIpdbClient::new(key, &config.abuseipdb_url, config.timeout)
-                .map_err(|e| setup_problems.push(format!("AbuseIPDB is off: {e}")))
+                .map_err(|e| off(Source::Abuseipdb, e))
                 .ok()
         });
-        let shodan = key(
-            "Shodan",
-            config.shodan_api_key.as_ref(),
-            config.shodan_api_key_file.as_deref(),
-            &mut setup_problems,
-        )
-        .and_then(|key| {
+        let shodan = shodan_key.and_then(|key| {
             ShodanClient::new(key, &config.shodan_url, config.timeout)
-                .map_err(|e| setup_problems.push(format!("Shodan is off: {e}")))
+                .map_err(|e| off(Source::Shodan, e))
                 .ok()
         });
-        let reporter = match (config.abuseipdb_report, &abuseipdb) {
-            (true, Some(_)) => Some(Mutex::new(Reporter::new(config.abuseipdb_reports_per_day))),
-            (true, None) => {
-                setup_problems.push(
-                    "abuseipdb_report is on but AbuseIPDB has no usable key: nothing is reported"
-                        .into(),
-                );
-                None
-            }
-            (false, _) => None,
-        };
-        let mut hosting = HostingAsns::builtin();
-        if let Some(path) = &config.hosting_asn_file
-            && let Err(problem) = hosting.load_extra(path)
-        {
-            setup_problems.push(format!("hosting_asn_file: {problem}"));
-        }
+        let reporter = (config.abuseipdb_report && abuseipdb.is_some())
+            .then(|| Mutex::new(Reporter::new(config.abuseipdb_reports_per_day)));
+        let setup_problems = problems;
         Gatherer {
             geoip,
             rdns,
@@ -140,10 +125,13 @@ impl Gatherer {
 
     /// What is wrong with the configured sources now, one line each (a missing database and
     /// how to get it, an unreadable key file, ...): for the log at start and `crmonctl status`.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<Problem> {
         let mut problems = self.setup_problems.clone();
         if let Some(geoip) = &self.geoip {
-            problems.extend(geoip.problems());
+            problems.extend(geoip.problems().into_iter().map(|message| Problem {
+                source: Source::Geoip,
+                message,
+            }));
         }
         problems
     }
@@ -289,28 +277,6 @@ fn is_hosting_usage(usage: &str) -> bool {
     usage.contains("data center") || usage.contains("hosting") || usage.contains("content delivery")
 }
 
-/// The API key of `service`: given in the file, or read from the key file's first line.
-fn key(
-    service: &str,
-    given: Option<&Secret>,
-    file: Option<&Path>,
-    problems: &mut Vec<String>,
-) -> Option<Secret> {
-    if let Some(key) = given {
-        return Some(key.clone());
-    }
-    let file = file?;
-    match read_key_file(file) {
-        Ok(key) => Some(key),
-        Err(why) => {
-            let problem = format!("{service} is off: key file {}: {why}", file.display());
-            warn!("{problem}");
-            problems.push(problem);
-            None
-        }
-    }
-}
-
 /// The first line of a key file, which must be a non-empty token of at most 512 bytes.
 fn read_key_file(path: &Path) -> Result<Secret, String> {
     use std::io::Read;
@@ -338,33 +304,205 @@ pub fn check_config(config: &IntelConfig) -> Vec<String> {
     if config.geoip_enabled {
         problems.extend(GeoIp::open(&config.geoip_city_db, &config.geoip_asn_db).problems());
     }
-    let abuseipdb = key(
-        "AbuseIPDB",
-        config.abuseipdb_api_key.as_ref(),
-        config.abuseipdb_api_key_file.as_deref(),
-        &mut problems,
-    );
-    key(
-        "Shodan",
-        config.shodan_api_key.as_ref(),
-        config.shodan_api_key_file.as_deref(),
-        &mut problems,
-    );
-    if config.abuseipdb_report && abuseipdb.is_none() {
-        problems.push(
-            "abuseipdb_report is on but AbuseIPDB has no usable key: nothing is reported".into(),
-        );
-    }
-    if let Some(path) = &config.hosting_asn_file
-        && let Err(problem) = HostingAsns::builtin().load_extra(path)
-    {
-        problems.push(format!("hosting_asn_file: {problem}"));
-    }
+    problems.extend(Files::read(config).problems.into_iter().map(|p| p.message));
     problems
+}
+
+/// What `[intel]` points at on disk: the API keys (given, or read from their files) and the
+/// hosting list, with what is wrong with them.
+struct Files {
+    abuseipdb_key: Option<Secret>,
+    shodan_key: Option<Secret>,
+    hosting: HostingAsns,
+    problems: Vec<Problem>,
+}
+
+impl Files {
+    fn read(config: &IntelConfig) -> Files {
+        let mut problems = Vec::new();
+        let mut key = |source: Source, given: Option<&Secret>, file: Option<&Path>| {
+            if let Some(key) = given {
+                return Some(key.clone());
+            }
+            let file = file?;
+            read_key_file(file)
+                .map_err(|why| {
+                    problems.push(Problem {
+                        source,
+                        message: format!(
+                            "{} is off: key file {}: {why}",
+                            source.name(),
+                            file.display()
+                        ),
+                    })
+                })
+                .ok()
+        };
+        let abuseipdb_key = key(
+            Source::Abuseipdb,
+            config.abuseipdb_api_key.as_ref(),
+            config.abuseipdb_api_key_file.as_deref(),
+        );
+        let shodan_key = key(
+            Source::Shodan,
+            config.shodan_api_key.as_ref(),
+            config.shodan_api_key_file.as_deref(),
+        );
+        if config.abuseipdb_report && abuseipdb_key.is_none() {
+            problems.push(Problem {
+                source: Source::Abuseipdb,
+                message: "abuseipdb_report is on but AbuseIPDB has no key: nothing is reported"
+                    .into(),
+            });
+        }
+        let mut hosting = HostingAsns::builtin();
+        if let Some(path) = &config.hosting_asn_file
+            && let Err(problem) = hosting.load_extra(path)
+        {
+            problems.push(Problem {
+                source: Source::Geoip,
+                message: format!("hosting_asn_file: {problem}"),
+            });
+        }
+        Files {
+            abuseipdb_key,
+            shodan_key,
+            hosting,
+            problems,
+        }
+    }
 }
 
 /// How long a source may take for one address at most, for the engine's own deadline: every
 /// source is bounded by `timeout` per step, WHOIS by its referrals.
 pub fn gather_deadline(config: &IntelConfig) -> Duration {
     config.timeout * (u32::from(WhoisOptions::default().max_referrals) + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crmonban_testutil::mmdb::{self, CityEntry};
+
+    use super::*;
+
+    fn geoip_config(dir: &Path) -> IntelConfig {
+        let city = dir.join("city.mmdb");
+        let asn = dir.join("asn.mmdb");
+        mmdb::write_city(
+            &city,
+            mmdb::GEOLITE2_CITY,
+            &[CityEntry {
+                network: "203.0.113.0/24",
+                country_code: Some("DE"),
+                country_name: Some("Germany"),
+                city: Some("Nuremberg"),
+                ..CityEntry::default()
+            }],
+        )
+        .unwrap();
+        mmdb::write_asn(
+            &asn,
+            mmdb::GEOLITE2_ASN,
+            &[
+                ("203.0.113.0/25", 24940, "Hetzner Online GmbH"),
+                ("203.0.113.128/25", 64496, "Example Access Network"),
+            ],
+        )
+        .unwrap();
+        IntelConfig {
+            geoip_city_db: city,
+            geoip_asn_db: asn,
+            ..IntelConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn geoip_alone_gives_location_network_and_the_hosting_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let gatherer = Gatherer::new(&geoip_config(dir.path()));
+        assert_eq!(gatherer.sources(), [Source::Geoip]);
+        assert!(gatherer.can_learn() && gatherer.problems().is_empty());
+
+        let intel = gatherer
+            .gather("203.0.113.7".parse().unwrap(), 1_700_000_000)
+            .await;
+        assert_eq!(intel.gathered_at, 1_700_000_000);
+        assert_eq!(
+            intel.summary().as_deref(),
+            Some("DE, AS24940 Hetzner Online GmbH, hosting")
+        );
+        assert_eq!(
+            intel.flags.hosting_reason.as_deref(),
+            Some("AS24940 is a hosting network (Hetzner Online)")
+        );
+        assert!(intel.problems.is_empty(), "{:?}", intel.problems);
+
+        // An access network is not flagged.
+        let intel = gatherer.gather("203.0.113.200".parse().unwrap(), 0).await;
+        assert!(!intel.flags.hosting, "{intel:?}");
+        assert_eq!(
+            intel.network_name().as_deref(),
+            Some("AS64496 Example Access Network")
+        );
+    }
+
+    #[test]
+    fn missing_databases_and_key_files_are_problems_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty_key = dir.path().join("empty.key");
+        std::fs::write(&empty_key, "\n").unwrap();
+        let config = IntelConfig {
+            geoip_city_db: PathBuf::from("/nonexistent/City.mmdb"),
+            geoip_asn_db: PathBuf::from("/nonexistent/ASN.mmdb"),
+            abuseipdb_api_key_file: Some(empty_key.clone()),
+            shodan_api_key_file: Some(dir.path().join("absent.key")),
+            abuseipdb_report: true,
+            ..IntelConfig::default()
+        };
+        let gatherer = Gatherer::new(&config);
+        assert!(!gatherer.can_learn());
+        assert!(!gatherer.reports());
+        assert_eq!(gatherer.sources(), [Source::Geoip]);
+        let problems: Vec<(Source, String)> = gatherer
+            .problems()
+            .into_iter()
+            .map(|p| (p.source, p.message))
+            .collect();
+        let has = |source: Source, text: &str| {
+            problems
+                .iter()
+                .any(|(s, m)| *s == source && m.contains(text))
+        };
+        assert!(
+            has(
+                Source::Abuseipdb,
+                &format!("key file {}: its first line is empty", empty_key.display())
+            ),
+            "{problems:?}"
+        );
+        assert!(has(Source::Shodan, "absent.key"), "{problems:?}");
+        assert!(
+            has(Source::Abuseipdb, "nothing is reported"),
+            "{problems:?}"
+        );
+        assert!(
+            has(Source::Geoip, "/nonexistent/City.mmdb is missing"),
+            "{problems:?}"
+        );
+        // check-config says the same, as lines.
+        let checked = check_config(&config);
+        assert_eq!(checked.len(), problems.len(), "{checked:?}");
+    }
+
+    #[test]
+    fn a_key_file_gives_its_first_line_and_refuses_what_is_not_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        std::fs::write(&file, "  abc123  \nsecond line\n").unwrap();
+        assert_eq!(read_key_file(&file).unwrap().expose(), "abc123");
+        std::fs::write(&file, "two words\n").unwrap();
+        assert!(read_key_file(&file).is_err());
+    }
 }

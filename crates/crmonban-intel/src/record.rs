@@ -227,6 +227,20 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The name people know the source by, for messages: "GeoIP", "reverse DNS", "WHOIS",
+    /// "AbuseIPDB", "Shodan".
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Geoip => "GeoIP",
+            Source::Rdns => "reverse DNS",
+            Source::Whois => "WHOIS",
+            Source::Abuseipdb => "AbuseIPDB",
+            Source::Shodan => "Shodan",
+        }
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
