@@ -183,8 +183,8 @@ impl WhoisClient {
 
     /// What the registries say about `ip`'s network: from the start server through the
     /// referrals to the last server, whose answer is parsed. Stops when an answer refers
-    /// nowhere (or only to rwhois), when it refers to a server already asked (a loop), or
-    /// after `max_referrals` referrals. A registry's refusal or rate-limit notice is an
+    /// nowhere (or only to rwhois, an address, or a port other than 43), when it refers to a
+    /// server already asked (a loop), or after `max_referrals` referrals. A registry's refusal or rate-limit notice is an
     /// error (and that server is left alone for a minute), never an empty record.
     ///
     /// Bounded in time: at most `max_referrals + 1` servers are asked, each within
@@ -213,6 +213,12 @@ impl WhoisClient {
             match parse::referral(&answer) {
                 Some(next) if asked.iter().any(|seen| seen.host == next.host) => {
                     tracing::debug!(server = %server.label(), next = %next.label(), "WHOIS referral loop; keeping this answer");
+                }
+                // Referrals come from registry data anyone can register (an ISP's
+                // ReferralServer): followed to the WHOIS port of a named host only, so that an
+                // answer cannot point our query at another service on this machine or network.
+                Some(next) if next.port != WHOIS_PORT || next.host.parse::<IpAddr>().is_ok() => {
+                    tracing::debug!(server = %server.label(), next = %next.label(), "WHOIS referral to an address or a port other than 43 not followed; keeping this answer");
                 }
                 Some(next) if followed >= usize::from(self.options.max_referrals) => {
                     tracing::debug!(server = %server.label(), next = %next.label(), "WHOIS referral limit reached; keeping this answer");

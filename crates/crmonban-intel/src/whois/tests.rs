@@ -310,6 +310,31 @@ async fn a_referral_loop_stops_at_the_second_server() {
 }
 
 #[tokio::test]
+async fn a_referral_to_another_port_or_to_an_address_is_not_followed() {
+    let elsewhere = FixtureServer::answering(fixture!("ripe-193.0.6.139")).await;
+    for referral in [
+        "whois://whois.example-isp.net:6379".to_owned(),
+        "whois://127.0.0.1".to_owned(),
+        format!("whois://127.0.0.1:{}", elsewhere.addr.port()),
+    ] {
+        let mut answer = fixture!("arin-8.8.8.8");
+        answer.extend_from_slice(format!("\nReferralServer:  {referral}\n").as_bytes());
+        let arin = FixtureServer::answering(answer).await;
+        let client = client(
+            starting_at("whois.arin.net"),
+            &[
+                ("whois.arin.net", &arin),
+                ("whois.example-isp.net", &elsewhere),
+            ],
+        );
+        let whois = client.lookup(ip("8.8.8.8")).await.expect("ARIN's record");
+        assert_eq!(whois.servers, ["whois.arin.net"], "{referral}");
+        assert_eq!(whois.organization.as_deref(), Some("Google LLC"));
+    }
+    assert_eq!(elsewhere.connections(), 0);
+}
+
+#[tokio::test]
 async fn a_refusal_is_an_error_and_the_server_is_left_alone() {
     let ripe = FixtureServer::answering(fixture!("ripe-error-201")).await;
     let client = client(starting_at("whois.ripe.net"), &[("whois.ripe.net", &ripe)]);
