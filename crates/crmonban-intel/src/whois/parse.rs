@@ -260,17 +260,12 @@ fn without_handle(name: String) -> String {
 /// and any `abuse-mailbox:` in the answer.
 fn rpsl(answer: &str) -> Record {
     let objects = objects(answer);
-    let networks: Vec<&Object> = objects
-        .iter()
-        .filter(|object| object.is("inetnum") || object.is("inet6num"))
-        .collect();
-    let Some(chosen) = narrowest(networks.iter().map(|network| range_size(network.key()))) else {
+    let Some(network) = narrowest_network(&objects) else {
         return Record {
             abuse_contact: abuse_comments(answer).find_map(|(_, address)| email(address)),
             ..Record::default()
         };
     };
-    let network = networks[chosen];
     let range = clean(network.key());
     let organisation = network.value("org").and_then(|id| {
         objects
@@ -343,14 +338,9 @@ fn rpsl(answer: &str) -> Record {
 /// networks have no name.
 fn lacnic(answer: &str) -> Record {
     let objects = objects(answer);
-    let networks: Vec<&Object> = objects
-        .iter()
-        .filter(|object| object.is("inetnum") || object.is("inet6num"))
-        .collect();
-    let Some(chosen) = narrowest(networks.iter().map(|network| range_size(network.key()))) else {
+    let Some(network) = narrowest_network(&objects) else {
         return Record::default();
     };
-    let network = networks[chosen];
     let contact = |handle: &str| {
         objects.iter().find(|object| {
             ["nic-hdl", "nic-hdl-br"].iter().any(|key| {
@@ -473,6 +463,16 @@ fn abuse_comments(answer: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The index of the narrowest range (`None` sizes count as the widest); the last wins a tie.
+/// The most specific `inetnum:`/`inet6num:` object of an RPSL answer (RIPE, APNIC, AFRINIC,
+/// LACNIC), which is the network the address is in.
+fn narrowest_network<'o, 'a>(objects: &'o [Object<'a>]) -> Option<&'o Object<'a>> {
+    let networks: Vec<&Object> = objects
+        .iter()
+        .filter(|object| object.is("inetnum") || object.is("inet6num"))
+        .collect();
+    narrowest(networks.iter().map(|network| range_size(network.key()))).map(|i| networks[i])
+}
+
 fn narrowest(sizes: impl Iterator<Item = Option<u128>>) -> Option<usize> {
     let mut best: Option<(usize, u128)> = None;
     for (index, size) in sizes.enumerate() {
