@@ -83,7 +83,11 @@ const NOTES: &[(&str, &str)] = &[
          address has committed (the real NftBackend, wrapped to note when `apply` returned); \
          `line_to_ban_added_*` until the engine's `BanAdded`, sent once the database row is \
          written too. For comparison (the issue's figures for this VM): sshguard 3.8 ms median, \
-         fail2ban 193 ms (pyinotify) to 766 ms (polling), CrowdSec's bouncer polls every 10 s.",
+         fail2ban 193 ms (pyinotify) to 766 ms (polling), CrowdSec's bouncer polls every 10 s. \
+         The `*_hanging_whois_*` figures are a second pass of the same rounds with intel on \
+         (`auto_intel`, WHOIS pointed at a server in the namespace that accepts and never \
+         answers, timeout 30 s): every gather hangs and the intel queue fills; a ban that \
+         waited for intel would show it there (`hanging_whois_intel_*`: the queue at the end).",
     ),
     (
         "peers",
@@ -148,6 +152,8 @@ const TARGETS: &[(&str, &str, f64)] = &[
     ("daemon_rss_with_1m_bans", "< 200 MB", 200.0),
     ("line_to_kernel_median", "< 1 ms", 1.0),
     ("line_to_kernel_p99", "< 3 ms", 3.0),
+    ("line_to_kernel_hanging_whois_median", "< 1 ms", 1.0),
+    ("line_to_kernel_hanging_whois_p99", "< 3 ms", 3.0),
     ("sshguard_over_crmonban_median", ">= 7 (same run)", -7.0),
     (
         "explain_speedup_over_sshguard_parser",

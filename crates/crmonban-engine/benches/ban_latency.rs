@@ -7,6 +7,11 @@
 //!
 //! Each round: two failed logins from a fresh address (below max_failures = 3), a pause so they
 //! are counted, then the third line is appended and timed.
+//!
+//! A second pass runs the same rounds with intel on (`auto_intel`, crmonban-engine's
+//! `IntelService`) and WHOIS pointed at a server inside the namespace that accepts and never
+//! answers (timeout 30 s): every gather hangs, the intel queue fills and drops its oldest;
+//! the `*_hanging_whois_*` figures show whether a ban waited for any of it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crmonban_core::Target;
 use crmonban_core::config::Config;
-use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions};
+use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions, IntelService};
 use crmonban_firewall::{
     ApplyReport, Change, ChangeSet, Element, FirewallBackend, FirewallError, Layout, NftBackend,
     NftOptions, Transport,
@@ -72,6 +77,39 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let ns = NetNs::new("bench-lat");
+    let plain = measure(&ns, None);
+    // A WHOIS server that takes every connection and never says a word.
+    let listener = ns.run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let whois = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            holder.lock().unwrap().push(socket);
+        }
+    });
+    let with_intel = measure(&ns, Some(whois));
+    println!(
+        "hanging_whois_connections_held: {}",
+        held.lock().unwrap().len()
+    );
+    for (suffix, (mut to_kernel, mut to_event)) in [("", plain), ("_hanging_whois", with_intel)] {
+        for (name, times) in [
+            ("line_to_kernel", &mut to_kernel),
+            ("line_to_ban_added", &mut to_event),
+        ] {
+            times.sort();
+            let pick = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+            println!("{name}{suffix}_median: {}", ms(pick(0.5)));
+            println!("{name}{suffix}_p99: {}", ms(pick(0.99)));
+            println!("{name}{suffix}_max: {}", ms(pick(1.0)));
+        }
+    }
+}
+
+/// [`ROUNDS`] timed bans in `ns`; with intel gathering against the WHOIS server `whois` when
+/// given. Returns (line -> kernel, line -> BanAdded) per round.
+fn measure(ns: &NetNs, whois: Option<std::net::SocketAddr>) -> (Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("auth.log");
     std::fs::write(
@@ -79,16 +117,21 @@ fn main() {
         "Nov 25 00:00:00 host sshd[1]: Server listening on 0.0.0.0 port 22.\n",
     )
     .unwrap();
+    let intel = whois.map_or_else(String::new, |server| {
+        format!(
+            "[intel]\ngeoip_enabled = false\nwhois_enabled = true\nwhois_server = \"{server}\"\ntimeout_secs = 30\n"
+        )
+    });
     let config = Config::from_toml_str(
         &format!(
-            "[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n",
+            "[services.ssh]\nlog_path = \"{}\"\nsource = \"file\"\nmax_failures = 3\nfind_time = 600\nban_time = 600\n{intel}",
             log_path.display()
         ),
         "bench.toml",
     )
     .unwrap();
     let committed: Committed = Arc::default();
-    let (mut to_kernel, mut to_event) = ns.run(|| {
+    ns.run(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -114,6 +157,9 @@ fn main() {
             )
             .await
             .unwrap();
+            let intel = whois.map(|_| {
+                IntelService::start(&engine, &config.intel, true, Duration::from_secs(86_400))
+            });
             let mut events = engine.subscribe();
             let detection = Detection::start(&engine, &config, 0).unwrap();
             // Let the source open the file (read from its end) before appending.
@@ -125,7 +171,13 @@ fn main() {
             let mut to_kernel = Vec::with_capacity(ROUNDS as usize);
             let mut to_event = Vec::with_capacity(ROUNDS as usize);
             for round in 0..ROUNDS {
-                let addr = Ipv4Addr::from(0xC000_0000u32 + 0x0001_0000 + round).to_string();
+                // Each pass its own addresses: the first pass's bans stay in the kernel.
+                let pass = if whois.is_some() {
+                    0x0002_0000
+                } else {
+                    0x0001_0000
+                };
+                let addr = Ipv4Addr::from(0xC000_0000u32 + pass + round).to_string();
                 let pid = 10_000 + round * 4;
                 let stamp = chrono_like_now();
                 for k in 0..2 {
@@ -161,21 +213,18 @@ fn main() {
                 let at = committed.lock().unwrap()[&target];
                 to_kernel.push(at - start);
             }
+            if let Some(intel) = &intel {
+                let stats = intel.stats();
+                println!("hanging_whois_intel_dropped: {}", stats.dropped);
+                println!("hanging_whois_intel_waiting: {}", stats.waiting);
+                println!("hanging_whois_intel_gathered: {}", stats.gathered);
+                intel.shutdown().await;
+            }
             detection.shutdown().await;
             engine.shutdown().await;
             (to_kernel, to_event)
         })
-    });
-    for (name, times) in [
-        ("line_to_kernel", &mut to_kernel),
-        ("line_to_ban_added", &mut to_event),
-    ] {
-        times.sort();
-        let pick = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
-        println!("{name}_median: {}", ms(pick(0.5)));
-        println!("{name}_p99: {}", ms(pick(0.99)));
-        println!("{name}_max: {}", ms(pick(1.0)));
-    }
+    })
 }
 
 /// `Nov 25 16:19:59` for now (UTC), as rsyslog writes it.

@@ -204,3 +204,87 @@ async fn without_any_source_intel_is_not_enabled_and_nothing_is_queued() {
     assert_eq!((stats.waiting, stats.gathered), (0, 0), "{stats:?}");
     running.shutdown().await;
 }
+
+const ABUSEIPDB_CHECK: &str = r#"{"data":{"ipAddress":"11.0.0.2","isPublic":true,"ipVersion":4,
+"isWhitelisted":false,"abuseConfidenceScore":87,"countryCode":"US",
+"usageType":"Data Center/Web Hosting/Transit","isp":"Example Cloud","domain":"example.net",
+"totalReports":42,"numDistinctUsers":17,"lastReportedAt":"2026-12-02T10:00:00+00:00"}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detector_bans_are_reported_to_abuseipdb_once_and_manual_bans_never() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/check"))
+        .and(header("Key", "test-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(ABUSEIPDB_CHECK))
+        .mount(&api)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/report"))
+        .and(header("Key", "test-key"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"{"data":{"ipAddress":"11.0.0.2","abuseConfidenceScore":88}}"#),
+        )
+        .mount(&api)
+        .await;
+    let mut config = Config::default();
+    config.intel.geoip_enabled = false;
+    config.intel.abuseipdb_api_key = Some(crmonban_core::config::Secret::new("test-key"));
+    config.intel.abuseipdb_url = format!("{}/api/v2", api.uri());
+    config.intel.abuseipdb_report = true;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config, &dir).await;
+    let engine = running.engine();
+
+    engine.ban(ban_of(2)).await.unwrap();
+    let manual = BanRequest {
+        source: BanSource::Dbus,
+        service: None,
+        ..ban_of(3)
+    };
+    engine.ban(manual).await.unwrap();
+    // Banned again at once: AbuseIPDB takes one report per address per 15 minutes.
+    engine.unban(&ban_of(2).target, "unban").await.unwrap();
+    engine.ban(ban_of(2)).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.intel().stats().reported + running.intel().stats().reports_skipped < 2 {
+        assert!(Instant::now() < deadline, "{:?}", running.intel().stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reports: Vec<String> = api
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/report"))
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].contains("ip=11.0.0.2") && reports[0].contains("categories=18%2C22"),
+        "{}",
+        reports[0]
+    );
+    let stats = running.intel().stats();
+    assert_eq!((stats.reported, stats.reports_skipped), (1, 1), "{stats:?}");
+
+    // What AbuseIPDB said is cached, and its usage type makes the hosting flag.
+    let intel = running
+        .intel()
+        .cached(&ban_of(2).target)
+        .await
+        .unwrap()
+        .expect("cached");
+    let abuse = intel.abuseipdb.as_ref().expect("the AbuseIPDB part");
+    assert_eq!((abuse.confidence, abuse.total_reports), (87, 42));
+    assert!(intel.flags.hosting, "{intel:?}");
+    assert_eq!(
+        intel.flags.hosting_reason.as_deref(),
+        Some("AbuseIPDB usage type: Data Center/Web Hosting/Transit")
+    );
+    running.shutdown().await;
+}
