@@ -25,8 +25,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
     ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
     ("pkg-config", "/usr/bin/pkg-config"),
-    // AbuseIPDB and Shodan over HTTPS through the system's OpenSSL (reqwest's native-tls).
-    ("libssl-dev", "/usr/include/openssl/ssl.h"),
     ("iproute2", "/usr/bin/ip"),
     ("procps", "/usr/sbin/sysctl"),
     ("dbus", "/usr/bin/dbus-daemon"),
@@ -43,8 +41,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 const RUN_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
     ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
-    ("pkg-config", "/usr/bin/pkg-config"),
-    ("libssl-dev", "/usr/include/openssl/ssl.h"),
     ("dbus", "/usr/bin/dbus-daemon"),
 ];
 

@@ -75,6 +75,8 @@ impl ApiClient {
                 "the base URL is plain http: the API key crosses the network unencrypted"
             );
         }
+        // rustls on ring, unless the embedding program installed a provider of its own.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::builder()
             .user_agent(concat!("crmonban/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)

@@ -237,3 +237,16 @@ async fn requests_carry_our_user_agent_and_forms_are_encoded() {
         "comment=a+b%26c%3Dd+%C3%A9&ip=2001%3Adb8%3A%3A1"
     );
 }
+
+#[test]
+fn an_https_client_builds_on_rustls_with_the_system_certificates() {
+    // No provider is installed by anyone else in this process: ApiClient installs ring's.
+    let client = ApiClient::new(
+        "Test",
+        "https://api.example.net/v1",
+        Secret::new("k"),
+        Duration::from_secs(1),
+    );
+    assert!(client.is_ok(), "{:?}", client.err());
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+}

@@ -279,8 +279,9 @@ impl WhoisClient {
         lookup.max_response_size = Some(self.options.max_answer_bytes);
         tracing::debug!(server = %server.label(), %ip, "asking WHOIS");
         self.whois
-            .lookup_async(lookup)
+            .lookup_raw_async(lookup)
             .await
+            .map(decode)
             .map_err(|error| self.connection_error(&what, error))
     }
 
@@ -418,6 +419,16 @@ fn server_queries(list: &str) -> Result<HashMap<String, String>, String> {
 fn whole_seconds(duration: Duration) -> Duration {
     let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     Duration::from_secs(seconds)
+}
+
+/// A WHOIS answer as text: UTF-8 when it is (RIPE, APNIC, ARIN today), else ISO-8859-1, the
+/// only other encoding the registries use (LACNIC, older RIPE and AFRINIC objects), where every
+/// byte is the character of the same number.
+fn decode(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => error.into_bytes().into_iter().map(char::from).collect(),
+    }
 }
 
 #[cfg(test)]
