@@ -84,10 +84,12 @@ const NOTES: &[(&str, &str)] = &[
          `line_to_ban_added_*` until the engine's `BanAdded`, sent once the database row is \
          written too. For comparison (the issue's figures for this VM): sshguard 3.8 ms median, \
          fail2ban 193 ms (pyinotify) to 766 ms (polling), CrowdSec's bouncer polls every 10 s. \
-         The `*_hanging_whois_*` figures are a second pass of the same rounds with intel on \
-         (`auto_intel`, WHOIS pointed at a server in the namespace that accepts and never \
-         answers, timeout 30 s): every gather hangs and the intel queue fills; a ban that \
-         waited for intel would show it there (`hanging_whois_intel_*`: the queue at the end).",
+         The `*_hanging_whois_*` figures are the rounds run with intel on (`auto_intel`, WHOIS \
+         pointed at a server in the namespace that accepts and never answers, timeout 30 s): \
+         every gather hangs and the intel queue fills; a ban that waited for intel would show \
+         it there (`hanging_whois_intel_*`: the queue at the end of each intel pass). Plain and \
+         intel passes of 150 rounds alternate, a fresh engine each, so that a slow stretch of \
+         the machine falls on both.",
     ),
     (
         "peers",

@@ -8,10 +8,11 @@
 //! Each round: two failed logins from a fresh address (below max_failures = 3), a pause so they
 //! are counted, then the third line is appended and timed.
 //!
-//! A second pass runs the same rounds with intel on (`auto_intel`, crmonban-engine's
-//! `IntelService`) and WHOIS pointed at a server inside the namespace that accepts and never
-//! answers (timeout 30 s): every gather hangs, the intel queue fills and drops its oldest;
-//! the `*_hanging_whois_*` figures show whether a ban waited for any of it.
+//! Half the rounds run with intel on (`auto_intel`, crmonban-engine's `IntelService`) and
+//! WHOIS pointed at a server inside the namespace that accepts and never answers (timeout
+//! 30 s): every gather hangs and the intel queue fills; the `*_hanging_whois_*` figures show
+//! whether a ban waited for any of it. Plain and intel passes alternate (four passes of 150
+//! rounds, a fresh engine each), so that a slow stretch of the machine falls on both.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -77,7 +78,6 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let ns = NetNs::new("bench-lat");
-    let plain = measure(&ns, None);
     // A WHOIS server that takes every connection and never says a word.
     let listener = ns.run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let whois = listener.local_addr().unwrap();
@@ -88,7 +88,16 @@ fn main() {
             holder.lock().unwrap().push(socket);
         }
     });
-    let with_intel = measure(&ns, Some(whois));
+    // Plain and hanging-WHOIS passes alternate, half the rounds each time, so that a slow
+    // stretch of the machine falls on both kinds rather than on one.
+    let (mut plain, mut with_intel) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    for pass in 0..4u32 {
+        let intel = pass % 2 == 1;
+        let (to_kernel, to_event) = measure(&ns, pass, intel.then_some(whois));
+        let into = if intel { &mut with_intel } else { &mut plain };
+        into.0.extend(to_kernel);
+        into.1.extend(to_event);
+    }
     println!(
         "hanging_whois_connections_held: {}",
         held.lock().unwrap().len()
@@ -107,9 +116,14 @@ fn main() {
     }
 }
 
-/// [`ROUNDS`] timed bans in `ns`; with intel gathering against the WHOIS server `whois` when
-/// given. Returns (line -> kernel, line -> BanAdded) per round.
-fn measure(ns: &NetNs, whois: Option<std::net::SocketAddr>) -> (Vec<Duration>, Vec<Duration>) {
+/// Half of [`ROUNDS`] timed bans in `ns` (pass `pass`, with addresses of its own); with intel
+/// gathering against the WHOIS server `whois` when given. Returns (line -> kernel,
+/// line -> BanAdded) per round.
+fn measure(
+    ns: &NetNs,
+    pass: u32,
+    whois: Option<std::net::SocketAddr>,
+) -> (Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("auth.log");
     std::fs::write(
@@ -168,16 +182,11 @@ fn measure(ns: &NetNs, whois: Option<std::net::SocketAddr>) -> (Vec<Duration>, V
                 .append(true)
                 .open(&log_path)
                 .unwrap();
-            let mut to_kernel = Vec::with_capacity(ROUNDS as usize);
-            let mut to_event = Vec::with_capacity(ROUNDS as usize);
-            for round in 0..ROUNDS {
-                // Each pass its own addresses: the first pass's bans stay in the kernel.
-                let pass = if whois.is_some() {
-                    0x0002_0000
-                } else {
-                    0x0001_0000
-                };
-                let addr = Ipv4Addr::from(0xC000_0000u32 + pass + round).to_string();
+            let mut to_kernel = Vec::with_capacity(ROUNDS as usize / 2);
+            let mut to_event = Vec::with_capacity(ROUNDS as usize / 2);
+            for round in 0..ROUNDS / 2 {
+                // Each pass its own addresses: earlier passes' bans stay in the kernel.
+                let addr = Ipv4Addr::from(0xC000_0000u32 + ((pass + 1) << 16) + round).to_string();
                 let pid = 10_000 + round * 4;
                 let stamp = chrono_like_now();
                 for k in 0..2 {

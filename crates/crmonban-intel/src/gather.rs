@@ -505,4 +505,60 @@ mod tests {
         std::fs::write(&file, "two words\n").unwrap();
         assert!(read_key_file(&file).is_err());
     }
+
+    #[tokio::test]
+    async fn failing_sources_are_problems_and_the_rest_is_kept() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let api = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/abuse/check"))
+            .respond_with(ResponseTemplate::new(401).set_body_string(
+                r#"{"errors":[{"detail":"Authentication failed.","status":401}]}"#,
+            ))
+            .mount(&api)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/shodan/shodan/host/203.0.113.7"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"ports":"22"}"#))
+            .mount(&api)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = IntelConfig {
+            abuseipdb_api_key: Some(Secret::new("abuse-secret")),
+            abuseipdb_url: format!("{}/abuse", api.uri()),
+            shodan_api_key: Some(Secret::new("shodan-secret")),
+            shodan_url: format!("{}/shodan", api.uri()),
+            ..geoip_config(dir.path())
+        };
+        let gatherer = Gatherer::new(&config);
+        assert_eq!(
+            gatherer.sources(),
+            [Source::Geoip, Source::Abuseipdb, Source::Shodan]
+        );
+        let intel = gatherer.gather("203.0.113.7".parse().unwrap(), 0).await;
+        // GeoIP answered; the two APIs failed, each named, and nothing of theirs is kept.
+        assert_eq!(intel.country_code(), Some("DE"));
+        assert!(intel.abuseipdb.is_none() && intel.shodan.is_none());
+        let problems: Vec<(Source, &str)> = intel
+            .problems
+            .iter()
+            .map(|p| (p.source, p.message.as_str()))
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|(s, m)| *s == Source::Abuseipdb && m.contains("401")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|(s, m)| *s == Source::Shodan && m.contains("ports")),
+            "{problems:?}"
+        );
+        let json = serde_json::to_string(&intel).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+    }
 }
