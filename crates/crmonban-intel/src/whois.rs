@@ -184,8 +184,9 @@ impl WhoisClient {
     /// What the registries say about `ip`'s network: from the start server through the
     /// referrals to the last server, whose answer is parsed. Stops when an answer refers
     /// nowhere (or only to rwhois, an address, or a port other than 43), when it refers to a
-    /// server already asked (a loop), or after `max_referrals` referrals. A registry's refusal or rate-limit notice is an
-    /// error (and that server is left alone for a minute), never an empty record.
+    /// server already asked (a loop), or after `max_referrals` referrals. A registry's refusal
+    /// or rate-limit notice is an error (and that server is left alone for a minute), never an
+    /// empty record.
     ///
     /// Bounded in time: at most `max_referrals + 1` servers are asked, each within
     /// `timeout` (the wait for its budget included), so a lookup ends within

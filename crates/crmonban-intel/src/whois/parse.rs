@@ -462,7 +462,6 @@ fn abuse_comments(answer: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// The index of the narrowest range (`None` sizes count as the widest); the last wins a tie.
 /// The most specific `inetnum:`/`inet6num:` object of an RPSL answer (RIPE, APNIC, AFRINIC,
 /// LACNIC), which is the network the address is in.
 fn narrowest_network<'o, 'a>(objects: &'o [Object<'a>]) -> Option<&'o Object<'a>> {
@@ -473,6 +472,7 @@ fn narrowest_network<'o, 'a>(objects: &'o [Object<'a>]) -> Option<&'o Object<'a>
     narrowest(networks.iter().map(|network| range_size(network.key()))).map(|i| networks[i])
 }
 
+/// The index of the narrowest range (`None` sizes count as the widest); the last wins a tie.
 fn narrowest(sizes: impl Iterator<Item = Option<u128>>) -> Option<usize> {
     let mut best: Option<(usize, u128)> = None;
     for (index, size) in sizes.enumerate() {
