@@ -357,16 +357,17 @@ impl Shared {
     async fn process(&self, job: Job) {
         let settings = self.settings();
         let gatherer = self.gatherer();
-        if job.gather {
+        // Nothing to learn (GeoIP on by default, its files absent): not even a cache read, so
+        // that a default daemon's bans cost the database nothing more.
+        if job.gather && gatherer.can_learn() {
             match self.cached(job.ip, &settings.config).await {
                 Ok(Some(intel)) => {
                     self.from_cache.fetch_add(1, Ordering::Relaxed);
                     self.engine.note_intel_summary(job.ip, intel.summary());
                 }
-                _ if gatherer.can_learn() => {
+                _ => {
                     self.gather(&gatherer, job.ip, &settings.config).await;
                 }
-                _ => {}
             }
         }
         if let Some((service, reason)) = job.report {
