@@ -13,14 +13,17 @@
 //! - start with 1,000,000 stored bans: spawn -> every ban in the kernel, against `nft -f` of
 //!   the same elements in the same run; resident memory, and the bytes each ban costs.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crmonban_core::{Ban, BanSource, Target, unix_now};
 use crmonban_firewall::{FirewallBackend, NftBackend, NftOptions};
 use crmonban_testutil::{NetNs, PrivateBus};
+
+#[path = "../tests/support/seed.rs"]
+mod seed;
+use seed::seeded_target;
 
 const BANS: u32 = 100_000;
 const MILLION: u32 = 1_000_000;
@@ -39,16 +42,6 @@ fn crmonctl() -> PathBuf {
     workspace().join("target/release/crmonctl")
 }
 
-fn target(i: u32) -> Target {
-    if i.is_multiple_of(2) {
-        Target::from(Ipv4Addr::from(0x0C00_0000 + i))
-    } else {
-        Target::from(Ipv6Addr::from(
-            0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
-        ))
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
@@ -59,27 +52,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// A database in `dir` holding `count` active bans (every fourth permanent, the rest 24 h).
 fn seed(runtime: &tokio::runtime::Runtime, dir: &Path, count: u32) {
-    let now = unix_now();
-    runtime.block_on(async {
-        let store = crmonban_store::Store::open(&dir.join("crmonban.db"))
-            .await
-            .unwrap();
-        for first in (0..count).step_by(100_000) {
-            let bans: Vec<Ban> = (first..count.min(first + 100_000))
-                .map(|i| Ban {
-                    target: target(i),
-                    reason: "bench".into(),
-                    source: BanSource::Detector,
-                    service: Some("ssh".into()),
-                    banned_at: now,
-                    expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
-                    offence: 1,
-                })
-                .collect();
-            store.record_bans(&bans).await.unwrap();
-        }
-        store.close().await;
-    });
+    runtime.block_on(seed::seed_bans(&dir.join("crmonban.db"), count, "bench"));
 }
 
 /// The daemon started in `host` with the database of `dir`, and how long it took.
@@ -104,7 +77,7 @@ fn start(host: &NetNs, bus: &PrivateBus, dir: &Path, ctl: &Path, stored: u32) ->
     let log_path = dir.join("daemon.log");
     // The watcher's backend only looks elements up; it never changes the ruleset.
     let mut watcher = host.run(|| NftBackend::new(NftOptions::default()).unwrap());
-    let sample = [target(0), target(stored.saturating_sub(1))];
+    let sample = [seeded_target(0), seeded_target(stored.saturating_sub(1))];
     let started = Instant::now();
     let daemon = host.run(|| {
         Command::new(env!("CARGO_BIN_EXE_crmonband"))
@@ -192,9 +165,9 @@ fn plain_nft_load(count: u32) -> Duration {
         let _ = write!(text, "add element inet baseline {set} {{ ");
         for i in (0..count).filter(|i| i.is_multiple_of(2) == ipv4) {
             if i.is_multiple_of(4) {
-                let _ = write!(text, "{}, ", target(i));
+                let _ = write!(text, "{}, ", seeded_target(i));
             } else {
-                let _ = write!(text, "{} timeout 86400s, ", target(i));
+                let _ = write!(text, "{} timeout 86400s, ", seeded_target(i));
             }
         }
         text.push_str("}\n");

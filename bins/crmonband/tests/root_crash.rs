@@ -250,42 +250,17 @@ fn root_a_corrupt_database_refuses_the_start_and_is_not_recreated() {
 /// and in the database.
 #[test]
 fn root_kill_9_during_the_restore_of_a_million_bans_loses_none() {
-    use crmonban_core::{Ban, BanSource, Target, unix_now};
+    use crmonban_core::{Target, unix_now};
     use crmonban_firewall::{Expiry, FirewallBackend, NftBackend, NftOptions};
 
     const BANS: u32 = 1_000_000;
-    let target = |i: u32| {
-        if i.is_multiple_of(2) {
-            Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
-        } else {
-            Target::from(std::net::Ipv6Addr::from(
-                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
-            ))
-        }
-    };
+    let target = support::seed::seeded_target;
     let mut daemon = Daemon::start("");
     daemon.signal("TERM");
     daemon.wait_exit();
     let now = unix_now();
     let seeding = Instant::now();
-    runtime().block_on(async {
-        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
-        for first in (0..BANS).step_by(100_000) {
-            let bans: Vec<Ban> = (first..first + 100_000)
-                .map(|i| Ban {
-                    target: target(i),
-                    reason: "seeded".into(),
-                    source: BanSource::Detector,
-                    service: Some("ssh".into()),
-                    banned_at: now,
-                    expires_at: (!i.is_multiple_of(4)).then_some(now + 86_400),
-                    offence: 1,
-                })
-                .collect();
-            store.record_bans(&bans).await.unwrap();
-        }
-        store.close().await;
-    });
+    runtime().block_on(support::seed::seed_bans(&daemon.db(), BANS, "seeded"));
     eprintln!("seeded {BANS} bans in {:?}", seeding.elapsed());
 
     let mut rng = Rng::seeded();
