@@ -535,33 +535,62 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
         }
     );
 
+    let unix = |socket: &str| SiemTarget::Syslog {
+        transport: SyslogTransport::Unix {
+            socket: socket.into(),
+            socket_type: UnixSocketType::Auto,
+        },
+        facility: SyslogFacility::Auth,
+    };
+    let target = |name: &str, kind: SiemTarget| SiemTargetConfig {
+        name: name.into(),
+        format: None,
+        queue_size: None,
+        kind,
+    };
+    let webhook = |url: &str, headers: Vec<(String, Secret)>| SiemTarget::Webhook {
+        url: url.into(),
+        headers,
+        headers_file: None,
+        batch_size: 1,
+        timeout_secs: 10,
+    };
     assert_eq!(
         c.siem,
         SiemConfig {
             enabled: true,
             format: SiemFormat::Leef,
             targets: vec![
-                SiemTarget::File {
-                    path: "/var/log/crmonban/siem.log".into()
-                },
-                SiemTarget::Syslog {
-                    socket: "/dev/log".into()
-                },
-                SiemTarget::Syslog {
-                    socket: "/run/systemd/journal/syslog".into()
-                },
-                SiemTarget::Webhook {
-                    url: "https://siem.example.com/api/events".into(),
-                    headers: vec![
-                        ("Authorization".into(), Secret::new("Bearer token")),
-                        ("X-Source".into(), Secret::new("crmonban")),
-                    ],
-                },
-                SiemTarget::Webhook {
-                    url: "https://other.example.com/".into(),
-                    headers: vec![("X-Key".into(), Secret::new("k"))],
-                },
+                target(
+                    "file /var/log/crmonban/siem.log",
+                    SiemTarget::File {
+                        path: "/var/log/crmonban/siem.log".into()
+                    }
+                ),
+                target("syslog /dev/log", unix("/dev/log")),
+                target(
+                    "syslog /run/systemd/journal/syslog",
+                    unix("/run/systemd/journal/syslog")
+                ),
+                target(
+                    "webhook https://siem.example.com",
+                    webhook(
+                        "https://siem.example.com/api/events",
+                        vec![
+                            ("Authorization".into(), Secret::new("Bearer token")),
+                            ("X-Source".into(), Secret::new("crmonban")),
+                        ]
+                    )
+                ),
+                target(
+                    "webhook https://other.example.com",
+                    webhook(
+                        "https://other.example.com/",
+                        vec![("X-Key".into(), Secret::new("k"))]
+                    )
+                ),
             ],
+            ..SiemConfig::default()
         }
     );
 
@@ -624,7 +653,6 @@ fn the_full_file_warns_only_about_what_is_not_implemented_and_hides_secrets_in_d
             "config.toml:31: intel.abuseipdb_url: plain http:// sends the API key unencrypted; \
              prefer https://"
                 .to_owned(),
-            format!("config.toml:87: siem.enabled: SIEM export {not_yet}"),
             format!("config.toml:112: ebpf.enabled: the eBPF fast path {not_yet}"),
         ]
     );
@@ -996,7 +1024,7 @@ fn unknown_keys_are_named_with_their_line_and_a_suggestion() {
     let e = error("[[siem.targets]]\ntype = \"file\"\npath = \"/x\"\nurl = \"https://a\"\n");
     assert_eq!(
         e,
-        "config.toml:4: siem.targets[0].url: unknown key; known keys here: type, path"
+        "config.toml:4: siem.targets[0].url: unknown key; known keys here: type, name, format, queue_size, path"
     );
     let e = error("[ebpf.method]\npath = \"/sys/fs/bpf/x\"\npinned = true\n");
     assert!(
@@ -1486,8 +1514,6 @@ fn doubtful_but_valid_settings_give_warnings() {
     assert_eq!(
         warnings("[siem]\nenabled = true\n"),
         [
-            "config.toml:2: siem.enabled: SIEM export is not implemented in this version yet: this \
-             setting has no effect",
             "config.toml:2: siem.enabled: SIEM export is enabled but there is no [[siem.targets]]: \
           nothing will be sent"
         ]
@@ -1664,6 +1690,8 @@ fn config_md_documents_every_key_the_parser_knows() {
         "[[zones.zones]]\nname = \"z\"\nnetworks = [\"10.0.0.0/8\"]",
         "[siem]",
         "[[siem.targets]]\ntype = \"file\"\npath = \"/tmp/x\"",
+        "[[siem.targets]]\ntype = \"syslog\"",
+        "[[siem.targets]]\ntype = \"webhook\"\nurl = \"https://x.example\"",
         "[ebpf]",
         "[ebpf.method]",
         "[whitelist]",
@@ -1738,4 +1766,126 @@ fn intel_keys_are_checked_and_name_what_is_wrong() {
     assert_eq!(c.intel.whois_server, "[2001:db8::43]:4343");
     assert_eq!(c.intel.dns_servers, ["127.0.0.1:5353".parse().unwrap()]);
     assert!(warnings("[intel]\nrdns_enabled = true\nwhois_enabled = true\n").is_empty());
+}
+
+#[test]
+fn siem_targets_read_every_transport_and_refuse_what_cannot_work() {
+    let c = parse(
+        "[siem]\nenabled = true\nformat = \"cef\"\nhostname = \"edge-1\"\nqueue_size = 500\n\
+         attack_interval_secs = 0\n\
+         [[siem.targets]]\ntype = \"syslog\"\naddress = \"[2001:db8::5]:6514\"\ntls = true\n\
+         tls_ca_file = \"/etc/ssl/siem-ca.pem\"\nfacility = \"local3\"\nformat = \"leef\"\n\
+         [[siem.targets]]\ntype = \"syslog\"\nsocket = \"/run/syslog.sock\"\n\
+         socket_type = \"stream\"\nname = \"local\"\nqueue_size = 20\n\
+         [[siem.targets]]\ntype = \"syslog\"\naddress = \"siem.example.com:514\"\n\
+         [[siem.targets]]\ntype = \"webhook\"\n\
+         url = \"https://user:pw@hooks.example.com/t/SECRET?k=1\"\n\
+         headers_file = \"/etc/crmonban/hook.headers\"\nbatch_size = 50\ntimeout_secs = 3\n",
+    );
+    let s = &c.siem;
+    assert_eq!(
+        (
+            s.format,
+            s.hostname.as_deref(),
+            s.queue_size,
+            s.attack_interval_secs
+        ),
+        (SiemFormat::Cef, Some("edge-1"), 500, 0)
+    );
+    assert_eq!(s.targets[0].name, "syslog tls [2001:db8::5]:6514");
+    assert_eq!(s.targets[0].format_or(s.format), SiemFormat::Leef);
+    assert_eq!(
+        s.targets[0].kind,
+        SiemTarget::Syslog {
+            transport: SyslogTransport::Network {
+                address: "[2001:db8::5]:6514".into(),
+                protocol: SyslogProtocol::Tcp,
+                tls: Some(SyslogTls {
+                    ca_file: Some("/etc/ssl/siem-ca.pem".into()),
+                    ..SyslogTls::default()
+                }),
+            },
+            facility: SyslogFacility::Local3,
+        }
+    );
+    assert_eq!(SyslogFacility::Local3.code(), 19);
+    assert_eq!(SyslogFacility::Auth.code(), 4);
+    assert_eq!(
+        (s.targets[1].name.as_str(), s.targets[1].queue_size),
+        ("local", Some(20))
+    );
+    assert_eq!(s.targets[1].format_or(s.format), SiemFormat::Cef);
+    assert!(matches!(
+        &s.targets[2].kind,
+        SiemTarget::Syslog {
+            transport: SyslogTransport::Network {
+                protocol: SyslogProtocol::Udp,
+                tls: None,
+                ..
+            },
+            ..
+        }
+    ));
+    // The name of a webhook never carries credentials, a path or a query.
+    assert_eq!(s.targets[3].name, "webhook https://hooks.example.com");
+    assert_eq!(s.targets[3].format_or(SiemFormat::Leef), SiemFormat::Json);
+    assert!(matches!(
+        &s.targets[3].kind,
+        SiemTarget::Webhook {
+            batch_size: 50,
+            timeout_secs: 3,
+            headers_file: Some(_),
+            ..
+        }
+    ));
+
+    let target = |body: &str| error(&format!("[[siem.targets]]\n{body}"));
+    assert_eq!(
+        target("type = \"syslog\"\nsocket = \"/dev/log\"\naddress = \"h:514\"\n"),
+        "config.toml:3: siem.targets[0].socket: give either `socket` (a local syslog socket) or \
+         `address` (a remote collector), not both"
+    );
+    assert_eq!(
+        target("type = \"syslog\"\naddress = \"2001:db8::5:514\"\n"),
+        "config.toml:3: siem.targets[0].address: \"2001:db8::5:514\" is an IPv6 address without \
+         brackets (write \"[2001:db8::1]:514\"); expected \"host:port\", e.g. \
+         \"siem.example.com:514\""
+    );
+    assert_eq!(
+        target("type = \"syslog\"\naddress = \"h:514\"\ntls = true\nprotocol = \"udp\"\n"),
+        "config.toml:4: siem.targets[0].tls: TLS needs protocol = \"tcp\" (RFC 5425)"
+    );
+    assert_eq!(
+        target("type = \"syslog\"\naddress = \"h:514\"\ntls_ca_file = \"/ca.pem\"\n"),
+        "config.toml:4: siem.targets[0].tls_ca_file: applies only with `tls = true`"
+    );
+    assert_eq!(
+        target("type = \"syslog\"\nprotocol = \"tcp\"\n"),
+        "config.toml:3: siem.targets[0].protocol: applies to a remote collector \
+         (`address = \"host:port\"`) only"
+    );
+    assert_eq!(
+        target("type = \"webhook\"\nurl = \"https://h.example\"\nformat = \"cef\"\n"),
+        "config.toml:4: siem.targets[0].format: a webhook sends JSON; format \"cef\" is not \
+         available here"
+    );
+    assert_eq!(
+        target("type = \"syslog\"\nfacility = \"local9\"\n")
+            .split(':')
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["config.toml", "3", " siem.targets[0].facility"]
+    );
+    assert_eq!(
+        error("[siem]\nhostname = \"two words\"\n"),
+        "config.toml:2: siem.hostname: \"two words\" is not a host name: 1 to 255 printable \
+         ASCII characters without spaces"
+    );
+    assert_eq!(
+        error(
+            "[[siem.targets]]\ntype = \"file\"\npath = \"/a\"\nname = \"x\"\n\
+             [[siem.targets]]\ntype = \"file\"\npath = \"/b\"\nname = \"x\"\n"
+        ),
+        "config.toml:8: siem.targets[1].name: the name \"x\" is used twice; names must be unique"
+    );
 }

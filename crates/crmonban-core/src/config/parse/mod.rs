@@ -19,9 +19,11 @@ use crate::{EventKind, Target};
 
 mod sections;
 mod services;
+mod siem;
 
 use sections::*;
 use services::*;
+use siem::*;
 
 /// The largest number of seconds any duration key takes: D-Bus carries durations as `u32`.
 const MAX_SECS: i128 = u32::MAX as i128;

@@ -1,4 +1,4 @@
-//! Reading the smaller sections: `[dbus]`, `[zones]`, `[siem]`, `[ebpf]` and `[whitelist]`.
+//! Reading the smaller sections: `[dbus]`, `[zones]`, `[ebpf]` and `[whitelist]`.
 
 use super::*;
 
@@ -68,80 +68,6 @@ pub(super) fn read_zone(
         networks,
         implicit_whitelist,
     })
-}
-
-pub(super) fn read_siem(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, siem: &mut SiemConfig) {
-    let enabled = t.get("enabled");
-    if let Some(v) = enabled.as_ref().and_then(|v| v.bool(d)) {
-        siem.enabled = v;
-    }
-    if let Some(v) = t.get("format").and_then(|v| choice(d, &v)) {
-        siem.format = v;
-    }
-    if let Some(v) = t.get("targets")
-        && let Some(tables) = v.tables(d)
-    {
-        siem.targets = tables
-            .into_iter()
-            .filter_map(|tt| read_siem_target(d, tt))
-            .collect();
-    }
-    if siem.enabled
-        && let Some(v) = &enabled
-    {
-        not_yet(d, v, "SIEM export");
-    }
-    if siem.enabled
-        && siem.targets.is_empty()
-        && let Some(v) = &enabled
-    {
-        d.warn(
-            &v.span,
-            &v.path,
-            "SIEM export is enabled but there is no [[siem.targets]]: nothing will be sent",
-        );
-    }
-    t.finish(d);
-}
-
-pub(super) fn read_siem_target(
-    d: &mut Diagnostics<'_>,
-    mut t: Table<'_, '_>,
-) -> Option<SiemTarget> {
-    const TYPES: &[&str] = &["file", "syslog", "webhook"];
-    let kind = t
-        .require(d, "type", "one of \"file\", \"syslog\", \"webhook\"")
-        .and_then(|v| v.choice(d, TYPES));
-    // Without a known `type` the table's other keys cannot be judged: return before finish().
-    let target = match kind? {
-        "file" => t
-            .require(d, "path", "the file events are appended to")
-            .and_then(|v| path(d, &v))
-            .map(|path| SiemTarget::File { path }),
-        "syslog" => match t.get("socket") {
-            None => Some(SiemTarget::Syslog {
-                socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
-            }),
-            Some(v) => path(d, &v).map(|socket| SiemTarget::Syslog { socket }),
-        },
-        _ => {
-            let url = t
-                .require(
-                    d,
-                    "url",
-                    "where events are POSTed, e.g. \"https://siem.example.com/api\"",
-                )
-                .and_then(|v| webhook_url(d, &v));
-            let headers = match t.get("headers") {
-                None => Some(Vec::new()),
-                Some(v) => headers(d, &v),
-            };
-            url.zip(headers)
-                .map(|(url, headers)| SiemTarget::Webhook { url, headers })
-        }
-    };
-    t.finish(d);
-    target
 }
 
 pub(super) fn webhook_url(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<String> {

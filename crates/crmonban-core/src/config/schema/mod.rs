@@ -19,6 +19,7 @@ use crate::{EventKind, Target};
 
 pub use sections::*;
 pub use services::*;
+pub use siem::*;
 
 /// The whole configuration, as read from `/etc/crmonban/config.toml` or built in when absent.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +146,7 @@ macro_rules! string_enum {
 // After the macro, which the sections use.
 mod sections;
 pub(crate) mod services;
+mod siem;
 
 /// A string that is none of a setting's allowed values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! The smaller sections: `[dbus]`, `[zones]`, `[siem]`, `[ebpf]` and `[whitelist]`.
+//! The smaller sections: `[dbus]`, `[zones]`, `[ebpf]` and `[whitelist]`.
 
 use super::*;
 
@@ -64,70 +64,6 @@ pub struct Zone {
     /// `trust_level >= whitelist_threshold`.
     pub implicit_whitelist: bool,
 }
-
-// ---------------------------------------------------------------------------------------------
-// [siem]
-
-string_enum! {
-    /// `[siem] format`.
-    pub enum SiemFormat {
-        /// ArcSight Common Event Format.
-        Cef = "cef",
-        /// IBM QRadar Log Event Extended Format.
-        Leef = "leef",
-        /// RFC 5424 syslog with structured data.
-        Syslog = "syslog",
-        /// One JSON object per event.
-        Json = "json",
-    }
-}
-
-/// `[siem]`: exporting events to a SIEM.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SiemConfig {
-    /// Default false.
-    pub enabled: bool,
-    /// Default `json`.
-    pub format: SiemFormat,
-    /// Default none.
-    pub targets: Vec<SiemTarget>,
-}
-
-impl Default for SiemConfig {
-    fn default() -> SiemConfig {
-        SiemConfig {
-            enabled: false,
-            format: SiemFormat::Json,
-            targets: Vec::new(),
-        }
-    }
-}
-
-/// `[[siem.targets]]`, chosen by its `type` key.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SiemTarget {
-    /// `type = "file"`: append to `path`.
-    File {
-        /// The file events are appended to (absolute).
-        path: PathBuf,
-    },
-    /// `type = "syslog"`: a local syslog socket, default `/dev/log`.
-    Syslog {
-        /// The socket's path (absolute).
-        socket: PathBuf,
-    },
-    /// `type = "webhook"`: HTTP POST to `url` with extra `headers`.
-    Webhook {
-        /// An `http://` or `https://` URL.
-        url: String,
-        /// Header names and values, in the order given; values are kept as secrets since
-        /// they usually carry a token.
-        headers: Vec<(String, Secret)>,
-    },
-}
-
-/// The socket of a syslog target without `socket`.
-pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 // ---------------------------------------------------------------------------------------------
 // [ebpf]
