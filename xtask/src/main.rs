@@ -36,6 +36,14 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The journal source is tested against a real systemd-journald (in a mount namespace of
     // its own); nsenter, unshare and logger come with Debian's essential util-linux/bsdutils.
     ("systemd", "/lib/systemd/systemd-journald"),
+    // SIEM export is checked against a real rsyslog (RFC 5424 parser, mmjsonparse,
+    // mmpstrucdata; TLS through its OpenSSL stream driver), with certificates made by openssl.
+    ("rsyslog", "/usr/sbin/rsyslogd"),
+    (
+        "rsyslog-openssl",
+        "/usr/share/doc/rsyslog-openssl/copyright",
+    ),
+    ("openssl", "/usr/bin/openssl"),
 ];
 
 const RUN_PACKAGES: &[(&str, &str)] = &[

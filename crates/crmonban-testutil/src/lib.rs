@@ -6,7 +6,8 @@
 //! [`ExecutableCopy`] for this build's own programs); a real OpenSSH server ([`Sshd`]) and a
 //! real systemd-journald ([`Journald`]), each in a mount namespace of its own, and a real
 //! Dovecot ([`Dovecot`]) with an IMAP client that fails logins ([`imap_logins`]); a small tmpfs
-//! to fill up ([`SmallDisk`]); small GeoIP City, Country and ASN databases ([`mmdb`]).
+//! to fill up ([`SmallDisk`]); small GeoIP City, Country and ASN databases ([`mmdb`]); a real
+//! rsyslog with UDP, TCP, TLS and unix socket inputs for the SIEM tests ([`Rsyslog`]).
 //!
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
@@ -15,11 +16,13 @@ mod disk;
 mod dovecot;
 mod journal;
 pub mod mmdb;
+mod rsyslog;
 mod sshd;
 pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
 pub use disk::SmallDisk;
 pub use dovecot::{Dovecot, imap_logins};
 pub use journal::Journald;
+pub use rsyslog::{RSYSLOG_TCP_PORT, RSYSLOG_TLS_PORT, RSYSLOG_UDP_PORT, Rsyslog};
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 
 use std::fs::File;
