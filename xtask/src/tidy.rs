@@ -19,11 +19,17 @@ const LAYERS: &[(&str, u8)] = &[
     ("crmonban-store", 1),
     ("crmonban-zones", 1),
     ("crmonban-intel", 1),
+    ("crmonban-siem", 1),
     ("crmonban-engine", 2),
 ];
 
 /// Layers the binaries may not reach past the engine.
-const NOT_FOR_BINARIES: &[&str] = &["crmonban-store", "crmonban-firewall", "crmonban-intel"];
+const NOT_FOR_BINARIES: &[&str] = &[
+    "crmonban-store",
+    "crmonban-firewall",
+    "crmonban-intel",
+    "crmonban-siem",
+];
 
 /// Every violation in the workspace at `root`, one line each.
 pub fn violations(root: &Path) -> Result<Vec<String>> {

@@ -158,8 +158,11 @@ async fn serve(
                 addr,
                 service,
                 kind,
+                ..
             } => DaemonObject::attack_detected(emitter, &addr.to_string(), service, kind).await,
-            EngineEvent::DaemonStarted | EngineEvent::LayoutRepaired { .. } => Ok(()),
+            EngineEvent::DaemonStarted
+            | EngineEvent::LayoutRepaired { .. }
+            | EngineEvent::WhitelistChanged { .. } => Ok(()),
             EngineEvent::DaemonStopping => {
                 let _ = DaemonObject::daemon_stopping(emitter).await;
                 return Served::Stopping;

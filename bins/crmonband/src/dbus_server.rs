@@ -13,14 +13,14 @@ use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
     BANS_PAGE_MAX, BanInfo, Error, GET_BANS_MAX, INTEL_REPLY_MAX, INTEL_SUMMARIES_MAX,
     IntelSummaryInfo, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT, PROTECTED_PAGE_MAX, ProtectedInfo,
-    WhitelistInfo, authorize, status_keys,
+    WhitelistInfo, authorize,
 };
 use crmonban_engine::{BanRequest, EngineError, IntelQueryError};
 use crmonban_zones::{Origin, Refusal};
 use tracing::warn;
+use zbus::OwnedVariant;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::{OwnedVariant, Variant};
 
 use crate::state::Shared;
 
@@ -128,66 +128,7 @@ impl DaemonObject {
     /// default_ban_duration, records_pending, records_failed, records_dropped, events_dropped,
     /// activity_dropped, signals_dropped.
     async fn status(&self) -> HashMap<String, OwnedVariant> {
-        let config = self.shared.running.config().await;
-        let services: Vec<String> = config
-            .enabled_services()
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let default_ban = config.general.default_ban_duration.as_secs();
-        let mut status = HashMap::new();
-        let mut put = |key: &str, value: Variant<'_>| {
-            if let Ok(owned) = OwnedVariant::try_from(value) {
-                status.insert(key.to_owned(), owned);
-            }
-        };
-        put(status_keys::RUNNING, Variant::from(true));
-        put(
-            status_keys::VERSION,
-            Variant::from(env!("CARGO_PKG_VERSION")),
-        );
-        put(
-            status_keys::UPTIME_SECONDS,
-            Variant::from(self.engine().uptime().as_secs()),
-        );
-        put(
-            status_keys::ACTIVE_BANS,
-            Variant::from(self.engine().active_ban_count()),
-        );
-        put(
-            status_keys::EVENTS_PROCESSED,
-            Variant::from(self.engine().events_processed()),
-        );
-        put(status_keys::SERVICES, Variant::from(services));
-        put(
-            status_keys::DEFAULT_BAN_DURATION,
-            Variant::from(default_ban),
-        );
-        let records = self.engine().record_stats();
-        put(status_keys::RECORDS_PENDING, Variant::from(records.pending));
-        put(status_keys::RECORDS_FAILED, Variant::from(records.failed));
-        put(status_keys::RECORDS_DROPPED, Variant::from(records.dropped));
-        put(
-            status_keys::EVENTS_DROPPED,
-            Variant::from(self.engine().events_dropped()),
-        );
-        put(
-            status_keys::ACTIVITY_DROPPED,
-            Variant::from(self.engine().activity_dropped()),
-        );
-        put(
-            status_keys::SIGNALS_DROPPED,
-            Variant::from(crate::bus::SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
-        );
-        let intel = self.shared.running.intel();
-        let (sources, problems) = intel.sources();
-        let sources: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
-        put(status_keys::INTEL_SOURCES, Variant::from(sources));
-        put(status_keys::INTEL_PROBLEMS, Variant::from(problems));
-        put(
-            status_keys::INTEL_DROPPED,
-            Variant::from(intel.stats().dropped),
-        );
-        status
+        crate::status::collect(&self.shared.running).await
     }
 
     /// Bans `ip` (address or CIDR) for `duration_secs` (0 = permanent).
@@ -489,7 +430,7 @@ impl DaemonObject {
 
     /// Attack statistics as JSON (see docs/DBUS.md).
     async fn get_stats(&self) -> Result<String, Error> {
-        crate::stats::collect(self.engine())
+        crate::stats::collect(&self.shared.running)
             .await
             .map_err(|e| Error::Database(e.to_string()))
     }

@@ -14,6 +14,7 @@ mod explain;
 mod logging;
 mod state;
 mod stats;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use crmonban_engine::Engine;
+use crmonban_engine::Running;
 use serde_json::json;
 
 /// The window of the per-service and per-attacker figures.
 const WINDOW_SECS: i64 = 24 * 3600;
 
-pub async fn collect(engine: &Engine) -> Result<String, crmonban_engine::StoreError> {
+pub async fn collect(running: &Running) -> Result<String, crmonban_engine::StoreError> {
+    let engine = running.engine();
     let since = crmonban_core::unix_now() - WINDOW_SECS;
     let store = engine.store();
     let by_service: BTreeMap<String, u64> = store
@@ -39,6 +40,35 @@ pub async fn collect(engine: &Engine) -> Result<String, crmonban_engine::StoreEr
         "window_seconds": WINDOW_SECS,
         "events_by_service": by_service,
         "top_attackers": top,
+        "siem": siem(running),
     });
     Ok(stats.to_string())
+}
+
+/// Each SIEM target's figures.
+fn siem(running: &Running) -> serde_json::Value {
+    let stats = running.siem().stats();
+    let targets: Vec<_> = stats
+        .targets
+        .iter()
+        .map(|t| {
+            let s = &t.stats;
+            json!({
+                "name": t.name,
+                "format": t.format.as_str(),
+                "sent": s.sent,
+                "dropped": s.dropped,
+                "rejected": s.rejected,
+                "failures": s.failures,
+                "queued": s.queued,
+                "up": s.up,
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    json!({
+        "enabled": stats.enabled,
+        "missed": stats.missed,
+        "targets": targets,
+    })
 }

@@ -266,6 +266,10 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::INTEL_SOURCES,
         status_keys::INTEL_PROBLEMS,
         status_keys::INTEL_DROPPED,
+        status_keys::SIEM_TARGETS,
+        status_keys::SIEM_SENT,
+        status_keys::SIEM_DROPPED,
+        status_keys::SIEM_FAILING,
     ];
     let mut pairs = Vec::new();
     for key in known {
@@ -282,7 +286,9 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
                     output::variant_u64(&value).map(output::duration_text)
                 }
                 status_keys::INTEL_SOURCES => Some(output::variant_list(&value, ", ")),
-                status_keys::INTEL_PROBLEMS => Some(output::variant_list(&value, "; ")),
+                status_keys::INTEL_PROBLEMS | status_keys::SIEM_FAILING => {
+                    Some(output::variant_list(&value, "; "))
+                }
                 _ => None,
             }
             .unwrap_or_else(|| output::variant_text(&value));

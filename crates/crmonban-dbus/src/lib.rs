@@ -253,6 +253,14 @@ pub mod status_keys {
     pub const INTEL_PROBLEMS: &str = "intel_problems";
     /// `t`: banned addresses dropped from the intel queue (full) since start.
     pub const INTEL_DROPPED: &str = "intel_dropped";
+    /// `u`: SIEM targets exporting (0 when `[siem]` is off).
+    pub const SIEM_TARGETS: &str = "siem_targets";
+    /// `t`: events delivered to SIEM targets since start, all targets together.
+    pub const SIEM_SENT: &str = "siem_sent";
+    /// `t`: events dropped for SIEM targets (queues full, or the router behind) since start.
+    pub const SIEM_DROPPED: &str = "siem_dropped";
+    /// `as`: SIEM targets whose last attempt failed, each `name: last error`.
+    pub const SIEM_FAILING: &str = "siem_failing";
 }
 
 #[cfg(test)]

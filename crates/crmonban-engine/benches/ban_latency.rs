@@ -8,11 +8,13 @@
 //! Each round: two failed logins from a fresh address (below max_failures = 3), a pause so they
 //! are counted, then the third line is appended and timed.
 //!
-//! Half the rounds run with intel on (`auto_intel`, crmonban-engine's `IntelService`) and
-//! WHOIS pointed at a server inside the namespace that accepts and never answers (timeout
-//! 30 s): every gather hangs and the intel queue fills; the `*_hanging_whois_*` figures show
-//! whether a ban waited for any of it. Plain and intel passes alternate (four passes of 150
-//! rounds, a fresh engine each), so that a slow stretch of the machine falls on both.
+//! Half the rounds run with the slow services on, all pointed at a server inside the namespace
+//! that accepts connections and never answers: intel (`auto_intel`, crmonban-engine's
+//! `IntelService`, WHOIS with a 30 s timeout: every gather hangs and the intel queue fills)
+//! and SIEM export (`SiemService`: a webhook and a TCP syslog target, queues of 64 events that
+//! fill and drop their oldest). The `*_hanging_services_*` figures show whether a ban waited
+//! for any of it. Plain and hanging passes alternate (four passes of 150 rounds, a fresh
+//! engine each), so that a slow stretch of the machine falls on both.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crmonban_core::Target;
 use crmonban_core::config::Config;
-use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions, IntelService};
+use crmonban_engine::{Detection, Engine, EngineEvent, EngineOptions, IntelService, SiemService};
 use crmonban_firewall::{
     ApplyReport, Change, ChangeSet, Element, FirewallBackend, FirewallError, Layout, NftBackend,
     NftOptions, Transport,
@@ -78,7 +80,7 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let ns = NetNs::new("bench-lat");
-    // A WHOIS server that takes every connection and never says a word.
+    // A server (WHOIS, HTTP, syslog) that takes every connection and never says a word.
     let listener = ns.run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let whois = listener.local_addr().unwrap();
     let held = Arc::new(Mutex::new(Vec::new()));
@@ -88,7 +90,7 @@ fn main() {
             holder.lock().unwrap().push(socket);
         }
     });
-    // Plain and hanging-WHOIS passes alternate, half the rounds each time, so that a slow
+    // Plain and hanging-services passes alternate, half the rounds each time, so that a slow
     // stretch of the machine falls on both kinds rather than on one.
     let (mut plain, mut with_intel) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
     for pass in 0..4u32 {
@@ -99,10 +101,11 @@ fn main() {
         into.1.extend(to_event);
     }
     println!(
-        "hanging_whois_connections_held: {}",
+        "hanging_services_connections_held: {}",
         held.lock().unwrap().len()
     );
-    for (suffix, (mut to_kernel, mut to_event)) in [("", plain), ("_hanging_whois", with_intel)] {
+    for (suffix, (mut to_kernel, mut to_event)) in [("", plain), ("_hanging_services", with_intel)]
+    {
         for (name, times) in [
             ("line_to_kernel", &mut to_kernel),
             ("line_to_ban_added", &mut to_event),
@@ -117,7 +120,7 @@ fn main() {
 }
 
 /// Half of [`ROUNDS`] timed bans in `ns` (pass `pass`, with addresses of its own); with intel
-/// gathering against the WHOIS server `whois` when given. Returns (line -> kernel,
+/// and SIEM export against the silent server `whois` when given. Returns (line -> kernel,
 /// line -> BanAdded) per round.
 fn measure(
     ns: &NetNs,
@@ -133,7 +136,10 @@ fn measure(
     .unwrap();
     let intel = whois.map_or_else(String::new, |server| {
         format!(
-            "[intel]\ngeoip_enabled = false\nwhois_enabled = true\nwhois_server = \"{server}\"\ntimeout_secs = 30\n"
+            "[intel]\ngeoip_enabled = false\nwhois_enabled = true\nwhois_server = \"{server}\"\ntimeout_secs = 30\n\
+             [siem]\nenabled = true\nqueue_size = 64\n\
+             [[siem.targets]]\ntype = \"webhook\"\nurl = \"http://{server}/events\"\ntimeout_secs = 30\n\
+             [[siem.targets]]\ntype = \"syslog\"\naddress = \"{server}\"\nprotocol = \"tcp\"\n"
         )
     });
     let config = Config::from_toml_str(
@@ -174,6 +180,12 @@ fn measure(
             let intel = whois.map(|_| {
                 IntelService::start(&engine, &config.intel, true, Duration::from_secs(86_400))
             });
+            let siem = match whois {
+                Some(_) => Some(
+                    SiemService::start(&engine, SiemService::prepare(&config.siem).unwrap()).await,
+                ),
+                None => None,
+            };
             let mut events = engine.subscribe();
             let detection = Detection::start(&engine, &config, 0).unwrap();
             // Let the source open the file (read from its end) before appending.
@@ -224,13 +236,25 @@ fn measure(
             }
             if let Some(intel) = &intel {
                 let stats = intel.stats();
-                println!("hanging_whois_intel_dropped: {}", stats.dropped);
-                println!("hanging_whois_intel_waiting: {}", stats.waiting);
-                println!("hanging_whois_intel_gathered: {}", stats.gathered);
+                println!("hanging_services_intel_dropped: {}", stats.dropped);
+                println!("hanging_services_intel_waiting: {}", stats.waiting);
+                println!("hanging_services_intel_gathered: {}", stats.gathered);
                 intel.shutdown().await;
+            }
+            if let Some(siem) = &siem {
+                for target in siem.stats().targets {
+                    let kind = target.name.split(' ').next().unwrap_or("target");
+                    let s = &target.stats;
+                    println!("hanging_services_siem_{kind}_queued: {}", s.queued);
+                    println!("hanging_services_siem_{kind}_dropped: {}", s.dropped);
+                    println!("hanging_services_siem_{kind}_sent: {}", s.sent);
+                }
             }
             detection.shutdown().await;
             engine.shutdown().await;
+            if let Some(siem) = &siem {
+                siem.shutdown().await;
+            }
             (to_kernel, to_event)
         })
     })

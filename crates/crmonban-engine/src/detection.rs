@@ -267,6 +267,11 @@ async fn match_lines(
                 None => break,
             },
             _ = save_tick.tick() => {
+                // The last second of a flood: events that waited for their address's next
+                // announcement, which may never come.
+                for (event, count) in coalescer.flush(crmonban_core::unix_now()) {
+                    m.engine.announce_attack(&event, count).await;
+                }
                 if saving.as_ref().is_some_and(|task| !task.is_finished()) {
                     continue;
                 }
@@ -310,7 +315,7 @@ async fn match_lines(
         if !line.replayed {
             let event = hit.event(service);
             m.engine
-                .report_attack_coalesced(&event, coalescer.admit(hit.addr, now))
+                .report_attack_coalesced(&event, coalescer.admit(&event, now))
                 .await;
             if m.events.try_send(event).is_err() {
                 // Counted (Status events_dropped); the ban decision is not affected.

@@ -41,6 +41,19 @@ pub enum EngineEvent {
         service: String,
         /// The event kind, as [`EventKind::as_str`](crmonban_core::EventKind::as_str) writes it.
         kind: String,
+        /// How many events this announcement stands for (at least 1): detection announces
+        /// an address at most once per second, carrying the events in between.
+        count: u32,
+    },
+    /// The database whitelist changed ([`Engine::whitelist_add`](crate::Engine::whitelist_add),
+    /// [`Engine::whitelist_remove`](crate::Engine::whitelist_remove)).
+    WhitelistChanged {
+        /// The address or network added or removed.
+        target: Target,
+        /// True when added, false when removed.
+        added: bool,
+        /// The entry's comment (empty for a removal).
+        comment: String,
     },
     /// [`Engine::start`](crate::Engine::start) finished: bans are restored, tasks run.
     DaemonStarted,
@@ -78,6 +91,11 @@ impl EventStream {
     /// The next event; `None` once the engine is gone.
     pub async fn recv(&mut self) -> Option<EngineEvent> {
         self.receiver.recv().await
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<EngineEvent> {
+        self.receiver.try_recv().ok()
     }
 
     /// Up to `limit` events at once (waits for the first).

@@ -482,8 +482,7 @@ pub(crate) struct Summaries {
 }
 
 impl Summaries {
-    #[cfg(test)]
-    fn get(&self, ip: &IpAddr) -> Option<Arc<str>> {
+    pub(crate) fn get(&self, ip: &IpAddr) -> Option<Arc<str>> {
         self.map.get(ip).cloned()
     }
 

@@ -77,6 +77,7 @@ mod positions;
 mod protect;
 mod records;
 mod running;
+mod siem;
 mod watch;
 
 pub use detection::{Detection, DetectionError};
@@ -89,6 +90,7 @@ pub use memory::use_few_malloc_arenas;
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;
+pub use siem::{PreparedSiem, SiemError, SiemService, SiemStats, SiemTargetStats};
 // The firewall and store types an embedder or the daemon handles, so that a program needs
 // no direct dependency on those layers.
 pub use crmonban_firewall::{

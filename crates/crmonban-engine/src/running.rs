@@ -24,6 +24,7 @@ use tracing::info;
 
 use crate::{
     Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions, IntelService,
+    SiemError, SiemService,
 };
 
 /// Why an engine could not be built.
@@ -49,6 +50,9 @@ pub enum BuildError {
     /// Detection did not start: a service's matcher cannot be built.
     #[error("starting detection: {0}")]
     Detection(#[from] DetectionError),
+    /// A `[[siem.targets]]` cannot be built (a TLS or headers file).
+    #[error(transparent)]
+    Siem(#[from] SiemError),
 }
 
 /// Why a reconfiguration was refused; nothing of it was applied.
@@ -72,6 +76,9 @@ pub enum ReconfigureError {
     /// The protection policy could not be built (a zones file, a whitelist source).
     #[error("the protection policy: {0}")]
     Protection(EngineError),
+    /// A `[[siem.targets]]` cannot be built (a TLS or headers file).
+    #[error(transparent)]
+    Siem(#[from] SiemError),
 }
 
 /// What a reconfiguration applied.
@@ -164,6 +171,8 @@ impl EngineBuilder {
             utc_offset,
             detection,
         } = self;
+        // Checked before anything starts: a bad target file refuses the start.
+        let siem = SiemService::prepare(&config.siem)?;
         let firewall = match firewall {
             Some(backend) => backend,
             None => {
@@ -196,6 +205,7 @@ impl EngineBuilder {
             config.general.auto_intel,
             history(&config),
         );
+        let siem = SiemService::start(&engine, siem).await;
         let pipeline = if detection {
             Some(Detection::start(&engine, &config, utc_offset)?)
         } else {
@@ -204,6 +214,7 @@ impl EngineBuilder {
         let running = Running {
             engine,
             intel,
+            siem,
             state: Mutex::new(State { config, pipeline }),
             utc_offset,
             detection,
@@ -216,6 +227,7 @@ impl EngineBuilder {
 pub struct Running {
     engine: Engine,
     intel: IntelService,
+    siem: SiemService,
     state: Mutex<State>,
     utc_offset: i32,
     detection: bool,
@@ -237,6 +249,11 @@ impl Running {
         &self.intel
     }
 
+    /// SIEM export: its targets' figures.
+    pub fn siem(&self) -> &SiemService {
+        &self.siem
+    }
+
     /// The configuration in force.
     pub async fn config(&self) -> Config {
         self.state.lock().await.config.clone()
@@ -247,6 +264,7 @@ impl Running {
         let mut state = self.state.lock().await;
         needs_no_restart(&state.config, &new)?;
         Detection::check(&new)?;
+        let siem = SiemService::prepare(&new.siem)?;
         // The first change, itself all or nothing.
         let problems = self
             .engine
@@ -269,6 +287,8 @@ impl Running {
                 None => Detection::start(&self.engine, &new, self.utc_offset)?,
             });
         }
+        // Files reopened, headers files re-read: a reload (SIGHUP) after a log rotation.
+        self.siem.apply(siem).await;
         let services = new
             .enabled_services()
             .map(|(name, _)| name.to_owned())
@@ -289,6 +309,8 @@ impl Running {
             return;
         }
         self.engine.shutdown().await;
+        // After the engine: its last events ("daemon stopping") are sent.
+        self.siem.shutdown().await;
         // Checkpoints the WAL into the database file.
         self.engine.store().clone().close().await;
     }

@@ -754,7 +754,7 @@ async fn attacks_are_counted_and_announced() {
     })
     .await;
     assert!(
-        matches!(seen, EngineEvent::AttackDetected { addr, ref service, ref kind }
+        matches!(seen, EngineEvent::AttackDetected { addr, ref service, ref kind, count: 1 }
             if addr == event.addr && service == "ssh" && kind == "failed_auth"),
         "{seen:?}"
     );

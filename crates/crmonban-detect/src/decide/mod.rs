@@ -63,7 +63,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crmonban_core::config::{BanDuration, Config, ServiceConfig};
-use crmonban_core::{Service, Target};
+use crmonban_core::{Event, Service, Target};
 
 use crate::matcher::Hit;
 
@@ -247,14 +247,18 @@ impl Decider {
     }
 }
 
-/// Limits `AttackDetected` under floods: at most one per address per second of `now`.
-/// Remembers only the addresses of the current second, at most `capacity` of them: beyond
-/// that, further addresses in the same second are suppressed (and counted) rather than grow
-/// memory.
+/// Limits `AttackDetected` under floods: at most one per address per second of `now`, each
+/// carrying how many events it stands for. An event that may not be announced is *pending*:
+/// its count rides on the address's next announcement, or on [`AttackCoalescer::flush`] once
+/// its second is over, so a flood's last second is announced too. Remembers only the
+/// addresses of the current second and the pending ones, at most `capacity` of each: beyond
+/// that, events are suppressed and only counted ([`AttackCoalescer::suppressed`]) rather than
+/// grow memory.
 #[derive(Debug)]
 pub struct AttackCoalescer {
     second: i64,
     seen: HashSet<IpAddr>,
+    pending: HashMap<IpAddr, (u32, Event)>,
     capacity: usize,
     suppressed: u64,
 }
@@ -265,14 +269,65 @@ impl AttackCoalescer {
         AttackCoalescer {
             second: i64::MIN,
             seen: HashSet::new(),
+            pending: HashMap::new(),
             capacity: capacity.max(1),
             suppressed: 0,
         }
     }
 
-    /// True when an event for `addr` may be emitted at `now` (unix seconds). A clock that
-    /// goes back stays in the later second.
-    pub fn admit(&mut self, addr: IpAddr, now: i64) -> bool {
+    /// `Some(count)` when `event` may be announced at `now` (unix seconds): `count` is this
+    /// event plus the address's pending ones. `None` when it is pending (or, with the tables
+    /// full, only counted). A clock that goes back stays in the later second.
+    pub fn admit(&mut self, event: &Event, now: i64) -> Option<u32> {
+        self.enter(now);
+        let addr = event.addr;
+        if self.seen.len() < self.capacity && self.seen.insert(addr) {
+            let earlier = self.pending.remove(&addr).map_or(0, |(count, _)| count);
+            return Some(earlier.saturating_add(1));
+        }
+        let room = self.pending.len() < self.capacity;
+        match self.pending.get_mut(&addr) {
+            Some((count, last)) => {
+                *count = count.saturating_add(1);
+                last.clone_from(event);
+            }
+            None if room => {
+                self.pending.insert(addr, (1, event.clone()));
+            }
+            None => self.suppressed += 1,
+        }
+        None
+    }
+
+    /// The pending events of addresses not announced in `now`'s second, each as its most
+    /// recent event with the count it stands for; they count as announced in this second.
+    pub fn flush(&mut self, now: i64) -> Vec<(Event, u32)> {
+        self.enter(now);
+        let ready: Vec<IpAddr> = self
+            .pending
+            .keys()
+            .filter(|addr| !self.seen.contains(addr))
+            .copied()
+            .collect();
+        let mut out = Vec::with_capacity(ready.len());
+        for addr in ready {
+            if let Some((count, event)) = self.pending.remove(&addr) {
+                self.seen.insert(addr);
+                out.push((event, count));
+            }
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 4 * 4096 {
+            self.pending.shrink_to(4096);
+        }
+        out
+    }
+
+    /// Events neither announced nor pending, for want of room, so far.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+
+    fn enter(&mut self, now: i64) {
         if now > self.second {
             self.second = now;
             self.seen.clear();
@@ -280,16 +335,6 @@ impl AttackCoalescer {
                 self.seen.shrink_to(4096);
             }
         }
-        if self.seen.len() < self.capacity && self.seen.insert(addr) {
-            return true;
-        }
-        self.suppressed += 1;
-        false
-    }
-
-    /// Events suppressed so far.
-    pub fn suppressed(&self) -> u64 {
-        self.suppressed
     }
 }
 
@@ -318,18 +363,53 @@ mod tests {
     }
 
     #[test]
-    fn coalescer_one_per_address_per_second() {
+    fn coalescer_one_per_address_per_second_carrying_the_count() {
         let mut c = AttackCoalescer::new(2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let d: IpAddr = "192.0.2.3".parse().unwrap();
-        assert!(c.admit(a, 10));
-        assert!(!c.admit(a, 10));
-        assert!(c.admit(b, 10));
-        assert!(!c.admit(d, 10), "capacity reached within the second");
-        assert!(!c.admit(a, 9), "clock going back stays in second 10");
-        assert!(c.admit(a, 11));
-        assert!(c.admit(d, 11));
-        assert_eq!(c.suppressed(), 3);
+        let at = |addr: &str| Event {
+            addr: addr.parse().unwrap(),
+            service: crmonban_core::Service::new("ssh"),
+            kind: crmonban_core::EventKind::FailedAuth,
+            time: None,
+        };
+        let (a, b, d) = (at("192.0.2.1"), at("192.0.2.2"), at("192.0.2.3"));
+        assert_eq!(c.admit(&a, 10), Some(1));
+        assert_eq!(c.admit(&a, 10), None, "pending");
+        assert_eq!(c.admit(&b, 10), Some(1));
+        assert_eq!(
+            c.admit(&d, 10),
+            None,
+            "capacity of the second reached: pending"
+        );
+        assert_eq!(c.admit(&a, 9), None, "clock going back stays in second 10");
+        // d was not announced in second 10 (no room then): the flush carries it; a was, and
+        // waits for its next second.
+        let flushed = c.flush(10);
+        assert_eq!(flushed.len(), 1);
+        assert_eq!((flushed[0].0.addr, flushed[0].1), (d.addr, 1));
+        assert_eq!(
+            c.admit(&d, 10),
+            None,
+            "flushed counts as announced in second 10"
+        );
+        // a's next announcement carries its two pending events.
+        assert_eq!(c.admit(&a, 11), Some(3));
+        assert_eq!(
+            c.flush(11)
+                .into_iter()
+                .map(|(e, n)| (e.addr, n))
+                .collect::<Vec<_>>(),
+            [(d.addr, 1)]
+        );
+        assert!(c.flush(12).is_empty());
+        assert_eq!(c.suppressed(), 0);
+        // Both tables full: counted only.
+        let e = at("192.0.2.4");
+        let f = at("192.0.2.5");
+        assert_eq!(c.admit(&a, 13), Some(1));
+        assert_eq!(c.admit(&b, 13), Some(1));
+        assert_eq!(c.admit(&d, 13), None);
+        assert_eq!(c.admit(&e, 13), None);
+        assert_eq!(c.admit(&f, 13), None);
+        assert_eq!(c.suppressed(), 1);
     }
 }

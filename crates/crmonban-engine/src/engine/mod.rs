@@ -45,6 +45,7 @@ use crate::watch::{FileWatch, watch_files, watched_files};
 use crate::{EngineError, EngineEvent, EngineOptions};
 
 mod protection;
+mod reports;
 mod start;
 mod upkeep;
 
@@ -239,27 +240,6 @@ impl Engine {
         u64::try_from(count).unwrap_or(u64::MAX)
     }
 
-    /// Counts a detector's event and emits [`EngineEvent::AttackDetected`].
-    pub async fn report_attack(&self, event: &Event) {
-        self.report_attack_coalesced(event, true).await;
-    }
-
-    /// Counts a detector's event; emits [`EngineEvent::AttackDetected`] only when `announce`
-    /// (detection coalesces announcements under floods, while every event is counted).
-    pub async fn report_attack_coalesced(&self, event: &Event, announce: bool) {
-        self.inner.events_processed.fetch_add(1, Ordering::Relaxed);
-        if announce {
-            self.inner
-                .emit(EngineEvent::AttackDetected {
-                    addr: event.addr,
-                    service: event.service.to_string(),
-                    kind: event.kind.to_string(),
-                })
-                .await;
-        }
-    }
-
-    /// How many detector events [`Engine::report_attack`] has seen.
     /// Replaces what a reload may change about bans and history: the default ban length,
     /// escalation and retention of `options` (the rest of `options` is fixed at start). Bans
     /// already made keep their expiry.
@@ -269,34 +249,6 @@ impl Engine {
             .settings
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(options);
-    }
-
-    /// Ban and unban records that could not be written to the database at once.
-    pub fn record_stats(&self) -> RecordStats {
-        self.inner.records.stats()
-    }
-
-    /// Activity log entries lost since start (queue full under a flood, or refused by the
-    /// database).
-    pub fn activity_dropped(&self) -> u64 {
-        self.inner.activity.dropped()
-    }
-
-    /// Event rows lost since start (see [`Engine::note_events_dropped`]).
-    pub fn events_dropped(&self) -> u64 {
-        self.inner.events_dropped.load(Ordering::Relaxed)
-    }
-
-    /// Counts `n` event rows that could not be recorded (the detection pipeline's queue was
-    /// full, or the database refused them); the bans they led to are not affected.
-    pub fn note_events_dropped(&self, n: u64) {
-        self.inner.events_dropped.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Detector events counted since start ([`Engine::report_attack`] and
-    /// [`Engine::report_attack_coalesced`]), announced or not.
-    pub fn events_processed(&self) -> u64 {
-        self.inner.events_processed.load(Ordering::Relaxed)
     }
 
     /// Time since [`Engine::start`] returned.
@@ -315,12 +267,6 @@ impl Engine {
     /// `capacity`; when it is full, `overflow` decides (see [`Overflow`]).
     pub fn subscribe_lossless(&self, capacity: usize, overflow: Overflow) -> EventStream {
         self.inner.lossless.add(capacity, overflow)
-    }
-
-    /// Remembers what intel said about `ip` ("US, AS15169 Google LLC"), so that its later bans
-    /// carry it in their reason; `None` forgets it. Bounded (the oldest forgotten first).
-    pub fn note_intel_summary(&self, ip: std::net::IpAddr, summary: Option<String>) {
-        lock(&self.inner.intel_summaries).put(ip, summary);
     }
 
     /// The store the engine records bans in, for queries and for what the engine does not

@@ -43,6 +43,13 @@ impl Engine {
                 Some(*target),
                 comment.to_owned(),
             );
+            inner
+                .emit(EngineEvent::WhitelistChanged {
+                    target: *target,
+                    added: true,
+                    comment: comment.to_owned(),
+                })
+                .await;
         }
         let lifted = inner.lift_refused_locked().await;
         Ok((added, lifted))
@@ -60,6 +67,13 @@ impl Engine {
         if removed {
             info!("removed from the whitelist");
             inner.record(unix_now(), "whitelist_remove", Some(*target), String::new());
+            inner
+                .emit(EngineEvent::WhitelistChanged {
+                    target: *target,
+                    added: false,
+                    comment: String::new(),
+                })
+                .await;
         }
         Ok(removed)
     }

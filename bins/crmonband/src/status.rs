@@ -1,0 +1,91 @@
+//! `Status()`: the daemon's state as one `a{sv}` dictionary, its keys those of
+//! `crmonban_dbus::status_keys` (documented in docs/DBUS.md).
+
+use std::collections::HashMap;
+
+use crmonban_dbus::status_keys;
+use crmonban_engine::Running;
+use zbus::{OwnedVariant, Variant};
+
+/// Every key of the dictionary, read from `running` now.
+pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
+    let config = running.config().await;
+    let services: Vec<String> = config
+        .enabled_services()
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let default_ban = config.general.default_ban_duration.as_secs();
+    let mut status = HashMap::new();
+    let mut put = |key: &str, value: Variant<'_>| {
+        if let Ok(owned) = OwnedVariant::try_from(value) {
+            status.insert(key.to_owned(), owned);
+        }
+    };
+    put(status_keys::RUNNING, Variant::from(true));
+    put(
+        status_keys::VERSION,
+        Variant::from(env!("CARGO_PKG_VERSION")),
+    );
+    put(
+        status_keys::UPTIME_SECONDS,
+        Variant::from(running.engine().uptime().as_secs()),
+    );
+    put(
+        status_keys::ACTIVE_BANS,
+        Variant::from(running.engine().active_ban_count()),
+    );
+    put(
+        status_keys::EVENTS_PROCESSED,
+        Variant::from(running.engine().events_processed()),
+    );
+    put(status_keys::SERVICES, Variant::from(services));
+    put(
+        status_keys::DEFAULT_BAN_DURATION,
+        Variant::from(default_ban),
+    );
+    let records = running.engine().record_stats();
+    put(status_keys::RECORDS_PENDING, Variant::from(records.pending));
+    put(status_keys::RECORDS_FAILED, Variant::from(records.failed));
+    put(status_keys::RECORDS_DROPPED, Variant::from(records.dropped));
+    put(
+        status_keys::EVENTS_DROPPED,
+        Variant::from(running.engine().events_dropped()),
+    );
+    put(
+        status_keys::ACTIVITY_DROPPED,
+        Variant::from(running.engine().activity_dropped()),
+    );
+    put(
+        status_keys::SIGNALS_DROPPED,
+        Variant::from(crate::bus::SIGNALS_DROPPED.load(std::sync::atomic::Ordering::Relaxed)),
+    );
+    let intel = running.intel();
+    let (sources, problems) = intel.sources();
+    let sources: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+    put(status_keys::INTEL_SOURCES, Variant::from(sources));
+    put(status_keys::INTEL_PROBLEMS, Variant::from(problems));
+    put(
+        status_keys::INTEL_DROPPED,
+        Variant::from(intel.stats().dropped),
+    );
+    let siem = running.siem().stats();
+    let exporting = if siem.enabled { siem.targets.len() } else { 0 };
+    put(
+        status_keys::SIEM_TARGETS,
+        Variant::from(u32::try_from(exporting).unwrap_or(u32::MAX)),
+    );
+    let sent: u64 = siem.targets.iter().map(|t| t.stats.sent).sum();
+    put(status_keys::SIEM_SENT, Variant::from(sent));
+    put(status_keys::SIEM_DROPPED, Variant::from(siem.dropped()));
+    let failing: Vec<String> = siem
+        .targets
+        .iter()
+        .filter(|t| !t.stats.up && t.stats.failures + t.stats.rejected > 0)
+        .map(|t| {
+            let error = t.stats.last_error.as_deref().unwrap_or("failing");
+            format!("{}: {error}", t.name)
+        })
+        .collect();
+    put(status_keys::SIEM_FAILING, Variant::from(failing));
+    status
+}
