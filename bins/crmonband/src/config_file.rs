@@ -94,6 +94,11 @@ pub fn check(path: Option<&Path>) -> Result<ExitCode> {
             for problem in crmonban_engine::check_intel_config(&loaded.config.intel) {
                 println!("warning: intel: {problem}");
             }
+            // SIEM targets as the daemon builds them: headers and TLS files read now.
+            if let Err(e) = crmonban_engine::SiemService::prepare(&loaded.config.siem) {
+                eprintln!("invalid configuration: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
             // The built-in packs are checked by the test suite; checked again here, so that a
             // binary built from edited packs cannot pass unnoticed.
             for pack in ServiceCatalog::builtin().packs() {

@@ -101,8 +101,8 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
         text(&out.stderr)
     );
 
-    // Valid, but trusting everything: accepted with warnings, as are the sections this
-    // version does not implement and the missing whitelist file.
+    // Valid, but trusting everything: accepted with warnings, as are SIEM export without a
+    // target, the sections this version does not implement and the missing whitelist file.
     std::fs::write(
         &zones,
         "zones:\n  - name: all\n    trust_level: 100\n    networks: [0.0.0.0/0]\n",
@@ -117,7 +117,7 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
             "warning: intel: GeoIP City database {}/absent-city.mmdb",
             dir.path().display()
         ),
-        "siem.enabled: SIEM export is not implemented".to_owned(),
+        "siem.enabled: SIEM export is enabled but there is no [[siem.targets]]".to_owned(),
         "ebpf.enabled: the eBPF fast path is not implemented".to_owned(),
         "zone all (0.0.0.0/0) covers every IPv4 address".to_owned(),
         format!("{}/absent.txt: does not exist", dir.path().display()),
@@ -127,6 +127,23 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+
+    // A SIEM target whose headers file is missing: refused as the daemon would refuse it.
+    let mut text_now = std::fs::read_to_string(&path).unwrap();
+    text_now.push_str(&format!(
+        "\n[[siem.targets]]\ntype = \"webhook\"\nurl = \"https://siem.example.com/\"\n\
+         headers_file = \"{}/absent.headers\"\n",
+        dir.path().display()
+    ));
+    std::fs::write(&path, text_now).unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("siem target \"webhook https://siem.example.com\"")
+            && stderr.contains("absent.headers"),
+        "{stderr}"
+    );
 }
 
 #[test]
