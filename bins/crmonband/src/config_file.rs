@@ -95,7 +95,7 @@ pub fn check(path: Option<&Path>) -> Result<ExitCode> {
                 println!("warning: intel: {problem}");
             }
             // SIEM targets as the daemon builds them: headers and TLS files read now.
-            if let Err(e) = crmonban_engine::SiemService::prepare(&loaded.config.siem) {
+            if let Err(e) = crmonban_engine::SiemService::prepare(&loaded.config) {
                 eprintln!("invalid configuration: {e}");
                 return Ok(ExitCode::FAILURE);
             }

@@ -181,9 +181,9 @@ fn measure(
                 IntelService::start(&engine, &config.intel, true, Duration::from_secs(86_400))
             });
             let siem = match whois {
-                Some(_) => Some(
-                    SiemService::start(&engine, SiemService::prepare(&config.siem).unwrap()).await,
-                ),
+                Some(_) => {
+                    Some(SiemService::start(&engine, SiemService::prepare(&config).unwrap()).await)
+                }
                 None => None,
             };
             let mut events = engine.subscribe();

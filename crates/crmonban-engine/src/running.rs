@@ -172,7 +172,7 @@ impl EngineBuilder {
             detection,
         } = self;
         // Checked before anything starts: a bad target file refuses the start.
-        let siem = SiemService::prepare(&config.siem)?;
+        let siem = SiemService::prepare(&config)?;
         let firewall = match firewall {
             Some(backend) => backend,
             None => {
@@ -264,7 +264,7 @@ impl Running {
         let mut state = self.state.lock().await;
         needs_no_restart(&state.config, &new)?;
         Detection::check(&new)?;
-        let siem = SiemService::prepare(&new.siem)?;
+        let siem = SiemService::prepare(&new)?;
         // The first change, itself all or nothing.
         let problems = self
             .engine

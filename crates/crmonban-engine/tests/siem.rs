@@ -136,6 +136,9 @@ async fn events_reach_a_file_in_order_with_attacks_coalesced() {
     );
     assert_eq!(events[1]["source"]["ip"], "11.0.0.1");
     assert_eq!(events[1]["crmonban"]["source"], "detector");
+    // The service's one port (ssh's pack: 22) is the attacked port.
+    assert_eq!(events[1]["destination"]["port"], 22);
+    assert_eq!(events[2]["destination"]["port"], 22);
     assert_eq!(events[3]["crmonban"]["target"], "198.51.100.0/24");
     assert_eq!(events[3]["event"]["reason"], "office");
     assert_eq!(events[0]["observer"]["hostname"], "engine-test");

@@ -15,6 +15,7 @@
 //! # max_failures, find_time, ban_time: the service's defaults when they differ from the
 //! # general ones (recidive: 5 bans in a day ban for a week)
 //! log_path = "/var/log/auth.log"
+//! port = 22                           # or [80, 443]: named in SIEM events
 //! journal_match = "_SYSTEMD_UNIT=ssh.service _SYSTEMD_UNIT=sshd.service"
 //! envelope = "syslog"                 # syslog | nginx-error | apache-error | access | plain
 //! programs = ["sshd", "sshd-session"] # syslog: the tags of this service's lines
@@ -190,6 +191,9 @@ pub struct Pack {
     pub ban_time: Option<BanDuration>,
     /// The service's log file by default (absolute); a pack has this, `journal_match` or both.
     pub log_path: Option<PathBuf>,
+    /// The ports the service usually listens on (`port = 22` or `port = [80, 443]`); may be
+    /// empty.
+    pub ports: Vec<u16>,
     /// The journal entries of the service by default.
     pub journal_match: Option<JournalMatch>,
     /// How the service's lines are laid out.
@@ -256,6 +260,10 @@ impl Pack {
         let log_path = service
             .get("log_path")
             .and_then(|v| super::parse::path(&mut d, &v));
+        let ports = service
+            .get("port")
+            .and_then(|v| super::parse::ports(&mut d, &v))
+            .unwrap_or_default();
         let journal_match = service.get("journal_match").and_then(|v| {
             let text = v.str(&mut d)?;
             JournalMatch::parse(text)
@@ -372,6 +380,7 @@ impl Pack {
             find_time,
             ban_time,
             log_path,
+            ports,
             journal_match,
             envelope,
             patterns,

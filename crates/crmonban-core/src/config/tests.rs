@@ -464,6 +464,8 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             find_time: secs(300),
             ban_time: BanDuration::Permanent,
             ipv6_prefix: Some(64),
+            // Kept from the pack: the section does not set it.
+            ports: vec![22],
             pack: ServiceCatalog::builtin().find("ssh").cloned(),
             patterns: vec![
                 Pattern::new(
@@ -488,6 +490,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             // Not set: follows [general] default_ban_duration.
             ban_time: BanDuration::Timed(secs(7200)),
             ipv6_prefix: None,
+            ports: Vec::new(),
             pack: None,
             patterns: vec![
                 Pattern::new(
@@ -1887,5 +1890,26 @@ fn siem_targets_read_every_transport_and_refuse_what_cannot_work() {
              [[siem.targets]]\ntype = \"file\"\npath = \"/b\"\nname = \"x\"\n"
         ),
         "config.toml:8: siem.targets[1].name: the name \"x\" is used twice; names must be unique"
+    );
+}
+
+#[test]
+fn service_ports_come_from_the_pack_unless_the_section_gives_them() {
+    let c = parse("[services.nginx]\nenabled = true\n[services.ssh]\nport = 2222\n");
+    assert_eq!(c.services["nginx"].ports, [80, 443]);
+    assert_eq!(c.services["ssh"].ports, [2222]);
+    assert_eq!(c.services["dovecot"].ports, [110, 143, 993, 995]);
+    assert!(c.services["recidive"].ports.is_empty());
+    assert_eq!(
+        parse("[services.ssh]\nport = [22, 2222]\n").services["ssh"].ports,
+        [22, 2222]
+    );
+    assert_eq!(
+        error("[services.ssh]\nport = 0\n"),
+        "config.toml:2: services.ssh.port: must be greater than 0, found 0"
+    );
+    assert_eq!(
+        error("[services.ssh]\nport = [22, 22]\n"),
+        "config.toml:2: services.ssh.port: port 22 is listed twice"
     );
 }

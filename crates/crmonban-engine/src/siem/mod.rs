@@ -17,11 +17,12 @@
 
 mod convert;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crmonban_core::config::{SiemConfig, SiemFormat, SiemTarget, SiemTargetConfig};
+use crmonban_core::config::{Config, SiemConfig, SiemFormat, SiemTarget, SiemTargetConfig};
 use crmonban_siem::format::{Wrap, render};
 use crmonban_siem::queue::{QueueLimits, StatsSnapshot, TargetQueue};
 use crmonban_siem::sink::Sink;
@@ -98,12 +99,15 @@ struct Routing {
     origin: Origin,
     interval: Duration,
     targets: Vec<Arc<Running>>,
+    /// The port of each service that has exactly one (`[services.NAME] port`).
+    ports: HashMap<String, u16>,
 }
 
 /// A configuration whose targets are built and checked, ready to apply.
 pub struct PreparedSiem {
     config: SiemConfig,
     sinks: Vec<Sink>,
+    ports: HashMap<String, u16>,
 }
 
 struct Shared {
@@ -119,8 +123,18 @@ pub struct SiemService {
 }
 
 impl SiemService {
-    /// Builds every target of `config` (no connection is made yet) or says which cannot be.
-    pub fn prepare(config: &SiemConfig) -> Result<PreparedSiem, SiemError> {
+    /// Builds every target of `config`'s `[siem]` (no connection is made yet) or says which
+    /// cannot be; takes the services' ports too.
+    pub fn prepare(config: &Config) -> Result<PreparedSiem, SiemError> {
+        let ports = config
+            .services
+            .iter()
+            .filter_map(|(name, service)| match service.ports[..] {
+                [port] => Some((name.clone(), port)),
+                _ => None,
+            })
+            .collect();
+        let config = &config.siem;
         let mut sinks = Vec::new();
         if config.enabled {
             for target in &config.targets {
@@ -134,6 +148,7 @@ impl SiemService {
         Ok(PreparedSiem {
             config: config.clone(),
             sinks,
+            ports,
         })
     }
 
@@ -147,6 +162,7 @@ impl SiemService {
                     origin: origin(&prepared.config),
                     interval: Duration::ZERO,
                     targets: Vec::new(),
+                    ports: HashMap::new(),
                 })),
                 missed: AtomicU64::new(0),
             }),
@@ -164,7 +180,11 @@ impl SiemService {
     /// Applies a configuration [`SiemService::prepare`] accepted; returns whether export is
     /// on now.
     pub async fn apply(&self, prepared: PreparedSiem) -> bool {
-        let PreparedSiem { config, sinks } = prepared;
+        let PreparedSiem {
+            config,
+            sinks,
+            ports,
+        } = prepared;
         let old = self.shared.routing();
         // The old workers go first: a queue that is kept must have one sender only. A batch
         // they had in flight is sent again by the new worker (at least once).
@@ -216,6 +236,7 @@ impl SiemService {
             origin: origin(&config),
             interval: Duration::from_secs(config.attack_interval_secs),
             targets,
+            ports,
         });
         let mut router = lock(&self.router);
         if enabled && router.is_none() {
@@ -344,9 +365,13 @@ async fn route(shared: Arc<Shared>, mut events: EventStream, mut stop: watch::Re
 }
 
 fn handle(shared: &Shared, windows: &mut AttackWindows, event: &EngineEvent) {
-    let Some(siem) = to_siem(event, &shared.engine, now_micros()) else {
+    let Some(mut siem) = to_siem(event, &shared.engine, now_micros()) else {
         return;
     };
+    let routing = shared.routing();
+    if let Some(service) = &siem.service {
+        siem.port = routing.ports.get(service).copied();
+    }
     let siem = if siem.action == Action::AttackDetected {
         match windows.admit(siem, Instant::now()) {
             Some(siem) => siem,
@@ -355,7 +380,7 @@ fn handle(shared: &Shared, windows: &mut AttackWindows, event: &EngineEvent) {
     } else {
         siem
     };
-    dispatch(&shared.routing(), &siem);
+    dispatch(&routing, &siem);
 }
 
 /// `event` rendered for every target and queued there.

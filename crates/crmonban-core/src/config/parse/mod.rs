@@ -164,6 +164,27 @@ pub(super) fn ban_duration(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option
     u32::try_from(n).ok().map(BanDuration::from_secs)
 }
 
+/// `port = 22` or `port = [80, 443]`: ports from 1 to 65535, each once.
+pub(super) fn ports(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<Vec<u16>> {
+    let one = |d: &mut Diagnostics<'_>, v: &Value<'_, '_>| {
+        v.integer(d, 1..=65_535).and_then(|n| u16::try_from(n).ok())
+    };
+    let ports: Vec<u16> = match v.value {
+        DeValue::Array(_) => {
+            let items = v.array(d, "a port or an array of ports, e.g. [80, 443]")?;
+            let parsed: Vec<Option<u16>> = items.iter().map(|item| one(d, item)).collect();
+            parsed.into_iter().collect::<Option<_>>()?
+        }
+        _ => vec![one(d, v)?],
+    };
+    let mut seen = BTreeSet::new();
+    if let Some(twice) = ports.iter().find(|p| !seen.insert(**p)) {
+        d.error(&v.span, &v.path, format!("port {twice} is listed twice"));
+        return None;
+    }
+    Some(ports)
+}
+
 /// A string naming one value of a [`string_enum`](super::schema) type.
 pub(super) fn choice<T: FromStr<Err = UnknownChoice>>(
     d: &mut Diagnostics<'_>,

@@ -88,6 +88,9 @@ pub(super) fn read_service(
     if let Some(v) = t.integer(d, "ipv6_prefix", 1..=128) {
         service.ipv6_prefix = u8::try_from(v).ok();
     }
+    if let Some(v) = t.get("port").and_then(|v| ports(d, &v)) {
+        service.ports = v;
+    }
     let mut patterns_given = 0;
     if let Some(v) = t.get("patterns")
         && let Some(tables) = v.tables(d)

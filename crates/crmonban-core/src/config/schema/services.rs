@@ -60,6 +60,9 @@ pub struct ServiceConfig {
     /// Count and ban IPv6 addresses by their network of this prefix length (1..=128, e.g. 64);
     /// `None` (the default) or 128: single addresses.
     pub ipv6_prefix: Option<u8>,
+    /// The ports the service listens on (`port`; default the pack's): what SIEM events name
+    /// as the attacked port. A ban blocks every port of the address whatever this says.
+    pub ports: Vec<u16>,
 }
 
 impl ServiceConfig {
@@ -78,6 +81,7 @@ impl ServiceConfig {
             journal_match: pack.journal_match.clone(),
             max_failures: pack.max_failures.unwrap_or(defaults.max_failures),
             find_time: pack.find_time.unwrap_or(defaults.find_time),
+            ports: pack.ports.clone(),
             pack: Some(pack.clone()),
             ..defaults
         }
@@ -95,6 +99,7 @@ impl ServiceConfig {
             ban_time,
             patterns: Vec::new(),
             ipv6_prefix: None,
+            ports: Vec::new(),
             pack: None,
         }
     }
