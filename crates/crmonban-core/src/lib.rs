@@ -38,6 +38,7 @@
 pub mod ban;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod target;
 pub mod text;
 

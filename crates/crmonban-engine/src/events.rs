@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::locks::lock;
 use crmonban_core::{Ban, Target};
 
 /// One thing that happened in the engine.
@@ -164,10 +165,4 @@ impl Subscribers {
             self.count.store(list.len(), Ordering::Release);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

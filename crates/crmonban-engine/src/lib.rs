@@ -70,6 +70,7 @@ mod firewall_thread;
 mod host;
 mod index;
 mod intel;
+mod locks;
 mod memory;
 mod offences;
 mod options;

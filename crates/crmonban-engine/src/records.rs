@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::locks::lock;
 use crmonban_core::{Ban, Target};
 use crmonban_store::{Store, StoreError};
 use tracing::{error, info, warn};
@@ -149,10 +150,4 @@ async fn apply(store: &Store, record: &Record) -> Result<(), StoreError> {
 
 fn is_fault(e: &StoreError) -> bool {
     e.is_transient()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

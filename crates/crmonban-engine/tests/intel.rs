@@ -2,37 +2,18 @@
 //! against local servers: a WHOIS server that never answers holds neither a ban nor memory
 //! (the queue drops its oldest and counts), and what is gathered lands in the cache.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crmonban_core::config::{BanDuration, Config};
+use common::{silent_server, ssh_ban_of, start_without_detection};
+use crmonban_core::config::Config;
 use crmonban_core::{BanSource, Target};
-use crmonban_engine::{BanRequest, EngineBuilder, RecordingBackend, Running, Store};
+use crmonban_engine::BanRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// A WHOIS server that accepts, reads the query and then says nothing for a minute; counts
-/// connections.
-async fn hanging_whois() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&connections);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            seen.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut query = [0u8; 256];
-                let _ = socket.read(&mut query).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                let _ = socket.write_all(b"too late\r\n").await;
-            });
-        }
-    });
-    (addr, connections)
-}
 
 /// A WHOIS server answering every query with `answer` and closing.
 async fn answering_whois(answer: &'static str) -> SocketAddr {
@@ -51,26 +32,6 @@ async fn answering_whois(answer: &'static str) -> SocketAddr {
     addr
 }
 
-async fn start(config: Config, dir: &tempfile::TempDir) -> Running {
-    EngineBuilder::new(config)
-        .firewall(Box::new(RecordingBackend::new()))
-        .store(Store::open(&dir.path().join("crmonban.db")).await.unwrap())
-        .without_detection()
-        .start()
-        .await
-        .unwrap()
-}
-
-fn ban_of(i: u32) -> BanRequest {
-    BanRequest {
-        target: Target::Addr(std::net::Ipv4Addr::from(0x0B00_0000 + i).into()),
-        duration: Some(BanDuration::from_secs(600)),
-        reason: "test".into(),
-        source: BanSource::Detector,
-        service: Some("ssh".into()),
-    }
-}
-
 fn whois_only(server: SocketAddr, timeout: Duration) -> Config {
     let mut config = Config::default();
     config.general.auto_intel = true;
@@ -83,19 +44,19 @@ fn whois_only(server: SocketAddr, timeout: Duration) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_whois_server_delays_no_ban_and_the_queue_stays_bounded() {
-    let (server, connections) = hanging_whois().await;
+    let (server, connections) = silent_server().await;
     let mut config = whois_only(server, Duration::from_secs(30));
     config.intel.concurrency = 2;
     config.intel.queue_size = 10;
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config, &dir).await;
+    let running = start_without_detection(config, &dir).await;
     let engine = running.engine();
 
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     for i in 0..100 {
         let one = Instant::now();
-        engine.ban(ban_of(i)).await.unwrap();
+        engine.ban(ssh_ban_of(i)).await.unwrap();
         slowest = slowest.max(one.elapsed());
     }
     // The WHOIS server holds every gather for 30 s: a ban that waited on one would take that.
@@ -154,11 +115,11 @@ async fn a_ban_fills_the_intel_cache_and_the_next_ban_carries_its_summary() {
     let server = answering_whois(RIPE_ANSWER).await;
     let config = whois_only(server, Duration::from_secs(5));
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config, &dir).await;
+    let running = start_without_detection(config, &dir).await;
     let engine = running.engine();
-    let target = ban_of(0).target;
+    let target = ssh_ban_of(0).target;
 
-    engine.ban(ban_of(0)).await.unwrap();
+    engine.ban(ssh_ban_of(0)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let cached = loop {
         if let Some(intel) = running.intel().cached(&target).await.unwrap() {
@@ -175,7 +136,7 @@ async fn a_ban_fills_the_intel_cache_and_the_next_ban_carries_its_summary() {
 
     // Unbanned and banned again: the reason now says who it is.
     assert!(engine.unban(&target, "unban").await.unwrap());
-    let again = engine.ban(ban_of(0)).await.unwrap();
+    let again = engine.ban(ssh_ban_of(0)).await.unwrap();
     assert_eq!(again.reason, "test [NL, Example Hosting B.V.]");
     // Fresh in the cache: not gathered a second time.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -192,9 +153,9 @@ async fn without_any_source_intel_is_not_enabled_and_nothing_is_queued() {
     let mut config = Config::default();
     config.intel.geoip_enabled = false;
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config, &dir).await;
-    let target = ban_of(1).target;
-    running.engine().ban(ban_of(1)).await.unwrap();
+    let running = start_without_detection(config, &dir).await;
+    let target = ssh_ban_of(1).target;
+    running.engine().ban(ssh_ban_of(1)).await.unwrap();
     let err = running.intel().intel(&target, false).await.unwrap_err();
     assert!(err.to_string().contains("intel is not enabled"), "{err}");
     let network = Target::parse("11.0.0.0/24").unwrap();
@@ -236,19 +197,19 @@ async fn detector_bans_are_reported_to_abuseipdb_once_and_manual_bans_never() {
     config.intel.abuseipdb_url = format!("{}/api/v2", api.uri());
     config.intel.abuseipdb_report = true;
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config, &dir).await;
+    let running = start_without_detection(config, &dir).await;
     let engine = running.engine();
 
-    engine.ban(ban_of(2)).await.unwrap();
+    engine.ban(ssh_ban_of(2)).await.unwrap();
     let manual = BanRequest {
         source: BanSource::Dbus,
         service: None,
-        ..ban_of(3)
+        ..ssh_ban_of(3)
     };
     engine.ban(manual).await.unwrap();
     // Banned again at once: AbuseIPDB takes one report per address per 15 minutes.
-    engine.unban(&ban_of(2).target, "unban").await.unwrap();
-    engine.ban(ban_of(2)).await.unwrap();
+    engine.unban(&ssh_ban_of(2).target, "unban").await.unwrap();
+    engine.ban(ssh_ban_of(2)).await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while running.intel().stats().reported + running.intel().stats().reports_skipped < 2 {
@@ -275,7 +236,7 @@ async fn detector_bans_are_reported_to_abuseipdb_once_and_manual_bans_never() {
     // What AbuseIPDB said is cached, and its usage type makes the hosting flag.
     let intel = running
         .intel()
-        .cached(&ban_of(2).target)
+        .cached(&ssh_ban_of(2).target)
         .await
         .unwrap()
         .expect("cached");

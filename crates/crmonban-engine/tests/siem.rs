@@ -4,37 +4,15 @@
 //! its drops counted, and a reload keeps what is queued, reopens files and refuses a bad
 //! headers file without changing anything.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::{silent_server, ssh_ban_of, start_without_detection};
 use crmonban_core::config::{BanDuration, Config, SiemFormat, SiemTarget, SiemTargetConfig};
-use crmonban_core::{BanSource, Event, EventKind, Service, Target};
-use crmonban_engine::{BanRequest, EngineBuilder, RecordingBackend, Running, Store};
+use crmonban_core::{Event, EventKind, Service, Target};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
-
-async fn start(config: Config, dir: &tempfile::TempDir) -> Running {
-    EngineBuilder::new(config)
-        .firewall(Box::new(RecordingBackend::new()))
-        .store(Store::open(&dir.path().join("crmonban.db")).await.unwrap())
-        .without_detection()
-        .start()
-        .await
-        .unwrap()
-}
-
-fn ban_of(i: u32) -> BanRequest {
-    BanRequest {
-        target: Target::Addr(std::net::Ipv4Addr::from(0x0B00_0000 + i).into()),
-        duration: Some(BanDuration::from_secs(600)),
-        reason: "test".into(),
-        source: BanSource::Detector,
-        service: Some("ssh".into()),
-    }
-}
 
 fn target(name: &str, kind: SiemTarget) -> SiemTargetConfig {
     SiemTargetConfig {
@@ -93,10 +71,10 @@ async fn events_reach_a_file_in_order_with_attacks_coalesced() {
     let path = dir.path().join("siem.log");
     let mut config = file_config(&path);
     config.siem.attack_interval_secs = 1;
-    let running = start(config, &dir).await;
+    let running = start_without_detection(config, &dir).await;
     let engine = running.engine();
 
-    engine.ban(ban_of(1)).await.unwrap();
+    engine.ban(ssh_ban_of(1)).await.unwrap();
     let attack = Event {
         addr: "203.0.113.9".parse().unwrap(),
         service: Service::new("ssh"),
@@ -110,7 +88,7 @@ async fn events_reach_a_file_in_order_with_attacks_coalesced() {
     }
     let target = Target::parse("198.51.100.0/24").unwrap();
     engine.whitelist_add(&target, "office").await.unwrap();
-    engine.unban(&ban_of(1).target, "unban").await.unwrap();
+    engine.unban(&ssh_ban_of(1).target, "unban").await.unwrap();
     let events = events_until(&path, |e| {
         e.iter()
             .filter(|e| e["event"]["action"] == "attack-detected")
@@ -154,25 +132,6 @@ async fn events_reach_a_file_in_order_with_attacks_coalesced() {
     assert_eq!(stats.dropped(), 0);
 }
 
-/// An HTTP server that accepts, reads the request and never answers; counts connections.
-async fn silent_server() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&connections);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            seen.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                tokio::time::sleep(Duration::from_secs(120)).await;
-            });
-        }
-    });
-    (addr, connections)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_never_answers_delays_no_ban_and_its_queue_stays_bounded() {
     let (server, connections) = silent_server().await;
@@ -191,13 +150,13 @@ async fn a_webhook_that_never_answers_delays_no_ban_and_its_queue_stays_bounded(
         },
     )];
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config, &dir).await;
+    let running = start_without_detection(config, &dir).await;
     let engine = running.engine();
 
     let mut slowest = Duration::ZERO;
     for i in 0..200 {
         let one = Instant::now();
-        engine.ban(ban_of(i)).await.unwrap();
+        engine.ban(ssh_ban_of(i)).await.unwrap();
         slowest = slowest.max(one.elapsed());
     }
     // The server holds the one request in flight for 60 s: a ban that waited would show it.
@@ -236,14 +195,14 @@ async fn a_reload_reopens_files_keeps_queues_and_refuses_a_bad_headers_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("siem.log");
     let config = file_config(&path);
-    let running = start(config.clone(), &dir).await;
-    running.engine().ban(ban_of(1)).await.unwrap();
+    let running = start_without_detection(config.clone(), &dir).await;
+    running.engine().ban(ssh_ban_of(1)).await.unwrap();
     events_until(&path, |e| e.len() == 2).await;
 
     // Rotated by the administrator, then SIGHUP: the next event goes to a new file.
     std::fs::rename(&path, dir.path().join("siem.log.1")).unwrap();
     running.reconfigure(config.clone()).await.unwrap();
-    running.engine().ban(ban_of(2)).await.unwrap();
+    running.engine().ban(ssh_ban_of(2)).await.unwrap();
     let events = events_until(&path, |e| !e.is_empty()).await;
     assert_eq!(actions(&events), ["ban-added"]);
     assert_eq!(events[0]["source"]["ip"], "11.0.0.2");

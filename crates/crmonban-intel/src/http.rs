@@ -6,7 +6,7 @@
 //! URL (Shodan's holds the key) and every message is scrubbed of it, should a server echo it.
 
 use std::ops::RangeInclusive;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crmonban_core::config::Secret;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -259,13 +259,7 @@ fn with_headers(mut request: RequestBuilder, headers: &[(&str, &str)]) -> Reques
 }
 
 fn is_loopback_host(url: &Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crmonban_core::http::is_loopback_host(url.host_str().unwrap_or_default())
 }
 
 /// `pairs` encoded as application/x-www-form-urlencoded, with the encoder of `Url`'s query
@@ -300,17 +294,7 @@ fn same_origin_redirects() -> redirect::Policy {
 /// An error and its causes on one line ("error sending request: client error (Connect): tcp
 /// connect error: Connection refused (os error 111)"), without the URL.
 fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
+    let message = crmonban_core::http::error_chain(&e.without_url());
     clean_text(&message, MAX_EXCERPT_BYTES)
 }
 
@@ -334,74 +318,10 @@ fn error_excerpt(body: &[u8]) -> String {
     clean_text(&String::from_utf8_lossy(start), MAX_EXCERPT_BYTES)
 }
 
-/// The pause a `Retry-After` value asks for (RFC 9110 §10.2.3: delta-seconds or an HTTP-date),
-/// at most a day; a date in the past is no pause.
+/// The pause a `Retry-After` value asks for, at most a day (see
+/// [`crmonban_core::http::retry_after`]).
 pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let pause = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Too many digits for u64 is still "very long".
-        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
-    } else {
-        let at = http_date(value)?;
-        let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        Duration::from_secs(at.saturating_sub(now))
-    };
-    Some(pause.min(MAX_RETRY_AFTER))
-}
-
-/// Unix seconds of an HTTP-date in any of the three forms a recipient must accept (RFC 9110
-/// §5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37
-/// GMT", asctime "Sun Nov  6 08:49:37 1994".
-fn http_date(value: &str) -> Option<u64> {
-    let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
-    let (day, month, year, time) = match tokens.as_slice() {
-        [weekday, day, month, year, time, "GMT"] if weekday.ends_with(',') => {
-            (*day, *month, year.parse::<u64>().ok()?, *time)
-        }
-        [weekday, date, time, "GMT"] if weekday.ends_with(',') => {
-            let mut parts = date.split('-');
-            let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
-            if parts.next().is_some() || year.len() != 2 {
-                return None;
-            }
-            // RFC 9110: a two-digit year more than 50 years ahead is in the past century;
-            // dates this code sees are near the present.
-            let yy = year.parse::<u64>().ok()?;
-            (
-                day,
-                month,
-                if yy < 70 { 2000 + yy } else { 1900 + yy },
-                *time,
-            )
-        }
-        [_weekday, month, day, time, year] => (*day, *month, year.parse::<u64>().ok()?, *time),
-        _ => return None,
-    };
-    let day = day.parse::<u64>().ok().filter(|d| (1..=31).contains(d))?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as u64
-        + 1;
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some() || h > 23 || m > 59 || s > 60 || !(1970..=9999).contains(&year) {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`), for
-/// years from 1970.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crmonban_core::http::retry_after(value, now, MAX_RETRY_AFTER)
 }
 
 /// `text` made safe to keep and show: line breaks and tabs become spaces, runs of spaces one,

@@ -49,6 +49,7 @@ mod reports;
 mod start;
 mod upkeep;
 
+use crate::locks::lock;
 use start::report_policy;
 use upkeep::{Periodic, follow_host_addresses, run_every};
 
@@ -532,10 +533,6 @@ impl Inner {
             );
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::locks::{lock, read, write};
 use crate::{Engine, EngineEvent, EventStream, Overflow};
 use convert::{AttackWindows, now_micros, to_siem};
 
@@ -429,20 +430,4 @@ fn origin(config: &SiemConfig) -> Origin {
             .unwrap_or_default()
     });
     Origin::new(&hostname, env!("CARGO_PKG_VERSION"))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,9 +6,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crmonban_core::config::BanDuration;
+use crmonban_core::config::{BanDuration, Config};
 use crmonban_core::{BanSource, Target};
-use crmonban_engine::{BanRequest, Engine, EngineEvent, EngineOptions};
+use crmonban_engine::{
+    BanRequest, Engine, EngineBuilder, EngineEvent, EngineOptions, RecordingBackend as Recording,
+    Running,
+};
 use crmonban_firewall::{
     ApplyReport, Call, ChangeSet, Element, FirewallBackend, FirewallError, RecordingBackend,
 };
@@ -103,11 +106,55 @@ impl FirewallBackend for SharedBackend {
     }
 }
 
+/// A TCP server on 127.0.0.1 that accepts, reads what the client sends first and then says
+/// nothing for two minutes (a WHOIS server or webhook that hangs); counts connections.
+pub async fn silent_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
 /// A store in a fresh temporary directory (kept alive by the returned guard).
 pub async fn temp_store() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("crmonban.db")).await.unwrap();
     (dir, store)
+}
+
+/// `config` running over a recording firewall and a store in `dir`, without log sources.
+pub async fn start_without_detection(config: Config, dir: &TempDir) -> Running {
+    EngineBuilder::new(config)
+        .firewall(Box::new(Recording::new()))
+        .store(Store::open(&dir.path().join("crmonban.db")).await.unwrap())
+        .without_detection()
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A detector's ten-minute ssh ban of 11.0.0.`i` (and on: 11.0.1.0 for 256).
+pub fn ssh_ban_of(i: u32) -> BanRequest {
+    BanRequest {
+        target: Target::Addr(std::net::Ipv4Addr::from(0x0B00_0000 + i).into()),
+        duration: Some(BanDuration::from_secs(600)),
+        reason: "test".into(),
+        source: BanSource::Detector,
+        service: Some("ssh".into()),
+    }
 }
 
 /// Options with short periods so tests do not wait long.

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crmonban_core::config::Secret;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -308,103 +308,18 @@ fn read_headers_file(path: &Path) -> Result<Vec<(HeaderName, HeaderValue)>, Buil
 }
 
 fn is_loopback(url: &Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crmonban_core::http::is_loopback_host(url.host_str().unwrap_or_default())
 }
 
 /// An error and its causes on one line, without the URL.
 fn chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut message = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            if !message.is_empty() {
-                message.push_str(": ");
-            }
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
+    crmonban_core::http::error_chain(&e.without_url())
 }
 
-/// The pause a `Retry-After` value asks for (RFC 9110 §10.2.3: a number of seconds or an
-/// HTTP-date), at most [`MAX_RETRY_AFTER`]; a date already past is no pause.
+/// The pause a `Retry-After` value asks for, at most [`MAX_RETRY_AFTER`] (see
+/// [`crmonban_core::http::retry_after`]).
 pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let pause = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // More digits than a u64 holds still means "long".
-        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
-    } else {
-        let at = UNIX_EPOCH + Duration::from_secs(http_date(value)?);
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(pause.min(MAX_RETRY_AFTER))
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Seconds since 1970 of an HTTP-date in one of the three forms RFC 9110 §5.6.7 has a
-/// recipient accept: `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT`,
-/// `Sun Nov  6 08:49:37 1994`.
-fn http_date(value: &str) -> Option<u64> {
-    let words: Vec<&str> = value.split_whitespace().collect();
-    let (day, month, year, clock) = match words[..] {
-        [weekday, day, month, year, clock, "GMT"] if weekday.ends_with(',') => {
-            (day, month, year.parse().ok()?, clock)
-        }
-        [weekday, date, clock, "GMT"] if weekday.ends_with(',') => {
-            let mut parts = date.splitn(3, '-');
-            let (day, month, short) = (parts.next()?, parts.next()?, parts.next()?);
-            if short.len() != 2 {
-                return None;
-            }
-            // Two digits: the nearest century to the present (dates seen here are recent).
-            let short: u64 = short.parse().ok()?;
-            (
-                day,
-                month,
-                if short < 70 {
-                    2000 + short
-                } else {
-                    1900 + short
-                },
-                clock,
-            )
-        }
-        [_weekday, month, day, clock, year] => (day, month, year.parse().ok()?, clock),
-        _ => return None,
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = MONTHS.iter().position(|m| *m == month)?;
-    let mut hms = clock.splitn(3, ':').map(|part| part.parse::<u64>().ok());
-    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1970..=9999).contains(&year)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let leaps_through = |y: u64| y / 4 - y / 100 + y / 400;
-    const BEFORE_MONTH: [u64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let mut days = 365 * (year - 1970) + leaps_through(year - 1) - leaps_through(1969);
-    days += BEFORE_MONTH[month] + day - 1;
-    if month >= 2 && leap(year) {
-        days += 1;
-    }
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+    crmonban_core::http::retry_after(value, now, MAX_RETRY_AFTER)
 }
 
 #[cfg(test)]
