@@ -236,3 +236,95 @@ headers_file = "{headers}"
         r["input"] == "tls" && r["msgid"] == "daemon-stopping"
     });
 }
+
+/// The journal's entries of `identifier` as journalctl's JSON objects.
+fn journal_entries(journald: &crmonban_testutil::Journald, identifier: &str) -> Vec<Value> {
+    let out = journald
+        .enter("journalctl")
+        .args(["--output=json", "--no-pager", "--quiet"])
+        .arg(format!("SYSLOG_IDENTIFIER={identifier}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn root_journalds_dev_log_gets_the_local_form_it_parses() {
+    let journald = crmonban_testutil::Journald::start();
+    let config = format!(
+        r#"
+[siem]
+enabled = true
+format = "cef"
+
+[[siem.targets]]
+name = "journal"
+type = "syslog"
+socket = "{dev_log}"
+facility = "authpriv"
+
+[[siem.targets]]
+name = "journal-syslog"
+type = "syslog"
+socket = "{dev_log}"
+format = "syslog"
+"#,
+        dev_log = journald.dev_log().display(),
+    );
+    let daemon = Daemon::start(&config);
+    let out = daemon.ctl(&["ban", "203.0.113.8", "-d", "600", "-r", "port scan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // journald does not parse RFC 5424: each message comes in the local form, so the
+    // journal files it under crmonband with its pid, priority and facility.
+    let pid = daemon.child.as_ref().unwrap().id().to_string();
+    let entries = wait_until("the ban in the journal", PATIENCE, || {
+        let entries = journal_entries(&journald, "crmonband");
+        let bans = entries
+            .iter()
+            .filter(|e| {
+                e["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("203.0.113.8"))
+            })
+            .count();
+        (bans >= 2).then_some(entries)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", daemon.log(), journald.own_log()));
+    let cef = entries
+        .iter()
+        .find(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("CEF:0|") && m.contains("|ban-added|"))
+        })
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    let message = cef["MESSAGE"].as_str().unwrap();
+    assert!(message.contains("|ban-added|Ban added|7|"), "{message}");
+    assert!(message.contains("src=203.0.113.8"), "{message}");
+    assert_eq!(cef["SYSLOG_PID"], pid.as_str(), "{cef:#}");
+    assert_eq!(cef["PRIORITY"], "4", "{cef:#}");
+    assert_eq!(cef["SYSLOG_FACILITY"], "10", "{cef:#}");
+    // The syslog format keeps its structured data at the start of the message.
+    let structured = entries
+        .iter()
+        .find(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[crmonban@32473 action=\"ban-added\""))
+        })
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    let message = structured["MESSAGE"].as_str().unwrap();
+    assert!(
+        message.contains(" ip=\"203.0.113.8\"") && message.ends_with("port scan"),
+        "{message}"
+    );
+    assert_eq!(
+        structured["SYSLOG_FACILITY"], "4",
+        "auth by default: {structured:#}"
+    );
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crmonban_core::config::{
-    SiemTarget, SyslogProtocol, SyslogTls, SyslogTransport, UnixSocketType,
+    SiemTarget, SyslogHeader, SyslogProtocol, SyslogTls, SyslogTransport, UnixSocketType,
 };
 use crmonban_siem::sink::{Failure, Sink};
 use sink_support::{lines, network, openssl_cert, read_frames, syslog, texts, tls_acceptor};
@@ -28,6 +28,7 @@ fn unix(path: &Path, socket_type: UnixSocketType) -> Sink {
     syslog(SyslogTransport::Unix {
         socket: path.to_owned(),
         socket_type,
+        header: SyslogHeader::Auto,
     })
 }
 

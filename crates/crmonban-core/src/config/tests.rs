@@ -542,6 +542,7 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
         transport: SyslogTransport::Unix {
             socket: socket.into(),
             socket_type: UnixSocketType::Auto,
+            header: SyslogHeader::Auto,
         },
         facility: SyslogFacility::Auth,
     };
@@ -1779,7 +1780,7 @@ fn siem_targets_read_every_transport_and_refuse_what_cannot_work() {
          [[siem.targets]]\ntype = \"syslog\"\naddress = \"[2001:db8::5]:6514\"\ntls = true\n\
          tls_ca_file = \"/etc/ssl/siem-ca.pem\"\nfacility = \"local3\"\nformat = \"leef\"\n\
          [[siem.targets]]\ntype = \"syslog\"\nsocket = \"/run/syslog.sock\"\n\
-         socket_type = \"stream\"\nname = \"local\"\nqueue_size = 20\n\
+         socket_type = \"stream\"\nheader = \"rfc5424\"\nname = \"local\"\nqueue_size = 20\n\
          [[siem.targets]]\ntype = \"syslog\"\naddress = \"siem.example.com:514\"\n\
          [[siem.targets]]\ntype = \"webhook\"\n\
          url = \"https://user:pw@hooks.example.com/t/SECRET?k=1\"\n\
@@ -1861,6 +1862,11 @@ fn siem_targets_read_every_transport_and_refuse_what_cannot_work() {
     assert_eq!(
         target("type = \"syslog\"\naddress = \"h:514\"\ntls_ca_file = \"/ca.pem\"\n"),
         "config.toml:4: siem.targets[0].tls_ca_file: applies only with `tls = true`"
+    );
+    assert_eq!(
+        target("type = \"syslog\"\naddress = \"h:514\"\nheader = \"local\"\n"),
+        "config.toml:4: siem.targets[0].header: applies to a local socket (`socket`) only; a \
+         collector gets RFC 5424"
     );
     assert_eq!(
         target("type = \"syslog\"\nprotocol = \"tcp\"\n"),

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crmonban_core::config::{Config, SiemConfig, SiemFormat, SiemTarget, SiemTargetConfig};
+use crmonban_core::config::{
+    Config, SiemConfig, SiemFormat, SiemTarget, SiemTargetConfig, SyslogHeader, SyslogTransport,
+};
 use crmonban_siem::format::{Wrap, render};
 use crmonban_siem::queue::{QueueLimits, StatsSnapshot, TargetQueue};
 use crmonban_siem::sink::Sink;
@@ -231,7 +233,12 @@ impl SiemService {
         }
         let enabled = config.enabled && !targets.is_empty();
         for t in &targets {
-            info!(target = %t.config.name, format = %t.format, "siem: exporting");
+            let framing = match t.wrap {
+                Wrap::Bare => "",
+                Wrap::Syslog { .. } => " (RFC 5424)",
+                Wrap::Local { .. } => " (local syslog form)",
+            };
+            info!(target = %t.config.name, format = %t.format, "siem: exporting{framing}");
         }
         *write(&self.shared.routing) = Arc::new(Routing {
             origin: origin(&config),
@@ -416,11 +423,35 @@ fn note_drops(engine: &Engine, routing: &Routing) {
 
 fn wrap(target: &SiemTarget) -> Wrap {
     match target {
+        SiemTarget::Syslog {
+            facility,
+            transport: SyslogTransport::Unix { socket, header, .. },
+        } => {
+            let local = match header {
+                SyslogHeader::Local => true,
+                SyslogHeader::Rfc5424 => false,
+                SyslogHeader::Auto => is_journald_socket(socket),
+            };
+            let facility = facility.code();
+            if local {
+                Wrap::Local { facility }
+            } else {
+                Wrap::Syslog { facility }
+            }
+        }
         SiemTarget::Syslog { facility, .. } => Wrap::Syslog {
             facility: facility.code(),
         },
         SiemTarget::File { .. } | SiemTarget::Webhook { .. } => Wrap::Bare,
     }
+}
+
+/// Whether `socket` is systemd-journald's syslog socket (what `/dev/log` links to on a
+/// systemd host), which reads the local syslog(3) form and not RFC 5424.
+fn is_journald_socket(socket: &std::path::Path) -> bool {
+    const JOURNALD: &str = "run/systemd/journal/dev-log";
+    socket.ends_with(JOURNALD)
+        || std::fs::canonicalize(socket).is_ok_and(|real| real.ends_with(JOURNALD))
 }
 
 fn origin(config: &SiemConfig) -> Origin {
@@ -430,4 +461,45 @@ fn origin(config: &SiemConfig) -> Origin {
             .unwrap_or_default()
     });
     Origin::new(&hostname, env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journalds_socket_gets_the_local_form_unless_the_header_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("run/systemd/journal");
+        std::fs::create_dir_all(&journal).unwrap();
+        std::fs::write(journal.join("dev-log"), "").unwrap();
+        let dev_log = dir.path().join("dev-log-link");
+        std::os::unix::fs::symlink(journal.join("dev-log"), &dev_log).unwrap();
+        let syslog = |socket: &std::path::Path, header| SiemTarget::Syslog {
+            transport: SyslogTransport::Unix {
+                socket: socket.to_path_buf(),
+                socket_type: crmonban_core::config::UnixSocketType::Auto,
+                header,
+            },
+            facility: crmonban_core::config::SyslogFacility::Authpriv,
+        };
+        // A link to journald's socket, as /dev/log is on a systemd host.
+        assert_eq!(
+            wrap(&syslog(&dev_log, SyslogHeader::Auto)),
+            Wrap::Local { facility: 10 }
+        );
+        assert_eq!(
+            wrap(&syslog(&dev_log, SyslogHeader::Rfc5424)),
+            Wrap::Syslog { facility: 10 }
+        );
+        let rsyslog = dir.path().join("rsyslog.sock");
+        assert_eq!(
+            wrap(&syslog(&rsyslog, SyslogHeader::Auto)),
+            Wrap::Syslog { facility: 10 }
+        );
+        assert_eq!(
+            wrap(&syslog(&rsyslog, SyslogHeader::Local)),
+            Wrap::Local { facility: 10 }
+        );
+    }
 }

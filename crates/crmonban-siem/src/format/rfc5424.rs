@@ -102,14 +102,45 @@ pub fn wrap(event: &SiemEvent, origin: &Origin, facility: u8, body: &str) -> Str
     out
 }
 
-/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID`.
-fn header(event: &SiemEvent, origin: &Origin, facility: u8) -> String {
+/// The local form of a message, as syslog(3) writes it to `/dev/log`: `<PRI>APP-NAME[PROCID]:
+/// MSG`, without a timestamp or host (the local daemon adds both; systemd-journald, which
+/// does not parse RFC 5424, reads this). `body` is the CEF, LEEF or JSON line, or for the
+/// `syslog` format [`structured_text`]; control characters other than tabs are made
+/// visible, and no BOM is written.
+pub fn local(event: &SiemEvent, origin: &Origin, facility: u8, body: &str) -> String {
+    let mut out = format!(
+        "<{}>{}[{}]:",
+        prival(event, facility),
+        header_token(&origin.app_name, 48),
+        origin.procid
+    );
+    push_msg(&mut out, body, true, false);
+    out
+}
+
+/// What follows the header in [`encode`]: the structured data element and the sentence
+/// (without BOM), for a transport that has no RFC 5424 header ([`local`]).
+pub fn structured_text(event: &SiemEvent, origin: &Origin) -> String {
+    let mut out = String::new();
+    push_structured_data(&mut out, event);
+    push_msg(&mut out, &sentence(event, origin), false, false);
+    out
+}
+
+/// PRI's value: facility × 8 + the action's severity; a facility above 23 is
+/// [`DEFAULT_FACILITY`].
+fn prival(event: &SiemEvent, facility: u8) -> u16 {
     let facility = if facility > 23 {
         DEFAULT_FACILITY
     } else {
         facility
     };
-    let prival = u16::from(facility) * 8 + u16::from(event.action.syslog_severity());
+    u16::from(facility) * 8 + u16::from(event.action.syslog_severity())
+}
+
+/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID`.
+fn header(event: &SiemEvent, origin: &Origin, facility: u8) -> String {
+    let prival = prival(event, facility);
     let timestamp = time::rfc3339_micros(event.at_micros).unwrap_or_else(|| "-".to_owned());
     format!(
         "<{prival}>1 {timestamp} {} {} {} {}",

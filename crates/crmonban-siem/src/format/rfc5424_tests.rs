@@ -69,3 +69,26 @@ fn the_sentence_starts_with_a_bom_only_when_it_holds_non_ascii_text_and_bodies_n
         .ends_with(" - CEF:0|a|b|1|x|y|5|reason=caf\u{e9}")
     );
 }
+
+#[test]
+fn the_local_form_is_what_syslog3_writes() {
+    let mut event = SiemEvent::new(Action::BanAdded, 0);
+    event.target = Some(crmonban_core::Target::parse("203.0.113.5").unwrap());
+    event.reason = "line\nbreak".to_owned();
+    let origin = origin("h");
+    // authpriv (10) × 8 + warning (4); no timestamp or host: the local daemon adds them.
+    let line = local(&event, &origin, 10, "CEF:0|a\tb\u{1}");
+    assert_eq!(
+        line,
+        format!("<84>crmonband[{}]: CEF:0|a\tb#001", origin.procid)
+    );
+    let body = structured_text(&event, &origin);
+    assert!(
+        body.starts_with("[crmonban@32473 action=\"ban-added\""),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("] banned 203.0.113.5 permanently: line#012break"),
+        "{body}"
+    );
+}

@@ -90,6 +90,7 @@ impl SyslogSink {
             SyslogTransport::Unix {
                 socket,
                 socket_type,
+                ..
             } => {
                 if !socket.is_absolute() {
                     return Err(BuildError::new(format!(

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use crmonban_core::config::SyslogTls;
+use crmonban_core::config::{SyslogHeader, SyslogTls};
 
 use super::*;
 
@@ -63,6 +63,7 @@ fn build_checks_without_connecting() {
     let sink = SyslogSink::build(&SyslogTransport::Unix {
         socket: PathBuf::from("/nonexistent/log"),
         socket_type: UnixSocketType::Auto,
+        header: SyslogHeader::Auto,
     })
     .unwrap();
     assert_eq!(sink.describe(), "unix /nonexistent/log");
@@ -77,6 +78,7 @@ fn build_checks_without_connecting() {
     let e = SyslogSink::build(&SyslogTransport::Unix {
         socket: PathBuf::from("dev/log"),
         socket_type: UnixSocketType::Auto,
+        header: SyslogHeader::Auto,
     })
     .unwrap_err();
     assert!(e.message.contains("socket dev/log"), "{e}");

@@ -175,6 +175,7 @@ fn read_syslog(d: &mut Diagnostics<'_>, t: &mut Table<'_, '_>) -> Option<SiemTar
     let socket = t.get("socket");
     let address = t.get("address");
     let socket_type = t.get("socket_type");
+    let header = t.get("header");
     let protocol = t.get("protocol");
     let tls = t.get("tls");
     let tls_keys = [
@@ -193,8 +194,12 @@ fn read_syslog(d: &mut Diagnostics<'_>, t: &mut Table<'_, '_>) -> Option<SiemTar
             None
         }
         (_, Some(a)) => {
-            if let Some(v) = &socket_type {
-                d.error(&v.span, &v.path, "`socket_type` applies to `socket` only");
+            for v in [&socket_type, &header].into_iter().flatten() {
+                d.error(
+                    &v.span,
+                    &v.path,
+                    "applies to a local socket (`socket`) only; a collector gets RFC 5424",
+                );
             }
             read_network(d, a, protocol.as_ref(), tls.as_ref(), &tls_keys)
         }
@@ -214,12 +219,18 @@ fn read_syslog(d: &mut Diagnostics<'_>, t: &mut Table<'_, '_>) -> Option<SiemTar
                 None => Some(UnixSocketType::Auto),
                 Some(v) => choice(d, v),
             };
-            socket
-                .zip(socket_type)
-                .map(|(socket, socket_type)| SyslogTransport::Unix {
+            let header = match &header {
+                None => Some(SyslogHeader::Auto),
+                Some(v) => choice(d, v),
+            };
+            match (socket, socket_type, header) {
+                (Some(socket), Some(socket_type), Some(header)) => Some(SyslogTransport::Unix {
                     socket,
                     socket_type,
-                })
+                    header,
+                }),
+                _ => None,
+            }
         }
     };
     Some(SiemTarget::Syslog {

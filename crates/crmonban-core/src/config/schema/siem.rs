@@ -92,6 +92,21 @@ string_enum! {
 }
 
 string_enum! {
+    /// A unix syslog socket's `header`: how each message starts.
+    pub enum SyslogHeader {
+        /// `local` when the socket is systemd-journald's (`/dev/log` on a systemd host:
+        /// journald does not parse RFC 5424), else `rfc5424`.
+        Auto = "auto",
+        /// An RFC 5424 header (rsyslog's imuxsock with `UseSpecialParser="off"`, syslog-ng's
+        /// `unix-dgram(flags(syslog-protocol))`).
+        Rfc5424 = "rfc5424",
+        /// The local form syslog(3) writes, `<PRI>crmonband[PID]: MSG`, which journald and
+        /// every syslog daemon read on their local socket.
+        Local = "local",
+    }
+}
+
+string_enum! {
     /// A network syslog target's `protocol`.
     pub enum SyslogProtocol {
         /// One message per UDP datagram (RFC 5426).
@@ -206,6 +221,8 @@ pub enum SyslogTransport {
         socket: PathBuf,
         /// Default `auto`.
         socket_type: UnixSocketType,
+        /// Default `auto`.
+        header: SyslogHeader,
     },
     /// `address = "host:port"` with `protocol`.
     Network {
