@@ -293,16 +293,17 @@ impl SiemService {
         for t in &routing.targets {
             let _ = t.stop.send(true);
         }
+        // One deadline for all: the workers drain at the same time, and a send in flight may
+        // take its own timeout, so it is bounded here as well.
+        let deadline = tokio::time::Instant::now() + DRAIN + Duration::from_secs(1);
         for t in &routing.targets {
             let worker = lock(&t.worker).take();
-            if let Some(mut worker) = worker {
-                // A send in flight may take its own timeout: bounded here as well.
-                if tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut worker)
+            if let Some(mut worker) = worker
+                && tokio::time::timeout_at(deadline, &mut worker)
                     .await
                     .is_err()
-                {
-                    worker.abort();
-                }
+            {
+                worker.abort();
             }
         }
     }
