@@ -20,7 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::{BuildError, Failure, SendError};
 
@@ -31,16 +30,11 @@ pub const MAX_BATCH: usize = 256;
 /// reads.
 pub const FILE_MODE: u32 = 0o640;
 
-/// How often, at most, the path is checked for rotation: before every batch, so that the
-/// first events after a rotation already go to the new file.
-const ROTATION_CHECK: Duration = Duration::ZERO;
-
 /// Appends lines to one file (see the module documentation).
 #[derive(Debug)]
 pub struct FileSink {
     path: Arc<Path>,
     open: Option<OpenFile>,
-    rotation_check: Duration,
 }
 
 #[derive(Debug)]
@@ -48,7 +42,6 @@ struct OpenFile {
     file: File,
     dev: u64,
     ino: u64,
-    checked: Instant,
     /// The file ends with part of a line (a write failed midway, or another writer's): the
     /// next write starts with a line feed.
     needs_newline: bool,
@@ -91,18 +84,12 @@ impl FileSink {
         Ok(FileSink {
             path: Arc::from(path),
             open: None,
-            rotation_check: ROTATION_CHECK,
         })
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Closes the file: the next send opens the path again (or creates it).
-    pub fn reopen(&mut self) {
-        self.open = None;
     }
 
     /// Appends `batch`, one line each, in one write (repeated while the kernel takes part of
@@ -117,8 +104,7 @@ impl FileSink {
         }
         let path = Arc::clone(&self.path);
         let open = self.open.take();
-        let check = self.rotation_check;
-        let task = tokio::task::spawn_blocking(move || append(&path, open, check, &data, &ends));
+        let task = tokio::task::spawn_blocking(move || append(&path, open, &data, &ends));
         match task.await {
             Ok((open, result)) => {
                 self.open = open;
@@ -127,11 +113,6 @@ impl FileSink {
             Err(e) => Err(SendError::retry(format!("file write task failed: {e}"))),
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn set_rotation_check(&mut self, every: Duration) {
-        self.rotation_check = every;
-    }
 }
 
 /// Writes `data` (lines ending at `ends`) to the open file, opening or reopening it first as
@@ -139,12 +120,11 @@ impl FileSink {
 fn append(
     path: &Path,
     open: Option<OpenFile>,
-    check: Duration,
     data: &[u8],
     ends: &[usize],
 ) -> (Option<OpenFile>, Result<(), SendError>) {
     let open = match open {
-        Some(open) if is_current(path, &open, check) => Ok(open),
+        Some(open) if is_current(path, &open) => Ok(open),
         _ => open_file(path),
     };
     let mut open = match open {
@@ -188,11 +168,8 @@ fn write_failed(path: &Path, e: &io::Error, written: usize, ends: &[usize]) -> S
     )
 }
 
-/// Whether `open` is still the file at `path` (checked at most once per `check`).
-fn is_current(path: &Path, open: &OpenFile, check: Duration) -> bool {
-    if open.checked.elapsed() < check {
-        return true;
-    }
+/// Whether `open` is still the file at `path` (one `stat`, before every batch).
+fn is_current(path: &Path, open: &OpenFile) -> bool {
     match std::fs::metadata(path) {
         Ok(meta) => meta.dev() == open.dev && meta.ino() == open.ino,
         Err(_) => false,
@@ -235,7 +212,6 @@ fn open_file(path: &Path) -> io::Result<OpenFile> {
         file,
         dev: meta.dev(),
         ino: meta.ino(),
-        checked: Instant::now(),
         needs_newline,
     })
 }

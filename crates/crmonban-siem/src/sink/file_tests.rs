@@ -1,6 +1,5 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::*;
 
@@ -16,11 +15,9 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// A sink that checks for rotation before every write.
+/// A sink, which checks for rotation before every write.
 fn eager(path: &Path) -> FileSink {
-    let mut sink = FileSink::build(path).unwrap();
-    sink.set_rotation_check(Duration::ZERO);
-    sink
+    FileSink::build(path).unwrap()
 }
 
 #[tokio::test]
@@ -85,24 +82,6 @@ async fn a_file_replaced_by_someone_else_is_reopened() {
     std::fs::remove_file(&path).unwrap();
     sink.send(&lines(&["again"])).await.unwrap();
     assert_eq!(read(&path), "again\n");
-}
-
-#[tokio::test]
-async fn rotation_is_checked_at_most_once_per_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("siem.log");
-    let rotated = dir.path().join("siem.log.1");
-    let mut sink = FileSink::build(&path).unwrap();
-    sink.set_rotation_check(Duration::from_secs(3600));
-    sink.send(&lines(&["one"])).await.unwrap();
-    std::fs::rename(&path, &rotated).unwrap();
-    sink.send(&lines(&["two"])).await.unwrap();
-    assert_eq!(read(&rotated), "one\ntwo\n", "not checked again yet");
-    assert!(!path.exists());
-    // A reopen (SIGHUP, reload) does not wait for the check.
-    sink.reopen();
-    sink.send(&lines(&["three"])).await.unwrap();
-    assert_eq!(read(&path), "three\n");
 }
 
 #[tokio::test]

@@ -146,16 +146,6 @@ impl Sink {
         }
     }
 
-    /// Closes the file or connection, so that the next send opens it afresh (a reload, or
-    /// `SIGHUP` after a log rotation that the periodic check would notice only later).
-    pub fn reopen(&mut self) {
-        match self {
-            Sink::File(sink) => sink.reopen(),
-            Sink::Syslog(sink) => sink.disconnect(),
-            Sink::Webhook(_) => {}
-        }
-    }
-
     /// Where this sink sends, for logs: `file /var/log/x`, `syslog tcp+tls host:6514`,
     /// `webhook https://host:443` (never a URL's path, query or credentials).
     pub fn describe(&self) -> String {

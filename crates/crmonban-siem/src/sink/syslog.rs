@@ -155,11 +155,6 @@ impl SyslogSink {
         }
     }
 
-    /// Drops the connection: the next send opens a new one.
-    pub fn disconnect(&mut self) {
-        self.connection = None;
-    }
-
     /// Sends `batch` in order, connecting first when needed.
     pub async fn send(&mut self, batch: &[Arc<str>]) -> Result<(), SendError> {
         if let Some(connection) = &mut self.connection
