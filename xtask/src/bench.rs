@@ -315,7 +315,7 @@ fn other_tools(root: &Path) -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-fn capture(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn capture(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program).args(args).output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -7,6 +7,8 @@
 //!   then the engine's embedding examples
 //! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband start -f` as root
 //! - `cargo xtask bench`                          benchmarks (root), written to docs/BENCHMARKS.md
+//! - `cargo xtask bpf`                            compile bpf/crmonban.bpf.c (clang) into the eBPF
+//!   crate's libbpf-rs skeleton, with the source's hash
 //! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
 //! - `cargo xtask tidy`                           layers, binaries through the engine, file sizes
 //! - `cargo xtask deps`                           only install missing packages
@@ -17,6 +19,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod bpf;
 mod tidy;
 
 /// Debian packages, and the file that proves each is installed (cheaper than dpkg-query, and
@@ -25,6 +28,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
     ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
     ("pkg-config", "/usr/bin/pkg-config"),
+    // libbpf (vendored in libbpf-sys, built by cc) links libelf and zlib: the eBPF crate.
+    ("libelf-dev", "/usr/include/libelf.h"),
+    ("zlib1g-dev", "/usr/include/zlib.h"),
+    // The XDP tests read the pinned maps back with bpftool.
+    ("bpftool", "/usr/sbin/bpftool"),
     ("iproute2", "/usr/bin/ip"),
     ("procps", "/usr/sbin/sysctl"),
     ("dbus", "/usr/bin/dbus-daemon"),
@@ -49,6 +57,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 const RUN_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
     ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
+    ("pkg-config", "/usr/bin/pkg-config"),
+    ("libelf-dev", "/usr/include/libelf.h"),
+    ("zlib1g-dev", "/usr/include/zlib.h"),
     ("dbus", "/usr/bin/dbus-daemon"),
 ];
 
@@ -70,6 +81,8 @@ fn run_main() -> Result<ExitCode> {
         "test" => test(&rest),
         "run" => run_daemon(&rest),
         "bench" => bench::run(&workspace_root()),
+        "bpf" => bpf::run(),
+        "bpf-generate" => bpf::generate(&workspace_root()),
         "dbus-xml" => dbus_xml(),
         "tidy" => tidy::run(&workspace_root()),
         "deps" => {
@@ -78,10 +91,11 @@ fn run_main() -> Result<ExitCode> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|run|bench|dbus-xml|tidy|deps> [-- args]\n\
+                "usage: cargo xtask <test|run|bench|bpf|dbus-xml|tidy|deps> [-- args]\n\
                  \n  test   install missing packages, build, run every test including root_*\
                  \n  run    install missing packages, build release, run crmonband start -f as root\
                  \n  bench  run the benchmarks (root) and write docs/BENCHMARKS.md\
+                 \n  bpf    compile bpf/crmonban.bpf.c and regenerate the eBPF crate's skeleton\
                  \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\
                  \n  tidy   check the crates' layers, binaries going through the engine, file sizes\
                  \n  deps   install missing Debian packages only"
