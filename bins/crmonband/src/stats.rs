@@ -41,6 +41,7 @@ pub async fn collect(running: &Running) -> Result<String, crmonban_engine::Store
         "events_by_service": by_service,
         "top_attackers": top,
         "siem": siem(running),
+        "xdp": xdp(running),
     });
     Ok(stats.to_string())
 }
@@ -70,5 +71,35 @@ fn siem(running: &Running) -> serde_json::Value {
         "enabled": stats.enabled,
         "missed": stats.missed,
         "targets": targets,
+    })
+}
+
+/// The XDP fast path's counters, interfaces and maps.
+fn xdp(running: &Running) -> serde_json::Value {
+    let r = running.xdp().report();
+    let counters =
+        |c: crmonban_engine::DropCounters| json!({"packets": c.packets, "bytes": c.bytes});
+    let interfaces: Vec<_> = r
+        .interfaces
+        .iter()
+        .map(|i| json!({"name": i.interface, "mode": i.mode.as_str(), "fallback": i.fallback}))
+        .collect();
+    let failed: Vec<_> = r
+        .failed_interfaces
+        .iter()
+        .map(|(name, reason)| json!({"name": name, "reason": reason}))
+        .collect();
+    json!({
+        "state": r.state,
+        "method": r.method,
+        "dropped": {"ipv4": counters(r.dropped_v4), "ipv6": counters(r.dropped_v6)},
+        "interfaces": interfaces,
+        "failed_interfaces": failed,
+        "entries": {"ipv4": r.entries[0], "ipv6": r.entries[1]},
+        "max_entries": r.max_entries,
+        "not_mirrored": r.not_mirrored,
+        "reconciles": r.reconciles,
+        "last_reconcile_ms": r.last_reconcile_ms,
+        "missed": r.missed,
     })
 }

@@ -87,5 +87,33 @@ pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
         })
         .collect();
     put(status_keys::SIEM_FAILING, Variant::from(failing));
+    let xdp = running.xdp().report();
+    put(status_keys::XDP_STATE, Variant::from(xdp.state.as_str()));
+    let mut interfaces: Vec<String> = xdp
+        .interfaces
+        .iter()
+        .map(|i| match &i.fallback {
+            Some(why) => format!("{}: {} (native refused: {why})", i.interface, i.mode),
+            None => format!("{}: {}", i.interface, i.mode),
+        })
+        .collect();
+    interfaces.extend(
+        xdp.failed_interfaces
+            .iter()
+            .map(|(name, why)| format!("{name}: not attached: {why}")),
+    );
+    put(status_keys::XDP_INTERFACES, Variant::from(interfaces));
+    put(
+        status_keys::XDP_DROPPED_V4,
+        Variant::from(xdp.dropped_v4.packets),
+    );
+    put(
+        status_keys::XDP_DROPPED_V6,
+        Variant::from(xdp.dropped_v6.packets),
+    );
+    put(
+        status_keys::XDP_NOT_MIRRORED,
+        Variant::from(u64::try_from(xdp.not_mirrored).unwrap_or(u64::MAX)),
+    );
     status
 }

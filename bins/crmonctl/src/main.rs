@@ -270,6 +270,11 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::SIEM_SENT,
         status_keys::SIEM_DROPPED,
         status_keys::SIEM_FAILING,
+        status_keys::XDP_STATE,
+        status_keys::XDP_INTERFACES,
+        status_keys::XDP_DROPPED_V4,
+        status_keys::XDP_DROPPED_V6,
+        status_keys::XDP_NOT_MIRRORED,
     ];
     let mut pairs = Vec::new();
     for key in known {
@@ -286,9 +291,9 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
                     output::variant_u64(&value).map(output::duration_text)
                 }
                 status_keys::INTEL_SOURCES => Some(output::variant_list(&value, ", ")),
-                status_keys::INTEL_PROBLEMS | status_keys::SIEM_FAILING => {
-                    Some(output::variant_list(&value, "; "))
-                }
+                status_keys::INTEL_PROBLEMS
+                | status_keys::SIEM_FAILING
+                | status_keys::XDP_INTERFACES => Some(output::variant_list(&value, "; ")),
                 _ => None,
             }
             .unwrap_or_else(|| output::variant_text(&value));

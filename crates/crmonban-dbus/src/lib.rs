@@ -261,6 +261,18 @@ pub mod status_keys {
     pub const SIEM_DROPPED: &str = "siem_dropped";
     /// `as`: SIEM targets whose last attempt failed, each `name: last error`.
     pub const SIEM_FAILING: &str = "siem_failing";
+    /// `s`: the XDP fast path: `off`, `running`, or `failed: <why>`.
+    pub const XDP_STATE: &str = "xdp_state";
+    /// `as`: each configured interface, `name: native|generic` (with why native was refused)
+    /// or `name: not attached: <why>`.
+    pub const XDP_INTERFACES: &str = "xdp_interfaces";
+    /// `t`: IPv4 packets the XDP program dropped (since it was loaded; kept across restarts
+    /// with `method = "mapfile"`).
+    pub const XDP_DROPPED_V4: &str = "xdp_dropped_v4";
+    /// `t`: IPv6 packets the XDP program dropped.
+    pub const XDP_DROPPED_V6: &str = "xdp_dropped_v6";
+    /// `t`: bans the XDP maps had no room for (`[ebpf] max_entries`); nftables enforces them.
+    pub const XDP_NOT_MIRRORED: &str = "xdp_not_mirrored";
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ mod records;
 mod running;
 mod siem;
 mod watch;
+mod xdp;
 
 pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, Engine};
@@ -92,6 +93,7 @@ pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Ret
 pub use positions::StorePositions;
 pub use records::RecordStats;
 pub use siem::{PreparedSiem, SiemError, SiemService, SiemStats, SiemTargetStats};
+pub use xdp::{DropCounters, InterfaceState, XdpMode, XdpReport, XdpService};
 // The firewall and store types an embedder or the daemon handles, so that a program needs
 // no direct dependency on those layers.
 pub use crmonban_firewall::{

@@ -4,8 +4,8 @@
 //! ([`Running::reconfigure`]).
 //!
 //! A reload validates everything before it changes anything: keys that only a restart can
-//! apply (the database, the nftables names, the bus) refuse it naming the key; every service's
-//! patterns must compile; the protection policy must build. Then it applies, in this order: the
+//! apply (the database, the nftables names, the bus, the XDP fast path) refuse it naming the
+//! key; every service's patterns must compile; the protection policy must build. Then it applies, in this order: the
 //! protection policy (swapped at once, bans it now covers lifted), ban lengths, escalation and
 //! retention, and detection (thresholds, windows, services added or removed) — the detection
 //! pipeline is stopped, saving every position, and started again on the new configuration from
@@ -24,7 +24,7 @@ use tracing::info;
 
 use crate::{
     Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions, IntelService,
-    SiemError, SiemService,
+    SiemError, SiemService, XdpService,
 };
 
 /// Why an engine could not be built.
@@ -206,6 +206,8 @@ impl EngineBuilder {
             history(&config),
         );
         let siem = SiemService::start(&engine, siem).await;
+        // After the restore: the maps are filled from the bans in force before attaching.
+        let xdp = XdpService::start(&engine, &config.ebpf).await;
         let pipeline = if detection {
             Some(Detection::start(&engine, &config, utc_offset)?)
         } else {
@@ -215,6 +217,7 @@ impl EngineBuilder {
             engine,
             intel,
             siem,
+            xdp,
             state: Mutex::new(State { config, pipeline }),
             utc_offset,
             detection,
@@ -228,6 +231,7 @@ pub struct Running {
     engine: Engine,
     intel: IntelService,
     siem: SiemService,
+    xdp: XdpService,
     state: Mutex<State>,
     utc_offset: i32,
     detection: bool,
@@ -252,6 +256,11 @@ impl Running {
     /// SIEM export: its targets' figures.
     pub fn siem(&self) -> &SiemService {
         &self.siem
+    }
+
+    /// The XDP fast path: its state, drop counters and interfaces.
+    pub fn xdp(&self) -> &XdpService {
+        &self.xdp
     }
 
     /// The configuration in force.
@@ -309,6 +318,8 @@ impl Running {
             return;
         }
         self.engine.shutdown().await;
+        // After the engine: its last bans and unbans are mirrored; then off the interfaces.
+        self.xdp.shutdown().await;
         // After the engine: its last events ("daemon stopping") are sent.
         self.siem.shutdown().await;
         // Checkpoints the WAL into the database file.
@@ -349,6 +360,18 @@ fn needs_no_restart(old: &Config, new: &Config) -> Result<(), ReconfigureError> 
     check("nftables.set_v6", &t.set_v6, &u.set_v6)?;
     check("nftables.priority", &t.priority, &u.priority)?;
     check("dbus.enabled", &old.dbus.enabled, &new.dbus.enabled)?;
+    let (e, f) = (&old.ebpf, &new.ebpf);
+    check("ebpf.enabled", &e.enabled, &f.enabled)?;
+    check("ebpf.method", &e.method, &f.method)?;
+    check("ebpf.interfaces", &e.interfaces, &f.interfaces)?;
+    check("ebpf.xdp_mode", &e.xdp_mode, &f.xdp_mode)?;
+    check("ebpf.pin_path", &e.pin_path, &f.pin_path)?;
+    check(
+        "ebpf.sync_interval_secs",
+        &e.sync_interval,
+        &f.sync_interval,
+    )?;
+    check("ebpf.max_entries", &e.max_entries, &f.max_entries)?;
     check(
         "dbus.system_bus",
         &old.dbus.system_bus,

@@ -354,6 +354,8 @@ method = "mapfile"
 pin_path = "/sys/fs/bpf/shared_blocklist"
 sync_interval_secs = 30
 max_entries = 65536
+interfaces = ["eth0", "enp3s0f1"]
+xdp_mode = "native"
 
 [whitelist]
 enabled = true
@@ -606,6 +608,8 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
             pin_path: "/sys/fs/bpf/shared_blocklist".into(),
             sync_interval: secs(30),
             max_entries: 65536,
+            interfaces: vec!["eth0".to_owned(), "enp3s0f1".to_owned()],
+            xdp_mode: XdpModeChoice::Native,
         }
     );
 
@@ -648,16 +652,13 @@ fn a_file_using_every_key_parses_to_the_expected_values() {
 }
 
 #[test]
-fn the_full_file_warns_only_about_what_is_not_implemented_and_hides_secrets_in_debug() {
+fn the_full_file_warns_only_about_plain_http_and_hides_secrets_in_debug() {
     let warned: Vec<String> = warnings(FULL).iter().map(ToString::to_string).collect();
-    let not_yet = "is not implemented in this version yet: this setting has no effect";
     assert_eq!(
         warned,
         [
             "config.toml:31: intel.abuseipdb_url: plain http:// sends the API key unencrypted; \
-             prefer https://"
-                .to_owned(),
-            format!("config.toml:112: ebpf.enabled: the eBPF fast path {not_yet}"),
+          prefer https://"
         ]
     );
     let debug = format!("{:?}", parse(FULL));
@@ -668,12 +669,14 @@ fn the_full_file_warns_only_about_what_is_not_implemented_and_hides_secrets_in_d
 
 #[test]
 fn ebpf_method_is_accepted_as_a_string_or_as_a_table() {
-    let as_string = parse("[ebpf]\nenabled = true\nmethod = \"xdp\"\n").ebpf;
+    let as_string =
+        parse("[ebpf]\nenabled = true\nmethod = \"xdp\"\ninterfaces = [\"eth0\"]\n").ebpf;
     assert_eq!(as_string.method, EbpfMethod::Xdp);
     assert_eq!(as_string.pin_path, PathBuf::from(DEFAULT_EBPF_PIN_PATH));
 
     let table_with_path_only =
-        parse("[ebpf]\nenabled = true\n[ebpf.method]\npath = \"/sys/fs/bpf/x\"\n").ebpf;
+        parse("[ebpf]\nenabled = true\ninterfaces = [\"eth0\"]\n[ebpf.method]\npath = \"/sys/fs/bpf/x\"\n")
+            .ebpf;
     assert_eq!(table_with_path_only.method, EbpfMethod::Mapfile);
     assert_eq!(
         table_with_path_only.pin_path,
@@ -690,7 +693,8 @@ fn ebpf_method_is_accepted_as_a_string_or_as_a_table() {
 
 /// The original README's example sections, verbatim except that its `[ebpf]` section held both
 /// `method = "mapfile"` and an `[ebpf.method]` table, which TOML cannot: the string is dropped
-/// (mapfile is the table's default type).
+/// (mapfile is the table's default type), and `interfaces`, which the original has no notion of
+/// and the fast path needs, is added.
 const ORIGINAL_README: &str = r#"
 [general]
 db_path = "/var/lib/crmonban/crmonban.db"
@@ -764,6 +768,7 @@ headers = [["Authorization", "Bearer token"]]
 
 [ebpf]
 enabled = true
+interfaces = ["eth0"]
 sync_interval_secs = 60 # Sync with nftables
 max_entries = 10000
 # For mapfile method:
@@ -871,6 +876,46 @@ fn the_original_readme_example_parses_but_for_its_bare_daemon_source() {
         PathBuf::from("/sys/fs/bpf/crmonban_blacklist")
     );
     assert_eq!(c.whitelist.sources.len(), 5);
+}
+
+#[test]
+fn the_fast_path_needs_valid_interfaces() {
+    assert_eq!(
+        error("[ebpf]\nenabled = true\n"),
+        "config.toml:2: ebpf.enabled: the XDP fast path needs the interfaces to attach to: add \
+         e.g. interfaces = [\"eth0\"] to [ebpf]"
+    );
+    assert_eq!(
+        error("[ebpf]\ninterfaces = [\"eth0\", \"a/b\"]\n"),
+        "config.toml:2: ebpf.interfaces[1]: \"a/b\" is not a network interface name (1 to 15 \
+         bytes, no '/', ':' or blanks)"
+    );
+    assert_eq!(
+        error("[ebpf]\ninterfaces = [\"eth0\", \"eth0\"]\n"),
+        "config.toml:2: ebpf.interfaces[1]: interface \"eth0\" is listed twice"
+    );
+    assert_eq!(
+        error("[ebpf]\ninterfaces = []\n"),
+        "config.toml:2: ebpf.interfaces: must name at least one interface"
+    );
+    assert_eq!(
+        error("[ebpf]\nxdp_mode = \"offload\"\n"),
+        "config.toml:2: ebpf.xdp_mode: must be one of \"auto\", \"native\", \"generic\"; found \
+         \"offload\""
+    );
+    // Disabled, or off: no interface needed.
+    assert!(
+        parse("[ebpf]\nenabled = false\n")
+            .ebpf
+            .interfaces
+            .is_empty()
+    );
+    assert!(
+        parse("[ebpf]\nenabled = true\nmethod = \"disabled\"\n")
+            .ebpf
+            .interfaces
+            .is_empty()
+    );
 }
 
 #[test]
@@ -1532,8 +1577,6 @@ fn doubtful_but_valid_settings_give_warnings() {
     assert_eq!(
         warnings("[ebpf]\nenabled = true\nmethod = \"disabled\"\n"),
         [
-            "config.toml:2: ebpf.enabled: the eBPF fast path is not implemented in this version \
-             yet: this setting has no effect",
             "config.toml:3: ebpf.method: eBPF is enabled but its method is \"disabled\": no fast path"
         ]
     );

@@ -235,6 +235,12 @@ impl Engine {
         self.inner.index_read().active(unix_now())
     }
 
+    /// Every ban in force as the kernel holds it (target and expiry): what a second backend
+    /// mirrors. Cheaper than [`Engine::active_bans`] (no strings).
+    pub fn active_elements(&self) -> Vec<crmonban_firewall::Element> {
+        self.inner.index_read().elements(unix_now())
+    }
+
     /// How many bans are in force.
     pub fn active_ban_count(&self) -> u64 {
         let count = self.inner.index_read().count_active(unix_now());

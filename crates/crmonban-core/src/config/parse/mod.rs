@@ -239,16 +239,6 @@ pub(super) fn networks(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<Vec
     parsed.into_iter().collect()
 }
 
-/// A key that turns on something this version does not do yet: accepted (so a configuration
-/// written for a later version still starts), never silently.
-pub(super) fn not_yet(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, what: &str) {
-    d.warn(
-        &v.span,
-        &v.path,
-        format!("{what} is not implemented in this version yet: this setting has no effect"),
-    );
-}
-
 pub(super) fn is_identifier(text: &str) -> bool {
     text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && text

@@ -236,10 +236,12 @@ pub(super) fn read_ebpf(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, ebpf: &mu
     if let Some(v) = t.integer(d, "max_entries", 1..=i128::from(u32::MAX)) {
         ebpf.max_entries = u32::try_from(v).unwrap_or(ebpf.max_entries);
     }
-    if ebpf.enabled
-        && let Some(v) = &enabled
-    {
-        not_yet(d, v, "the eBPF fast path");
+    let interfaces = t.get("interfaces");
+    if let Some(v) = &interfaces {
+        ebpf.interfaces = interface_names(d, v).unwrap_or_default();
+    }
+    if let Some(v) = t.get("xdp_mode").and_then(|v| choice(d, &v)) {
+        ebpf.xdp_mode = v;
     }
     if ebpf.enabled
         && ebpf.method == EbpfMethod::Disabled
@@ -251,7 +253,57 @@ pub(super) fn read_ebpf(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, ebpf: &mu
             "eBPF is enabled but its method is \"disabled\": no fast path",
         );
     }
+    if ebpf.active()
+        && interfaces.is_none()
+        && let Some(v) = &enabled
+    {
+        d.error(
+            &v.span,
+            &v.path,
+            "the XDP fast path needs the interfaces to attach to: add e.g. \
+             interfaces = [\"eth0\"] to [ebpf]",
+        );
+    }
     t.finish(d);
+}
+
+/// A non-empty array of network interface names, each once.
+fn interface_names(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<Vec<String>> {
+    let items = v.array(d, "an array of interface names, e.g. [\"eth0\"]")?;
+    let mut names: Vec<String> = Vec::new();
+    for item in &items {
+        let name = item.str(d)?;
+        // IFNAMSIZ is 16 with the NUL; the kernel refuses '/', ':' and blanks in names.
+        if name.is_empty()
+            || name.len() > 15
+            || name == "."
+            || name == ".."
+            || name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            d.error(
+                &item.span,
+                &item.path,
+                format!("{name:?} is not a network interface name (1 to 15 bytes, no '/', ':' or blanks)"),
+            );
+            return None;
+        }
+        if names.iter().any(|n| n == name) {
+            d.error(
+                &item.span,
+                &item.path,
+                format!("interface {name:?} is listed twice"),
+            );
+            return None;
+        }
+        names.push(name.to_owned());
+    }
+    if names.is_empty() {
+        d.error(&v.span, &v.path, "must name at least one interface");
+        return None;
+    }
+    Some(names)
 }
 
 pub(super) fn read_whitelist(

@@ -71,12 +71,26 @@ pub struct Zone {
 string_enum! {
     /// `[ebpf] method` (or `[ebpf.method] type`).
     pub enum EbpfMethod {
-        /// crmonban loads its own XDP program and keeps its map in sync.
+        /// crmonban attaches its XDP program and keeps its maps in step with the bans; the
+        /// maps are private to the daemon.
         Xdp = "xdp",
-        /// crmonban only writes a map pinned at `pin_path` by another program.
+        /// As `xdp`, and the maps are pinned under `pin_path` for other programs to read
+        /// (layout in docs/EBPF.md); they outlive a restart.
         Mapfile = "mapfile",
         /// No eBPF fast path.
         Disabled = "disabled",
+    }
+}
+
+string_enum! {
+    /// `[ebpf] xdp_mode`: where on the interface the program runs.
+    pub enum XdpModeChoice {
+        /// Native (in the driver), else generic, reported at warn.
+        Auto = "auto",
+        /// Native only: an interface whose driver has no XDP is an error.
+        Native = "native",
+        /// Generic (after the skb is built) only.
+        Generic = "generic",
     }
 }
 
@@ -87,13 +101,24 @@ pub struct EbpfConfig {
     pub enabled: bool,
     /// Default `xdp` (used only once `enabled` is true).
     pub method: EbpfMethod,
-    /// The pinned map (`pin_path`, or `path` of the `[ebpf.method]` table).
-    /// Default `/sys/fs/bpf/crmonban_blacklist`.
+    /// The directory the maps are pinned under with `method = "mapfile"` (`pin_path`, or
+    /// `path` of the `[ebpf.method]` table). Default `/sys/fs/bpf/crmonban_blacklist`.
     pub pin_path: PathBuf,
-    /// How often the map is reconciled with the nftables sets. Default 60 s.
+    /// How often the maps are reconciled with the bans in force. Default 60 s.
     pub sync_interval: Duration,
-    /// Map capacity. Default 10000.
+    /// Capacity of each map (IPv4, IPv6). Default 10000.
     pub max_entries: u32,
+    /// Interfaces the program is attached to; required when the fast path is on.
+    pub interfaces: Vec<String>,
+    /// Native, generic, or native with fallback. Default auto.
+    pub xdp_mode: XdpModeChoice,
+}
+
+impl EbpfConfig {
+    /// True when the fast path runs: enabled, with a method other than `disabled`.
+    pub fn active(&self) -> bool {
+        self.enabled && self.method != EbpfMethod::Disabled
+    }
 }
 
 impl Default for EbpfConfig {
@@ -104,6 +129,8 @@ impl Default for EbpfConfig {
             pin_path: PathBuf::from(DEFAULT_EBPF_PIN_PATH),
             sync_interval: Duration::from_secs(60),
             max_entries: 10_000,
+            interfaces: Vec::new(),
+            xdp_mode: XdpModeChoice::Auto,
         }
     }
 }
