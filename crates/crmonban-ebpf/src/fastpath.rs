@@ -17,7 +17,7 @@ use crmonban_firewall::{
 
 use crate::EbpfError;
 use crate::attach::{self, Attachment, ModeChoice, XdpMode};
-use crate::maps::{BanMaps, Clock, DropCounters, Family, Key, Written};
+use crate::maps::{BanMaps, Clock, DropCounters, Family, Written};
 use crate::program;
 
 /// How to load and attach the program.
@@ -178,62 +178,104 @@ impl XdpFastPath {
         Ok(value.is_some_and(|v| Clock::now().expiry_of(v).is_some()))
     }
 
-    /// Makes the maps hold exactly `elements`, reading every entry once: stale and expired
-    /// entries are removed, wrong expiries corrected, missing ones written. Returns what it
-    /// changed.
+    /// Makes the maps hold exactly `elements`: [`XdpFastPath::reconcile_with`] asking a table
+    /// built from them.
     pub fn reconcile(&mut self, elements: &[Element]) -> Result<ApplyReport, EbpfError> {
-        let clock = Clock::now();
-        let mut wanted: std::collections::HashMap<Key, Expiry, foldhash::fast::RandomState> =
+        let mut wanted: std::collections::HashMap<Target, Expiry, foldhash::fast::RandomState> =
             std::collections::HashMap::with_capacity_and_hasher(elements.len(), Default::default());
         for element in elements {
-            wanted.insert(Key::of(&element.target), element.expiry);
+            wanted.insert(element.target, element.expiry);
         }
-        let mut report = ApplyReport::default();
         let mut counts = [0usize; 2];
+        for target in wanted.keys() {
+            counts[usize::from(!target.is_ipv4())] += 1;
+        }
+        self.reconcile_with(|t| wanted.get(t).copied(), counts, || elements.to_vec())
+    }
+
+    /// Makes the maps hold exactly the bans in force, without copying them: `wanted` answers
+    /// whether exactly this target is banned and until when, `counts` says how many bans per
+    /// family (IPv4, IPv6) are in force, and `all` lists them, asked only when the maps miss
+    /// some. Every entry is read once: stale, expired and foreign entries are removed, wrong
+    /// expiries rewritten; when fewer entries matched than `counts` says, every ban of that
+    /// family is written again (the maps are full, or an entry was lost). Returns what changed.
+    pub fn reconcile_with(
+        &mut self,
+        wanted: impl Fn(&Target) -> Option<Expiry>,
+        counts: [usize; 2],
+        all: impl FnOnce() -> Vec<Element>,
+    ) -> Result<ApplyReport, EbpfError> {
+        let clock = Clock::now();
+        let mut report = ApplyReport::default();
+        let mut matched = [0usize; 2];
+        let mut rewrite = Vec::new();
         for (index, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-            for (target, value) in self.maps.entries(family) {
-                let target = match target {
-                    Ok(target) => target,
-                    Err(raw) => {
-                        report.removed += usize::from(self.maps.remove_raw(family, &raw));
-                        continue;
-                    }
+            let stale = self.maps.walk(family, |target, value| {
+                let Ok(target) = target else {
+                    return true;
                 };
-                let key = Key::of(&target);
-                match wanted.get(&key) {
-                    Some(expiry) if clock.value_of(*expiry).is_some_and(|v| same(v, value)) => {
-                        wanted.remove(&key);
-                        counts[index] += 1;
+                let Some(expiry) = wanted(&target) else {
+                    return true;
+                };
+                match clock.value_of(expiry) {
+                    None => true,
+                    Some(v) if same(v, value) => {
+                        matched[index] += 1;
+                        false
                     }
-                    Some(_) => {} // rewritten below
-                    None => {
-                        report.removed += usize::from(self.maps.remove(&target)?);
+                    Some(_) => {
+                        rewrite.push(Element { target, expiry });
+                        false
                     }
                 }
+            });
+            for key in stale {
+                report.removed += usize::from(self.maps.remove_raw(family, &key));
             }
         }
         let mut refused = 0usize;
-        for (key, expiry) in wanted {
-            let Some(target) = Key::target_of(key.bytes()) else {
-                continue;
-            };
-            match self.maps.write(&Element { target, expiry }, &clock)? {
+        let mut refuse = |target: &Target, report: &mut ApplyReport| {
+            refused += 1;
+            if report.refused.len() < 16 {
+                report
+                    .refused
+                    .push((target.to_string(), "the XDP map is full".to_owned()));
+            }
+        };
+        for element in &rewrite {
+            match self.maps.write(element, &clock)? {
                 Written::Stored => {
                     report.added += 1;
-                    counts[usize::from(key.family() == Family::V6)] += 1;
+                    matched[usize::from(!element.target.is_ipv4())] += 1;
                 }
                 Written::Expired => report.skipped_expired += 1,
-                Written::Full => {
-                    refused += 1;
-                    if report.refused.len() < 16 {
-                        report
-                            .refused
-                            .push((target.to_string(), "the XDP map is full".to_owned()));
-                    }
+                Written::Full => refuse(&element.target, &mut report),
+            }
+        }
+        let lacking = [matched[0] < counts[0], matched[1] < counts[1]];
+        if lacking.contains(&true) {
+            // Upserts: the entries already right are written again, unchanged; what is new is
+            // what the map holds now beyond what matched before.
+            let mut stored = [0usize; 2];
+            for element in all() {
+                let index = usize::from(!element.target.is_ipv4());
+                if !lacking[index] {
+                    continue;
+                }
+                match self.maps.write(&element, &clock)? {
+                    Written::Stored => stored[index] += 1,
+                    Written::Expired => report.skipped_expired += 1,
+                    Written::Full => refuse(&element.target, &mut report),
+                }
+            }
+            for index in 0..2 {
+                if lacking[index] {
+                    report.added += stored[index].saturating_sub(matched[index]);
+                    matched[index] = stored[index];
                 }
             }
         }
-        self.entries = counts;
+        self.entries = matched;
         self.note_full(refused, true);
         report.transactions = 1;
         Ok(report)
@@ -346,7 +388,7 @@ impl FirewallBackend for XdpFastPath {
         let mut out = Vec::new();
         for family in [Family::V4, Family::V6] {
             for (target, value) in self.maps.entries(family) {
-                if let (Ok(target), Some(expiry)) = (target, clock.expiry_of(value)) {
+                if let Some(expiry) = clock.expiry_of(value) {
                     out.push(Element { target, expiry });
                 }
             }

@@ -142,7 +142,7 @@ impl Clock {
         }
     }
 
-    /// The expiry a map value stands for (Unix second, rounded up), `None` once passed.
+    /// The expiry a map value stands for (the nearest Unix second), `None` once passed.
     pub(crate) fn expiry_of(&self, value: u64) -> Option<Expiry> {
         if value == 0 {
             return Some(Expiry::Never);
@@ -151,8 +151,10 @@ impl Clock {
         if left <= 0 {
             return None;
         }
+        // To the nearest second: values are written from whole seconds, and the two clocks
+        // are read a few nanoseconds apart, so rounding up would often say a second late.
         let at_ns = self.unix_ns + left;
-        let at = at_ns.div_euclid(1_000_000_000) + i128::from(at_ns.rem_euclid(1_000_000_000) > 0);
+        let at = (at_ns + 500_000_000).div_euclid(1_000_000_000);
         Some(Expiry::At(i64::try_from(at).unwrap_or(i64::MAX)))
     }
 }
@@ -222,20 +224,43 @@ impl BanMaps {
         }
     }
 
-    /// Every entry of one family's trie: (target, raw value). Entries whose key no target
-    /// encodes are returned as `None` with their raw key, so a reconcile can remove them.
-    pub(crate) fn entries(&self, family: Family) -> Vec<(Result<Target, Vec<u8>>, u64)> {
+    /// Walks one family's trie, entry by entry (nothing is collected): `visit` gets each
+    /// entry's target (`Err` with the raw key for bytes no target encodes) and raw value, and
+    /// returns true to have it removed. Removals happen after the walk (removing the key the
+    /// walk stands on would restart it), so their raw keys are what is collected.
+    pub(crate) fn walk(
+        &self,
+        family: Family,
+        mut visit: impl FnMut(Result<Target, &[u8]>, u64) -> bool,
+    ) -> Vec<Vec<u8>> {
         let map = self.map(family);
-        map.keys()
-            .filter_map(|key| {
-                let value = map
-                    .lookup(&key, MapFlags::ANY)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| value_u64(&v))?;
-                Some((Key::target_of(&key).ok_or(key), value))
-            })
-            .collect()
+        let mut remove = Vec::new();
+        let mut value = [0u8; 8];
+        for key in map.keys() {
+            // An entry removed meanwhile (by the kernel's own lookup races, or another writer)
+            // is skipped.
+            if !matches!(map.lookup_into(&key, &mut value, MapFlags::ANY), Ok(true)) {
+                continue;
+            }
+            let target = Key::target_of(&key).ok_or(key.as_slice());
+            if visit(target, u64::from_ne_bytes(value)) {
+                remove.push(key);
+            }
+        }
+        remove
+    }
+
+    /// Every entry of one family's trie: (target, raw value); entries no target encodes are
+    /// left out.
+    pub(crate) fn entries(&self, family: Family) -> Vec<(Target, u64)> {
+        let mut out = Vec::new();
+        self.walk(family, |target, value| {
+            if let Ok(target) = target {
+                out.push((target, value));
+            }
+            false
+        });
+        out
     }
 
     /// Removes an entry by its raw key (one no target encodes).

@@ -216,3 +216,35 @@ pub fn remove_pins(dir: &Path) -> Result<bool, EbpfError> {
 pub fn pin_paths(dir: &Path) -> [PathBuf; 3] {
     MAP_NAMES.map(|name| dir.join(name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_refused_program_shows_the_verifier_log() {
+        crmonban_testutil::require_root();
+        // As a socket filter the program's context is a __sk_buff, not an xdp_md: what it
+        // takes for packet pointers are plain numbers, and the verifier refuses the reads.
+        let refused = load_with(16, None, |open| {
+            open.progs
+                .crmonban_xdp
+                .set_prog_type(libbpf_rs::ProgramType::SocketFilter);
+            Ok(())
+        });
+        let error = match refused {
+            Ok(loaded) => {
+                panic!("the verifier accepted the program as a socket filter: {loaded:?}")
+            }
+            Err(error) => error,
+        };
+        let EbpfError::Load { message, log } = &error else {
+            panic!("not a load error: {error:?}");
+        };
+        assert!(!message.is_empty());
+        // The verifier's verdict on the first packet read, inside libbpf's load log.
+        assert!(log.contains("-- BEGIN PROG LOAD LOG --"), "{log}");
+        assert!(log.contains("invalid mem access 'scalar'"), "{log}");
+        assert!(error.to_string().contains("verifier log"), "{error}");
+    }
+}

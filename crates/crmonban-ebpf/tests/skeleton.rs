@@ -6,14 +6,10 @@ use std::path::Path;
 #[test]
 fn skeleton_is_generated_from_the_current_source() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf/crmonban.bpf.c");
-    let text = std::fs::read(&source)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
+    let text =
+        std::fs::read(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         crmonban_ebpf::SOURCE_SHA256.trim(),
         hex,

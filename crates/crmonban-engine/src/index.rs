@@ -325,6 +325,25 @@ impl BanIndex {
             .collect()
     }
 
+    /// The expiry of exactly `target`'s ban when it is in force at `now` (a network covering
+    /// `target` does not count).
+    pub(crate) fn enforced(&self, target: &Target, now: i64) -> Option<crmonban_firewall::Expiry> {
+        self.slot(target)
+            .filter(|slot| slot.is_active_at(now))
+            .map(|slot| Element::until(*target, slot.expires_at()).expiry)
+    }
+
+    /// How many bans are in force at `now` per family: IPv4 (addresses and networks), IPv6.
+    pub(crate) fn family_counts(&self, now: i64) -> [usize; 2] {
+        let mut counts = [0, 0];
+        for (target, slot) in self.slots() {
+            if slot.is_active_at(now) {
+                counts[usize::from(!target.is_ipv4())] += 1;
+            }
+        }
+        counts
+    }
+
     /// What the kernel must hold at `now`.
     pub(crate) fn elements(&self, now: i64) -> Vec<Element> {
         self.slots()

@@ -112,7 +112,7 @@ impl XdpService {
         let loaded = tokio::task::spawn_blocking(move || {
             let mut fast = XdpFastPath::load(options)?;
             let started = Instant::now();
-            let report = fast.reconcile(&engine_for_load.active_elements())?;
+            let report = reconcile(&mut fast, &engine_for_load)?;
             let took = started.elapsed();
             let failures = fast.attach();
             Ok::<_, crmonban_ebpf::EbpfError>((fast, report, took, failures))
@@ -283,8 +283,7 @@ async fn reconcile_now(engine: &Engine, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     let done = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let elements = engine.active_elements();
-        let result = lock(&shared.fast).reconcile(&elements);
+        let result = reconcile(&mut lock(&shared.fast), &engine);
         let took = started.elapsed().as_millis() as u64;
         shared.reconciles.fetch_add(1, Ordering::Relaxed);
         shared.last_reconcile_ms.store(took, Ordering::Relaxed);
@@ -302,6 +301,19 @@ async fn reconcile_now(engine: &Engine, shared: &Arc<Shared>) {
         Ok(Err(e)) => warn!("XDP: reconcile failed (retried at the next interval): {e}"),
         Err(e) => warn!("XDP: reconcile panicked: {e}"),
     }
+}
+
+/// Makes the maps hold the bans in force, asking the engine entry by entry (no copy of a
+/// million bans is made unless the maps miss some).
+fn reconcile(
+    fast: &mut XdpFastPath,
+    engine: &Engine,
+) -> Result<crmonban_firewall::ApplyReport, crmonban_ebpf::EbpfError> {
+    fast.reconcile_with(
+        |target| engine.enforced(target),
+        engine.enforced_counts(),
+        || engine.active_elements(),
+    )
 }
 
 /// The map changes a run of events asks for, in order.

@@ -241,6 +241,17 @@ impl Engine {
         self.inner.index_read().elements(unix_now())
     }
 
+    /// The expiry of exactly `target`'s ban when it is in force (a network covering `target`
+    /// does not count): what a mirror checks an entry of its own against.
+    pub fn enforced(&self, target: &Target) -> Option<Expiry> {
+        self.inner.index_read().enforced(target, unix_now())
+    }
+
+    /// How many bans are in force per family: IPv4 (addresses and networks), IPv6.
+    pub fn enforced_counts(&self) -> [usize; 2] {
+        self.inner.index_read().family_counts(unix_now())
+    }
+
     /// How many bans are in force.
     pub fn active_ban_count(&self) -> u64 {
         let count = self.inner.index_read().count_active(unix_now());
