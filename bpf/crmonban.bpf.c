@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later OR BSD-2-Clause
 /*
- * crmonban's XDP fast path: drops a packet whose source address lies in one of the banned
- * prefix maps, before the kernel allocates anything for it; everything else passes on to the
- * network stack (and crmonban's nftables sets, which hold the same bans).
+ * crmonban's XDP fast path: drops a packet whose source address is banned, before the kernel
+ * allocates anything for it; everything else passes on to the network stack (and crmonban's
+ * nftables sets, which hold the same bans).
  *
- * Maps (the layout other programs read from the pinned files, docs/EBPF.md):
- *   blocked_v4  LPM trie, key { u32 prefixlen; u8 addr[4] }  (network byte order address)
- *   blocked_v6  LPM trie, key { u32 prefixlen; u8 addr[16] }
- *               value { u64 expires_ns }: CLOCK_BOOTTIME nanoseconds after which the entry
- *               counts as absent (bpf_ktime_get_boot_ns), 0 for a permanent ban. Expiry is
- *               decided here, per packet, so it never waits for user space.
- *   drops       per-CPU array of 2 { u64 packets; u64 bytes; }: index 0 IPv4, 1 IPv6.
+ * Maps (the layout other programs read from the pinned files, docs/EBPF.md), as nftables:
+ *   blocked_v4      hash, key u8[4] (the address, network byte order): single addresses
+ *   blocked_v6      hash, key u8[16]
+ *   blocked_v4_net  LPM trie, key { u32 prefixlen; u8 addr[4] }: networks (CIDR bans)
+ *   blocked_v6_net  LPM trie, key { u32 prefixlen; u8 addr[16] }
+ *                   value (all four) { u64 expires_ns }: CLOCK_MONOTONIC nanoseconds after
+ *                   which the entry counts as absent (read with bpf_ktime_get_coarse_ns, a
+ *                   tick's resolution), 0 for a permanent ban. Expiry is decided here, per
+ *                   packet, so it never waits for user space.
+ *   drops           per-CPU array of 2 { u64 packets; u64 bytes; }: index 0 IPv4, 1 IPv6.
+ *
+ * A single address is looked up in its hash map first (constant time at any size: a trie of
+ * a million /32s is ~20 nodes deep), then in the networks' trie.
  *
  * Parses up to two 802.1Q / 802.1ad VLAN tags in front of the IP header (QinQ). Every loop is
  * bounded and unrolled; every read is checked against data_end.
@@ -28,13 +34,21 @@
 /* Up to this many VLAN tags are skipped (802.1ad outer + 802.1Q inner). */
 #define MAX_VLAN_TAGS 2
 
-struct v4_key {
+struct v4_net_key {
 	__u32 prefixlen;
 	__u8 addr[4];
 };
 
-struct v6_key {
+struct v6_net_key {
 	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct v4_addr {
+	__u8 addr[4];
+};
+
+struct v6_addr {
 	__u8 addr[16];
 };
 
@@ -52,22 +66,39 @@ struct vlan_tag {
 	__be16 encapsulated_proto;
 };
 
-/* max_entries is set by the loader from `[ebpf] max_entries` before the maps are created. */
+/* max_entries is set by the loader from `[ebpf] max_entries` before the maps are created;
+ * no map preallocates, so memory follows the bans, not the capacity. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct v4_key);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct v4_addr);
 	__type(value, struct ban_value);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 10000);
 } blocked_v4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct v6_key);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct v6_addr);
 	__type(value, struct ban_value);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 10000);
 } blocked_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct v4_net_key);
+	__type(value, struct ban_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 10000);
+} blocked_v4_net SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct v6_net_key);
+	__type(value, struct ban_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 10000);
+} blocked_v6_net SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -81,7 +112,7 @@ static __always_inline int verdict(const struct ban_value *ban, __u32 family_ind
 {
 	if (!ban)
 		return XDP_PASS;
-	if (ban->expires_ns != 0 && bpf_ktime_get_boot_ns() >= ban->expires_ns)
+	if (ban->expires_ns != 0 && bpf_ktime_get_coarse_ns() >= ban->expires_ns)
 		return XDP_PASS;
 	struct drop_counters *counters = bpf_map_lookup_elem(&drops, &family_index);
 	if (counters) {
@@ -119,17 +150,29 @@ int crmonban_xdp(struct xdp_md *ctx)
 		struct iphdr *ip = cursor;
 		if ((void *)(ip + 1) > data_end)
 			return XDP_PASS;
-		struct v4_key key = { .prefixlen = 32 };
-		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
-		return verdict(bpf_map_lookup_elem(&blocked_v4, &key), 0, bytes);
+		struct v4_addr addr;
+		__builtin_memcpy(addr.addr, &ip->saddr, sizeof(addr.addr));
+		struct ban_value *ban = bpf_map_lookup_elem(&blocked_v4, &addr);
+		if (!ban) {
+			struct v4_net_key key = { .prefixlen = 32 };
+			__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
+			ban = bpf_map_lookup_elem(&blocked_v4_net, &key);
+		}
+		return verdict(ban, 0, bytes);
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cursor;
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
-		struct v6_key key = { .prefixlen = 128 };
-		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
-		return verdict(bpf_map_lookup_elem(&blocked_v6, &key), 1, bytes);
+		struct v6_addr addr;
+		__builtin_memcpy(addr.addr, &ip6->saddr, sizeof(addr.addr));
+		struct ban_value *ban = bpf_map_lookup_elem(&blocked_v6, &addr);
+		if (!ban) {
+			struct v6_net_key key = { .prefixlen = 128 };
+			__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
+			ban = bpf_map_lookup_elem(&blocked_v6_net, &key);
+		}
+		return verdict(ban, 1, bytes);
 	}
 	return XDP_PASS;
 }

@@ -130,11 +130,9 @@ fn pinned_v4_keys(pins: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The key of the attacker's address: prefix length 32 in host order, then the address.
+/// The key of the attacker's address in `blocked_v4`: the address in network order.
 fn attacker_key() -> Vec<u8> {
-    let mut key = 32u32.to_ne_bytes().to_vec();
-    key.extend_from_slice(&[10, 77, 0, 1]);
-    key
+    vec![10, 77, 0, 1]
 }
 
 /// The name of the XDP program on `interface`, as `ip -d link` reports it.

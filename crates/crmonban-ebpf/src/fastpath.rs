@@ -17,7 +17,7 @@ use crmonban_firewall::{
 
 use crate::EbpfError;
 use crate::attach::{self, Attachment, ModeChoice, XdpMode};
-use crate::maps::{BanMaps, Clock, DropCounters, Family, Written};
+use crate::maps::{BanMaps, Clock, DropCounters, Family, Slot, Written};
 use crate::program;
 
 /// How to load and attach the program.
@@ -209,8 +209,9 @@ impl XdpFastPath {
         let mut report = ApplyReport::default();
         let mut matched = [0usize; 2];
         let mut rewrite = Vec::new();
-        for (index, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-            let stale = self.maps.walk(family, |target, value| {
+        for slot in Slot::ALL {
+            let index = usize::from(slot.family() == Family::V6);
+            let stale = self.maps.walk(slot, |target, value| {
                 let Ok(target) = target else {
                     return true;
                 };
@@ -230,7 +231,7 @@ impl XdpFastPath {
                 }
             });
             for key in stale {
-                report.removed += usize::from(self.maps.remove_raw(family, &key));
+                report.removed += usize::from(self.maps.remove_raw(slot, &key));
             }
         }
         let mut refused = 0usize;
@@ -242,32 +243,28 @@ impl XdpFastPath {
                     .push((target.to_string(), "the XDP map is full".to_owned()));
             }
         };
-        for element in &rewrite {
-            match self.maps.write(element, &clock)? {
+        self.maps
+            .write_many(&rewrite, &clock, |element, written| match written {
                 Written::Stored => {
                     report.added += 1;
                     matched[usize::from(!element.target.is_ipv4())] += 1;
                 }
                 Written::Expired => report.skipped_expired += 1,
                 Written::Full => refuse(&element.target, &mut report),
-            }
-        }
+            })?;
         let lacking = [matched[0] < counts[0], matched[1] < counts[1]];
         if lacking.contains(&true) {
             // Upserts: the entries already right are written again, unchanged; what is new is
             // what the map holds now beyond what matched before.
             let mut stored = [0usize; 2];
-            for element in all() {
-                let index = usize::from(!element.target.is_ipv4());
-                if !lacking[index] {
-                    continue;
-                }
-                match self.maps.write(&element, &clock)? {
-                    Written::Stored => stored[index] += 1,
+            let mut elements = all();
+            elements.retain(|e| lacking[usize::from(!e.target.is_ipv4())]);
+            self.maps
+                .write_many(&elements, &clock, |element, written| match written {
+                    Written::Stored => stored[usize::from(!element.target.is_ipv4())] += 1,
                     Written::Expired => report.skipped_expired += 1,
                     Written::Full => refuse(&element.target, &mut report),
-                }
-            }
+                })?;
             for index in 0..2 {
                 if lacking[index] {
                     report.added += stored[index].saturating_sub(matched[index]);
@@ -311,9 +308,13 @@ impl XdpFastPath {
         let clock = Clock::now();
         let mut report = ApplyReport::default();
         let mut refused = 0usize;
-        for change in &changes.changes {
-            match change {
-                Change::Add(element) => match self.maps.write(element, &clock)? {
+        // Runs of additions go to the kernel in batches; a removal first sends what is
+        // pending, so the changes apply in their order.
+        let mut adds: Vec<Element> = Vec::new();
+        let mut send = |adds: &mut Vec<Element>, report: &mut ApplyReport| {
+            let result = self
+                .maps
+                .write_many(adds, &clock, |element, written| match written {
                     Written::Stored => report.added += 1,
                     Written::Expired => report.skipped_expired += 1,
                     Written::Full => {
@@ -322,14 +323,22 @@ impl XdpFastPath {
                             .refused
                             .push((element.target.to_string(), "the XDP map is full".to_owned()));
                     }
-                },
+                });
+            adds.clear();
+            result
+        };
+        for change in &changes.changes {
+            match change {
+                Change::Add(element) => adds.push(*element),
                 Change::Remove(target) => {
+                    send(&mut adds, &mut report)?;
                     if self.maps.remove(target)? {
                         report.removed += 1;
                     }
                 }
             }
         }
+        send(&mut adds, &mut report)?;
         // Entries are exact again at the next reconcile; this keeps them close meanwhile
         // (an add may replace an entry rather than make one).
         for change in &changes.changes {
@@ -386,8 +395,8 @@ impl FirewallBackend for XdpFastPath {
     fn list(&mut self) -> Result<Vec<Element>, FirewallError> {
         let clock = Clock::now();
         let mut out = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            for (target, value) in self.maps.entries(family) {
+        for slot in Slot::ALL {
+            for (target, value) in self.maps.entries(slot) {
                 if let Some(expiry) = clock.expiry_of(value) {
                     out.push(Element { target, expiry });
                 }

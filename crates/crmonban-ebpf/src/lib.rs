@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod batch;
 mod fastpath;
 mod maps;
 mod program;

@@ -1,10 +1,12 @@
-//! The XDP program's maps as user space sees them: the two prefix tries of bans and the
-//! per-CPU drop counters, with the byte layout of their keys and values (docs/EBPF.md) and
-//! the conversion between a ban's Unix-second expiry and the program's CLOCK_BOOTTIME
-//! nanoseconds.
+//! The XDP program's maps as user space sees them: single addresses in one hash map per
+//! family, networks in one longest-prefix trie per family (as nftables keeps them in hash and
+//! interval sets), the per-CPU drop counters, the byte layout of their keys and values
+//! (docs/EBPF.md), and the conversion between a ban's Unix-second expiry and the program's
+//! CLOCK_MONOTONIC nanoseconds.
 //!
-//! Every call here is one `bpf(2)` system call per element (~1 µs); nothing is batched,
-//! because the kernel's LPM trie has no batch operations.
+//! The hash maps are written and read in batches ([`crate::batch`]: thousands of elements per
+//! `bpf(2)` call); the tries, which have no batch operations and hold few networks, element by
+//! element.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -14,13 +16,14 @@ use ipnet::IpNet;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::EbpfError;
+use crate::batch;
 
 /// The address families, as the program indexes its counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// IPv4: map `blocked_v4`, counter index 0.
+    /// IPv4: maps `blocked_v4` and `blocked_v4_net`, counter index 0.
     V4,
-    /// IPv6: map `blocked_v6`, counter index 1.
+    /// IPv6: maps `blocked_v6` and `blocked_v6_net`, counter index 1.
     V6,
 }
 
@@ -43,75 +46,137 @@ pub struct DropCounters {
     pub bytes: u64,
 }
 
-/// An LPM trie key: `u32` prefix length in host order, then the address in network order.
+/// Which of the four ban maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Key {
-    V4([u8; 8]),
-    V6([u8; 20]),
+pub(crate) enum Slot {
+    /// `blocked_v4`: hash of IPv4 addresses.
+    V4,
+    /// `blocked_v6`: hash of IPv6 addresses.
+    V6,
+    /// `blocked_v4_net`: trie of IPv4 networks.
+    V4Net,
+    /// `blocked_v6_net`: trie of IPv6 networks.
+    V6Net,
+}
+
+impl Slot {
+    pub(crate) const ALL: [Slot; 4] = [Slot::V4, Slot::V6, Slot::V4Net, Slot::V6Net];
+
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Slot::V4 | Slot::V4Net => Family::V4,
+            Slot::V6 | Slot::V6Net => Family::V6,
+        }
+    }
+
+    fn key_len(self) -> usize {
+        match self {
+            Slot::V4 => 4,
+            Slot::V6 => 16,
+            Slot::V4Net => 8,
+            Slot::V6Net => 20,
+        }
+    }
+
+    fn of(target: &Target) -> Slot {
+        match target {
+            Target::Addr(IpAddr::V4(_)) => Slot::V4,
+            Target::Addr(IpAddr::V6(_)) => Slot::V6,
+            Target::Net(IpNet::V4(_)) => Slot::V4Net,
+            Target::Net(IpNet::V6(_)) => Slot::V6Net,
+        }
+    }
+}
+
+/// A map key: the address in network order for the hash maps; for the tries the `u32` prefix
+/// length in host order first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) slot: Slot,
+    bytes: [u8; 20],
 }
 
 impl Key {
     pub(crate) fn of(target: &Target) -> Key {
-        let (addr, prefix) = match target {
-            Target::Addr(addr) => (*addr, if addr.is_ipv4() { 32 } else { 128 }),
-            Target::Net(net) => (net.network(), net.prefix_len()),
+        let slot = Slot::of(target);
+        let mut bytes = [0u8; 20];
+        let (addr, at) = match target {
+            Target::Addr(addr) => (*addr, 0),
+            Target::Net(net) => {
+                bytes[..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
+                (net.network(), 4)
+            }
         };
-        let prefix = u32::from(prefix).to_ne_bytes();
         match addr {
-            IpAddr::V4(a) => {
-                let mut key = [0u8; 8];
-                key[..4].copy_from_slice(&prefix);
-                key[4..].copy_from_slice(&a.octets());
-                Key::V4(key)
-            }
-            IpAddr::V6(a) => {
-                let mut key = [0u8; 20];
-                key[..4].copy_from_slice(&prefix);
-                key[4..].copy_from_slice(&a.octets());
-                Key::V6(key)
-            }
+            IpAddr::V4(a) => bytes[at..at + 4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => bytes[at..at + 16].copy_from_slice(&a.octets()),
         }
+        Key { slot, bytes }
     }
 
-    pub(crate) fn family(&self) -> Family {
-        match self {
-            Key::V4(_) => Family::V4,
-            Key::V6(_) => Family::V6,
-        }
+    /// The trie key that looks up `addr` as the program does (its full length).
+    fn lookup_in_trie(addr: IpAddr) -> Key {
+        let mut bytes = [0u8; 20];
+        let slot = match addr {
+            IpAddr::V4(a) => {
+                bytes[..4].copy_from_slice(&32u32.to_ne_bytes());
+                bytes[4..8].copy_from_slice(&a.octets());
+                Slot::V4Net
+            }
+            IpAddr::V6(a) => {
+                bytes[..4].copy_from_slice(&128u32.to_ne_bytes());
+                bytes[4..20].copy_from_slice(&a.octets());
+                Slot::V6Net
+            }
+        };
+        Key { slot, bytes }
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
-        match self {
-            Key::V4(k) => k,
-            Key::V6(k) => k,
-        }
+        &self.bytes[..self.slot.key_len()]
     }
 
-    /// The target a key read from a map stands for; `None` for bytes no target encodes
-    /// (a prefix longer than the address, or set host bits: written by someone else).
-    pub(crate) fn target_of(bytes: &[u8]) -> Option<Target> {
-        let prefix = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
-        let addr = match bytes.len() {
-            8 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&bytes[4..]).ok()?)),
-            20 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&bytes[4..]).ok()?)),
-            _ => return None,
-        };
-        let full = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix == full {
-            return Some(Target::Addr(addr));
+    /// The target a key read from `slot`'s map stands for; `None` for bytes no target of ours
+    /// encodes (a wrong length, a mapped IPv4 address, a trie prefix that is a whole address
+    /// or longer, set host bits: written by someone else).
+    pub(crate) fn target_of(slot: Slot, bytes: &[u8]) -> Option<Target> {
+        if bytes.len() != slot.key_len() {
+            return None;
         }
-        let net = IpNet::new(addr, u8::try_from(prefix).ok()?).ok()?;
-        (net.network() == addr).then_some(Target::Net(net))
+        match slot {
+            Slot::V4 => Some(Target::Addr(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(bytes).ok()?,
+            )))),
+            Slot::V6 => {
+                let addr = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+                addr.to_ipv4_mapped()
+                    .is_none()
+                    .then_some(Target::Addr(IpAddr::V6(addr)))
+            }
+            Slot::V4Net | Slot::V6Net => {
+                let prefix = u32::from_ne_bytes(bytes[..4].try_into().ok()?);
+                let addr = if slot == Slot::V4Net {
+                    IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&bytes[4..]).ok()?))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&bytes[4..]).ok()?))
+                };
+                let net = IpNet::new(addr, u8::try_from(prefix).ok()?).ok()?;
+                (net.prefix_len() < net.max_prefix_len() && net.network() == addr)
+                    .then_some(Target::Net(net))
+            }
+        }
     }
 }
 
-/// The two clocks read together: converts Unix seconds to the program's CLOCK_BOOTTIME
-/// nanoseconds and back. Boot time keeps counting through a suspend and never jumps when the
-/// wall clock is set, so an entry's expiry stays where it was put.
+/// The two clocks read together: converts Unix seconds to the program's CLOCK_MONOTONIC
+/// nanoseconds and back. The monotonic clock never jumps when the wall clock is set, so an
+/// entry's expiry stays where it was put; the program reads it at a tick's resolution
+/// (`bpf_ktime_get_coarse_ns`, a few nanoseconds where the precise clock costs tens in a VM),
+/// so an entry ends at most one tick late.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
     unix_ns: i128,
-    boot_ns: i128,
+    mono_ns: i128,
 }
 
 impl Clock {
@@ -119,12 +184,12 @@ impl Clock {
         let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
             i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
         });
         Clock {
             unix_ns,
-            boot_ns: boot,
+            mono_ns: mono,
         }
     }
 
@@ -137,7 +202,7 @@ impl Clock {
                 if left <= 0 {
                     return None;
                 }
-                u64::try_from(self.boot_ns + left).ok().filter(|v| *v != 0)
+                u64::try_from(self.mono_ns + left).ok().filter(|v| *v != 0)
             }
         }
     }
@@ -147,7 +212,7 @@ impl Clock {
         if value == 0 {
             return Some(Expiry::Never);
         }
-        let left = i128::from(value) - self.boot_ns;
+        let left = i128::from(value) - self.mono_ns;
         if left <= 0 {
             return None;
         }
@@ -176,25 +241,29 @@ pub(crate) enum Written {
 pub(crate) struct BanMaps {
     pub(crate) v4: MapHandle,
     pub(crate) v6: MapHandle,
+    pub(crate) v4_net: MapHandle,
+    pub(crate) v6_net: MapHandle,
     pub(crate) drops: MapHandle,
 }
 
 impl BanMaps {
-    fn map(&self, family: Family) -> &MapHandle {
-        match family {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
+    pub(crate) fn map(&self, slot: Slot) -> &MapHandle {
+        match slot {
+            Slot::V4 => &self.v4,
+            Slot::V6 => &self.v6,
+            Slot::V4Net => &self.v4_net,
+            Slot::V6Net => &self.v6_net,
         }
     }
 
-    /// Puts `element` into its family's trie (replacing an entry of the same target).
+    /// Puts `element` into its map (replacing an entry of the same target).
     pub(crate) fn write(&self, element: &Element, clock: &Clock) -> Result<Written, EbpfError> {
         let Some(value) = clock.value_of(element.expiry) else {
             return Ok(Written::Expired);
         };
         let key = Key::of(&element.target);
         match self
-            .map(key.family())
+            .map(key.slot)
             .update(key.bytes(), &value.to_ne_bytes(), MapFlags::ANY)
         {
             Ok(()) => Ok(Written::Stored),
@@ -203,58 +272,138 @@ impl BanMaps {
         }
     }
 
+    /// Writes many elements, batching the addresses of each family into one system call per
+    /// few thousand; calls `done` with each element's outcome, in order per map.
+    pub(crate) fn write_many(
+        &self,
+        elements: &[Element],
+        clock: &Clock,
+        mut done: impl FnMut(&Element, Written),
+    ) -> Result<(), EbpfError> {
+        let mut pending: [Vec<(Element, u64)>; 2] = [Vec::new(), Vec::new()];
+        for element in elements {
+            let Some(value) = clock.value_of(element.expiry) else {
+                done(element, Written::Expired);
+                continue;
+            };
+            match Slot::of(&element.target) {
+                slot @ (Slot::V4 | Slot::V6) => {
+                    let queue = &mut pending[usize::from(slot == Slot::V6)];
+                    queue.push((*element, value));
+                    if queue.len() == batch::CHUNK {
+                        self.flush(slot, queue, &mut done)?;
+                    }
+                }
+                Slot::V4Net | Slot::V6Net => done(element, self.write(element, clock)?),
+            }
+        }
+        self.flush(Slot::V4, &mut pending[0], &mut done)?;
+        self.flush(Slot::V6, &mut pending[1], &mut done)
+    }
+
+    fn flush(
+        &self,
+        slot: Slot,
+        queue: &mut Vec<(Element, u64)>,
+        done: &mut impl FnMut(&Element, Written),
+    ) -> Result<(), EbpfError> {
+        if queue.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(queue.len() * slot.key_len());
+        let mut values = Vec::with_capacity(queue.len() * 8);
+        for (element, value) in queue.iter() {
+            keys.extend_from_slice(Key::of(&element.target).bytes());
+            values.extend_from_slice(&value.to_ne_bytes());
+        }
+        let stored = batch::update(self.map(slot), &keys, &values, queue.len());
+        for (element, _) in &queue[..stored] {
+            done(element, Written::Stored);
+        }
+        // The kernel stopped at an element (the map full, or another error): the rest one by
+        // one, each with its own outcome.
+        for (element, value) in &queue[stored..] {
+            let key = Key::of(&element.target);
+            let outcome =
+                match self
+                    .map(slot)
+                    .update(key.bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+                {
+                    Ok(()) => Written::Stored,
+                    Err(e) if is_errno(&e, libc::ENOSPC) || is_errno(&e, libc::E2BIG) => {
+                        Written::Full
+                    }
+                    Err(e) => return Err(EbpfError::map("update", &element.target, e)),
+                };
+            done(element, outcome);
+        }
+        queue.clear();
+        Ok(())
+    }
+
     /// Removes exactly `target`'s entry; true when there was one.
     pub(crate) fn remove(&self, target: &Target) -> Result<bool, EbpfError> {
         let key = Key::of(target);
-        match self.map(key.family()).delete(key.bytes()) {
+        match self.map(key.slot).delete(key.bytes()) {
             Ok(()) => Ok(true),
             Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
             Err(e) => Err(EbpfError::map("delete", target, e)),
         }
     }
 
-    /// The value of the longest prefix covering `target`'s first address, as the program
-    /// would find it.
+    /// The value the program would find for `target`: its own entry, else the longest
+    /// network covering its first address.
     pub(crate) fn covering_value(&self, target: &Target) -> Result<Option<u64>, EbpfError> {
-        let key = Key::of(target);
-        match self.map(key.family()).lookup(key.bytes(), MapFlags::ANY) {
+        let lookup = |key: &Key| match self.map(key.slot).lookup(key.bytes(), MapFlags::ANY) {
             Ok(value) => Ok(value.as_deref().and_then(value_u64)),
             Err(e) if is_errno(&e, libc::ENOENT) => Ok(None),
             Err(e) => Err(EbpfError::map("lookup", target, e)),
+        };
+        let own = Key::of(target);
+        if let Some(value) = lookup(&own)? {
+            return Ok(Some(value));
+        }
+        match target {
+            Target::Addr(addr) => lookup(&Key::lookup_in_trie(*addr)),
+            Target::Net(_) => Ok(None),
         }
     }
 
-    /// Walks one family's trie, entry by entry (nothing is collected): `visit` gets each
-    /// entry's target (`Err` with the raw key for bytes no target encodes) and raw value, and
-    /// returns true to have it removed. Removals happen after the walk (removing the key the
-    /// walk stands on would restart it), so their raw keys are what is collected.
+    /// Walks one map, entry by entry (nothing is collected): `visit` gets each entry's target
+    /// (`Err` with the raw key for bytes no target of ours encodes) and raw value, and returns
+    /// true to have it removed. Removals happen after the walk (removing the key a walk stands
+    /// on would restart it), so their raw keys are what is collected.
     pub(crate) fn walk(
         &self,
-        family: Family,
+        slot: Slot,
         mut visit: impl FnMut(Result<Target, &[u8]>, u64) -> bool,
     ) -> Vec<Vec<u8>> {
-        let map = self.map(family);
+        let map = self.map(slot);
         let mut remove = Vec::new();
+        let mut one = |key: &[u8], value: u64| {
+            let target = Key::target_of(slot, key).ok_or(key);
+            if visit(target, value) {
+                remove.push(key.to_vec());
+            }
+        };
+        if matches!(slot, Slot::V4 | Slot::V6) && batch::walk(map, slot.key_len(), &mut one) {
+            return remove;
+        }
         let mut value = [0u8; 8];
         for key in map.keys() {
-            // An entry removed meanwhile (by the kernel's own lookup races, or another writer)
-            // is skipped.
-            if !matches!(map.lookup_into(&key, &mut value, MapFlags::ANY), Ok(true)) {
-                continue;
-            }
-            let target = Key::target_of(&key).ok_or(key.as_slice());
-            if visit(target, u64::from_ne_bytes(value)) {
-                remove.push(key);
+            // An entry removed meanwhile is skipped.
+            if matches!(map.lookup_into(&key, &mut value, MapFlags::ANY), Ok(true)) {
+                one(&key, u64::from_ne_bytes(value));
             }
         }
         remove
     }
 
-    /// Every entry of one family's trie: (target, raw value); entries no target encodes are
+    /// Every entry of one map: (target, raw value); entries no target of ours encodes are
     /// left out.
-    pub(crate) fn entries(&self, family: Family) -> Vec<(Target, u64)> {
+    pub(crate) fn entries(&self, slot: Slot) -> Vec<(Target, u64)> {
         let mut out = Vec::new();
-        self.walk(family, |target, value| {
+        self.walk(slot, |target, value| {
             if let Ok(target) = target {
                 out.push((target, value));
             }
@@ -263,9 +412,9 @@ impl BanMaps {
         out
     }
 
-    /// Removes an entry by its raw key (one no target encodes).
-    pub(crate) fn remove_raw(&self, family: Family, key: &[u8]) -> bool {
-        self.map(family).delete(key).is_ok()
+    /// Removes an entry by its raw key.
+    pub(crate) fn remove_raw(&self, slot: Slot, key: &[u8]) -> bool {
+        self.map(slot).delete(key).is_ok()
     }
 
     /// The drop counters of `family`, summed over every CPU.
@@ -326,23 +475,33 @@ mod tests {
         ] {
             let target = Target::parse(text).unwrap();
             let key = Key::of(&target);
-            assert_eq!(Key::target_of(key.bytes()), Some(target), "{text}");
+            assert_eq!(
+                Key::target_of(key.slot, key.bytes()),
+                Some(target),
+                "{text}"
+            );
         }
-        let Key::V4(mut key) = Key::of(&Target::parse("198.51.100.0/24").unwrap()) else {
-            panic!("an IPv4 key")
-        };
-        key[7] = 1; // a host bit under a /24
-        assert_eq!(Key::target_of(&key), None);
-        key[..4].copy_from_slice(&33u32.to_ne_bytes());
-        assert_eq!(Key::target_of(&key), None);
-        assert_eq!(Key::target_of(&[0; 5]), None);
+        assert_eq!(
+            Key::of(&Target::parse("192.0.2.7").unwrap()).bytes(),
+            [192, 0, 2, 7]
+        );
+        let net = Key::of(&Target::parse("198.51.100.0/24").unwrap());
+        assert_eq!(net.slot, Slot::V4Net);
+        let mut bytes = net.bytes().to_vec();
+        bytes[7] = 1; // a host bit under a /24
+        assert_eq!(Key::target_of(Slot::V4Net, &bytes), None);
+        bytes[..4].copy_from_slice(&32u32.to_ne_bytes()); // a whole address in the trie
+        assert_eq!(Key::target_of(Slot::V4Net, &bytes), None);
+        assert_eq!(Key::target_of(Slot::V4, &[0; 5]), None);
+        let mapped = "::ffff:192.0.2.7".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(Key::target_of(Slot::V6, &mapped), None);
     }
 
     #[test]
-    fn expiries_convert_to_boot_time_and_back() {
+    fn expiries_convert_to_monotonic_time_and_back() {
         let clock = Clock {
             unix_ns: 1_000_000_000_500_000_000,
-            boot_ns: 7_000_000_000,
+            mono_ns: 7_000_000_000,
         };
         assert_eq!(clock.value_of(Expiry::Never), Some(0));
         // 1_000_000_010 is 9.5 s ahead.

@@ -16,7 +16,13 @@ use crate::maps::BanMaps;
 use crate::skel::{CrmonbanSkelBuilder, OpenCrmonbanSkel};
 
 /// The names of the maps, as pinned under the pin directory.
-pub const MAP_NAMES: [&str; 3] = ["blocked_v4", "blocked_v6", "drops"];
+pub const MAP_NAMES: [&str; 5] = [
+    "blocked_v4",
+    "blocked_v6",
+    "blocked_v4_net",
+    "blocked_v6_net",
+    "drops",
+];
 
 /// BPF_FS_MAGIC: the file system pins must live on.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -100,12 +106,17 @@ pub(crate) fn load_with(
             log: take_log(),
         })?;
     let setup = (|| {
-        open.maps.blocked_v4.set_max_entries(max_entries)?;
-        open.maps.blocked_v6.set_max_entries(max_entries)?;
+        let maps = &mut open.maps;
+        maps.blocked_v4.set_max_entries(max_entries)?;
+        maps.blocked_v6.set_max_entries(max_entries)?;
+        maps.blocked_v4_net.set_max_entries(max_entries)?;
+        maps.blocked_v6_net.set_max_entries(max_entries)?;
         if let Some(dir) = pin {
-            open.maps.blocked_v4.set_pin_path(dir.join(MAP_NAMES[0]))?;
-            open.maps.blocked_v6.set_pin_path(dir.join(MAP_NAMES[1]))?;
-            open.maps.drops.set_pin_path(dir.join(MAP_NAMES[2]))?;
+            maps.blocked_v4.set_pin_path(dir.join(MAP_NAMES[0]))?;
+            maps.blocked_v6.set_pin_path(dir.join(MAP_NAMES[1]))?;
+            maps.blocked_v4_net.set_pin_path(dir.join(MAP_NAMES[2]))?;
+            maps.blocked_v6_net.set_pin_path(dir.join(MAP_NAMES[3]))?;
+            maps.drops.set_pin_path(dir.join(MAP_NAMES[4]))?;
         }
         Ok(())
     })();
@@ -126,6 +137,8 @@ pub(crate) fn load_with(
     let maps = BanMaps {
         v4: handle(&skel.maps.blocked_v4)?,
         v6: handle(&skel.maps.blocked_v6)?,
+        v4_net: handle(&skel.maps.blocked_v4_net)?,
+        v6_net: handle(&skel.maps.blocked_v6_net)?,
         drops: handle(&skel.maps.drops)?,
     };
     let program = skel
@@ -176,7 +189,7 @@ fn prepare_pin_dir(dir: &Path, max_entries: u32) -> Result<bool, EbpfError> {
         }
         any = true;
         let fits = MapHandle::from_pinned_path(&path)
-            .map(|m| name == MAP_NAMES[2] || m.max_entries() == max_entries)
+            .map(|m| name == "drops" || m.max_entries() == max_entries)
             .unwrap_or(false);
         reusable &= fits;
     }
@@ -213,7 +226,7 @@ pub fn remove_pins(dir: &Path) -> Result<bool, EbpfError> {
 }
 
 /// The pin directory's map paths, for documentation and tests.
-pub fn pin_paths(dir: &Path) -> [PathBuf; 3] {
+pub fn pin_paths(dir: &Path) -> [PathBuf; 5] {
     MAP_NAMES.map(|name| dir.join(name))
 }
 

@@ -5,10 +5,11 @@
 //! (reusing maps a `mapfile` run pinned), reconciles the maps with the bans in force, and only
 //! then attaches to the interfaces, so no stale entry of a reused pin drops a packet. From
 //! then on one task applies every `BanAdded` and `BanRemoved` as it comes (map writes on the
-//! blocking pool, ~1 µs each) and reconciles every `sync_interval_secs`, and at once when its
-//! subscription overflowed (the engine never waits for it: the subscription drops and counts,
-//! and the reconcile repairs from the bans in force). Expiry does not wait for this task: the
-//! program itself treats an expired entry as absent.
+//! blocking pool, a few µs each, runs of them batched) and reconciles every
+//! `sync_interval_secs`, and at once when its subscription overflowed (the engine never waits
+//! for it: the subscription drops and counts, and the reconcile repairs from the bans in
+//! force). Expiry does not wait for this task: the program itself treats an expired entry as
+//! absent.
 //!
 //! The fast path failing (no BPF permission, a kernel that refuses the program, an interface
 //! without XDP) is logged at error and shown in Status; the daemon runs on, nftables enforcing

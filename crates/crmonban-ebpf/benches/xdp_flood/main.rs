@@ -9,7 +9,7 @@
 //! - no rule: it climbs the stack to a UDP socket that never reads, and is dropped there;
 //! - crmonban's nftables input rule, with 1,000,000 bans (half IPv4, half IPv6) and the sender;
 //! - a two-instruction XDP program that drops everything (the floor of what XDP costs here);
-//! - crmonban's XDP program, its tries holding the same 1,000,000 bans and the sender, attached
+//! - crmonban's XDP program, its maps holding the same 1,000,000 bans and the sender, attached
 //!   in the same mode as the minimal one (native: veth has a driver hook).
 //!
 //! The rate is the frames `b`'s veth took in per second (its `rx_packets`: every frame that
@@ -23,8 +23,8 @@
 //! Then, with the kernel's BPF run-time statistics on (held by a file descriptor, so they go
 //! off even if this process dies), both XDP programs run once more for their nanoseconds per
 //! packet; and both run alone in the kernel (BPF_PROG_TEST_RUN) on a banned frame, ours also
-//! on unbanned ones and with a one-entry map, which splits its time between the trie and the
-//! rest. Also timed: filling our maps with 1,000,000 bans, and reconciling them against the
+//! on unbanned ones and with a one-entry map, which splits its time between the map's size and
+//! the rest. Also timed: filling our maps with 1,000,000 bans, and reconciling them against the
 //! same bans.
 
 mod bpf;
@@ -49,7 +49,8 @@ use counters::{
 use traffic::{BATCH, FRAME_LEN, PORT, Sender, build_frames, mac};
 
 /// The sender's address: odd, so it sits between banned neighbours (the bans' IPv4 half is
-/// every even address from 11.0.0.0 up), deep in the trie as most of a large ban list would be.
+/// every even address from 11.0.0.0 up), where a trie lookup would go as deep as for most of
+/// a large ban list.
 const SENDER_V4: &str = "11.0.0.1/8";
 const SENDER_V6: &str = "fd00:64::1/64";
 const RECEIVER_V4: &str = "11.255.255.254/8";
