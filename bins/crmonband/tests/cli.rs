@@ -56,7 +56,7 @@ fn generated_config_passes_check_config() {
 }
 
 #[test]
-fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
+fn check_config_reads_the_zones_file_and_warns_about_doubtful_settings() {
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones.yml");
     let path = dir.path().join("config.toml");
@@ -67,7 +67,7 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
              [zones]\nenabled = true\nconfig_file = \"{0}\"\n\n\
              [[whitelist.sources]]\ntype = \"zones\"\n\n\
              [[whitelist.sources]]\ntype = \"file\"\npath = \"{1}/absent.txt\"\n\n\
-             [siem]\nenabled = true\n\n[ebpf]\nenabled = true\n",
+             [siem]\nenabled = true\n\n[ebpf]\nenabled = true\ninterfaces = [\"eth0\"]\n",
             zones.display(),
             dir.path().display()
         ),
@@ -102,7 +102,7 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
     );
 
     // Valid, but trusting everything: accepted with warnings, as are SIEM export without a
-    // target, the sections this version does not implement and the missing whitelist file.
+    // target and the missing whitelist file.
     std::fs::write(
         &zones,
         "zones:\n  - name: all\n    trust_level: 100\n    networks: [0.0.0.0/0]\n",
@@ -118,7 +118,6 @@ fn check_config_reads_the_zones_file_and_warns_about_what_is_not_done() {
             dir.path().display()
         ),
         "siem.enabled: SIEM export is enabled but there is no [[siem.targets]]".to_owned(),
-        "ebpf.enabled: the eBPF fast path is not implemented".to_owned(),
         "zone all (0.0.0.0/0) covers every IPv4 address".to_owned(),
         format!("{}/absent.txt: does not exist", dir.path().display()),
     ] {
