@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crmonban_firewall::{ApplyReport, ChangeSet, Element, FirewallBackend, FirewallError};
+use crmonban_core::Target;
+use crmonban_firewall::{ApplyReport, ChangeSet, Element, Expiry, FirewallBackend, FirewallError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -49,6 +50,10 @@ enum Request {
     },
     ElementCounts {
         reply: Reply<Result<Option<[usize; 4]>, FirewallError>>,
+    },
+    Lookup {
+        targets: Vec<Target>,
+        reply: Reply<Result<Option<Vec<Option<Expiry>>>, FirewallError>>,
     },
     Generation {
         reply: Reply<Result<Option<u32>, FirewallError>>,
@@ -149,6 +154,16 @@ impl FirewallThread {
             .await??)
     }
 
+    /// See [`FirewallBackend::lookup`](crmonban_firewall::FirewallBackend::lookup).
+    pub(crate) async fn lookup(
+        &self,
+        targets: Vec<Target>,
+    ) -> Result<Option<Vec<Option<Expiry>>>, EngineError> {
+        Ok(self
+            .call(|reply| Request::Lookup { targets, reply })
+            .await??)
+    }
+
     /// The ruleset generation at which the sets are known whole, if any.
     pub(crate) fn whole_generation(&self) -> Option<u32> {
         u32::try_from(self.whole.load(Ordering::Acquire)).ok()
@@ -237,6 +252,9 @@ fn serve(
             }
             Request::ElementCounts { reply } => {
                 let _ = reply.send(backend.element_counts());
+            }
+            Request::Lookup { targets, reply } => {
+                let _ = reply.send(backend.lookup(&targets));
             }
             Request::Generation { reply } => {
                 let _ = reply.send(backend.generation());

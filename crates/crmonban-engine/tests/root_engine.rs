@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use common::*;
+use crmonban_core::{Ban, BanSource, Target};
 use crmonban_engine::{Engine, EngineError, EngineEvent};
-use crmonban_firewall::{NftBackend, NftOptions};
+use crmonban_firewall::{FirewallBackend, NftBackend, NftOptions};
 use crmonban_store::Store;
 use crmonban_testutil::{End, NetNs, QUIET, connect, require_root, udp_reaches};
 
@@ -279,4 +280,132 @@ fn root_a_new_host_address_is_protected_at_once_and_its_ban_lifted() {
             engine.shutdown().await;
         });
     });
+}
+
+/// Address sets made for 16 addresses (restored empty), then 60 bans, 20 of them at once: the
+/// ban that finds a set full has the engine rebuild the sets from its index, larger, and go
+/// on; every ban is in the kernel, no ban failed, the rebuild was done once per fill (the
+/// concurrent refusals share it) and is in the activity log.
+#[test]
+fn root_a_full_address_set_is_rebuilt_from_the_index_and_no_ban_fails() {
+    require_root();
+    let host = NetNs::new("eng-full");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+    host.run(|| {
+        let rt = runtime();
+        rt.block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            let nft = NftBackend::new(NftOptions {
+                set_capacity: 16,
+                ..NftOptions::default()
+            })
+            .unwrap();
+            let engine = Engine::start(quick_options(), Box::new(nft), store)
+                .await
+                .unwrap();
+            let address = |i: u32| format!("198.51.100.{i}");
+            for i in 1..=40 {
+                engine.ban(request(&address(i), secs(600))).await.unwrap();
+            }
+            let together: Vec<_> = (41..=60)
+                .map(|i| {
+                    let engine = engine.clone();
+                    let target = address(i);
+                    tokio::spawn(async move { engine.ban(request(&target, secs(600))).await })
+                })
+                .collect();
+            for ban in together {
+                ban.await.unwrap().unwrap();
+            }
+            engine.ban(request("2001:db8::1", None)).await.unwrap();
+            engine.shutdown().await;
+        });
+    });
+    for i in 1..=60 {
+        let element = format!("198.51.100.{i}");
+        assert!(
+            set_holds(&host, "blocked_v4", &element),
+            "{element} missing"
+        );
+    }
+    assert!(set_holds(&host, "blocked_v6", "2001:db8::1"));
+    let activity = host.run(|| {
+        let rt = runtime();
+        rt.block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            store.recent_activity(100).await.unwrap()
+        })
+    });
+    let growths = activity
+        .iter()
+        .filter(|a| a.detail.contains("an address set was full"))
+        .count();
+    // 16 -> 24 (bans 1..=16 then 17), 24 -> 36 (at 25), 36 -> 54 (at 37), 54 -> 81 (at 55):
+    // four fills, each rebuilt once however many bans it refused.
+    assert_eq!(growths, 4, "{activity:?}");
+}
+
+/// 120,000 stored bans (60,000 a family: past what the check counts) restored at start, then
+/// the IPv4 set flushed by someone else: the check, which samples bans rather than listing
+/// sets this large, finds them gone and rebuilds every set from the index.
+#[test]
+fn root_a_flushed_large_set_is_found_by_sampling_and_rebuilt() {
+    require_root();
+    const BANS: u32 = 120_000;
+    let ns = NetNs::new("eng-sample");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+    let target = |i: u32| {
+        if i.is_multiple_of(2) {
+            Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
+        } else {
+            Target::from(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ))
+        }
+    };
+    ns.run(|| {
+        let rt = runtime();
+        rt.block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            let now = crmonban_core::unix_now();
+            let bans: Vec<Ban> = (0..BANS)
+                .map(|i| Ban {
+                    target: target(i),
+                    reason: "seeded".into(),
+                    source: BanSource::Detector,
+                    service: None,
+                    banned_at: now,
+                    expires_at: Some(now + 86_400),
+                    offence: 1,
+                })
+                .collect();
+            store.record_bans(&bans).await.unwrap();
+            store.close().await;
+
+            let options = crmonban_engine::EngineOptions {
+                repair_interval: std::time::Duration::from_secs(3600),
+                ..quick_options()
+            };
+            let store = Store::open(&db).await.unwrap();
+            let nft = NftBackend::new(NftOptions::default()).unwrap();
+            let engine = Engine::start(options, Box::new(nft), store).await.unwrap();
+            assert_eq!(engine.active_ban_count(), u64::from(BANS));
+            // Nobody else changed anything: nothing to repair.
+            assert_eq!(engine.repair_if_needed().await.unwrap(), None);
+
+            let flushed = std::process::Command::new("nft")
+                .args(["flush", "set", "inet", "crmonban", "blocked_v4"])
+                .status()
+                .unwrap();
+            assert!(flushed.success());
+            let repaired = engine.repair_if_needed().await.unwrap();
+            assert_eq!(repaired, Some(BANS as usize));
+            engine.shutdown().await;
+        });
+    });
+    let mut fw = ns.run(|| NftBackend::new(NftOptions::default())).unwrap();
+    let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
+    assert_eq!(counts[..2], [60_000, 60_000]);
 }

@@ -37,9 +37,13 @@ fn bans(from: u32, count: u32) -> ChangeSet {
         .collect()
 }
 
+/// Address sets made for a million addresses each: an `apply` past a set's size is refused
+/// (the owner rebuilds with `replace_all`), so a caller that applies a million at once creates
+/// them that large.
 fn backend(transport: Transport) -> NftBackend {
     NftBackend::new(NftOptions {
         transport,
+        set_capacity: 1_000_000,
         ..NftOptions::default()
     })
     .expect("backend")

@@ -222,6 +222,11 @@ pub enum FirewallError {
     /// nft answered something we could not read.
     #[error("unexpected output from nft: {0}")]
     Parse(String),
+    /// An address set cannot take the new addresses: it is at the size it was created for.
+    /// Nothing was applied; rebuild with [`FirewallBackend::replace_all`] (which sizes the
+    /// sets for what it loads) with these changes in.
+    #[error("an nftables address set is full: {0}")]
+    SetFull(String),
 }
 
 impl FirewallError {
@@ -257,7 +262,11 @@ pub trait FirewallBackend: Send {
     /// changes nothing. Cheap (a few existence probes) whatever the sets hold.
     fn ensure_layout(&mut self) -> Result<(), FirewallError>;
 
-    /// Applies a change set as one transaction.
+    /// Applies a change set as one transaction. When an address set cannot take the new
+    /// addresses the error is [`FirewallError::SetFull`] and nothing changed: the caller, who
+    /// knows every ban, rebuilds with [`replace_all`](FirewallBackend::replace_all). The
+    /// backend does not read the sets back to grow them itself: the kernel lists a hash set
+    /// in rounds of ~32 KiB, each walking it from the start (a million elements: ~45 s).
     fn apply(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError>;
 
     /// Makes the sets hold exactly `elements` (and the chains exactly our rules), creating the

@@ -52,13 +52,13 @@ fn pair() -> (NetNs, NetNs) {
 const EXPECTED_LAYOUT: &str = "table inet crmonban {
 	set blocked_v4 {
 		type ipv4_addr
-		size 65536
+		size 131071
 		flags timeout
 	}
 
 	set blocked_v6 {
 		type ipv6_addr
-		size 65536
+		size 131071
 		flags timeout
 	}
 
@@ -889,12 +889,14 @@ fn root_element_counts_match_the_loaded_sets() {
     assert!(counts[2] >= 2 && counts[3] >= 1, "{counts:?}");
 }
 
-/// A set created for 16 addresses takes 30 and then 100 more: the backend rebuilds the sets
-/// larger when the kernel says one is full, keeping every element and its timeout.
+/// A set created for 16 addresses refuses a batch that would take it past that: the error
+/// names the set, nothing changed (no transaction, the elements as they were), on every path;
+/// `replace_all` with the elements and the batch rebuilds the sets larger, keeping each
+/// timeout, and single bans go on working until that size is reached too.
 #[test]
-fn root_a_full_address_set_is_rebuilt_larger_without_losing_an_element() {
+fn root_a_full_address_set_refuses_the_batch_whole_until_rebuilt_larger() {
     for transport in PATHS {
-        let ns = NetNs::new("fw-grow");
+        let ns = NetNs::new("fw-full");
         let mut fw = ns
             .run(|| {
                 NftBackend::new(NftOptions {
@@ -917,20 +919,84 @@ fn root_a_full_address_set_is_rebuilt_larger_without_losing_an_element() {
         let more: ChangeSet = (10..30)
             .map(|i| crmonban_firewall::Change::Add(Element::permanent(v4(i))))
             .collect();
-        ns.run(|| fw.apply(&more)).expect("the set grows");
-        for i in 30..130 {
-            let one = ChangeSet::new()
-                .add(Element::timed(v4(i), Duration::from_secs(600)))
-                .clone();
-            ns.run(|| fw.apply(&one)).expect("single bans keep working");
+        let before = ns.run(ruleset_generation).unwrap();
+        match ns.run(|| fw.apply(&more)) {
+            Err(FirewallError::SetFull(why)) => {
+                assert!(why.contains("blocked_v4") && why.contains("16"), "{why}")
+            }
+            other => panic!("{transport:?}: expected SetFull, got {other:?}"),
         }
+        assert_eq!(ns.run(ruleset_generation).unwrap(), before, "{transport:?}");
         let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
-        assert_eq!(counts[..2], [130, 1], "{transport:?}");
+        assert_eq!(
+            counts[..2],
+            [10, 1],
+            "{transport:?}: nothing of the batch applied"
+        );
+
+        let mut all = first.changes.clone();
+        all.extend(more.changes.iter().copied());
+        let elements: Vec<Element> = all
+            .iter()
+            .filter_map(|c| match c {
+                crmonban_firewall::Change::Add(e) => Some(*e),
+                crmonban_firewall::Change::Remove(_) => None,
+            })
+            .collect();
+        ns.run(|| fw.replace_all(&elements))
+            .expect("rebuilt larger");
+        // Made for half as many again as it loaded: 45.
+        let one = |i: u32| {
+            ChangeSet::new()
+                .add(Element::timed(v4(i), Duration::from_secs(600)))
+                .clone()
+        };
+        for i in 30..45 {
+            ns.run(|| fw.apply(&one(i)))
+                .expect("single bans keep working");
+        }
+        let refused = ns.run(|| fw.apply(&one(45)));
+        assert!(
+            matches!(refused, Err(FirewallError::SetFull(_))),
+            "{transport:?}: {refused:?}"
+        );
+        let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
+        assert_eq!(counts[..2], [45, 1], "{transport:?}");
         assert!(counts[2] >= 1, "{counts:?}");
         let listed = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
         assert_listed_timeout(&listed, "10.0.0.0", Duration::from_secs(3600));
         assert!(listed.contains("10.0.0.29,"), "{transport:?}: {listed}");
         assert!(ns.run(|| fw.layout_present()).unwrap());
+    }
+}
+
+/// The sizes the address sets are created with: what was asked for, and above 65,535 rounded
+/// up to end in sixteen one bits (the kernel keeps the low 16 bits as its table hint), so a
+/// restore of 786,432 (12 x 65,536) addresses gets the largest first table, not the smallest.
+#[test]
+fn root_address_sets_are_sized_for_the_largest_first_table() {
+    let ns = NetNs::new("fw-size");
+    let mut fw = backend_in(&ns, Transport::Auto);
+    ns.run(|| fw.ensure_layout()).unwrap();
+    let listed = ns.nft(&["list", "set", "inet", "crmonban", "blocked_v4"]);
+    assert!(listed.contains("size 131071"), "{listed}");
+    // 524,288 addresses of each family: the sets are made for 786,432, i.e. 786,432 | 0xFFFF.
+    let elements: Vec<Element> = (0..1_048_576u32)
+        .map(|i| {
+            let target = if i.is_multiple_of(2) {
+                Target::from(std::net::Ipv4Addr::from(0x0B00_0000 + i))
+            } else {
+                Target::from(std::net::Ipv6Addr::from(
+                    0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+                ))
+            };
+            Element::timed(target, Duration::from_secs(3600))
+        })
+        .collect();
+    ns.run(|| fw.replace_all(&elements)).unwrap();
+    for set in ["blocked_v4", "blocked_v6"] {
+        let header = ns.nft(&["-t", "list", "set", "inet", "crmonban", set]);
+        assert!(header.contains("size 851967"), "{set}: {header}");
     }
 }
 
@@ -943,7 +1009,15 @@ fn root_a_million_bans_apply_in_one_transaction_and_a_sample_is_in_the_kernel() 
     const BANS: u32 = 1_000_000;
     const NETS: u32 = 10_000;
     let ns = NetNs::new("fw-1m");
-    let mut fw = backend_in(&ns, Transport::Auto);
+    // Sets made for the million, as an embedder loading that many would create them.
+    let mut fw = ns
+        .run(|| {
+            NftBackend::new(NftOptions {
+                set_capacity: BANS,
+                ..NftOptions::default()
+            })
+        })
+        .unwrap();
     ns.run(|| fw.ensure_layout()).unwrap();
     let address = |i: u32| {
         if i.is_multiple_of(2) {

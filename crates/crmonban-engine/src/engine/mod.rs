@@ -123,6 +123,9 @@ pub(crate) struct Inner {
     settings: RwLock<Settings>,
     events_processed: AtomicU64,
     events_dropped: AtomicU64,
+    /// Rebuilds of the sets because one was full, so that callers refused together grow them
+    /// once ([`Inner::grow_sets`]).
+    set_growths: AtomicU64,
     started: Instant,
     stopped: AtomicBool,
     stop: watch::Sender<bool>,
@@ -145,10 +148,15 @@ impl Engine {
     /// shorten a ban, unban it first.
     #[instrument(name = "ban", skip_all, fields(target = %req.target, source = %req.source))]
     pub async fn ban_or_keep(&self, req: BanRequest) -> Result<(Ban, bool), EngineError> {
+        let growths = self.inner.set_growths.load(Ordering::Acquire);
         match self.inner.try_ban(&req).await {
             Err(EngineError::Firewall(FirewallError::LayoutMissing(why))) => {
                 warn!(%why, "the nftables layout is gone; repairing it, then banning again");
                 self.inner.repair_if_needed().await?;
+                self.inner.try_ban(&req).await
+            }
+            Err(EngineError::Firewall(FirewallError::SetFull(why))) => {
+                self.inner.grow_sets(growths, &why).await?;
                 self.inner.try_ban(&req).await
             }
             other => other,

@@ -148,6 +148,7 @@ impl Engine {
             settings: RwLock::new(settings),
             events_processed: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            set_growths: AtomicU64::new(0),
             started: Instant::now(),
             stopped: AtomicBool::new(false),
             stop,

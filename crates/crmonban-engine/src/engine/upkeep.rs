@@ -102,31 +102,53 @@ impl Inner {
 }
 
 impl Inner {
-    /// When the ruleset changed since the last check, counts the sets' elements (holding the
-    /// gate, so that no ban or unban moves them meanwhile) and rebuilds everything from the
-    /// index when a set holds fewer than the bans that must be in it: an external `nft flush
-    /// set` or `delete element`.
+    /// When the ruleset changed since the last check (someone else committed), finds whether
+    /// bans that must be in the kernel are gone (an external `nft flush set` or `delete
+    /// element`) and then rebuilds everything from the index. Holds the gate, so that no ban or
+    /// unban moves the sets meanwhile. Sets of up to [`COUNTED_UP_TO`] bans each are counted
+    /// (a dump of their elements, exact); larger ones are checked by looking up
+    /// [`SAMPLED_BANS`] bans drawn at random, one by one: the kernel lists a hash set in rounds
+    /// of ~32 KiB, each walking it from the start, so counting a million takes ~45 s (with
+    /// every ban waiting) where the sample takes milliseconds. A flush is found either way; a
+    /// few elements deleted by hand from a set larger than that may be missed by one check.
     pub(super) async fn repair_elements_if_needed(&self) -> Result<Option<usize>, EngineError> {
         let generation = self.kernel.generation().await?;
         if generation.is_some() && generation == self.kernel.whole_generation() {
             return Ok(None);
         }
         let _all = self.gate.write().await;
-        // Read before counting: a change by someone else after it makes the next check count
+        // Read before checking: a change by someone else after it makes the next check look
         // again instead of being taken for whole.
         let checked_at = self.kernel.generation().await?;
-        let Some(counts) = self.kernel.element_counts().await? else {
-            return Ok(None);
-        };
         let now = unix_now();
         let elements = self.index_read().elements(now);
         let needed = minimum_counts(&elements, now);
-        let short: Vec<String> = SET_KINDS
-            .iter()
-            .zip(counts.iter().zip(needed.iter()))
-            .filter(|(_, (have, need))| have < need)
-            .map(|(kind, (have, need))| format!("{kind}: {have} of at least {need}"))
-            .collect();
+        let short: Vec<String> = if needed[..2].iter().all(|&n| n <= COUNTED_UP_TO) {
+            let Some(counts) = self.kernel.element_counts().await? else {
+                return Ok(None);
+            };
+            SET_KINDS
+                .iter()
+                .zip(counts.iter().zip(needed.iter()))
+                .filter(|(_, (have, need))| have < need)
+                .map(|(kind, (have, need))| format!("{kind}: {have} of at least {need}"))
+                .collect()
+        } else {
+            let sample = sample_of(&elements, now);
+            let sampled = sample.len();
+            let Some(found) = self.kernel.lookup(sample).await? else {
+                return Ok(None);
+            };
+            let missing = found.iter().filter(|f| f.is_none()).count();
+            if missing == 0 {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{missing} of {sampled} bans sampled (of {}) not in the kernel",
+                    elements.len()
+                )]
+            }
+        };
         self.kernel.set_whole_generation(checked_at);
         if short.is_empty() {
             return Ok(None);
@@ -172,6 +194,37 @@ impl Inner {
         Ok(())
     }
 
+    /// Rebuilds the sets from the index, sized for half as many again as it holds, after a ban
+    /// found an address set full (`why`). Holding the gate, so that no ban or unban runs
+    /// between reading the index and the rebuild; a caller that saw `growths` rebuilds before
+    /// it finds them moved on (another refused ban grew the sets meanwhile) and only retries.
+    pub(super) async fn grow_sets(&self, growths: u64, why: &str) -> Result<(), EngineError> {
+        let _all = self.gate.write().await;
+        self.ensure_running()?;
+        if self.set_growths.load(Ordering::Acquire) != growths {
+            return Ok(());
+        }
+        let now = unix_now();
+        let elements = self.index_read().elements(now);
+        let bans = elements.len();
+        let started = std::time::Instant::now();
+        self.rebuild(elements).await?;
+        self.set_growths.fetch_add(1, Ordering::AcqRel);
+        warn!(
+            bans,
+            %why,
+            took_ms = started.elapsed().as_millis(),
+            "an nftables address set was full; rebuilt the sets larger with every active ban"
+        );
+        self.record(
+            now,
+            "repair",
+            None,
+            format!("sets rebuilt larger with {bans} bans (an address set was full)"),
+        );
+        Ok(())
+    }
+
     /// Replaces the whole layout with `elements`. The rebuild is one transaction, over which
     /// the firewall thread carries the generation set just before as "whole"; if it fails,
     /// nothing is known whole and the next check counts again.
@@ -182,6 +235,28 @@ impl Inner {
         }
         rebuilt.map(drop)
     }
+}
+
+/// Address sets holding at most this many bans are counted by the consistency check (a dump
+/// of ~0.1 s at this size, growing with the square of it); larger ones are sampled.
+pub(super) const COUNTED_UP_TO: usize = 50_000;
+
+/// Bans looked up, one by one, by the consistency check of sets too large to count (~5 µs each).
+pub(super) const SAMPLED_BANS: usize = 4_096;
+
+/// [`SAMPLED_BANS`] targets drawn at random (with replacement) from `elements`, leaving out
+/// those about to expire (the kernel may have dropped them already).
+fn sample_of(elements: &[Element], now: i64) -> Vec<Target> {
+    let lasting: Vec<&Element> = elements
+        .iter()
+        .filter(|e| !e.expiry.is_past(now + 2))
+        .collect();
+    if lasting.is_empty() {
+        return Vec::new();
+    }
+    (0..SAMPLED_BANS.min(lasting.len()))
+        .map(|_| lasting[fastrand::usize(..lasting.len())].target)
+        .collect()
 }
 
 /// The sets in the order of [`crmonban_firewall::FirewallBackend::element_counts`].

@@ -28,12 +28,12 @@ mod netlink;
 mod runner;
 mod send;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use crmonban_core::Target;
 use ipnet::IpNet;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
@@ -66,10 +66,11 @@ pub struct NftOptions {
     pub layout: Layout,
     /// How batches reach the kernel.
     pub transport: Transport,
-    /// The fewest elements each address set is created for (default 65,536, the kernel's own
-    /// starting size). A restore creates them for half as many again as it loads; a set that
-    /// fills up is rebuilt the same way (for half as many again as it then holds), in one
-    /// transaction, without losing an element.
+    /// The fewest elements each address set is created for (default 65,536; sizes above
+    /// 65,535 are rounded up to end in sixteen one bits, see `set_size`). A restore creates them
+    /// for half as many again as it loads. An `apply` that would take a set past its size
+    /// fails with [`FirewallError::SetFull`], changing nothing, and the caller rebuilds with
+    /// `replace_all`.
     pub set_capacity: u32,
 }
 
@@ -155,51 +156,27 @@ impl NftBackend {
 }
 
 impl NftBackend {
-    /// Rebuilds the layout with everything the sets hold (addresses read back with the time
-    /// each has left, networks from the model) and `changes` on top, in one transaction whose
-    /// address sets have room for half as many again: what `apply` does when the kernel says
-    /// an address set is full.
-    fn grow_with(&mut self, changes: &ChangeSet) -> Result<ApplyReport, FirewallError> {
-        let changes = last_change_per_target(changes);
-        let held = probe::address_elements(&self.layout)?;
-        let before = held.len();
-        // What the sets hold and the changes do not touch, then what the changes add.
-        let touched: HashSet<Target, FastHash> = if held.is_empty() && self.nets.is_empty() {
-            HashSet::default()
-        } else {
-            changes.iter().map(Change::target).collect()
+    /// The error for an address set that cannot take more: the family's when known.
+    fn set_full(&self, family: Option<usize>) -> FirewallError {
+        let table = &self.layout.table;
+        let sets = match family {
+            Some(f) => self.layout.set_for(f == 0, false),
+            None => format!(
+                "{} or {}",
+                self.layout.set_for(true, false),
+                self.layout.set_for(false, false)
+            ),
         };
-        let nets = self.nets.iter().map(|(net, expiry)| Element {
-            target: Target::Net(*net),
-            expiry: *expiry,
-        });
-        let mut elements: Vec<Element> = held
-            .into_iter()
-            .chain(nets)
-            .filter(|e| !touched.contains(&e.target))
-            .collect();
-        let mut report = ApplyReport::default();
-        for change in changes {
-            match change {
-                Change::Add(e) => {
-                    report.added += 1;
-                    elements.push(e);
-                }
-                Change::Remove(_) => report.removed += 1,
+        let made_for = match (self.capacity, family) {
+            (Some(capacity), Some(f)) => format!("created for {} elements", capacity[f]),
+            (Some(capacity), None) => {
+                format!("created for {} and {} elements", capacity[0], capacity[1])
             }
-        }
-        warn!(
-            addresses = before,
-            "an address set of table inet {} is full; rebuilding the sets larger in one transaction",
-            self.layout.table
-        );
-        let rebuilt = self.replace_all(&elements)?;
-        report.skipped_expired = rebuilt.skipped_expired;
-        report.interval_elements = rebuilt.interval_elements;
-        report.networks_merged = rebuilt.networks_merged;
-        report.refused = rebuilt.refused;
-        report.transactions = rebuilt.transactions;
-        Ok(report)
+            (None, _) => "created by an earlier run".to_owned(),
+        };
+        FirewallError::SetFull(format!(
+            "set {sets} of table inet {table} ({made_for}); rebuild with replace_all"
+        ))
     }
 
     /// Runs a batch whose only expected failure is "object exists"; returns whether it did.
@@ -234,6 +211,22 @@ fn library_runner() -> Result<Box<dyn Runner>, FirewallError> {
     ))
 }
 
+/// The size an address set is created with: at least `wanted`. The kernel takes a set's size
+/// as its limit and as the hint for the first size of its hash table, but keeps only the low
+/// 16 bits of the hint (rhashtable's `nelem_hint` is a u16; nft_set_hash hands it the size as
+/// it is): a set made for 786,432 (12 x 65,536) starts with 64 buckets and goes through a dozen
+/// rehashes inside the transaction loading it, ~1 s more for a million addresses. Above
+/// 65,535 the size is rounded up to end in sixteen one bits: the largest table the hint can
+/// ask for (131,072 buckets, 1 MiB), for a limit at most 65,535 above the one wanted. A kernel
+/// that read the whole hint would get the size wanted, as intended.
+pub(crate) fn set_size(wanted: u32) -> u32 {
+    if wanted > 0xFFFF {
+        wanted | 0xFFFF
+    } else {
+        wanted
+    }
+}
+
 /// The hasher for sets of targets built per batch (SipHash's DoS resistance buys nothing for
 /// addresses we chose to ban, and costs a third of a million-element batch).
 type FastHash = foldhash::fast::RandomState;
@@ -262,7 +255,7 @@ impl FirewallBackend for NftBackend {
             return Ok(());
         }
         let mut objects = BatchBuilder::new(&self.layout);
-        objects.add_table_and_sets([self.min_capacity; 2]);
+        objects.add_table_and_sets([set_size(self.min_capacity); 2]);
         let table_existed = {
             let mut probe = BatchBuilder::new(&self.layout);
             probe.create_table();
@@ -277,7 +270,7 @@ impl FirewallBackend for NftBackend {
         if !table_existed {
             // We created the sets: they are empty, so the network model is exact.
             self.nets.clear();
-            self.capacity = Some([self.min_capacity; 2]);
+            self.capacity = Some([set_size(self.min_capacity); 2]);
         }
         Ok(())
     }
@@ -330,9 +323,9 @@ impl FirewallBackend for NftBackend {
         // More new addresses than the set was made for: it cannot take them; rebuild it larger
         // at once instead of sending a batch the kernel would refuse.
         if let Some(capacity) = self.capacity
-            && (0..2).any(|family| adds[family].len() > capacity[family] as usize)
+            && let Some(family) = (0..2).find(|&f| adds[f].len() > capacity[f] as usize)
         {
-            return self.grow_with(changes);
+            return Err(self.set_full(Some(family)));
         }
         for (family, ipv4) in [(0, true), (1, false)] {
             let set = self.layout.set_for(ipv4, false);
@@ -357,8 +350,7 @@ impl FirewallBackend for NftBackend {
         };
         match self.send(batch.finish()) {
             Ok(_) => {}
-            // An address set is full: rebuild the sets larger, with these changes in.
-            Err(sent) if sent.is_set_full() => return self.grow_with(changes),
+            Err(sent) if sent.is_set_full() => return Err(self.set_full(None)),
             Err(other) => return Err(other.into_error()),
         }
         report.transactions = 1;
@@ -392,9 +384,11 @@ impl FirewallBackend for NftBackend {
         }
         let room = |count: usize| {
             let wanted = count.saturating_add(count / 2);
-            u32::try_from(wanted)
-                .unwrap_or(u32::MAX)
-                .max(self.min_capacity)
+            set_size(
+                u32::try_from(wanted)
+                    .unwrap_or(u32::MAX)
+                    .max(self.min_capacity),
+            )
         };
         let capacity = [room(singles[0].len()), room(singles[1].len())];
         batch.recreate_layout(capacity);

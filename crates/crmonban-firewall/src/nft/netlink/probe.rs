@@ -30,7 +30,7 @@ use std::net::IpAddr;
 
 use crmonban_core::Target;
 
-use crate::{Element, Expiry, FirewallError, Layout, timeout_clock};
+use crate::{Expiry, FirewallError, Layout, timeout_clock};
 
 /// Rules the layout puts in each chain (DESIGN.md §3).
 const RULES_PER_CHAIN: usize = 4;
@@ -300,31 +300,6 @@ fn value_of(nla: NlaBuffer<&[u8]>) -> &[u8] {
     nla.into_inner()
         .get(NLA_HEADER_SIZE..end)
         .unwrap_or_default()
-}
-
-/// Every element of the two address sets, with the time each has left (read from the kernel's
-/// expiration, rounded up to the second): what a rebuild of the sets must put back.
-pub(crate) fn address_elements(layout: &Layout) -> Result<Vec<Element>, FirewallError> {
-    let mut channel = Channel::open()?;
-    let now = timeout_clock();
-    let mut out = Vec::new();
-    for ipv4 in [true, false] {
-        let request = NfTablesMessage::GetSetElement(SetElementMessage {
-            attributes: vec![
-                SetElementList::Table(layout.table.clone()),
-                SetElementList::Set(layout.set_for(ipv4, false)),
-            ],
-        });
-        walk_elements(&mut channel, request, |entry| {
-            if let Some((addr, expiry)) = read_element(entry, now) {
-                out.push(Element {
-                    target: Target::Addr(addr),
-                    expiry,
-                });
-            }
-        })?;
-    }
-    Ok(out)
 }
 
 /// The key and expiry of one element's attributes (the time left read from the kernel's
