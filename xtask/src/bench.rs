@@ -49,7 +49,10 @@ const NOTES: &[(&str, &str)] = &[
     (
         "nft_scale",
         "Bans are 50% IPv4 / 50% IPv6 with a 24 h timeout. `apply_*` is one `FirewallBackend::apply` \
-     call, one nftables transaction over netlink. `replace_all_*` is the restore at start \
+     call, one nftables transaction over netlink, into address sets made for 1,000,000 each \
+     (an apply past a set's size is refused and the owner rebuilds with `replace_all`; the \
+     daemon sizes its sets at each restore for half as many again as it loads). \
+     `replace_all_*` is the restore at start \
      (table rebuilt and loaded in one transaction) of 1,000,000 bans plus 10,000 /24 networks; \
      `flush_*` empties it again. The `_nft_binary` figures send the same single ban through \
      the `nft` binary. `plain_nft_f_text_*` loads the same bans (and networks) with `nft -f` \
@@ -121,9 +124,11 @@ const NOTES: &[(&str, &str)] = &[
         "Each start spawns the real `crmonband start -f` (release build) in a network namespace \
          of its own. `*_exec_to_enforced` runs from the spawn until the stored bans are in the \
          kernel, watched from outside by looking two of them up over netlink every millisecond \
-         (the restore is one transaction, so the first seen means all; the element count is \
-         checked after); `*_until_answering` until `crmonctl status` first succeeds. \
-         `engine_restore_100k` is the daemon's own measure of reading and restoring. \
+         (the restore is one transaction, so the first seen means all; every stored ban is \
+         looked up after); `*_until_answering` until `crmonctl status` first succeeds. \
+         `engine_restore_100k` is the daemon's own measure of reading and restoring; \
+         `engine_read_and_enforce_1m` its measure from reading the store to every ban in the \
+         kernel (the rest of `*_exec_to_enforced` is the process starting). \
          `crmonctl_ban_round_trip_*` includes starting the crmonctl process; `dbus_ban_call_*` is \
          the same Ban call from a long-lived client. Memory is the daemon's VmRSS: idle (empty \
          database, default services), after those calls with 100,000 bans, and a second after \
@@ -260,6 +265,7 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode> {
         );
     }
     let tools = other_tools(root)?;
+    let shipped = shipped_daemon(root, &tools)?;
     let mut failed = false;
     for (package, bench, what) in BENCHES {
         let command = format!("cargo bench -p {package} --bench {bench}");
@@ -267,6 +273,7 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode> {
         let out = cargo()
             .args(["bench", "--locked", "-p", package, "--bench", bench])
             .env("CRMONBAN_BENCH_TOOLS", &tools)
+            .env("CRMONBAN_SHIPPED_DAEMON", &shipped)
             .output()
             .with_context(|| format!("running {command}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -325,6 +332,29 @@ fn parse_figure(value: &str) -> Option<f64> {
 
 /// What `other_tools` downloads: the peers, and pyinotify for fail2ban's pyinotify backend.
 const PEER_PACKAGES: &[&str] = &["fail2ban", "sshguard", "python3-pyinotify"];
+
+/// The daemon as it ships: `cargo build --release -p crmonband`, copied aside. A bench target's
+/// own build of the binary carries the features its package's dev-dependencies switch on
+/// (wiremock turns on hyper's HTTP/2: ~450 KB more text), so the daemon benchmarks run this
+/// one instead (`CRMONBAN_SHIPPED_DAEMON`).
+fn shipped_daemon(root: &Path, tools: &Path) -> Result<std::path::PathBuf> {
+    eprintln!("xtask: cargo build --release -p crmonband (the daemon as it ships)");
+    let status = cargo()
+        .args(["build", "--release", "--locked", "-p", "crmonband"])
+        .status()
+        .context("building the release daemon")?;
+    if !status.success() {
+        bail!("cargo build --release -p crmonband failed");
+    }
+    let dir = tools.join("shipped");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let to = dir.join("crmonband");
+    // A fresh copy, as an installed binary would be (not hard-linked to the one cargo rewrites).
+    let _ = std::fs::remove_file(&to);
+    std::fs::copy(root.join("target/release/crmonband"), &to)
+        .with_context(|| format!("copying the daemon to {}", to.display()))?;
+    Ok(to)
+}
 
 /// fail2ban and sshguard (with pyinotify) from Debian's packages, unpacked (never installed: no
 /// service may start on this host) into `target/bench-tools/root` for the explain and peers

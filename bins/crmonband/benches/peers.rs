@@ -18,6 +18,9 @@
 //! when set). A peer that is missing or does not ban fails the bench, saying why. Prints
 //! `name: value` lines.
 
+#[path = "support/shipped.rs"]
+mod shipped;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -302,7 +305,7 @@ fn start_crmonband(ns: &NetNs, dir: &Path, log: &Path) -> Daemon {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_crmonband"));
+    let mut command = Command::new(shipped::daemon_binary());
     command
         .args(["-c", config.to_str().unwrap(), "start", "-f"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
