@@ -26,7 +26,6 @@ mod tidy;
 /// true also where the file came from elsewhere).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
-    ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
     ("pkg-config", "/usr/bin/pkg-config"),
     // libbpf (vendored in libbpf-sys, built by cc) links libelf and zlib: the eBPF crate.
     ("libelf-dev", "/usr/include/libelf.h"),
@@ -56,7 +55,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 
 const RUN_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
-    ("libnftables-dev", "/usr/include/nftables/libnftables.h"),
     ("pkg-config", "/usr/bin/pkg-config"),
     ("libelf-dev", "/usr/include/libelf.h"),
     ("zlib1g-dev", "/usr/include/zlib.h"),

@@ -125,9 +125,15 @@ pub(crate) use lib::LibRunner;
 
 #[cfg(feature = "libnftables")]
 mod lib {
-    //! A hand-written binding of the nine libnftables functions we call. The libnftables1-sys
-    //! crate would need bindgen and libclang at build time for the same nine declarations.
-    use std::ffi::{CStr, CString, c_char, c_int, c_uint};
+    //! A hand-written binding of the nine libnftables functions we call, looked up in
+    //! `libnftables.so.1` when JSON is first needed (`dlopen`), not linked: most daemons never
+    //! run JSON, and a linked libnftables loads six libraries into every process at start
+    //! (~0.65 MB resident: libnftables, libnftnl, libmnl, libgmp, libjansson, libxtables); the
+    //! daemon also runs where the library is missing (JSON then goes to the `nft` binary), and
+    //! the build needs no libnftables headers. The libnftables1-sys crate would need bindgen
+    //! and libclang at build time for the same nine declarations.
+    use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
+    use std::sync::OnceLock;
 
     use super::{BULK_ELEMENTS, CliRunner, Commands, Runner};
     use crate::FirewallError;
@@ -140,22 +146,99 @@ mod lib {
     const NFT_CTX_DEFAULT: u32 = 0;
     const NFT_CTX_OUTPUT_JSON: c_uint = 1 << 4;
 
-    #[link(name = "nftables")]
-    unsafe extern "C" {
-        fn nft_ctx_new(flags: u32) -> *mut NftCtx;
-        fn nft_ctx_free(ctx: *mut NftCtx);
-        fn nft_ctx_output_set_flags(ctx: *mut NftCtx, flags: c_uint);
-        fn nft_ctx_buffer_output(ctx: *mut NftCtx) -> c_int;
-        fn nft_ctx_buffer_error(ctx: *mut NftCtx) -> c_int;
-        fn nft_ctx_get_output_buffer(ctx: *mut NftCtx) -> *const c_char;
-        fn nft_ctx_get_error_buffer(ctx: *mut NftCtx) -> *const c_char;
-        fn nft_run_cmd_from_buffer(ctx: *mut NftCtx, buf: *const c_char) -> c_int;
-        fn nft_ctx_set_dry_run(ctx: *mut NftCtx, dry: bool);
+    /// The library's file name: its soname since nftables 0.9 (Debian's libnftables1).
+    const LIBRARY: &CStr = c"libnftables.so.1";
+
+    /// The functions we call, from the library opened once for the life of the process.
+    struct Api {
+        ctx_new: unsafe extern "C" fn(u32) -> *mut NftCtx,
+        ctx_free: unsafe extern "C" fn(*mut NftCtx),
+        output_set_flags: unsafe extern "C" fn(*mut NftCtx, c_uint),
+        buffer_output: unsafe extern "C" fn(*mut NftCtx) -> c_int,
+        buffer_error: unsafe extern "C" fn(*mut NftCtx) -> c_int,
+        get_output_buffer: unsafe extern "C" fn(*mut NftCtx) -> *const c_char,
+        get_error_buffer: unsafe extern "C" fn(*mut NftCtx) -> *const c_char,
+        run_cmd_from_buffer: unsafe extern "C" fn(*mut NftCtx, *const c_char) -> c_int,
+        set_dry_run: unsafe extern "C" fn(*mut NftCtx, bool),
+    }
+
+    /// The last `dlerror` text, or `fallback` when there is none.
+    fn dl_error(fallback: &str) -> String {
+        // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl* call
+        // on this thread, copied at once.
+        let text = unsafe { libc::dlerror() };
+        if text.is_null() {
+            fallback.to_owned()
+        } else {
+            // SAFETY: see above.
+            unsafe { CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    impl Api {
+        /// The library, opened once; later calls get the same result (an error as text).
+        fn get() -> Result<&'static Api, FirewallError> {
+            static API: OnceLock<Result<Api, String>> = OnceLock::new();
+            API.get_or_init(Api::open)
+                .as_ref()
+                .map_err(|e| FirewallError::Unavailable(e.clone()))
+        }
+
+        fn open() -> Result<Api, String> {
+            // SAFETY: dlopen of a plain C library whose constructors only set up its own state;
+            // the handle is never closed, so every function pointer stays valid.
+            let handle =
+                unsafe { libc::dlopen(LIBRARY.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+            if handle.is_null() {
+                return Err(format!(
+                    "libnftables: {}",
+                    dl_error("cannot open libnftables.so.1")
+                ));
+            }
+            // SAFETY (every call): each symbol is the libnftables function of that name, whose
+            // C prototype (nftables/libnftables.h, stable since 0.9) is the field's type.
+            unsafe {
+                Ok(Api {
+                    ctx_new: function(handle, c"nft_ctx_new")?,
+                    ctx_free: function(handle, c"nft_ctx_free")?,
+                    output_set_flags: function(handle, c"nft_ctx_output_set_flags")?,
+                    buffer_output: function(handle, c"nft_ctx_buffer_output")?,
+                    buffer_error: function(handle, c"nft_ctx_buffer_error")?,
+                    get_output_buffer: function(handle, c"nft_ctx_get_output_buffer")?,
+                    get_error_buffer: function(handle, c"nft_ctx_get_error_buffer")?,
+                    run_cmd_from_buffer: function(handle, c"nft_run_cmd_from_buffer")?,
+                    set_dry_run: function(handle, c"nft_ctx_set_dry_run")?,
+                })
+            }
+        }
+    }
+
+    /// The function `name` of the library `handle` as the function pointer type `F`.
+    ///
+    /// # Safety
+    /// `handle` is a live `dlopen` handle and `F` is the `extern "C"` function pointer type of
+    /// the symbol's C prototype.
+    unsafe fn function<F: Copy>(handle: *mut c_void, name: &CStr) -> Result<F, String> {
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
+        // SAFETY: handle is live; name is NUL-terminated.
+        let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        if address.is_null() {
+            return Err(format!(
+                "libnftables: {}",
+                dl_error(&format!("no symbol {}", name.to_string_lossy()))
+            ));
+        }
+        // SAFETY: the caller promises F is the symbol's function pointer type (same size,
+        // checked above).
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
     }
 
     /// One libnftables context, kept for the life of the backend. Its netlink socket belongs
     /// to the network namespace of the thread that created it.
     pub(crate) struct LibRunner {
+        api: &'static Api,
         ctx: *mut NftCtx,
         /// The `nft` binary for bulk batches, when installed.
         bulk: Option<CliRunner>,
@@ -167,8 +250,9 @@ mod lib {
 
     impl LibRunner {
         pub(crate) fn new() -> Result<LibRunner, FirewallError> {
+            let api = Api::get()?;
             // SAFETY: plain constructor; a null return is handled.
-            let ctx = unsafe { nft_ctx_new(NFT_CTX_DEFAULT) };
+            let ctx = unsafe { (api.ctx_new)(NFT_CTX_DEFAULT) };
             if ctx.is_null() {
                 return Err(FirewallError::Unavailable(
                     "libnftables: nft_ctx_new failed".into(),
@@ -177,15 +261,16 @@ mod lib {
             // SAFETY: ctx is valid and exclusively ours.
             unsafe {
                 // JSON output also makes libnftables 1.0.x parse the input as JSON.
-                nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON);
-                if nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0 {
-                    nft_ctx_free(ctx);
+                (api.output_set_flags)(ctx, NFT_CTX_OUTPUT_JSON);
+                if (api.buffer_output)(ctx) != 0 || (api.buffer_error)(ctx) != 0 {
+                    (api.ctx_free)(ctx);
                     return Err(FirewallError::Unavailable(
                         "libnftables: cannot buffer output".into(),
                     ));
                 }
             }
             Ok(LibRunner {
+                api,
                 ctx,
                 bulk: CliRunner::from_path(),
             })
@@ -231,10 +316,10 @@ mod lib {
             // SAFETY: ctx is valid; buf outlives the call; the returned buffers are owned by
             // ctx and copied before the next call.
             unsafe {
-                nft_ctx_set_dry_run(self.ctx, dry_run);
-                let rc = nft_run_cmd_from_buffer(self.ctx, buf.as_ptr());
-                let out = cstr_lossy(nft_ctx_get_output_buffer(self.ctx));
-                let err = cstr_lossy(nft_ctx_get_error_buffer(self.ctx));
+                (self.api.set_dry_run)(self.ctx, dry_run);
+                let rc = (self.api.run_cmd_from_buffer)(self.ctx, buf.as_ptr());
+                let out = cstr_lossy((self.api.get_output_buffer)(self.ctx));
+                let err = cstr_lossy((self.api.get_error_buffer)(self.ctx));
                 if rc != 0 {
                     return Err(FirewallError::from_nft_message(err.trim()));
                 }
@@ -246,7 +331,7 @@ mod lib {
     impl Drop for LibRunner {
         fn drop(&mut self) {
             // SAFETY: ctx came from nft_ctx_new and is freed once.
-            unsafe { nft_ctx_free(self.ctx) }
+            unsafe { (self.api.ctx_free)(self.ctx) }
         }
     }
 
