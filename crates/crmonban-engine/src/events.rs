@@ -23,8 +23,11 @@ use crmonban_core::{Ban, Target};
 pub enum EngineEvent {
     /// A ban is in force in the kernel and recorded in the store.
     BanAdded {
-        /// The ban as it is in force (escalated duration, offence number).
-        ban: Ban,
+        /// The ban as it is in force (escalated duration, offence number), shared: every
+        /// subscriber's copy of the event is the same allocation, and the event stays small
+        /// (the live channel keeps [`EngineOptions::event_capacity`](crate::EngineOptions::event_capacity)
+        /// of them allocated).
+        ban: Arc<Ban>,
     },
     /// A ban ended; `reason` is `"expired"`, `"unban"`, `"flush"`, `"whitelisted"` or the
     /// unban caller's own reason.

@@ -44,7 +44,7 @@ async fn ban_is_in_the_kernel_the_store_and_on_the_bus() {
         matches!(e, EngineEvent::BanAdded { .. })
     })
     .await;
-    assert!(matches!(event, EngineEvent::BanAdded { ban: ref b } if *b == ban));
+    assert!(matches!(event, EngineEvent::BanAdded { ban: ref b } if **b == ban));
     assert!(h.fw.contains("198.51.100.7"));
     assert_eq!(
         h.store

@@ -494,7 +494,10 @@ impl Inner {
                 ban.reason, ban.source, duration, ban.offence
             ),
         );
-        self.emit(EngineEvent::BanAdded { ban: ban.clone() }).await;
+        self.emit(EngineEvent::BanAdded {
+            ban: Arc::new(ban.clone()),
+        })
+        .await;
         Ok((ban, true))
     }
 
