@@ -124,8 +124,9 @@ const NOTES: &[(&str, &str)] = &[
         "Each start spawns the real `crmonband start -f` (release build) in a network namespace \
          of its own. `*_exec_to_enforced` runs from the spawn until the stored bans are in the \
          kernel, watched from outside by looking two of them up over netlink every millisecond \
-         (the restore is one transaction, so the first seen means all; every stored ban is \
-         looked up after); `*_until_answering` until `crmonctl status` first succeeds. \
+         (the first stored and the last: into a kernel without crmonban's table the restore \
+         goes in parts of 50,000 in the order of the rows, one transaction each, so the last \
+         seen means all; every stored ban is looked up after); `*_until_answering` until `crmonctl status` first succeeds. \
          `engine_restore_100k` is the daemon's own measure of reading and restoring; \
          `engine_read_and_enforce_1m` its measure from reading the store to every ban in the \
          kernel (the rest of `*_exec_to_enforced` is the process starting). \

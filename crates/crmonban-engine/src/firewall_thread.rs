@@ -40,7 +40,17 @@ enum Request {
     },
     ReplaceAll {
         elements: Vec<Element>,
+        /// Room for this many addresses of each family in all (0: as many as `elements`).
+        expected: usize,
         reply: Reply<Result<ApplyReport, FirewallError>>,
+    },
+    /// One part of a restore: never combined with other applies.
+    ApplyAlone {
+        changes: ChangeSet,
+        reply: Reply<Result<ApplyReport, FirewallError>>,
+    },
+    HoldsNothing {
+        reply: Reply<Result<bool, FirewallError>>,
     },
     LayoutPresent {
         reply: Reply<Result<bool, FirewallError>>,
@@ -128,9 +138,35 @@ impl FirewallThread {
         &self,
         elements: Vec<Element>,
     ) -> Result<ApplyReport, EngineError> {
+        self.replace_all_expecting(elements, 0).await
+    }
+
+    /// See [`FirewallBackend::replace_all_expecting`].
+    pub(crate) async fn replace_all_expecting(
+        &self,
+        elements: Vec<Element>,
+        expected: usize,
+    ) -> Result<ApplyReport, EngineError> {
         Ok(self
-            .call(|reply| Request::ReplaceAll { elements, reply })
+            .call(|reply| Request::ReplaceAll {
+                elements,
+                expected,
+                reply,
+            })
             .await??)
+    }
+
+    /// Applies `changes` as a transaction of their own (a part of a restore), never combined
+    /// with other requests.
+    pub(crate) async fn apply_alone(&self, changes: ChangeSet) -> Result<ApplyReport, EngineError> {
+        Ok(self
+            .call(|reply| Request::ApplyAlone { changes, reply })
+            .await??)
+    }
+
+    /// See [`FirewallBackend::holds_nothing`].
+    pub(crate) async fn holds_nothing(&self) -> Result<bool, EngineError> {
+        Ok(self.call(|reply| Request::HoldsNothing { reply }).await??)
     }
 
     pub(crate) async fn layout_present(&self) -> Result<bool, EngineError> {
@@ -240,9 +276,20 @@ fn serve(
                 apply_batch(&mut *backend, batch);
                 carry_whole(&mut *backend, whole);
             }
-            Request::ReplaceAll { elements, reply } => {
-                let _ = reply.send(backend.replace_all(&elements));
+            Request::ReplaceAll {
+                elements,
+                expected,
+                reply,
+            } => {
+                let _ = reply.send(backend.replace_all_expecting(&elements, expected));
                 carry_whole(&mut *backend, whole);
+            }
+            Request::ApplyAlone { changes, reply } => {
+                let _ = reply.send(backend.apply(&changes));
+                carry_whole(&mut *backend, whole);
+            }
+            Request::HoldsNothing { reply } => {
+                let _ = reply.send(backend.holds_nothing());
             }
             Request::LayoutPresent { reply } => {
                 let _ = reply.send(backend.layout_present());

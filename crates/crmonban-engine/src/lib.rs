@@ -5,7 +5,8 @@
 //!   neither (kernel first, record after, undo on failure);
 //! - never bans a protected target (loopback, link-local, multicast, unspecified, broadcast,
 //!   this host's own addresses, whitelisted networks, or a network containing any of them);
-//! - restores every active ban in ONE transaction at start, expires bans on a timer, and
+//! - restores every active ban at start (in ONE transaction when the kernel holds ours, in
+//!   parts while the store is read when it holds none), expires bans on a timer, and
 //!   re-creates the nftables layout when someone else deleted it;
 //! - tells subscribers what happened over a bounded broadcast bus ([`EngineEvent`]) that
 //!   never slows a ban.

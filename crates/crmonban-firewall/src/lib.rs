@@ -273,6 +273,29 @@ pub trait FirewallBackend: Send {
     /// layout if needed, in one transaction: used to restore bans at start and to repair.
     fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError>;
 
+    /// [`replace_all`](FirewallBackend::replace_all) with room made for `expected` addresses
+    /// of each family in all, of which `elements` are the first: the first transaction of a
+    /// restore that [`apply`](FirewallBackend::apply) goes on with, one part at a time (see
+    /// [`holds_nothing`](FirewallBackend::holds_nothing)). By default the room is what
+    /// `replace_all` makes.
+    fn replace_all_expecting(
+        &mut self,
+        elements: &[Element],
+        expected: usize,
+    ) -> Result<ApplyReport, FirewallError> {
+        let _ = expected;
+        self.replace_all(elements)
+    }
+
+    /// True when the kernel holds nothing of ours (no table: no ban of this backend is in
+    /// force). A restore may then load in parts, one transaction each, every part enforced as
+    /// soon as it is in, instead of one transaction that enforces nothing until all is in; with
+    /// bans in the kernel a restore stays one transaction, so that none is ever missing. The
+    /// default, `false`, keeps every restore one transaction.
+    fn holds_nothing(&mut self) -> Result<bool, FirewallError> {
+        Ok(false)
+    }
+
     /// True when the table exists (a probe that costs the same at any set size).
     fn layout_present(&mut self) -> Result<bool, FirewallError>;
 

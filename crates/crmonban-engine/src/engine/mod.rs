@@ -46,6 +46,7 @@ use crate::{EngineError, EngineEvent, EngineOptions};
 
 mod protection;
 mod reports;
+mod restore;
 mod start;
 mod upkeep;
 

@@ -1,14 +1,14 @@
-//! Starting the engine: the firewall thread, the restore of every active ban in one
-//! transaction (adopting the kernel's bans when the database has no history), the protection
-//! policy, and the background tasks.
+//! Starting the engine: the firewall thread, the restore of every active ban (restore.rs;
+//! adopting the kernel's bans when the database has no history), the protection policy, and
+//! the background tasks.
 
 use super::*;
 
 impl Engine {
     /// Starts the engine: spawns the firewall thread (from the calling thread, whose network
-    /// namespace it keeps), restores every active ban from the store in ONE transaction
-    /// (which also creates the nftables layout and drops kernel elements the store does not
-    /// know), loads the whitelist and this host's addresses, and starts the expiry, repair
+    /// namespace it keeps), restores every active ban from the store (in ONE transaction when
+    /// the kernel holds bans of ours, which also drops kernel elements the store does not
+    /// know; in parts while the store is read when it holds none), loads the whitelist and this host's addresses, and starts the expiry, repair
     /// and host-address tasks on the current tokio runtime. Emits
     /// [`EngineEvent::DaemonStarted`] at the end.
     ///
@@ -76,23 +76,14 @@ impl Engine {
         let now = unix_now();
         adopt_kernel_bans(&kernel, &store, &protection, now).await?;
         let expired = store.expire_due(now).await?;
-        // Enforce first: the targets and ends alone go to the kernel in one transaction, and
-        // only then are the details read into the compact index and the offence counts
-        // (reading them while the kernel inserts made the insertion a third slower on two
-        // cores). A million bans are never held as `Ban`s all at once.
-        let mut elements = Vec::new();
-        let mut refused = Vec::new();
-        store
-            .for_each_active_target(now, |target, expires_at| match protection.check(&target) {
-                Ok(()) => elements.push(Element::until(target, expires_at)),
-                Err(refusal) => refused.push((target, refusal)),
-            })
-            .await?;
-        let report = kernel.replace_all(elements).await?;
+        // Enforce first: the targets and ends alone go to the kernel (restore.rs), and only
+        // then are the details read into the compact index and the offence counts (reading
+        // them while the kernel inserts made the insertion a third slower on two cores). A
+        // million bans are never held as `Ban`s all at once.
+        let enforced = restore::enforce_stored_bans(&kernel, &store, &protection, now).await?;
         let enforced_ms = restore_started.elapsed().as_millis() as u64;
         // The policy was asked once per ban above; the details skip what it refused.
-        let refused_targets: std::collections::HashSet<Target> =
-            refused.iter().map(|(target, _)| *target).collect();
+        let refused_targets = enforced.refused_targets();
         let mut index = BanIndex::default();
         store
             .for_each_active_ban(now, |ban| {
@@ -106,7 +97,8 @@ impl Engine {
             .for_each_offence_count(|target, n| offences.add(&target, n))
             .await?;
         let mut lifted = Vec::new();
-        for (target, refusal) in refused {
+        let report = enforced.report;
+        for (target, refusal) in enforced.refused {
             let reason = lift_reason(&refusal);
             warn!(%target, %refusal, "not restoring a ban of a protected target; ending it");
             store.end_ban(&target, now, reason).await?;
@@ -117,10 +109,11 @@ impl Engine {
             offenders = offences.len(),
             expired_while_stopped = expired.len(),
             interval_elements = report.interval_elements,
+            transactions = report.transactions,
             firewall = kernel.description(),
             enforced_ms,
             elapsed_ms = restore_started.elapsed().as_millis() as u64,
-            "active bans restored in one transaction"
+            "active bans restored"
         );
 
         let (activity, activity_queue) = ActivityLog::new();

@@ -361,6 +361,14 @@ impl FirewallBackend for NftBackend {
     }
 
     fn replace_all(&mut self, elements: &[Element]) -> Result<ApplyReport, FirewallError> {
+        self.replace_all_expecting(elements, 0)
+    }
+
+    fn replace_all_expecting(
+        &mut self,
+        elements: &[Element],
+        expected: usize,
+    ) -> Result<ApplyReport, FirewallError> {
         let now = now_unix();
         let clock = timeout_clock();
         let mut batch = BatchBuilder::new(&self.layout);
@@ -390,7 +398,10 @@ impl FirewallBackend for NftBackend {
                     .max(self.min_capacity),
             )
         };
-        let capacity = [room(singles[0].len()), room(singles[1].len())];
+        let capacity = [
+            room(singles[0].len().max(expected)),
+            room(singles[1].len().max(expected)),
+        ];
         batch.recreate_layout(capacity);
         for (family, ipv4) in [(0, true), (1, false)] {
             batch.add_elements(&self.layout.set_for(ipv4, false), &singles[family], clock);
@@ -405,6 +416,10 @@ impl FirewallBackend for NftBackend {
         self.nets = nets;
         self.capacity = Some(capacity);
         Ok(report)
+    }
+
+    fn holds_nothing(&mut self) -> Result<bool, FirewallError> {
+        probe::table_absent(&self.layout)
     }
 
     fn layout_present(&mut self) -> Result<bool, FirewallError> {

@@ -41,14 +41,24 @@ const LOOKUP_INVERTED: u32 = 1;
 /// The message type of a set element dump's answers (`NFT_MSG_NEWSETELEM` of nf_tables).
 const NEWSETELEM: u16 = (10 << 8) | 12;
 
+/// True when the table of `layout` does not exist (one GETTABLE request).
+pub(crate) fn table_absent(layout: &Layout) -> Result<bool, FirewallError> {
+    let mut channel = Channel::open()?;
+    Ok(!table_exists(&mut channel, &layout.table)?)
+}
+
+fn table_exists(channel: &mut Channel, table: &str) -> Result<bool, FirewallError> {
+    let get_table = NfTablesMessage::GetTable(TableMessage {
+        attributes: vec![TableAttribute::Name(table.to_owned())],
+    });
+    Ok(get(channel, get_table)?.is_some())
+}
+
 /// What is wrong with the layout, or `None` when it is complete and as configured.
 pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, FirewallError> {
     let mut channel = Channel::open()?;
     let table = layout.table.clone();
-    let get_table = NfTablesMessage::GetTable(TableMessage {
-        attributes: vec![TableAttribute::Name(table.clone())],
-    });
-    if get(&mut channel, get_table)?.is_none() {
+    if !table_exists(&mut channel, &table)? {
         return Ok(Some(format!("table inet {table} is missing")));
     }
     for (ipv4, net) in [(true, false), (false, false), (true, true), (false, true)] {
