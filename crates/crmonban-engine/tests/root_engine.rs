@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use common::*;
-use crmonban_core::{Ban, BanSource, Target};
+use crmonban_core::{Ban, BanSource};
 use crmonban_engine::{Engine, EngineError, EngineEvent};
 use crmonban_firewall::{FirewallBackend, NftBackend, NftOptions};
 use crmonban_store::Store;
@@ -356,15 +356,6 @@ fn root_a_flushed_large_set_is_found_by_sampling_and_rebuilt() {
     let ns = NetNs::new("eng-sample");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crmonban.db");
-    let target = |i: u32| {
-        if i.is_multiple_of(2) {
-            Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
-        } else {
-            Target::from(std::net::Ipv6Addr::from(
-                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
-            ))
-        }
-    };
     ns.run(|| {
         let rt = runtime();
         rt.block_on(async {
@@ -372,7 +363,7 @@ fn root_a_flushed_large_set_is_found_by_sampling_and_rebuilt() {
             let now = crmonban_core::unix_now();
             let bans: Vec<Ban> = (0..BANS)
                 .map(|i| Ban {
-                    target: target(i),
+                    target: seeded_address(i),
                     reason: "seeded".into(),
                     source: BanSource::Detector,
                     service: None,

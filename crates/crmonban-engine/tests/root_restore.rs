@@ -123,17 +123,6 @@ impl FirewallBackend for Recorder {
     }
 }
 
-/// The `i`-th stored address: even ones IPv4, odd ones IPv6; every fourth permanent.
-fn address(i: u32) -> Target {
-    if i.is_multiple_of(2) {
-        Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
-    } else {
-        Target::from(std::net::Ipv6Addr::from(
-            0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
-        ))
-    }
-}
-
 fn network(i: u32) -> Target {
     t(&format!("10.{i}.0.0/16"))
 }
@@ -160,7 +149,9 @@ async fn seed(db: &std::path::Path) {
         .map(|i| stored(network(i), Some(day)))
         .collect();
     bans.push(stored(t("127.0.0.1"), None));
-    bans.extend((0..ADDRESSES).map(|i| stored(address(i), (!i.is_multiple_of(4)).then_some(day))));
+    bans.extend(
+        (0..ADDRESSES).map(|i| stored(seeded_address(i), (!i.is_multiple_of(4)).then_some(day))),
+    );
     for chunk in bans.chunks(50_000) {
         store.record_bans(chunk).await.unwrap();
     }
@@ -203,16 +194,20 @@ fn assert_kernel_holds_the_store(ns: &NetNs) {
     );
     // 10.1.0.0/16 .. 10.30.0.0/16 are adjacent: merged into intervals, at least one.
     assert!(counts[2] >= 1, "{counts:?}");
-    let mut targets: Vec<Target> = (0..ADDRESSES).map(address).collect();
+    let mut targets: Vec<Target> = (0..ADDRESSES).map(seeded_address).collect();
     targets.extend((1..=NETWORKS).map(network));
     targets.push(t("127.0.0.1"));
     let found = ns.run(|| fw.lookup(&targets)).unwrap().unwrap();
     for (i, held) in found[..ADDRESSES as usize].iter().enumerate() {
         let permanent = i % 4 == 0;
         match held {
-            Some(Expiry::Never) => assert!(permanent, "{} lost its timeout", address(i as u32)),
-            Some(Expiry::At(_)) => assert!(!permanent, "{} got a timeout", address(i as u32)),
-            None => panic!("{} is not in the kernel", address(i as u32)),
+            Some(Expiry::Never) => {
+                assert!(permanent, "{} lost its timeout", seeded_address(i as u32))
+            }
+            Some(Expiry::At(_)) => {
+                assert!(!permanent, "{} got a timeout", seeded_address(i as u32))
+            }
+            None => panic!("{} is not in the kernel", seeded_address(i as u32)),
         }
     }
     let networks = &found[ADDRESSES as usize..ADDRESSES as usize + NETWORKS as usize];

@@ -24,6 +24,18 @@ pub fn t(s: &str) -> Target {
     Target::parse(s).unwrap()
 }
 
+/// The `i`-th of many stored addresses: even ones IPv4 from 12.0.0.0, odd ones IPv6 from
+/// 2001:db8::.
+pub fn seeded_address(i: u32) -> Target {
+    if i.is_multiple_of(2) {
+        Target::from(std::net::Ipv4Addr::from(0x0C00_0000 + i))
+    } else {
+        Target::from(std::net::Ipv6Addr::from(
+            0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+        ))
+    }
+}
+
 /// A [`RecordingBackend`] shared between the engine (which owns a clone) and the test.
 /// `delay` makes every apply take that long, like a real nft transaction.
 #[derive(Clone, Default)]
