@@ -6,6 +6,7 @@
 //! - `cargo xtask test [-- <cargo test args>]`  packages, build, every test (root_* included),
 //!   then the engine's embedding examples
 //! - `cargo xtask run [-- <crmonband args>]`     packages, release build, `crmonband start -f` as root
+//! - `cargo xtask install [-- --root DIR]`       release build installed to the unit's paths (install.rs)
 //! - `cargo xtask bench`                          benchmarks (root), written to docs/BENCHMARKS.md
 //! - `cargo xtask bpf`                            compile bpf/crmonban.bpf.c (clang) into the eBPF
 //!   crate's libbpf-rs skeleton, with the source's hash
@@ -20,6 +21,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bpf;
+mod install;
 mod tidy;
 
 /// Debian packages, and the file that proves each is installed (cheaper than dpkg-query, and
@@ -53,7 +55,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
 ];
 
-const RUN_PACKAGES: &[(&str, &str)] = &[
+pub(crate) const RUN_PACKAGES: &[(&str, &str)] = &[
     ("nftables", "/usr/sbin/nft"),
     ("pkg-config", "/usr/bin/pkg-config"),
     ("libelf-dev", "/usr/include/libelf.h"),
@@ -78,6 +80,7 @@ fn run_main() -> Result<ExitCode> {
     match command.as_str() {
         "test" => test(&rest),
         "run" => run_daemon(&rest),
+        "install" => install::run(&rest),
         "bench" => bench::run(&workspace_root()),
         "bpf" => bpf::run(),
         "bpf-generate" => bpf::generate(&workspace_root()),
@@ -89,9 +92,10 @@ fn run_main() -> Result<ExitCode> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|run|bench|bpf|dbus-xml|tidy|deps> [-- args]\n\
+                "usage: cargo xtask <test|run|install|bench|bpf|dbus-xml|tidy|deps> [-- args]\n\
                  \n  test   install missing packages, build, run every test including root_*\
                  \n  run    install missing packages, build release, run crmonband start -f as root\
+                 \n  install  build release and install to the paths the unit uses (--root DIR: stage)\
                  \n  bench  run the benchmarks (root) and write docs/BENCHMARKS.md\
                  \n  bpf    compile bpf/crmonban.bpf.c and regenerate the eBPF crate's skeleton\
                  \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\

@@ -335,7 +335,7 @@ fn activation_file_names_the_daemon() {
     }
     let expected: BTreeMap<String, String> = [
         ("Name", BUS_NAME),
-        ("Exec", "/usr/local/sbin/crmonband start --foreground"),
+        ("Exec", "/usr/sbin/crmonband start --foreground"),
         ("User", "root"),
         ("SystemdService", "crmonban.service"),
     ]

@@ -185,7 +185,8 @@ string_enum! {
 pub struct GeneralConfig {
     /// SQLite database. Default `/var/lib/crmonban/crmonban.db`.
     pub db_path: PathBuf,
-    /// Default `/var/run/crmonban.pid`.
+    /// Default `/run/crmonban/crmonband.pid` (the directory is made when missing; the unit's
+    /// RuntimeDirectory=crmonban, writable under ProtectSystem=strict).
     pub pid_file: PathBuf,
     /// Default `info`.
     pub log_level: LogLevel,
@@ -226,7 +227,7 @@ impl Default for GeneralConfig {
     fn default() -> GeneralConfig {
         GeneralConfig {
             db_path: PathBuf::from("/var/lib/crmonban/crmonban.db"),
-            pid_file: PathBuf::from("/var/run/crmonban.pid"),
+            pid_file: PathBuf::from("/run/crmonban/crmonband.pid"),
             log_level: LogLevel::Info,
             auto_intel: true,
             services_dir: PathBuf::from(DEFAULT_SERVICES_DIR),
