@@ -41,6 +41,15 @@ impl BusArgs {
     }
 }
 
+/// A ban's length as the D-Bus `Ban` call takes it: seconds, 0 for permanent.
+fn parse_ban_duration(text: &str) -> Result<u32, String> {
+    use crmonban_core::duration::{Length, parse};
+    match parse(text, u64::from(u32::MAX)).map_err(|e| e.to_string())? {
+        Length::Permanent => Ok(0),
+        Length::Secs(secs) => Ok(u32::try_from(secs).unwrap_or(u32::MAX)),
+    }
+}
+
 fn parse_address(text: &str) -> Result<String, String> {
     text.parse::<zbus::Address>()
         .map(|_| text.to_owned())
@@ -109,9 +118,9 @@ pub struct BanArgs {
     /// Address or CIDR network to ban
     #[arg(value_name = "IP|CIDR")]
     pub target: String,
-    /// Ban duration in seconds; 0 = permanent [default: the daemon's default_ban_duration,
-    /// else 3600]
-    #[arg(short, long, value_name = "SECS")]
+    /// How long: 90s, 15m, 1h, 7d, 2w, 1h30m, plain seconds, or permanent (also 0)
+    /// [default: the daemon's default_ban_duration, else 1h]
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_ban_duration)]
     pub duration: Option<u32>,
     /// Why (recorded with the ban) [default: chosen by the daemon]
     #[arg(short, long, default_value = "", hide_default_value = true)]

@@ -84,23 +84,10 @@ pub fn expiry_text(unix_secs: i64) -> String {
     }
 }
 
-/// `3600` as `1h`, `90061` as `1d 1h 1m 1s`; 0 as `permanent` (ban durations).
+/// `3600` as `1h`, `90061` as `1d 1h 1m 1s`; 0 as `permanent` (ban durations): the form
+/// `crmonctl ban -d` reads back.
 pub fn duration_text(secs: u64) -> String {
-    if secs == 0 {
-        return "permanent".to_owned();
-    }
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs % 86_400 / 3600, "h"),
-        (secs % 3600 / 60, "m"),
-        (secs % 60, "s"),
-    ];
-    parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    crmonban_core::duration::format((secs != 0).then_some(secs))
 }
 
 /// Writes to stdout; a closed pipe (`crmonctl list | head -1`) is not an error.

@@ -28,6 +28,9 @@ fn usage_errors_exit_2() {
     for args in [
         &["frobnicate"][..],
         &["ban", "192.0.2.7", "-d", "soon"],
+        &["ban", "192.0.2.7", "-d", "3mo"],
+        &["ban", "192.0.2.7", "-d", "1h 30"],
+        &["ban", "192.0.2.7", "-d", "200y"],
         &["list", "-f", "xml"],
         &["--system", "--session", "status"],
         &["--address", "not-an-address", "status"],
@@ -113,6 +116,29 @@ fn ban_then_list_shows_it_in_every_format() {
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (0, "banned 192.0.2.7 for 1m\n"),
+        "{r:?}"
+    );
+
+    // Durations with units, as crmonctl prints them back.
+    for (duration, said) in [
+        ("1h30m", "for 1h 30m"),
+        ("7d", "for 7d"),
+        ("90s", "for 1m 30s"),
+        ("permanent", "permanently"),
+    ] {
+        let r = run_at(a, &["ban", "192.0.2.8", "-d", duration]);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, format!("banned 192.0.2.8 {said}\n").as_str()),
+            "-d {duration}: {r:?}"
+        );
+        let r = run_at(a, &["unban", "192.0.2.8"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let r = run(&["ban", "192.0.2.8", "-d", "3mo"]);
+    assert!(
+        r.stderr
+            .contains("\"mo\" in \"3mo\" is not a unit; use s, m, h, d or w"),
         "{r:?}"
     );
 

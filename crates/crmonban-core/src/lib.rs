@@ -37,6 +37,7 @@
 
 pub mod ban;
 pub mod config;
+pub mod duration;
 pub mod event;
 pub mod http;
 pub mod target;

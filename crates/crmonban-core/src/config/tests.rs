@@ -1300,6 +1300,46 @@ fn counts_and_durations_must_be_positive() {
 }
 
 #[test]
+fn lengths_may_be_written_with_units() {
+    let c = parse(
+        "[general]\ndefault_ban_duration = \"1d\"\nmax_ban_time = \"2w\"\n\
+         [intel]\ntimeout_secs = \"15s\"\n\
+         [services.ssh]\nfind_time = \"10m\"\nban_time = \"1h30m\"\n\
+         [services.recidive]\nban_time = \"permanent\"\n",
+    );
+    assert_eq!(
+        c.general.default_ban_duration,
+        BanDuration::Timed(secs(86_400))
+    );
+    assert_eq!(c.general.max_ban_time, Some(secs(1_209_600)));
+    assert_eq!(c.intel.timeout, secs(15));
+    let ssh = &c.services["ssh"];
+    assert_eq!(ssh.find_time, secs(600));
+    assert_eq!(ssh.ban_time, BanDuration::Timed(secs(5400)));
+    assert_eq!(
+        c.services["recidive"].ban_time,
+        BanDuration::Permanent
+    );
+
+    assert_eq!(
+        error("[services.ssh]\nban_time = \"3mo\"\n"),
+        "config.toml:2: services.ssh.ban_time: \"mo\" in \"3mo\" is not a unit; use s, m, h, d or w"
+    );
+    assert_eq!(
+        error("[services.ssh]\nfind_time = \"permanent\"\n"),
+        "config.toml:2: services.ssh.find_time: must be a length such as \"10m\", found \"permanent\""
+    );
+    assert_eq!(
+        error("[services.ssh]\nfind_time = \"0s\"\n"),
+        "config.toml:2: services.ssh.find_time: must be greater than 0, found \"0s\""
+    );
+    assert_eq!(
+        error("[general]\ndefault_ban_duration = \"10000w\"\n"),
+        "config.toml:2: general.default_ban_duration: \"10000w\" is longer than 4294967295 seconds"
+    );
+}
+
+#[test]
 fn escalation_and_tracking_keys_take_their_documented_values() {
     let c = Config::default();
     assert_eq!(c.general.ban_time_increment, 1.0);
@@ -1641,7 +1681,7 @@ priority = 99999999999
 
 [services.ssh]
 max_failures = 0
-find_time = "10m"
+find_time = "soon"
 
 [[services.ssh.patterns]]
 name = "p"

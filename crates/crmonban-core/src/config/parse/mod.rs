@@ -15,6 +15,7 @@ use super::dbus_names;
 use super::document::{Diagnostics, Table, Value};
 use super::error::{ConfigErrors, ConfigWarning};
 use super::schema::*;
+use crate::duration;
 use crate::{EventKind, Target};
 
 mod sections;
@@ -152,16 +153,51 @@ pub(super) fn path(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<PathBuf
     Some(path)
 }
 
-/// Whole seconds, at least `min`.
-pub(super) fn seconds(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, min: i128) -> Option<Duration> {
-    let n = v.integer(d, min..=MAX_SECS)?;
-    u64::try_from(n).ok().map(Duration::from_secs)
+/// A length of at least `min` seconds: whole seconds as an integer (`3600`), or a string with
+/// units (`"90s"`, `"15m"`, `"1h"`, `"7d"`, `"1h30m"`: [`crate::duration`]), which may say
+/// `"permanent"` only where `permanent` allows it.
+fn length(
+    d: &mut Diagnostics<'_>,
+    v: &Value<'_, '_>,
+    min: i128,
+    permanent: bool,
+) -> Option<duration::Length> {
+    let DeValue::String(text) = v.value else {
+        let n = v.integer(d, min..=MAX_SECS)?;
+        return u64::try_from(n).ok().map(duration::Length::Secs);
+    };
+    let problem = match duration::parse(text, MAX_SECS as u64) {
+        Ok(duration::Length::Permanent) if !permanent => {
+            format!("must be a length such as \"10m\", found {text:?}")
+        }
+        Ok(duration::Length::Secs(n)) if i128::from(n) < min => {
+            if min == 1 {
+                format!("must be greater than 0, found {text:?}")
+            } else {
+                format!("must be at least {min} seconds, found {text:?}")
+            }
+        }
+        Ok(length) => return Some(length),
+        Err(e) => e.to_string(),
+    };
+    d.error(&v.span, &v.path, problem);
+    None
 }
 
-/// Seconds where 0 means permanent.
+/// A length of at least `min` seconds (see [`length`]).
+pub(super) fn seconds(d: &mut Diagnostics<'_>, v: &Value<'_, '_>, min: i128) -> Option<Duration> {
+    match length(d, v, min, false)? {
+        duration::Length::Secs(n) => Some(Duration::from_secs(n)),
+        duration::Length::Permanent => None,
+    }
+}
+
+/// A ban's length (see [`length`]): `0` or `"permanent"` is permanent.
 pub(super) fn ban_duration(d: &mut Diagnostics<'_>, v: &Value<'_, '_>) -> Option<BanDuration> {
-    let n = v.integer(d, 0..=MAX_SECS)?;
-    u32::try_from(n).ok().map(BanDuration::from_secs)
+    match length(d, v, 0, true)? {
+        duration::Length::Permanent => Some(BanDuration::Permanent),
+        duration::Length::Secs(n) => u32::try_from(n).ok().map(BanDuration::from_secs),
+    }
 }
 
 /// `port = 22` or `port = [80, 443]`: ports from 1 to 65535, each once.
