@@ -1316,10 +1316,7 @@ fn lengths_may_be_written_with_units() {
     let ssh = &c.services["ssh"];
     assert_eq!(ssh.find_time, secs(600));
     assert_eq!(ssh.ban_time, BanDuration::Timed(secs(5400)));
-    assert_eq!(
-        c.services["recidive"].ban_time,
-        BanDuration::Permanent
-    );
+    assert_eq!(c.services["recidive"].ban_time, BanDuration::Permanent);
 
     assert_eq!(
         error("[services.ssh]\nban_time = \"3mo\"\n"),

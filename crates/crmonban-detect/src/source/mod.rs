@@ -327,6 +327,14 @@ impl Sources {
                 Chosen::Journal(m) => journal::source_id(m),
             };
             let source_id = format!("{name}:{legacy_id}");
+            tracing::info!(
+                service = %name,
+                source = %legacy_id,
+                max_failures = service.max_failures,
+                find_time = %crmonban_core::duration::format_duration(service.find_time),
+                ban_time = %service.ban_time,
+                "watching"
+            );
             let count = Arc::new(Counters {
                 service: name.clone(),
                 source: source_id.clone(),

@@ -282,7 +282,7 @@ impl fmt::Display for BanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BanDuration::Permanent => f.write_str("permanent"),
-            BanDuration::Timed(d) => write!(f, "{}s", d.as_secs()),
+            BanDuration::Timed(d) => crate::duration::Written(Some(d.as_secs())).fmt(f),
         }
     }
 }
@@ -572,7 +572,9 @@ mod tests {
         assert_eq!(BanDuration::from_secs(0), BanDuration::Permanent);
         assert_eq!(BanDuration::from_secs(60).as_secs(), 60);
         assert_eq!(BanDuration::Permanent.duration(), None);
-        assert_eq!(BanDuration::from_secs(60).to_string(), "60s");
+        assert_eq!(BanDuration::from_secs(60).to_string(), "1m");
+        assert_eq!(BanDuration::from_secs(5400).to_string(), "1h 30m");
+        assert_eq!(BanDuration::Permanent.to_string(), "permanent");
     }
 
     #[test]
