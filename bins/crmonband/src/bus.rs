@@ -117,7 +117,16 @@ async fn serve(
         Ok(bus) => bus,
         Err(e) => return Served::Lost(e.to_string()),
     };
+    // ActiveBanCount changed since the last PropertiesChanged: sent once the events queued
+    // behind this one are forwarded, so that a burst of bans costs one property signal.
+    let mut count_changed = false;
     loop {
+        if count_changed && events.is_empty() {
+            count_changed = false;
+            if let Err(e) = iface.get().await.active_ban_count_changed(emitter).await {
+                debug!("emitting PropertiesChanged failed: {e}");
+            }
+        }
         let event = tokio::select! {
             event = events.recv() => event,
             _ = tokio::time::sleep(BUS_CHECK) => {
@@ -140,6 +149,10 @@ async fn serve(
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return Served::Stopping,
         };
+        count_changed |= matches!(
+            event,
+            EngineEvent::BanAdded { .. } | EngineEvent::BanRemoved { .. }
+        );
         let sent = match &event {
             EngineEvent::BanAdded { ban } => {
                 DaemonObject::ban_added(

@@ -471,22 +471,26 @@ impl DaemonObject {
         Ok(())
     }
 
-    #[zbus(property)]
+    /// True whenever the daemon answers: never changes (EmitsChangedSignal `const`).
+    #[zbus(property(emits_changed_signal = "const"))]
     async fn running(&self) -> bool {
         true
     }
 
+    /// PropertiesChanged carries each new count (bursts of bans coalesced into the last).
     #[zbus(property)]
     async fn active_ban_count(&self) -> u64 {
         self.engine().active_ban_count()
     }
 
-    #[zbus(property)]
+    /// Changes every second: no signal (EmitsChangedSignal `false`); read it when needed.
+    #[zbus(property(emits_changed_signal = "false"))]
     async fn uptime_seconds(&self) -> u64 {
         self.engine().uptime().as_secs()
     }
 
-    #[zbus(property)]
+    /// Changes with every log event: no signal (EmitsChangedSignal `false`).
+    #[zbus(property(emits_changed_signal = "false"))]
     async fn events_processed(&self) -> u64 {
         self.engine().events_processed()
     }

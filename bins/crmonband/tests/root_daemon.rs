@@ -33,6 +33,15 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
         let proxy = proxy(&daemon.bus).await;
         let mut added = proxy.receive_ban_added().await.unwrap();
         let mut removed = proxy.receive_ban_removed().await.unwrap();
+        // PropertiesChanged, as the introspection promises for ActiveBanCount.
+        let mut count = proxy.receive_active_ban_count_changed().await;
+        let mut next_count = async || {
+            let change = tokio::time::timeout(PATIENCE, count.next())
+                .await
+                .expect("PropertiesChanged for ActiveBanCount")
+                .unwrap();
+            change.get().await.unwrap()
+        };
 
         let out = daemon.ctl(&["ban", ATTACKER_V4, "-d", "600", "-r", "port scan"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -47,6 +56,7 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
         );
         assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
         assert!(proxy.is_banned(ATTACKER_V4).await.unwrap());
+        assert_eq!(next_count().await, 1);
 
         let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
         let row = store
@@ -71,6 +81,7 @@ fn root_ban_and_unban_through_crmonctl_reach_kernel_database_and_subscribers() {
             .unwrap();
         let args = signal.args().unwrap();
         assert_eq!((args.ip, args.reason), (ATTACKER_V4, "unban"));
+        assert_eq!(next_count().await, 0);
         assert!(!daemon.set_contains("blocked_v4", ATTACKER_V4));
         assert!(
             udp_reaches(&attacker, &daemon.host, host_addr, PATIENCE),
@@ -733,10 +744,13 @@ fn root_running_object_matches_the_shipped_introspection() {
         "<method name=\"Unban\">",
         "<method name=\"GetBans\">",
         "<method name=\"IsBanned\">",
-        "<property name=\"Running\" type=\"b\" access=\"read\"/>",
+        "<property name=\"Running\" type=\"b\" access=\"read\">",
         "<property name=\"ActiveBanCount\" type=\"t\" access=\"read\"/>",
-        "<property name=\"UptimeSeconds\" type=\"t\" access=\"read\"/>",
-        "<property name=\"EventsProcessed\" type=\"t\" access=\"read\"/>",
+        "<property name=\"UptimeSeconds\" type=\"t\" access=\"read\">",
+        "<property name=\"EventsProcessed\" type=\"t\" access=\"read\">",
+        // Only ActiveBanCount announces its changes; the others say they do not.
+        "<annotation name=\"org.freedesktop.DBus.Property.EmitsChangedSignal\" value=\"const\"/>",
+        "<annotation name=\"org.freedesktop.DBus.Property.EmitsChangedSignal\" value=\"false\"/>",
         "<signal name=\"BanAdded\">",
         "<arg name=\"source\" type=\"s\"/>",
         "<signal name=\"BanRemoved\">",

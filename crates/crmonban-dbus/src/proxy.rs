@@ -118,20 +118,21 @@ pub trait Daemon {
     #[zbus(name = "Stop")]
     fn stop(&self) -> Result<(), Error>;
 
-    /// Property `Running` (`b`): always true when the daemon answers.
-    #[zbus(property, name = "Running")]
+    /// Property `Running` (`b`): always true when the daemon answers (never changes).
+    #[zbus(property(emits_changed_signal = "const"), name = "Running")]
     fn running(&self) -> zbus::Result<bool>;
 
-    /// Property `ActiveBanCount` (`t`).
+    /// Property `ActiveBanCount` (`t`), announced with PropertiesChanged
+    /// (`receive_active_ban_count_changed`).
     #[zbus(property, name = "ActiveBanCount")]
     fn active_ban_count(&self) -> zbus::Result<u64>;
 
-    /// Property `UptimeSeconds` (`t`).
-    #[zbus(property, name = "UptimeSeconds")]
+    /// Property `UptimeSeconds` (`t`), read each time (no change signal).
+    #[zbus(property(emits_changed_signal = "false"), name = "UptimeSeconds")]
     fn uptime_seconds(&self) -> zbus::Result<u64>;
 
-    /// Property `EventsProcessed` (`t`).
-    #[zbus(property, name = "EventsProcessed")]
+    /// Property `EventsProcessed` (`t`), read each time (no change signal).
+    #[zbus(property(emits_changed_signal = "false"), name = "EventsProcessed")]
     fn events_processed(&self) -> zbus::Result<u64>;
 
     /// Signal `BanAdded(ip s, reason s, source s, duration_secs u)`.
