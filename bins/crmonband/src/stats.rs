@@ -17,12 +17,23 @@ pub async fn collect(running: &Running) -> Result<String, crmonban_engine::Store
         .await?
         .into_iter()
         .collect();
-    let top: Vec<_> = store
-        .top_attackers(since, 10)
+    let top = top_attackers(engine, since).await?;
+    let origin = |o: crmonban_engine::AttackOrigin| json!({"origin": o.origin, "name": o.name, "events": o.events, "addresses": o.addresses});
+    let by_country: Vec<_> = store
+        .attacks_by_country(since, TOP)
         .await?
         .into_iter()
-        .map(|(ip, events)| json!({"ip": ip, "events": events}))
+        .map(origin)
         .collect();
+    let by_network: Vec<_> = store
+        .attacks_by_network(since, TOP)
+        .await?
+        .into_iter()
+        .map(origin)
+        .collect();
+    let bans_per_hour = store
+        .bans_per_hour(crmonban_core::unix_now(), (WINDOW_SECS / 3600) as u32)
+        .await?;
     let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
     let (mut permanent, mut networks) = (0u64, 0u64);
     for ban in engine.active_bans() {
@@ -40,10 +51,56 @@ pub async fn collect(running: &Running) -> Result<String, crmonban_engine::Store
         "window_seconds": WINDOW_SECS,
         "events_by_service": by_service,
         "top_attackers": top,
+        "top_countries": by_country,
+        "top_networks": by_network,
+        "bans_per_hour": bans_per_hour,
         "siem": siem(running),
         "xdp": xdp(running),
     });
     Ok(stats.to_string())
+}
+
+/// How many attackers, countries and networks the lists hold.
+const TOP: u32 = 10;
+
+/// The [`TOP`] addresses with the most events in the window, leaving out those that may never
+/// be banned (loopback, this host, whitelisted and trusted networks: what they log is not an
+/// attack on us), each with its country and network when intel knows them.
+async fn top_attackers(
+    engine: &crmonban_engine::Engine,
+    since: i64,
+) -> Result<Vec<serde_json::Value>, crmonban_engine::StoreError> {
+    let store = engine.store();
+    // Enough rows that a few protected ones among them still leave TOP.
+    let rows = store.top_attackers(since, TOP * 5).await?;
+    let attackers: Vec<(String, u64)> = rows
+        .into_iter()
+        .filter(|(ip, _)| {
+            crmonban_core::Target::parse(ip)
+                .is_ok_and(|target| engine.check_protected(&target).is_ok())
+        })
+        .take(TOP as usize)
+        .collect();
+    let addrs: Vec<String> = attackers.iter().map(|(ip, _)| ip.clone()).collect();
+    let intel: BTreeMap<String, crmonban_engine::IntelSummary> = store
+        .intel_summaries(&addrs)
+        .await?
+        .into_iter()
+        .map(|summary| (summary.addr.clone(), summary))
+        .collect();
+    Ok(attackers
+        .into_iter()
+        .map(|(ip, events)| {
+            let known = intel.get(&ip);
+            json!({
+                "ip": ip,
+                "events": events,
+                "country": known.and_then(|i| i.country.clone()),
+                "asn": known.and_then(|i| i.asn),
+                "organization": known.and_then(|i| i.organization.clone()),
+            })
+        })
+        .collect())
 }
 
 /// Each SIEM target's figures.

@@ -1158,3 +1158,71 @@ fn root_crmonctl_ban_reports_the_true_length_after_escalation() {
         "{kept}"
     );
 }
+
+/// GetStats' top attackers leave out what may never be banned (loopback, this host: what they
+/// log is no attack on us), carry the country and network intel knows, and the window's
+/// countries, networks and bans per hour come with them.
+#[test]
+fn root_stats_leave_protected_addresses_out_of_the_top_attackers() {
+    let daemon = Daemon::start("");
+    // Gives this host HOST_V4 (the daemon follows its address changes).
+    let _attacker = attacker_for(&daemon.host);
+    runtime().block_on(async {
+        let store = crmonban_store::Store::open(&daemon.db()).await.unwrap();
+        let now = crmonban_core::unix_now();
+        let event = |addr: &str| crmonban_core::Event {
+            addr: addr.parse().unwrap(),
+            service: crmonban_core::Service::new("ssh"),
+            kind: crmonban_core::EventKind::FailedAuth,
+            time: Some(now - 60),
+        };
+        let mut events = Vec::new();
+        events.extend((0..50).map(|_| event("127.0.0.1")));
+        events.extend((0..40).map(|_| event(HOST_V4)));
+        events.extend((0..3).map(|_| event("192.0.2.7")));
+        store.record_events(&events).await.unwrap();
+        store
+            .put_intel(
+                "192.0.2.7",
+                r#"{"location":{"country_code":"DE"},"network":{"asn":24940,"organization":"Hetzner Online GmbH"}}"#,
+                now,
+            )
+            .await
+            .unwrap();
+
+        let proxy = proxy(&daemon.bus).await;
+        let started = std::time::Instant::now();
+        let stats: serde_json::Value = loop {
+            let stats: serde_json::Value =
+                serde_json::from_str(&proxy.get_stats().await.unwrap()).unwrap();
+            // Until the daemon has seen HOST_V4 appear on this host.
+            if stats["top_attackers"].as_array().unwrap().len() == 1
+                || started.elapsed() > PATIENCE
+            {
+                break stats;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let top = stats["top_attackers"].as_array().unwrap();
+        assert_eq!(top.len(), 1, "{stats}");
+        assert_eq!(top[0]["ip"], "192.0.2.7");
+        assert_eq!(top[0]["events"], 3);
+        assert_eq!(top[0]["country"], "DE");
+        assert_eq!(top[0]["asn"], 24940);
+        assert_eq!(stats["top_countries"][0]["origin"], "DE", "{stats}");
+        assert_eq!(stats["top_networks"][0]["origin"], "AS24940", "{stats}");
+        assert_eq!(stats["bans_per_hour"].as_array().unwrap().len(), 24);
+
+        // And crmonctl lays it out as a table.
+        let out = daemon.ctl(&["stats"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("192.0.2.7") && l.contains("AS24940 Hetzner Online GmbH")),
+            "{shown}"
+        );
+        assert!(!shown.contains("127.0.0.1") && !shown.contains(HOST_V4), "{shown}");
+    });
+}

@@ -21,6 +21,7 @@
 mod cli;
 mod intel;
 mod output;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -216,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 format!("{}\n", stats.trim_end())
             } else {
-                output::json_as_key_values(&stats)
+                stats::stats_text(&stats)
             }
         }
         Command::Flush { .. } => {

@@ -102,5 +102,5 @@ pub use crmonban_firewall::{
     NftBackend, NftOptions, RecordingBackend, Transport,
 };
 pub use crmonban_intel::{Intel, check_config as check_intel_config};
-pub use crmonban_store::{Store, StoreError};
+pub use crmonban_store::{AttackOrigin, IntelSummary, Store, StoreError};
 pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};

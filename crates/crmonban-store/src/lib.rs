@@ -53,6 +53,7 @@ mod intel;
 mod positions;
 mod restore;
 mod rows;
+mod stats;
 mod whitelist;
 mod write;
 
@@ -71,6 +72,7 @@ pub use error::StoreError;
 pub use events::EventRecord;
 pub use intel::IntelSummary;
 pub use positions::LogPosition;
+pub use stats::AttackOrigin;
 pub use whitelist::WhitelistEntry;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -646,3 +646,85 @@ async fn concurrent_writers_and_readers_do_not_fail_busy() {
     }
     assert_eq!(store.count_active(T0 + 2).await.unwrap(), 6 * 36);
 }
+
+#[tokio::test]
+async fn attacks_by_country_and_network_and_bans_per_hour() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let event = |addr: &str, time: i64| Event {
+        addr: addr.parse::<IpAddr>().unwrap(),
+        service: Service::new("ssh"),
+        kind: EventKind::FailedAuth,
+        time: Some(time),
+    };
+    let events = vec![
+        event("192.0.2.1", T0),
+        event("192.0.2.1", T0 + 1),
+        event("192.0.2.2", T0 + 2),
+        event("198.51.100.7", T0 + 3),
+        event("198.51.100.7", T0 + 4),
+        // No intel for this one; and one before the window.
+        event("203.0.113.5", T0 + 5),
+        event("198.51.100.7", T0 - 10),
+    ];
+    store.record_events(&events).await.unwrap();
+    let geo = |country: &str, asn: u32, org: &str| {
+        format!(
+            r#"{{"location":{{"country_code":"{country}"}},"network":{{"asn":{asn},"organization":"{org}"}}}}"#
+        )
+    };
+    for (addr, json) in [
+        ("192.0.2.1", geo("DE", 24940, "Hetzner Online GmbH")),
+        ("192.0.2.2", geo("DE", 24940, "Hetzner Online GmbH")),
+        ("198.51.100.7", geo("US", 15169, "Google LLC")),
+    ] {
+        store.put_intel(addr, &json, T0).await.unwrap();
+    }
+    // WHOIS's country when GeoIP has none.
+    store
+        .put_intel("203.0.113.9", r#"{"whois":{"country":"NL"}}"#, T0)
+        .await
+        .unwrap();
+    store
+        .record_events(&[event("203.0.113.9", T0 + 6)])
+        .await
+        .unwrap();
+
+    let countries = store.attacks_by_country(T0, 10).await.unwrap();
+    let rows: Vec<_> = countries
+        .iter()
+        .map(|o| (o.origin.as_str(), o.events, o.addresses))
+        .collect();
+    assert_eq!(rows, [("DE", 3, 2), ("US", 2, 1), ("NL", 1, 1)]);
+    let networks = store.attacks_by_network(T0, 1).await.unwrap();
+    assert_eq!(networks.len(), 1);
+    assert_eq!(
+        (
+            networks[0].origin.as_str(),
+            networks[0].name.as_deref(),
+            networks[0].events,
+            networks[0].addresses
+        ),
+        ("AS24940", Some("Hetzner Online GmbH"), 3, 2)
+    );
+
+    let now = T0 + 100_000;
+    store
+        .record_bans(&[
+            ban("192.0.2.1", now - 10, None),
+            ban("192.0.2.2", now, None),
+            ban("192.0.2.3", now - 3 * 3600 - 5, None),
+            ban("192.0.2.4", now - 25 * 3600, None),
+        ])
+        .await
+        .unwrap();
+    let per_hour = store.bans_per_hour(now, 24).await.unwrap();
+    assert_eq!(per_hour.len(), 24);
+    assert_eq!(per_hour[23], 2, "{per_hour:?}");
+    assert_eq!(per_hour[20], 1, "{per_hour:?}");
+    assert_eq!(
+        per_hour.iter().sum::<u64>(),
+        3,
+        "the ban of 25 h ago is outside"
+    );
+}
