@@ -1226,3 +1226,68 @@ fn root_stats_leave_protected_addresses_out_of_the_top_attackers() {
         assert!(!shown.contains("127.0.0.1") && !shown.contains(HOST_V4), "{shown}");
     });
 }
+
+/// `crmonctl watch` prints a ban and its unban as they happen; `crmonctl logs --follow` prints
+/// the activity entries written after it started.
+#[test]
+fn root_watch_and_logs_follow_show_what_happens_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let daemon = Daemon::start("");
+    let spawn = |args: &[&str]| {
+        daemon
+            .ctl_command(Command::new(crmonctl_path()))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut watch = spawn(&["watch"]);
+    let mut follow = spawn(&["logs", "--follow"]);
+    // Lines of each, read on threads of their own, until the child is killed.
+    let reader = |child: &mut std::process::Child| {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let watched = reader(&mut watch);
+    let followed = reader(&mut follow);
+    let wait_for = |lines: &std::sync::mpsc::Receiver<String>, wanted: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no such line; saw {seen:?}");
+    };
+    // watch says it is watching once it has subscribed.
+    wait_for(&watched, &|l| l.starts_with("watching crmonband"));
+    let out = daemon.ctl(&["ban", "192.0.2.77", "-d", "1h", "-r", "watched"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = wait_for(&watched, &|l| l.contains(" ban "));
+    assert!(line.contains("192.0.2.77 for 1h (dbus, watched)"), "{line}");
+    let line = wait_for(&followed, &|l| l.contains("192.0.2.77"));
+    assert!(line.contains("ban"), "{line}");
+    let out = daemon.ctl(&["unban", "192.0.2.77"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = wait_for(&watched, &|l| l.contains(" unban "));
+    assert!(line.contains("192.0.2.77 (unban)"), "{line}");
+    let line = wait_for(&followed, &|l| l.contains("unban"));
+    assert!(line.contains("192.0.2.77"), "{line}");
+    for mut child in [watch, follow] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -98,7 +98,12 @@ pub enum Command {
         limit: u32,
         #[arg(short, long, value_enum, default_value_t = LogFormat::Table)]
         format: LogFormat,
+        /// Keep showing new entries as they are written, oldest first (Ctrl-C ends)
+        #[arg(short = 'F', long, conflicts_with = "format")]
+        follow: bool,
     },
+    /// Show bans, unbans and attacks as they happen (Ctrl-C ends)
+    Watch,
     /// Show the daemon's statistics
     Stats {
         /// Print the daemon's JSON as is

@@ -20,6 +20,7 @@
 
 mod cli;
 mod intel;
+mod live;
 mod output;
 mod stats;
 
@@ -204,7 +205,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Whitelist(command) => whitelist(&proxy, command, &bus).await?,
-        Command::Logs { limit, format } => {
+        Command::Logs {
+            limit,
+            follow: true,
+            ..
+        } => {
+            live::follow_logs(&proxy, limit, call).await?;
+            String::new()
+        }
+        Command::Watch => {
+            live::watch(&proxy, call).await?;
+            String::new()
+        }
+        Command::Logs { limit, format, .. } => {
             let entries = proxy.get_logs(limit).await.map_err(call)?;
             match format {
                 LogFormat::Json => output::logs_json(&entries),

@@ -26,24 +26,30 @@ pub fn policy_file() -> PathBuf {
     workspace().join("dbus/org.crmonban.Daemon.conf")
 }
 
-/// The crmonctl binary of this build (built on demand when only this package was built).
+/// The crmonctl binary of this build, brought up to date once per test process: a test of
+/// this package alone does not rebuild another package's binary, and an old crmonctl would
+/// test old code (cargo answers at once when it is current).
 pub fn crmonctl_path() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let path = deps
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("crmonctl");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "crmonctl", "--bin", "crmonctl"])
-            .current_dir(workspace())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building crmonctl failed");
-    }
-    path
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let deps = std::env::current_exe().unwrap();
+            let path = deps
+                .parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("crmonctl");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "crmonctl", "--bin", "crmonctl"])
+                .current_dir(workspace())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building crmonctl failed");
+            assert!(path.exists(), "no crmonctl at {}", path.display());
+            path
+        })
+        .clone()
 }
 
 /// One daemon with its namespace, bus and state directory.
