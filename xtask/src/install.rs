@@ -180,23 +180,8 @@ fn install_files(workspace: &Path, root: &Path, strip: bool) -> Result<Vec<Strin
 /// What a package's postinst does, on the live system: the group the bus policy names, and
 /// systemd and the system bus told about the new files. Each step says when it cannot be done.
 fn after_install() {
-    let group_exists = Command::new("getent")
-        .args(["group", "crmonban"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !group_exists {
-        match Command::new("groupadd")
-            .args(["--system", "crmonban"])
-            .status()
-        {
-            Ok(s) if s.success() => {
-                eprintln!(
-                    "xtask: created the system group crmonban (its members may ban and unban)"
-                )
-            }
-            _ => eprintln!("xtask: could not create the group crmonban (groupadd)"),
-        }
+    if let Err(e) = crate::ensure_crmonban_group() {
+        eprintln!("xtask: could not create the group crmonban: {e:#}");
     }
     if Path::new("/run/systemd/system").exists() {
         let reloaded = Command::new("systemctl").arg("daemon-reload").status();
@@ -206,16 +191,7 @@ fn after_install() {
     } else {
         eprintln!("xtask: systemd is not running here; the unit is installed for when it is");
     }
-    let bus = Command::new("dbus-send")
-        .args([
-            "--system",
-            "--type=method_call",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.ReloadConfig",
-        ])
-        .status();
-    if !bus.is_ok_and(|s| s.success()) {
+    if !crate::reload_system_bus() {
         eprintln!("xtask: no system bus answered; it reads the policy when it starts");
     }
 }

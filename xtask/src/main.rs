@@ -282,12 +282,9 @@ fn dbus_xml() -> Result<ExitCode> {
 const SYSTEM_POLICY_DIR: &str = "/usr/share/dbus-1/system.d";
 const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
-/// Installs the bus policy (without it the system bus lets nobody own org.crmonban.Daemon),
-/// and starts the system bus when none answers on its socket (containers and fresh machines
-/// without systemd, or a bus that died), so that crmonctl reaches the daemon `cargo xtask run`
-/// starts.
-fn ensure_system_bus() -> Result<()> {
-    // The policy names the group whose members may ban and unban; create it as a package would.
+/// Creates the system group `crmonban` (whose members the bus policy lets ban and unban) when it
+/// does not exist yet, as a package's postinst would.
+pub(crate) fn ensure_crmonban_group() -> Result<()> {
     let group_exists = Command::new("getent")
         .args(["group", "crmonban"])
         .stdout(std::process::Stdio::null())
@@ -297,6 +294,30 @@ fn ensure_system_bus() -> Result<()> {
         status(Command::new("groupadd").args(["--system", "crmonban"]))?;
         eprintln!("xtask: created the system group crmonban (its members may ban and unban)");
     }
+    Ok(())
+}
+
+/// Asks a running system bus to read its policy files again; false when no bus answered.
+pub(crate) fn reload_system_bus() -> bool {
+    Command::new("dbus-send")
+        .args([
+            "--system",
+            "--type=method_call",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.ReloadConfig",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs the bus policy (without it the system bus lets nobody own org.crmonban.Daemon),
+/// and starts the system bus when none answers on its socket (containers and fresh machines
+/// without systemd, or a bus that died), so that crmonctl reaches the daemon `cargo xtask run`
+/// starts.
+fn ensure_system_bus() -> Result<()> {
+    // The policy names the group whose members may ban and unban; create it as a package would.
+    ensure_crmonban_group()?;
     let policy = std::fs::read(workspace_root().join("dbus/org.crmonban.Daemon.conf"))
         .context("reading dbus/org.crmonban.Daemon.conf")?;
     let installed = Path::new(SYSTEM_POLICY_DIR).join("org.crmonban.Daemon.conf");
@@ -310,15 +331,7 @@ fn ensure_system_bus() -> Result<()> {
     if std::os::unix::net::UnixStream::connect(SYSTEM_BUS_SOCKET).is_ok() {
         if changed {
             // A running bus picks up the new policy on ReloadConfig.
-            let _ = Command::new("dbus-send")
-                .args([
-                    "--system",
-                    "--type=method_call",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.ReloadConfig",
-                ])
-                .status();
+            reload_system_bus();
         }
         return Ok(());
     }
