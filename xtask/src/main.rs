@@ -53,6 +53,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "/usr/share/doc/rsyslog-openssl/copyright",
     ),
     ("openssl", "/usr/bin/openssl"),
+    // The metrics endpoint's output must pass Debian's `promtool check metrics`.
+    ("prometheus", "/usr/bin/promtool"),
 ];
 
 pub(crate) const RUN_PACKAGES: &[(&str, &str)] = &[

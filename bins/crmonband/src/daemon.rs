@@ -74,6 +74,12 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
             crate::bus::refuse_if_name_owned(config.dbus.system_bus).await?;
         }
         let dbus = config.dbus.clone();
+        // Bound before the engine starts: a port in use stops the start with nothing changed.
+        let metrics = if config.metrics.enabled {
+            Some(crate::metrics::bind(config.metrics.listen)?)
+        } else {
+            None
+        };
         let running = EngineBuilder::new(config)
             .utc_offset(crate::explain::local_utc_offset())
             .start()
@@ -87,7 +93,11 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
             config_path: loaded.path.clone(),
             config_explicit: explicit,
             stop: Notify::new(),
+            metrics: std::sync::Mutex::new(None),
         });
+        if metrics.is_some() {
+            shared.replace_metrics(metrics);
+        }
         let bus = dbus
             .enabled
             .then(|| crate::bus::spawn(shared.clone(), dbus.system_bus));
@@ -105,6 +115,7 @@ fn run(loaded: config_file::Loaded, explicit: bool, ready: &mut Readiness) -> Re
         wait_for_stop(&shared, signals).await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         info!("stopping; bans stay in the kernel");
+        shared.replace_metrics(None);
         shared.running.shutdown().await;
         if let Some(bus) = bus {
             bus.finish().await;
@@ -165,7 +176,7 @@ impl StopSignals {
 }
 
 /// Waits for SIGTERM, SIGINT or a D-Bus Stop; SIGHUP reloads the configuration meanwhile.
-async fn wait_for_stop(shared: &Shared, signals: StopSignals) {
+async fn wait_for_stop(shared: &Arc<Shared>, signals: StopSignals) {
     let StopSignals {
         mut term,
         mut int,

@@ -36,6 +36,7 @@ pub fn generate() -> Result<String> {
             config_path: None,
             config_explicit: false,
             stop: Notify::new(),
+            metrics: std::sync::Mutex::new(None),
         });
         let object = DaemonObject::new(shared.clone());
         let mut xml = String::new();

@@ -12,6 +12,7 @@ mod dbus_server;
 mod dbus_xml;
 mod explain;
 mod logging;
+mod metrics;
 mod state;
 mod stats;
 mod status;

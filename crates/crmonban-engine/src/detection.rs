@@ -32,7 +32,7 @@ use std::time::Duration;
 use crmonban_core::config::{BanDuration, Config};
 use crmonban_core::{BanSource, Event, Service, Target};
 use crmonban_detect::decide::{AttackCoalescer, Decider, DeciderOptions, Decision};
-use crmonban_detect::matcher::{LineContext, LineOutcome, ServiceMatcher};
+use crmonban_detect::matcher::{LineContext, LineOutcome, ServiceMatcher, SkipReason};
 use crmonban_detect::source::replay::ResumeTracker;
 use crmonban_detect::source::{
     Acknowledger, PositionStore, SourceLine, SourceOptions, SourcePosition, Sources, SourcesHandle,
@@ -41,6 +41,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::metrics::LineCounters;
 use crate::{BanRequest, Engine, EngineError, StorePositions};
 
 /// Lines waiting between the sources and the matchers.
@@ -162,6 +163,7 @@ impl Detection {
                     matcher,
                     tracker,
                     key,
+                    lines: engine.metrics().lines(name),
                 },
             );
             services.push((name.to_owned(), service.clone()));
@@ -174,7 +176,7 @@ impl Detection {
         let decider =
             decider.unwrap_or_else(|| Decider::from_config(config, DeciderOptions::default()));
         for decision in reached {
-            tokio::spawn(carry_out(engine.clone(), decision, false));
+            tokio::spawn(carry_out(engine.clone(), decision, false, None));
         }
         let positions = Arc::new(StorePositions(engine.store().clone()));
         info!(services = ?services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), reload, "detection starting");
@@ -232,6 +234,8 @@ struct Watched {
     tracker: ResumeTracker,
     /// The source's position key, known from its first line.
     key: Option<String>,
+    /// Lines read and skipped, for metrics.
+    lines: LineCounters,
 }
 
 /// What the matching task works with besides the services.
@@ -307,12 +311,23 @@ async fn match_lines(
             time: line.time.map(|us| us.div_euclid(1_000_000)),
             pid: line.fields.as_ref().and_then(|f| f.pid),
         };
-        let LineOutcome::Match(hit) = w.matcher.match_line(&line.line, &ctx) else {
-            continue;
+        w.lines.read.inc();
+        let hit = match w.matcher.match_line(&line.line, &ctx) {
+            LineOutcome::Match(hit) => hit,
+            LineOutcome::NoMatch => continue,
+            LineOutcome::Skipped(SkipReason::TooLong) => {
+                w.lines.too_long.inc();
+                continue;
+            }
+            LineOutcome::Skipped(SkipReason::InvalidUtf8) => {
+                w.lines.invalid_utf8.inc();
+                continue;
+            }
         };
         w.tracker.failure(hit.time.unwrap_or(now));
         let service: &Service = w.matcher.service();
         if !line.replayed {
+            m.engine.metrics().detected(line.received_at);
             let event = hit.event(service);
             m.engine
                 .report_attack_coalesced(&event, coalescer.admit(&event, now))
@@ -340,10 +355,12 @@ async fn match_lines(
         // log times having whole seconds): an earlier run may have made this ban already (the
         // read-through position lags up to a second behind).
         let check_history = line.replayed || first_seen <= m.started_at;
+        // Lines read again after a restart are timed from their second reading: left out.
+        let read_at = (!line.replayed).then_some(line.received_at);
         tokio::spawn(async move {
             let _permit = permit;
             let _pending = pending;
-            carry_out(engine, decision, check_history).await;
+            carry_out(engine, decision, check_history, read_at).await;
         });
     }
     // Every ban handed out has finished before detection reports itself stopped.
@@ -409,8 +426,9 @@ async fn save_resume_points(
 
 /// Makes the ban `decision` asks for. With `check_history`, the decision is dropped when the
 /// target was banned since the window's first failure: an earlier run made that ban (and an
-/// administrator may have lifted it since).
-async fn carry_out(engine: Engine, decision: Decision, check_history: bool) {
+/// administrator may have lifted it since). `read_at` (unix microseconds), when the deciding
+/// line was read in this run, times the ban for metrics.
+async fn carry_out(engine: Engine, decision: Decision, check_history: bool, read_at: Option<i64>) {
     let Decision::Ban {
         target,
         service,
@@ -457,7 +475,12 @@ async fn carry_out(engine: Engine, decision: Decision, check_history: bool) {
         service: Some(service.to_string()),
     };
     match engine.ban(request).await {
-        Ok(ban) => info!(target = %ban.target, service = %service, failures, "banned"),
+        Ok(ban) => {
+            if let Some(read_at) = read_at {
+                engine.metrics().banned(read_at);
+            }
+            info!(target = %ban.target, service = %service, failures, "banned");
+        }
         Err(
             e @ (EngineError::Protected { .. }
             | EngineError::Whitelisted { .. }

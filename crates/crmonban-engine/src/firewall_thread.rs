@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crmonban_core::Target;
-use crmonban_firewall::{ApplyReport, ChangeSet, Element, Expiry, FirewallBackend, FirewallError};
+use crmonban_firewall::{
+    ApplyReport, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, RuleCounter,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -70,6 +72,9 @@ enum Request {
     },
     HostAddresses {
         reply: Reply<io::Result<Vec<IpAddr>>>,
+    },
+    DropCounters {
+        reply: Reply<Result<Option<Vec<RuleCounter>>, FirewallError>>,
     },
     Stop {
         reply: Reply<()>,
@@ -224,6 +229,11 @@ impl FirewallThread {
         self.call(|reply| Request::HostAddresses { reply }).await
     }
 
+    /// See [`FirewallBackend::drop_counters`].
+    pub(crate) async fn drop_counters(&self) -> Result<Option<Vec<RuleCounter>>, EngineError> {
+        Ok(self.call(|reply| Request::DropCounters { reply }).await??)
+    }
+
     /// Stops the thread and waits for it to end (dropping the backend).
     pub(crate) async fn stop(&self) {
         if self.call(|reply| Request::Stop { reply }).await.is_err() {
@@ -308,6 +318,9 @@ fn serve(
             }
             Request::HostAddresses { reply } => {
                 let _ = reply.send(host_addresses());
+            }
+            Request::DropCounters { reply } => {
+                let _ = reply.send(backend.drop_counters());
             }
             Request::Stop { reply } => {
                 let _ = reply.send(());

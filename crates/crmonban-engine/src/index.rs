@@ -334,6 +334,17 @@ impl BanIndex {
     }
 
     /// How many bans are in force at `now` per family: IPv4 (addresses and networks), IPv6.
+    /// Bans in force at `now`: IPv4 addresses, IPv4 networks, IPv6 addresses, IPv6 networks.
+    pub(crate) fn kind_counts(&self, now: i64) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for (target, slot) in self.slots() {
+            if slot.is_active_at(now) {
+                counts[usize::from(!target.is_ipv4()) * 2 + usize::from(target.is_net())] += 1;
+            }
+        }
+        counts
+    }
+
     pub(crate) fn family_counts(&self, now: i64) -> [usize; 2] {
         let mut counts = [0, 0];
         for (target, slot) in self.slots() {

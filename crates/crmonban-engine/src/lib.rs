@@ -73,6 +73,7 @@ mod index;
 mod intel;
 mod locks;
 mod memory;
+mod metrics;
 mod offences;
 mod options;
 mod positions;
@@ -90,6 +91,7 @@ pub use events::{EngineEvent, EventStream, Overflow};
 pub use host::host_addresses;
 pub use intel::{IntelQueryError, IntelService, IntelStats, ON_DEMAND};
 pub use memory::use_few_malloc_arenas;
+pub use metrics::{Format as MetricsFormat, Metrics, encode as encode_metrics};
 pub use options::{EngineOptions, Escalation, FactorEscalation, NoEscalation, Retention};
 pub use positions::StorePositions;
 pub use records::RecordStats;
@@ -99,8 +101,11 @@ pub use xdp::{DropCounters, InterfaceState, XdpMode, XdpReport, XdpService};
 // no direct dependency on those layers.
 pub use crmonban_firewall::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
-    NftBackend, NftOptions, RecordingBackend, Transport,
+    NftBackend, NftOptions, RecordingBackend, RuleCounter, Transport,
 };
 pub use crmonban_intel::{Intel, check_config as check_intel_config};
 pub use crmonban_store::{AttackOrigin, IntelSummary, Store, StoreError};
+/// The Prometheus client the metrics are made with, for an embedder's own registry and
+/// instruments.
+pub use prometheus_client;
 pub use running::{BuildError, EngineBuilder, ReconfigureError, Reconfigured, Running};

@@ -263,6 +263,28 @@ impl Running {
         &self.xdp
     }
 
+    /// Every metric of the engine and of its services in a new registry: the instruments the
+    /// engine updates as it works, and the figures read now (bans in force, what the drop
+    /// rules and XDP dropped, queues). An embedder may register its own beside them, then
+    /// [`encode_metrics`](crate::encode_metrics) it.
+    pub async fn metrics_registry(&self) -> prometheus_client::registry::Registry {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.engine.metrics().register(&mut registry);
+        let xdp = self.xdp.report();
+        let scraped = crate::metrics::Scraped {
+            bans: self.engine.ban_kind_counts(),
+            rules: self.engine.drop_counters().await,
+            xdp: (xdp.state == "running").then_some(xdp),
+            intel: self.intel.stats(),
+            siem: self.siem.stats(),
+            records: self.engine.record_stats(),
+            events_dropped: self.engine.events_dropped(),
+            activity_dropped: self.engine.activity_dropped(),
+        };
+        registry.register_collector(Box::new(scraped));
+        registry
+    }
+
     /// The configuration in force.
     pub async fn config(&self) -> Config {
         self.state.lock().await.config.clone()

@@ -51,7 +51,10 @@ use crmonban_core::Target;
 
 pub use intervals::{Interval, merge_networks};
 pub use layout::Layout;
-pub use nft::{DEFAULT_SET_CAPACITY, NftBackend, NftOptions, Transport, ruleset_generation};
+pub use nft::{
+    DEFAULT_SET_CAPACITY, NftBackend, NftOptions, RuleCounter, Transport, drop_counters,
+    ruleset_generation,
+};
 pub use recording::{Call, RecordingBackend};
 
 /// When an element leaves the kernel by itself.
@@ -326,6 +329,12 @@ pub trait FirewallBackend: Send {
     /// A number that changes whenever anyone changes the ruleset (nftables' generation id);
     /// `None` when the backend has none, and then every check reads the elements.
     fn generation(&mut self) -> Result<Option<u32>, FirewallError> {
+        Ok(None)
+    }
+
+    /// What each drop rule dropped so far (packets and bytes of its `counter`); `None` when
+    /// the backend keeps no counters. For metrics: read without touching a set element.
+    fn drop_counters(&mut self) -> Result<Option<Vec<RuleCounter>>, FirewallError> {
         Ok(None)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crmonban_core::Target;
 use crmonban_firewall::{
     ChangeSet, Element, FirewallBackend, FirewallError, Layout, NftBackend, NftOptions, Transport,
-    ruleset_generation,
+    drop_counters, ruleset_generation,
 };
 use crmonban_testutil::{End, NetNs, PATIENCE, QUIET, connect, tcp_connects, udp_reaches};
 
@@ -1120,4 +1120,50 @@ fn root_a_million_bans_apply_in_one_transaction_and_a_sample_is_in_the_kernel() 
         &[None, None, None],
         "never banned"
     );
+}
+
+/// The counters `drop_counters` reads over netlink are those nft lists, rule by rule, and they
+/// grow with what a ban dropped.
+#[test]
+fn root_drop_counters_are_what_nft_lists_and_count_dropped_packets() {
+    let (a, b) = pair();
+    let mut fw = backend_in(&b, Transport::Library);
+    b.run(|| fw.ensure_layout()).unwrap();
+    let layout = Layout::default();
+    let before = b.run(|| drop_counters(&layout)).unwrap();
+    assert_eq!(before.len(), 8, "{before:?}");
+    assert!(before.iter().all(|c| c.packets == 0 && c.bytes == 0));
+    let (a4, b4): (IpAddr, IpAddr) = ("10.77.0.1".parse().unwrap(), "10.77.0.2".parse().unwrap());
+    ban(
+        &b,
+        &mut fw,
+        ChangeSet::new().add(Element::permanent(Target::from(a4))),
+    );
+    assert!(!udp_reaches(&a, &b, b4, QUIET));
+    let after = b.run(|| drop_counters(&layout)).unwrap();
+    let input_v4 = after
+        .iter()
+        .find(|c| c.chain == "input" && c.set == "blocked_v4")
+        .expect("the input chain's rule for blocked_v4");
+    assert!(input_v4.ipv4);
+    assert!(input_v4.packets >= 1, "{input_v4:?}");
+    assert!(input_v4.bytes >= 28 * input_v4.packets, "{input_v4:?}");
+    // Rule by rule, what nft itself lists.
+    for chain in ["input", "forward"] {
+        let listing = b.nft(&["list", "chain", "inet", "crmonban", chain]);
+        for line in listing.lines().filter(|l| l.contains(" counter packets ")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let set = words[2].trim_start_matches('@');
+            let packets: u64 = words[5].parse().unwrap();
+            let bytes: u64 = words[7].parse().unwrap();
+            let read = after
+                .iter()
+                .find(|c| c.chain == chain && c.set == set)
+                .unwrap_or_else(|| panic!("no counter read for {chain} {set}"));
+            assert_eq!((read.packets, read.bytes), (packets, bytes), "{line}");
+        }
+    }
+    // No table: no counters, no error.
+    b.run(|| fw.teardown()).unwrap();
+    assert_eq!(b.run(|| drop_counters(&layout)).unwrap(), Vec::new());
 }

@@ -2011,3 +2011,19 @@ fn service_ports_come_from_the_pack_unless_the_section_gives_them() {
         "config.toml:2: services.ssh.port: port 22 is listed twice"
     );
 }
+
+#[test]
+fn metrics_are_off_on_loopback_by_default_and_listen_where_told() {
+    let defaults = parse("");
+    assert!(!defaults.metrics.enabled);
+    assert_eq!(defaults.metrics.listen.to_string(), "127.0.0.1:9717");
+    let config = parse("[metrics]\nenabled = true\nlisten = \"[::1]:9100\"\n");
+    assert!(config.metrics.enabled);
+    assert_eq!(config.metrics.listen.to_string(), "[::1]:9100");
+    assert_eq!(
+        error("[metrics]\nlisten = \"localhost\"\n"),
+        "config.toml:2: metrics.listen: `localhost` is not an address and port \
+         (e.g. \"127.0.0.1:9717\" or \"[::1]:9717\")"
+    );
+    assert!(error("[metrics]\nlisten = 9717\n").starts_with("config.toml:2: metrics.listen: "));
+}

@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     settings: RwLock<Settings>,
     events_processed: AtomicU64,
     events_dropped: AtomicU64,
+    /// The instruments of [`crate::metrics`].
+    metrics: crate::Metrics,
     /// Rebuilds of the sets because one was full, so that callers refused together grow them
     /// once ([`Inner::grow_sets`]).
     set_growths: AtomicU64,
@@ -256,6 +258,11 @@ impl Engine {
         self.inner.index_read().enforced(target, unix_now())
     }
 
+    /// The engine's metric instruments (see [`Running::metrics_registry`](crate::Running::metrics_registry)).
+    pub fn metrics(&self) -> &crate::Metrics {
+        &self.inner.metrics
+    }
+
     /// How many bans are in force per family: IPv4 (addresses and networks), IPv6.
     pub fn enforced_counts(&self) -> [usize; 2] {
         self.inner.index_read().family_counts(unix_now())
@@ -371,6 +378,11 @@ impl Inner {
     /// Sends `event` to the lossless subscribers (waiting for those that asked to be waited
     /// for), then to the live ones.
     async fn emit(&self, event: EngineEvent) {
+        match &event {
+            EngineEvent::BanAdded { ban } => self.metrics.ban_added(&ban.source),
+            EngineEvent::BanRemoved { reason, .. } => self.metrics.ban_removed(reason),
+            _ => {}
+        }
         self.lossless.send(&event).await;
         // An error only means no live subscriber.
         let _ = self.events.send(event);

@@ -15,6 +15,7 @@ impl Engine {
     /// every event is counted).
     pub async fn report_attack_coalesced(&self, event: &Event, announce: Option<u32>) {
         self.inner.events_processed.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.event(&event.service, &event.kind);
         if let Some(count) = announce {
             self.announce_attack(event, count).await;
         }
@@ -31,6 +32,23 @@ impl Engine {
                 count: count.max(1),
             })
             .await;
+    }
+
+    /// Bans in force: IPv4 addresses, IPv4 networks, IPv6 addresses, IPv6 networks.
+    pub(crate) fn ban_kind_counts(&self) -> [usize; 4] {
+        self.inner.index_read().kind_counts(unix_now())
+    }
+
+    /// What the drop rules dropped (see [`FirewallBackend::drop_counters`]); `None` when the
+    /// backend keeps no counters or they could not be read (logged at debug).
+    pub(crate) async fn drop_counters(&self) -> Option<Vec<crmonban_firewall::RuleCounter>> {
+        match self.inner.kernel.drop_counters().await {
+            Ok(counters) => counters,
+            Err(e) => {
+                debug!("cannot read the drop rules' counters: {e}");
+                None
+            }
+        }
     }
 
     /// Ban and unban records that could not be written to the database at once.

@@ -140,6 +140,7 @@ impl Engine {
             intel_summaries: Mutex::new(Summaries::default()),
             settings: RwLock::new(settings),
             events_processed: AtomicU64::new(0),
+            metrics: crate::Metrics::default(),
             events_dropped: AtomicU64::new(0),
             set_growths: AtomicU64::new(0),
             started: Instant::now(),

@@ -297,6 +297,19 @@ pub(super) enum Periodic {
     Retention,
 }
 
+impl Periodic {
+    /// The job's name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Periodic::Expiry => "expiry",
+            Periodic::Repair => "repair",
+            Periodic::HostAddresses => "host_addresses",
+            Periodic::Records => "records",
+            Periodic::Retention => "retention",
+        }
+    }
+}
+
 /// Re-reads the host's addresses whenever the kernel says they changed (and at the poll
 /// period in any case); without a subscription, at the poll period only. The blocking
 /// netlink reads run on a thread of their own, which ends within a poll period of the
@@ -389,6 +402,11 @@ pub(super) async fn run_every(
                 .map_err(EngineError::from),
             Periodic::Retention => inner.prune_history().await,
         };
+        if let Err(error) = &result
+            && !matches!(error, EngineError::Stopped)
+        {
+            inner.metrics.job_failed(job.name());
+        }
         match result {
             Ok(()) => failing = false,
             Err(EngineError::Stopped) => return,

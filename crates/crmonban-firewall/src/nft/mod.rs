@@ -39,6 +39,7 @@ use crate::{
     ApplyReport, Change, ChangeSet, Element, Expiry, FirewallBackend, FirewallError, Layout,
     merge_networks, now_unix, timeout_clock,
 };
+pub use netlink::counters::{RuleCounter, drop_counters};
 pub use netlink::probe::ruleset_generation;
 
 use batch::BatchBuilder;
@@ -455,6 +456,10 @@ impl FirewallBackend for NftBackend {
 
     fn generation(&mut self) -> Result<Option<u32>, FirewallError> {
         probe::ruleset_generation().map(Some)
+    }
+
+    fn drop_counters(&mut self) -> Result<Option<Vec<RuleCounter>>, FirewallError> {
+        drop_counters(&self.layout).map(Some)
     }
 
     fn teardown(&mut self) -> Result<(), FirewallError> {

@@ -72,6 +72,9 @@ pub(super) fn parse(
     if let Some(t) = root.table(&mut d, "dbus") {
         read_dbus(&mut d, t, &mut config.dbus);
     }
+    if let Some(t) = root.table(&mut d, "metrics") {
+        read_metrics(&mut d, t, &mut config.metrics);
+    }
     if let Some(t) = root.table(&mut d, "zones") {
         read_zones(&mut d, t, &mut config.zones);
     }

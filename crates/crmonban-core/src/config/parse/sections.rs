@@ -1,4 +1,4 @@
-//! Reading the smaller sections: `[dbus]`, `[zones]`, `[ebpf]` and `[whitelist]`.
+//! Reading the smaller sections: `[dbus]`, `[metrics]`, `[zones]`, `[ebpf]` and `[whitelist]`.
 
 use super::*;
 
@@ -8,6 +8,31 @@ pub(super) fn read_dbus(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, dbus: &mu
     }
     if let Some(v) = t.bool(d, "system_bus") {
         dbus.system_bus = v;
+    }
+    t.finish(d);
+}
+
+pub(super) fn read_metrics(
+    d: &mut Diagnostics<'_>,
+    mut t: Table<'_, '_>,
+    metrics: &mut MetricsConfig,
+) {
+    if let Some(v) = t.bool(d, "enabled") {
+        metrics.enabled = v;
+    }
+    if let Some(v) = t.get("listen")
+        && let Some(text) = v.non_empty_str(d)
+    {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => metrics.listen = addr,
+            Err(_) => d.error(
+                &v.span,
+                &v.path,
+                format!(
+                    "`{text}` is not an address and port (e.g. \"127.0.0.1:9717\" or \"[::1]:9717\")"
+                ),
+            ),
+        }
     }
     t.finish(d);
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// `[dbus]`.
     pub dbus: DbusConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[zones]`.
     pub zones: ZonesConfig,
     /// `[siem]`.
@@ -55,6 +57,7 @@ impl Default for Config {
             intel: IntelConfig::default(),
             services,
             dbus: DbusConfig::default(),
+            metrics: MetricsConfig::default(),
             zones: ZonesConfig::default(),
             siem: SiemConfig::default(),
             ebpf: EbpfConfig::default(),

@@ -1,4 +1,4 @@
-//! The smaller sections: `[dbus]`, `[zones]`, `[ebpf]` and `[whitelist]`.
+//! The smaller sections: `[dbus]`, `[metrics]`, `[zones]`, `[ebpf]` and `[whitelist]`.
 
 use super::*;
 
@@ -19,6 +19,28 @@ impl Default for DbusConfig {
         DbusConfig {
             enabled: true,
             system_bus: true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [metrics]
+
+/// `[metrics]`: the Prometheus endpoint (`GET /metrics` over plain HTTP).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// Default false: nothing listens unless asked.
+    pub enabled: bool,
+    /// Where to listen. Default 127.0.0.1:9717 (loopback only: the figures say who attacks
+    /// and how the host defends itself; put a proxy with authentication in front to share).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            enabled: false,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9717)),
         }
     }
 }

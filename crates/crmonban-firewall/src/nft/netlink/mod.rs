@@ -14,6 +14,7 @@
 //! `GETGEN` request sent after the batch is answered after every error of the batch, and tells
 //! the ruleset generation the batch left.
 
+pub(crate) mod counters;
 mod elements;
 pub(crate) mod encode;
 pub(crate) mod probe;

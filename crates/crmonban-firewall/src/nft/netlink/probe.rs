@@ -164,7 +164,7 @@ pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, Firewall
 
 /// The set a rule drops the matches of: a positive lookup in it and a drop verdict, and no
 /// other verdict.
-fn rule_drops_set(rule: &NfTablesMessage) -> Option<String> {
+pub(super) fn rule_drops_set(rule: &NfTablesMessage) -> Option<String> {
     let NfTablesMessage::NewRule(rule) = rule else {
         return None;
     };
@@ -503,7 +503,7 @@ fn get_with(
 }
 
 /// The messages of a filtered dump (empty when the object does not exist).
-fn dump(
+pub(super) fn dump(
     channel: &mut Channel,
     request: NfTablesMessage,
 ) -> Result<Vec<NfTablesMessage>, FirewallError> {
