@@ -13,6 +13,8 @@
 //! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
 //! - `cargo xtask tidy`                           layers, binaries through the engine, file sizes
 //! - `cargo xtask deps`                           only install missing packages
+//! - `cargo xtask world-map`                      regenerate crmonctl's report map from
+//!   world-atlas (npm) and iso-codes (worldmap.rs)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +25,7 @@ mod bench;
 mod bpf;
 mod install;
 mod tidy;
+mod worldmap;
 
 /// Debian packages, and the file that proves each is installed (cheaper than dpkg-query, and
 /// true also where the file came from elsewhere).
@@ -55,6 +58,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     // The metrics endpoint's output must pass Debian's `promtool check metrics`.
     ("prometheus", "/usr/bin/promtool"),
+    // crmonctl report --html is opened in headless Chromium: it must render without errors.
+    ("chromium", "/usr/bin/chromium"),
 ];
 
 pub(crate) const RUN_PACKAGES: &[(&str, &str)] = &[
@@ -88,6 +93,7 @@ fn run_main() -> Result<ExitCode> {
         "bpf-generate" => bpf::generate(&workspace_root()),
         "dbus-xml" => dbus_xml(),
         "tidy" => tidy::run(&workspace_root()),
+        "world-map" => worldmap::run(&workspace_root(), &rest),
         "deps" => {
             install_missing(TEST_PACKAGES)?;
             Ok(ExitCode::SUCCESS)
@@ -102,7 +108,8 @@ fn run_main() -> Result<ExitCode> {
                  \n  bpf    compile bpf/crmonban.bpf.c and regenerate the eBPF crate's skeleton\
                  \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\
                  \n  tidy   check the crates' layers, binaries going through the engine, file sizes\
-                 \n  deps   install missing Debian packages only"
+                 \n  deps   install missing Debian packages only\
+                 \n  world-map  regenerate crmonctl's report map (world-atlas via npm, iso-codes)"
             );
             Ok(ExitCode::from(2))
         }

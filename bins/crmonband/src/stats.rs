@@ -31,9 +31,20 @@ pub async fn collect(running: &Running) -> Result<String, crmonban_engine::Store
         .into_iter()
         .map(origin)
         .collect();
+    let now = crmonban_core::unix_now();
     let bans_per_hour = store
-        .bans_per_hour(crmonban_core::unix_now(), (WINDOW_SECS / 3600) as u32)
+        .bans_per_hour(now, (WINDOW_SECS / 3600) as u32)
         .await?;
+    let events_per_hour = store
+        .events_per_hour(now, (WINDOW_SECS / 3600) as u32)
+        .await?;
+    // Every country (there are fewer than 300 codes), for the report's map.
+    let events_by_country: BTreeMap<String, u64> = store
+        .attacks_by_country(since, 300)
+        .await?
+        .into_iter()
+        .map(|o| (o.origin, o.events))
+        .collect();
     let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
     let (mut permanent, mut networks) = (0u64, 0u64);
     for ban in engine.active_bans() {
@@ -54,6 +65,8 @@ pub async fn collect(running: &Running) -> Result<String, crmonban_engine::Store
         "top_countries": by_country,
         "top_networks": by_network,
         "bans_per_hour": bans_per_hour,
+        "events_per_hour": events_per_hour,
+        "events_by_country": events_by_country,
         "siem": siem(running),
         "xdp": xdp(running),
     });

@@ -110,6 +110,13 @@ pub enum Command {
         #[arg(short, long)]
         json: bool,
     },
+    /// Write the statistics as one self-contained HTML page: a world map of the attacks,
+    /// attacks and bans per hour, top services, countries, networks and attackers
+    Report {
+        /// Where to write the page (`-`: standard output); it loads nothing from anywhere
+        #[arg(long, value_name = "FILE")]
+        html: std::path::PathBuf,
+    },
     /// Lift every ban (needs --yes)
     Flush {
         /// Confirm: really lift every ban

@@ -22,6 +22,7 @@ mod cli;
 mod intel;
 mod live;
 mod output;
+mod report;
 mod stats;
 
 use std::process::ExitCode;
@@ -231,6 +232,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 format!("{}\n", stats.trim_end())
             } else {
                 stats::stats_text(&stats)
+            }
+        }
+        Command::Report { html } => {
+            let stats = proxy.get_stats().await.map_err(call)?;
+            report::write(&stats, &html).map_err(Failure::Unsuccessful)?;
+            if html == std::path::Path::new("-") {
+                String::new()
+            } else {
+                format!("wrote {}\n", html.display())
             }
         }
         Command::Flush { .. } => {

@@ -1,7 +1,7 @@
 //! `crmonctl stats` for people: the daemon's `GetStats` JSON (docs/DBUS.md) as a summary, the
-//! bans of the last day as a sparkline, and aligned tables of the top attackers, services,
-//! countries and networks; what else the daemon reports (SIEM, XDP, keys of a newer daemon)
-//! follows as `key: value` lines. `--json` prints the JSON as it came.
+//! bans and attacks of the last day as sparklines, and aligned tables of the top attackers,
+//! services, countries and networks; what else the daemon reports (SIEM, XDP, keys of a newer
+//! daemon) follows as `key: value` lines. `--json` prints the JSON as it came.
 
 use serde_json::{Map, Value};
 
@@ -21,6 +21,9 @@ const SHOWN: &[&str] = &[
     "top_countries",
     "top_networks",
     "bans_per_hour",
+    "events_per_hour",
+    // Every country's count, for `crmonctl report`'s map; top_countries has the top ones.
+    "events_by_country",
 ];
 
 /// The sparkline's levels, lowest first; an hour without bans is a space.
@@ -67,12 +70,15 @@ pub fn stats_text(json: &str) -> String {
         sections.push(key_values(&summary));
     }
 
-    if let Some(Value::Array(hours)) = stats.get("bans_per_hour") {
+    for (key, what) in [("bans_per_hour", "Bans"), ("events_per_hour", "Attacks")] {
+        let Some(Value::Array(hours)) = stats.get(key) else {
+            continue;
+        };
         let counts: Vec<u64> = hours.iter().filter_map(Value::as_u64).collect();
         if !counts.is_empty() {
             let peak = counts.iter().copied().max().unwrap_or(0);
             sections.push(format!(
-                "Bans per hour, last {} h (oldest first; peak {peak}, total {})\n[{}]\n",
+                "{what} per hour, last {} h (oldest first; peak {peak}, total {})\n[{}]\n",
                 counts.len(),
                 counts.iter().sum::<u64>(),
                 sparkline(&counts)
@@ -234,7 +240,7 @@ mod tests {
             "top_countries":[{"origin":"DE","name":null,"events":40,"addresses":1}],
             "top_networks":[{"origin":"AS24940","name":"Hetzner Online GmbH","events":40,
                              "addresses":1}],
-            "bans_per_hour":[0,0,1,4],
+            "bans_per_hour":[0,0,1,4],"events_per_hour":[8,0,0,2],"events_by_country":{"DE":40},
             "siem":{"enabled":false,"missed":0,"targets":[]}}"#;
         let out = stats_text(json);
         for line in [
@@ -244,6 +250,8 @@ mod tests {
             "uptime:            1h",
             "Bans per hour, last 4 h (oldest first; peak 4, total 5)",
             "[  ▂█]",
+            "Attacks per hour, last 4 h (oldest first; peak 8, total 10)",
+            "[█  ▂]",
             "Top attackers (last 1d)",
             "ADDRESS      EVENTS  COUNTRY  NETWORK",
             "192.0.2.7    40      DE       AS24940 Hetzner Online GmbH",

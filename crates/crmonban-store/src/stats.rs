@@ -1,6 +1,6 @@
 //! Window aggregates for `GetStats` and `crmonctl stats`: where the attacks of a time window
 //! came from (countries and networks, from the cached intel of their addresses) and how many
-//! bans each hour saw.
+//! bans and events each hour saw.
 
 use crate::{Store, StoreError, count, limit};
 
@@ -97,21 +97,51 @@ impl Store {
     /// Bans made in each of the `hours` hours up to `now`, oldest hour first (the last entry
     /// is the hour that ends at `now`).
     pub async fn bans_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>, StoreError> {
-        let hours = hours.max(1);
-        let since = now - i64::from(hours) * 3600;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        self.per_hour(
             "SELECT (banned_at - ?1) / 3600 AS hour, count(*) FROM bans
              WHERE banned_at > ?1 AND banned_at <= ?2
              GROUP BY hour",
+            now,
+            hours,
+            "count bans per hour",
         )
-        .bind(since)
-        .bind(now)
-        .fetch_all(&self.pool)
         .await
-        .map_err(self.fail("count bans per hour"))?;
+    }
+
+    /// Events (attacks) in each of the `hours` hours up to `now` by their own time (the log
+    /// line's, else when it was read), oldest hour first like [`Store::bans_per_hour`].
+    pub async fn events_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>, StoreError> {
+        self.per_hour(
+            "SELECT (coalesce(time, seen_at) - ?1) / 3600 AS hour, count(*) FROM events
+             WHERE coalesce(time, seen_at) > ?1 AND coalesce(time, seen_at) <= ?2
+             GROUP BY hour",
+            now,
+            hours,
+            "count events per hour",
+        )
+        .await
+    }
+
+    /// Runs `sql` (`?1` the window's start, `?2` its end; rows of hour index and count) into
+    /// one count per hour.
+    async fn per_hour(
+        &self,
+        sql: &'static str,
+        now: i64,
+        hours: u32,
+        action: &'static str,
+    ) -> Result<Vec<u64>, StoreError> {
+        let hours = hours.max(1);
+        let since = now - i64::from(hours) * 3600;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql)
+            .bind(since)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.fail(action))?;
         let mut per_hour = vec![0u64; hours as usize];
         for (hour, n) in rows {
-            // banned_at == now lands in hour `hours`: the last one.
+            // A time == now lands in hour `hours`: the last one.
             let slot = usize::try_from(hour).unwrap_or(0).min(per_hour.len() - 1);
             per_hour[slot] += count(n);
         }

@@ -728,3 +728,30 @@ async fn attacks_by_country_and_network_and_bans_per_hour() {
         "the ban of 25 h ago is outside"
     );
 }
+
+#[tokio::test]
+async fn events_per_hour_count_by_the_events_own_time() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let now = T0 + 100_000;
+    let event = |time: Option<i64>| Event {
+        addr: "192.0.2.1".parse::<IpAddr>().unwrap(),
+        service: Service::new("ssh"),
+        kind: EventKind::FailedAuth,
+        time,
+    };
+    store
+        .record_events(&[
+            event(Some(now)),
+            event(Some(now - 10)),
+            event(Some(now - 2 * 3600 - 1)),
+            event(Some(now - 25 * 3600)),
+        ])
+        .await
+        .unwrap();
+    let per_hour = store.events_per_hour(now, 24).await.unwrap();
+    assert_eq!(per_hour.len(), 24);
+    assert_eq!(per_hour[23], 2, "{per_hour:?}");
+    assert_eq!(per_hour[21], 1, "{per_hour:?}");
+    assert_eq!(per_hour.iter().sum::<u64>(), 3, "25 h ago is outside");
+}

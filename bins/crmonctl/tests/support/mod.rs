@@ -27,6 +27,8 @@ pub struct State {
     /// Every method call that reached the daemon, by member name.
     pub calls: Vec<String>,
     pub stopped: bool,
+    /// What GetStats answers, when set (else a small fixed object).
+    pub stats: Option<String>,
 }
 
 /// Fixed "now" of the fake daemon, so that outputs are predictable.
@@ -299,6 +301,9 @@ impl Daemon {
 
     async fn get_stats(&self) -> Result<String, Error> {
         let state = self.record("GetStats");
+        if let Some(stats) = &state.stats {
+            return Ok(stats.clone());
+        }
         Ok(format!(
             r#"{{"active_bans":{},"bans_by_source":{{"dbus":{}}},"top_services":["ssh"]}}"#,
             state.bans.len(),
