@@ -5,8 +5,10 @@
 //! Commands: `start`, `init`, `gen-config`, `check-config`, `explain` (DESIGN.md §5). The hidden `dbus-xml` prints the D-Bus introspection generated from
 //! the interface code (`cargo xtask dbus-xml` writes it to dbus/).
 
+mod assets;
 mod bus;
 mod config_file;
+mod config_page;
 mod daemon;
 mod dbus_server;
 mod dbus_xml;
@@ -91,6 +93,10 @@ enum Commands {
     /// Print the D-Bus introspection XML of org.crmonban.Daemon, generated from the code.
     #[command(hide = true)]
     DbusXml,
+    /// Write the manual pages (crmonband(8) and its subcommands, crmonban-config.toml(5)) and
+    /// the shell completions under DIR/man and DIR/completions, for packages.
+    #[command(hide = true)]
+    Assets { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +107,10 @@ fn main() -> ExitCode {
         Commands::Init => init(cli.config.as_deref()),
         Commands::Start { foreground } => daemon::start(cli.config.as_deref(), foreground),
         Commands::DbusXml => dbus_xml::print(),
+        Commands::Assets { dir } => {
+            use clap::CommandFactory;
+            config_page::write_daemon(Cli::command(), &dir).map(|()| ExitCode::SUCCESS)
+        }
         Commands::Explain {
             service,
             json,
