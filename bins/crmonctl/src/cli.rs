@@ -123,6 +123,9 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Convert fail2ban's jail configuration to a crmonban config.toml (a report of what has
+    /// no equivalent on stderr), or with --bans send fail2ban's active bans to the daemon
+    ImportFail2ban(crate::fail2ban::ImportArgs),
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@
 //!   the table shows UTC RFC 3339 times and "permanent".
 
 mod cli;
+mod fail2ban;
 mod intel;
 mod live;
 mod output;
@@ -123,6 +124,12 @@ fn main() -> ExitCode {
                 "flush lifts every ban; confirm with `crmonctl flush --yes`",
             )
             .exit();
+    }
+    if let Command::ImportFail2ban(args) = &cli.command
+        && args.bans.is_none()
+    {
+        // Converting the configuration needs no daemon.
+        return fail2ban::convert_command(args);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -243,6 +250,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 format!("wrote {}\n", html.display())
             }
         }
+        Command::ImportFail2ban(args) => fail2ban::import_bans(&proxy, &args, call).await?,
         Command::Flush { .. } => {
             let removed = proxy.flush().await.map_err(call)?;
             let plural = if removed == 1 { "" } else { "s" };
