@@ -13,6 +13,7 @@
 //! - `cargo xtask dbus-xml`                       regenerate dbus/org.crmonban.Daemon.xml from code
 //! - `cargo xtask tidy`                           layers, binaries through the engine, file sizes
 //! - `cargo xtask deps`                           only install missing packages
+//! - `cargo xtask deb`                            the Debian package (deb.rs)
 //! - `cargo xtask world-map`                      regenerate crmonctl's report map from
 //!   world-atlas (npm) and iso-codes (worldmap.rs)
 
@@ -23,6 +24,9 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bpf;
+mod deb;
+#[cfg(test)]
+mod deb_boot_tests;
 mod install;
 mod tidy;
 mod worldmap;
@@ -58,6 +62,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     // The metrics endpoint's output must pass Debian's `promtool check metrics`.
     ("prometheus", "/usr/bin/promtool"),
+    // The package is installed in a pristine Debian 12 made by debootstrap and booted under
+    // systemd with systemd-nspawn.
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("systemd-container", "/usr/bin/systemd-nspawn"),
     // crmonctl report --html is opened in headless Chromium: it must render without errors.
     ("chromium", "/usr/bin/chromium"),
 ];
@@ -88,6 +96,7 @@ fn run_main() -> Result<ExitCode> {
         "test" => test(&rest),
         "run" => run_daemon(&rest),
         "install" => install::run(&rest),
+        "deb" => deb::run(&workspace_root()),
         "bench" => bench::run(&workspace_root()),
         "bpf" => bpf::run(),
         "bpf-generate" => bpf::generate(&workspace_root()),
@@ -109,6 +118,7 @@ fn run_main() -> Result<ExitCode> {
                  \n  dbus-xml  regenerate dbus/org.crmonban.Daemon.xml from the interface code\
                  \n  tidy   check the crates' layers, binaries going through the engine, file sizes\
                  \n  deps   install missing Debian packages only\
+                 \n  deb    build the Debian package (target/debian/crmonban_*.deb)\
                  \n  world-map  regenerate crmonctl's report map (world-atlas via npm, iso-codes)"
             );
             Ok(ExitCode::from(2))

@@ -126,6 +126,9 @@ pub enum Command {
     /// Convert fail2ban's jail configuration to a crmonban config.toml (a report of what has
     /// no equivalent on stderr), or with --bans send fail2ban's active bans to the daemon
     ImportFail2ban(crate::fail2ban::ImportArgs),
+    /// Write the manual pages and shell completions under DIR/man and DIR/completions
+    #[command(hide = true)]
+    Assets { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, Args)]

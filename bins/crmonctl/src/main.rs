@@ -18,6 +18,9 @@
 //!   as unix-second numbers, `expires_at` 0 = permanent); `-f simple` one target per line;
 //!   the table shows UTC RFC 3339 times and "permanent".
 
+// The same generator as crmonband's (manual pages and completions from the clap command).
+#[path = "../../crmonband/src/assets.rs"]
+mod assets;
 mod cli;
 mod fail2ban;
 mod intel;
@@ -124,6 +127,15 @@ fn main() -> ExitCode {
                 "flush lifts every ban; confirm with `crmonctl flush --yes`",
             )
             .exit();
+    }
+    if let Command::Assets { dir } = &cli.command {
+        return match assets::write_command(Cli::command(), "1", dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("crmonctl: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     if let Command::ImportFail2ban(args) = &cli.command
         && args.bans.is_none()
@@ -251,6 +263,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::ImportFail2ban(args) => fail2ban::import_bans(&proxy, &args, call).await?,
+        Command::Assets { .. } => unreachable!("handled before connecting"),
         Command::Flush { .. } => {
             let removed = proxy.flush().await.map_err(call)?;
             let plural = if removed == 1 { "" } else { "s" };
