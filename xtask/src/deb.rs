@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(read("conffiles").trim(), "/etc/crmonban/config.toml");
         let postinst = read("postinst");
         assert!(
-            postinst.contains("addgroup --system crmonban"),
+            postinst.contains("groupadd --system crmonban"),
             "{postinst}"
         );
         assert!(postinst.contains("ReloadConfig"), "{postinst}");
