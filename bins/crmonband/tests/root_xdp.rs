@@ -146,7 +146,10 @@ fn attached(host: &NetNs, interface: &str) -> Option<String> {
 fn root_bans_drop_in_xdp_and_the_program_never_outlives_the_daemon() {
     let pins = Pins::new();
     let (host, attacker, interface) = linked_host();
-    let config = config(&[&interface], &pins.dir);
+    let config = format!(
+        "{}\n[metrics]\nenabled = true\n",
+        config(&[&interface], &pins.dir)
+    );
     let mut daemon = Daemon::start_on(host, PrivateBus::system_like(&policy_file()), &config);
 
     let shown = status(&daemon);
@@ -182,6 +185,23 @@ fn root_bans_drop_in_xdp_and_the_program_never_outlives_the_daemon() {
     let shown = status(&daemon);
     let counted: u64 = value(&shown, "xdp_dropped_v4").parse().unwrap();
     assert!(counted >= dropped, "Status counts the drops: {shown}");
+    // And so do the metrics.
+    let metrics = daemon.host.run(scrape_metrics);
+    let series = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let xdp_packets = series("crmonban_dropped_packets_total{path=\"xdp\",family=\"ipv4\"}")
+        .unwrap_or_else(|| panic!("no XDP drop series:\n{metrics}"));
+    assert!(xdp_packets >= dropped as f64, "{metrics}");
+    assert!(
+        series("crmonban_dropped_bytes_total{path=\"xdp\",family=\"ipv4\"}")
+            .is_some_and(|bytes| bytes >= 42.0 * xdp_packets),
+        "{metrics}"
+    );
+    assert_eq!(series("crmonban_xdp_interfaces"), Some(1.0), "{metrics}");
 
     // A changed [ebpf] key needs a restart: the reload is refused, naming it.
     std::fs::write(
@@ -254,4 +274,19 @@ fn root_a_missing_interface_is_reported_and_the_daemon_runs_on() {
     let out = daemon.ctl(&["ban", ATTACKER_V4]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!reaches(&attacker, &daemon.host));
+}
+
+/// `GET /metrics` from the daemon's endpoint on the calling thread's loopback, over a plain
+/// HTTP/1.0 exchange.
+fn scrape_metrics() -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:9717").expect("the metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    body.to_owned()
 }
