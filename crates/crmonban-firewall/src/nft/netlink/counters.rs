@@ -4,11 +4,11 @@
 
 use netlink_packet_core::{Nla, parse_u64_be};
 use netlink_packet_netfilter::nftables::{
-    ExpressionAttribute, Expressions, ListAttribute, NfTablesMessage, RuleAttribute, RuleMessage,
+    ExpressionAttribute, Expressions, NfTablesMessage, RuleAttribute, RuleMessage,
 };
 
 use super::Channel;
-use super::probe::{dump, rule_drops_set};
+use super::probe::{dump, rule_drops_set, rule_parts};
 use crate::{FirewallError, Layout};
 
 /// `NFTA_COUNTER_BYTES`.
@@ -75,41 +75,28 @@ pub fn drop_counters(layout: &Layout) -> Result<Vec<RuleCounter>, FirewallError>
 
 /// The packets and bytes of a rule's `counter` expression.
 fn counter_of(rule: &NfTablesMessage) -> Option<(u64, u64)> {
-    let NfTablesMessage::NewRule(rule) = rule else {
-        return None;
-    };
-    let expressions = rule.attributes.iter().find_map(|a| match a {
-        RuleAttribute::Expressions(list) => Some(list),
-        _ => None,
-    })?;
-    for expression in expressions {
-        let ListAttribute::Element(parts) = expression else {
-            continue;
+    rule_parts(rule)?.find_map(|part| {
+        let ExpressionAttribute::Data(Expressions::Other {
+            expression_type,
+            attributes,
+        }) = part
+        else {
+            return None;
         };
-        for part in parts {
-            let ExpressionAttribute::Data(Expressions::Other {
-                expression_type,
-                attributes,
-            }) = part
-            else {
-                continue;
-            };
-            if expression_type != "counter" {
-                continue;
-            }
-            let mut packets = None;
-            let mut bytes = None;
-            for attribute in attributes {
-                let mut value = vec![0; attribute.value_len()];
-                attribute.emit_value(&mut value);
-                match attribute.kind() {
-                    COUNTER_PACKETS => packets = parse_u64_be(&value).ok(),
-                    COUNTER_BYTES => bytes = parse_u64_be(&value).ok(),
-                    _ => {}
-                }
-            }
-            return Some((packets?, bytes?));
+        if expression_type != "counter" {
+            return None;
         }
-    }
-    None
+        let mut packets = None;
+        let mut bytes = None;
+        for attribute in attributes {
+            let mut value = vec![0; attribute.value_len()];
+            attribute.emit_value(&mut value);
+            match attribute.kind() {
+                COUNTER_PACKETS => packets = parse_u64_be(&value).ok(),
+                COUNTER_BYTES => bytes = parse_u64_be(&value).ok(),
+                _ => {}
+            }
+        }
+        Some((packets?, bytes?))
+    })
 }

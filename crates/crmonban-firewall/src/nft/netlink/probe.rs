@@ -165,6 +165,45 @@ pub(crate) fn layout_problem(layout: &Layout) -> Result<Option<String>, Firewall
 /// The set a rule drops the matches of: a positive lookup in it and a drop verdict, and no
 /// other verdict.
 pub(super) fn rule_drops_set(rule: &NfTablesMessage) -> Option<String> {
+    let mut set = None;
+    let mut drops = false;
+    for part in rule_parts(rule)? {
+        match part {
+            ExpressionAttribute::Data(Expressions::Lookup(lookup)) => {
+                for attribute in lookup {
+                    match attribute {
+                        Lookup::Flags(flags) if flags & LOOKUP_INVERTED != 0 => return None,
+                        Lookup::Set(name) => set = Some(name.clone()),
+                        _ => {}
+                    }
+                }
+            }
+            ExpressionAttribute::Data(Expressions::Immediate(immediate)) => {
+                let code = immediate.iter().find_map(|a| match a {
+                    Immediate::Data(DataAttribute::Verdict(verdict)) => {
+                        verdict.iter().find_map(|v| match v {
+                            VerdictAttribute::Code(code) => Some(u32::from(*code)),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                });
+                if code != Some(NF_DROP) {
+                    return None;
+                }
+                drops = true;
+            }
+            _ => {}
+        }
+    }
+    set.filter(|_| drops)
+}
+
+/// The parts of every expression of a rule (`None` when the message is not a rule or has no
+/// expressions).
+pub(super) fn rule_parts(
+    rule: &NfTablesMessage,
+) -> Option<impl Iterator<Item = &ExpressionAttribute>> {
     let NfTablesMessage::NewRule(rule) = rule else {
         return None;
     };
@@ -172,43 +211,10 @@ pub(super) fn rule_drops_set(rule: &NfTablesMessage) -> Option<String> {
         RuleAttribute::Expressions(list) => Some(list),
         _ => None,
     })?;
-    let mut set = None;
-    let mut drops = false;
-    for expression in expressions {
-        let ListAttribute::Element(parts) = expression else {
-            continue;
-        };
-        for part in parts {
-            match part {
-                ExpressionAttribute::Data(Expressions::Lookup(lookup)) => {
-                    for attribute in lookup {
-                        match attribute {
-                            Lookup::Flags(flags) if flags & LOOKUP_INVERTED != 0 => return None,
-                            Lookup::Set(name) => set = Some(name.clone()),
-                            _ => {}
-                        }
-                    }
-                }
-                ExpressionAttribute::Data(Expressions::Immediate(immediate)) => {
-                    let code = immediate.iter().find_map(|a| match a {
-                        Immediate::Data(DataAttribute::Verdict(verdict)) => {
-                            verdict.iter().find_map(|v| match v {
-                                VerdictAttribute::Code(code) => Some(u32::from(*code)),
-                                _ => None,
-                            })
-                        }
-                        _ => None,
-                    });
-                    if code != Some(NF_DROP) {
-                        return None;
-                    }
-                    drops = true;
-                }
-                _ => {}
-            }
-        }
-    }
-    set.filter(|_| drops)
+    Some(expressions.iter().flat_map(|expression| match expression {
+        ListAttribute::Element(parts) => parts.as_slice(),
+        _ => &[],
+    }))
 }
 
 /// How many elements each of the layout's sets holds, in the order single IPv4, single IPv6,
