@@ -66,6 +66,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // systemd with systemd-nspawn.
     ("debootstrap", "/usr/sbin/debootstrap"),
     ("systemd-container", "/usr/bin/systemd-nspawn"),
+    // The fleet shares bans through PostgreSQL: the tests start a real server (Debian's 15).
+    ("postgresql", "/usr/lib/postgresql/15/bin/postgres"),
     // crmonctl report --html is opened in headless Chromium: it must render without errors.
     ("chromium", "/usr/bin/chromium"),
 ];

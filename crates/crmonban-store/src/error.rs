@@ -25,6 +25,26 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The fleet database could not be reached or refused the connection (wrong password,
+    /// no such database, TLS required...). `server` names it without any password.
+    #[error("cannot connect to the fleet database {server}: {source}")]
+    FleetConnect {
+        /// `user@host:port/database`.
+        server: String,
+        /// PostgreSQL's or the driver's reason.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The fleet database's schema could not be brought up to date (written by a newer
+    /// crmonban, or a migration edited since it was applied).
+    #[error("cannot apply the schema migrations to the fleet database {server}: {source}")]
+    FleetMigrate {
+        /// `user@host:port/database`.
+        server: String,
+        /// Which migration failed, and why.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     /// A statement failed; `action` says what the store was doing ("record a ban").
     #[error("database error: cannot {action}: {source}")]
     Query {

@@ -1,9 +1,12 @@
-//! crmonban-store owns crmonban's SQLite database and is the only crate that writes SQL. It
-//! keeps the full ban history (ended and expired bans stay, for repeat-offender escalation),
-//! detector events, the intel cache, the whitelist, the activity log and the read position of
-//! every log source, behind a typed async API ([`Store`]) that speaks `crmonban_core` types.
+//! crmonban-store owns crmonban's databases and is the only crate that writes SQL: the node's
+//! own SQLite database ([`Store`]) and the fleet's shared PostgreSQL one ([`FleetStore`],
+//! `[fleet]`; its schema in `migrations/postgres/`, no SQL shared between the two). The SQLite
+//! store keeps the full ban history (ended and expired bans stay, for repeat-offender
+//! escalation), detector events, the intel cache, the whitelist, the activity log and the read
+//! position of every log source, behind a typed async API ([`Store`]) that speaks
+//! `crmonban_core` types.
 //!
-//! The schema lives in `migrations/` and is applied by [`Store::open`]. Times are `i64` Unix
+//! The schema lives in `migrations/sqlite/` and is applied by [`Store::open`]. Times are `i64` Unix
 //! seconds; targets are stored as the canonical text of [`crmonban_core::Target`] and parsed
 //! back on every read, so a corrupt row is reported as [`StoreError::Corrupt`] and never
 //! panics. This crate touches no firewall and spawns no task; callers decide when to write
@@ -49,6 +52,7 @@ mod bans;
 mod bulk;
 mod error;
 mod events;
+mod fleet;
 mod intel;
 mod positions;
 mod restore;
@@ -70,12 +74,13 @@ pub use activity::{ActivityEntry, NewActivity};
 pub use bans::BanRecord;
 pub use error::StoreError;
 pub use events::EventRecord;
+pub use fleet::{ChangeKind, FLEET_CHANNEL, FleetChange, FleetNode, FleetStore, Publication};
 pub use intel::IntelSummary;
 pub use positions::LogPosition;
 pub use stats::AttackOrigin;
 pub use whitelist::WhitelistEntry;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite serializes writers; a few connections let reads (D-Bus queries, restore) run beside
 /// the one writer without holding many file descriptors.

@@ -16,12 +16,14 @@ mod disk;
 mod dovecot;
 mod journal;
 pub mod mmdb;
+mod postgres;
 mod rsyslog;
 mod sshd;
 pub use bus::{ExecutableCopy, NOBODY, PrivateBus, command_as};
 pub use disk::SmallDisk;
 pub use dovecot::{Dovecot, imap_logins};
 pub use journal::Journald;
+pub use postgres::Postgres;
 pub use rsyslog::{RSYSLOG_TCP_PORT, RSYSLOG_TLS_PORT, RSYSLOG_UDP_PORT, Rsyslog};
 pub use sshd::{Sshd, SyslogSink, failed_ssh_login};
 

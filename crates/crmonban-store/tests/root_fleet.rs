@@ -1,0 +1,242 @@
+//! The fleet database against a real PostgreSQL (started by the test, on a unix socket in a
+//! temporary directory): publishing, reading in order, notifications, who bans what, the fleet
+//! whitelist, heartbeats, pruning, refusals of malformed rows, an outage and errors that never
+//! show a password. They panic without root (PostgreSQL runs as its own user).
+
+use std::time::Duration;
+
+use crmonban_core::Target;
+use crmonban_store::{ChangeKind, FleetStore, Publication, StoreError};
+use crmonban_testutil::Postgres;
+
+fn t(s: &str) -> Target {
+    Target::parse(s).unwrap()
+}
+
+fn ban(target: &str, expires_at: Option<i64>) -> Publication {
+    Publication {
+        kind: ChangeKind::Ban,
+        target: t(target),
+        reason: "5 failures of ssh in 40s".into(),
+        service: Some("ssh".into()),
+        first_seen: Some(1_000),
+        last_seen: Some(1_040),
+        expires_at,
+    }
+}
+
+fn unban(target: &str) -> Publication {
+    Publication {
+        kind: ChangeKind::Unban,
+        target: t(target),
+        reason: "unban".into(),
+        service: None,
+        first_seen: None,
+        last_seen: None,
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn root_changes_are_published_in_order_and_announced_by_id() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    assert_eq!(fleet.last_id().await.unwrap(), 0);
+    let mut listener = fleet.listener().await.unwrap();
+
+    let ids = fleet
+        .publish(
+            "web1",
+            &[ban("203.0.113.7", Some(5_000)), ban("2001:db8::/48", None)],
+            1_050,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1]);
+    // One notification per publication, carrying the last id (a number, never a ban).
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(note.channel(), crmonban_store::FLEET_CHANNEL);
+    assert_eq!(note.payload(), ids[1].to_string());
+
+    let more = fleet
+        .publish("web2", &[unban("203.0.113.7")], 1_060)
+        .await
+        .unwrap();
+    let all = fleet.changes_after(0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [ids[0], ids[1], more[0]]
+    );
+    assert_eq!(all[0].node, "web1");
+    assert_eq!(all[0].change, ban("203.0.113.7", Some(5_000)));
+    assert_eq!(all[1].change.target, t("2001:db8::/48"));
+    assert_eq!(all[1].change.expires_at, None);
+    assert_eq!(all[2].change.kind, ChangeKind::Unban);
+    assert_eq!(all[2].created_at, 1_060);
+    // Reading on from a position, in pages.
+    let after = fleet.changes_after(ids[0], 1).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, ids[1]);
+    assert_eq!(fleet.last_id().await.unwrap(), more[0]);
+}
+
+#[tokio::test]
+async fn root_reporters_count_nodes_whose_latest_change_is_a_ban_in_force() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    let x = "198.51.100.9";
+    for node in ["a", "b", "c"] {
+        fleet
+            .publish(node, &[ban(x, Some(10_000))], 100)
+            .await
+            .unwrap();
+    }
+    // d's ban of it has ended by now; e banned and unbanned.
+    fleet.publish("d", &[ban(x, Some(500))], 100).await.unwrap();
+    fleet
+        .publish("e", &[ban(x, None), unban(x)], 100)
+        .await
+        .unwrap();
+    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 3);
+    fleet.publish("a", &[unban(x)], 200).await.unwrap();
+    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 2);
+    assert_eq!(
+        fleet.reporters(&t("198.51.100.10"), 1_000).await.unwrap(),
+        0
+    );
+
+    // Pruning keeps what is in force (b's and c's bans): a's ban and e's permanent one were
+    // replaced by unbans, d's expired, and the unbans themselves say nothing any more.
+    let pruned = fleet.prune(5_000).await.unwrap();
+    let left = fleet.changes_after(0, 100).await.unwrap();
+    assert_eq!(pruned, 5, "{left:?}");
+    let nodes: Vec<&str> = left.iter().map(|c| c.node.as_str()).collect();
+    assert_eq!(nodes, ["b", "c"]);
+    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn root_nodes_beat_and_the_whitelist_holds_networks() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    fleet.heartbeat("web1", "0.1.0", 100).await.unwrap();
+    fleet.heartbeat("web2", "0.1.0", 110).await.unwrap();
+    fleet.heartbeat("web1", "0.2.0", 130).await.unwrap();
+    let nodes = fleet.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(
+        (
+            nodes[0].name.as_str(),
+            nodes[0].version.as_str(),
+            nodes[0].first_seen,
+            nodes[0].last_seen
+        ),
+        ("web1", "0.2.0", 100, 130)
+    );
+    // A node name the schema refuses.
+    assert!(fleet.heartbeat("-bad name", "0.1.0", 1).await.is_err());
+
+    assert!(
+        fleet
+            .whitelist_add(&t("10.0.0.0/8"), "office", 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !fleet
+            .whitelist_add(&t("10.0.0.0/8"), "again", 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        fleet.whitelist().await.unwrap(),
+        [(t("10.0.0.0/8"), "office".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn root_the_database_refuses_malformed_targets_and_reads_refuse_odd_rows() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    // A compromised node writing SQL by hand still cannot store a non-address...
+    for bad in ["not-an-address", "10.0.0.1/8", "300.1.1.1", ""] {
+        let sql = format!(
+            "INSERT INTO fleet_changes (node, kind, target, created_at) VALUES ('x', 'ban', '{bad}', 1)"
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "psql -h {} -U crmonban -d postgres -X -q -c \"{sql}\" 2>&1",
+                pg.socket_dir().display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("ERROR"),
+            "{bad:?} was stored"
+        );
+    }
+    // ...and should someone drop the check, what is not a target is refused when read.
+    pg.psql("ALTER TABLE fleet_changes DROP CONSTRAINT fleet_changes_target_check");
+    pg.psql(
+        "INSERT INTO fleet_changes (node, kind, target, created_at) VALUES ('x', 'ban', '0.0.0.0/0; DROP TABLE x', 1)",
+    );
+    let err = fleet.changes_after(0, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn root_an_outage_fails_calls_and_the_store_works_again_when_it_returns() {
+    let mut pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    fleet
+        .publish("a", &[ban("192.0.2.1", None)], 1)
+        .await
+        .unwrap();
+    pg.stop();
+    let down = fleet.publish("a", &[ban("192.0.2.2", None)], 2).await;
+    assert!(down.is_err());
+    pg.start_again();
+    // The pool opens new connections by itself.
+    let mut again = Err(None);
+    for _ in 0..50 {
+        match fleet.publish("a", &[ban("192.0.2.3", None)], 3).await {
+            Ok(ids) => {
+                again = Ok(ids);
+                break;
+            }
+            Err(e) => again = Err(Some(e.to_string())),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_ok(), "{again:?}");
+    let targets: Vec<String> = fleet
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.change.target.to_string())
+        .collect();
+    assert_eq!(targets, ["192.0.2.1", "192.0.2.3"]);
+}
+
+#[tokio::test]
+async fn root_connection_errors_name_the_server_and_never_the_password() {
+    let pg = Postgres::start();
+    let url = pg
+        .url()
+        .replace("crmonban@", "crmonban:s3cr3t-pass@")
+        .replace("/postgres?", "/no_such_database?");
+    let err = FleetStore::connect(&url).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("s3cr3t-pass"), "{text}");
+    assert!(
+        text.contains("cannot connect to the fleet database crmonban@")
+            && text.contains("no_such_database"),
+        "{text}"
+    );
+}
