@@ -85,7 +85,7 @@ mod watch;
 mod xdp;
 
 pub use detection::{Detection, DetectionError};
-pub use engine::{BanRequest, Engine};
+pub use engine::{BanRequest, BulkBanReport, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
 pub use host::host_addresses;

@@ -91,6 +91,39 @@ impl Records {
         }
     }
 
+    /// Writes `bans` in one transaction, or (after a fault, or behind queued records) queues
+    /// them in order. A batch refused for good is written ban by ban, so that only the bans
+    /// the database refuses are dropped.
+    pub(crate) async fn write_bans(&self, store: &Store, bans: Vec<Ban>) {
+        if bans.is_empty() {
+            return;
+        }
+        if lock(&self.queue).is_empty() {
+            match store.record_bans(&bans).await {
+                Ok(()) => return,
+                Err(e) if is_fault(&e) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    if !self.failing.swap(true, Ordering::AcqRel) {
+                        warn!(
+                            error = %e,
+                            "the database cannot take records; bans and unbans are enforced and their records queued, written again every second"
+                        );
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "the database refuses a batch of bans; writing them one by one");
+                    for ban in bans {
+                        self.write(store, Record::Ban(ban)).await;
+                    }
+                    return;
+                }
+            }
+        }
+        for ban in bans {
+            self.enqueue(Record::Ban(ban));
+        }
+    }
+
     fn enqueue(&self, record: Record) {
         let mut queue = lock(&self.queue);
         if queue.len() >= MAX_QUEUED {

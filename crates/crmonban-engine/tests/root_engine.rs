@@ -400,3 +400,51 @@ fn root_a_flushed_large_set_is_found_by_sampling_and_rebuilt() {
     let counts = ns.run(|| fw.element_counts()).unwrap().unwrap();
     assert_eq!(counts[..2], [60_000, 60_000]);
 }
+
+/// Ten thousand bans from `ban_many` reach the kernel in ONE nftables transaction (the
+/// ruleset generation moves by one), every one of them held, and all recorded.
+#[test]
+fn root_a_batch_of_ten_thousand_bans_is_one_transaction() {
+    require_root();
+    let host = NetNs::new("eng-bulk");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crmonban.db");
+    host.run(|| {
+        runtime().block_on(async {
+            let engine = start_engine(&db).await;
+            let targets: Vec<_> = (0..10_000).map(seeded_address).collect();
+            let requests = targets
+                .iter()
+                .map(|target| crmonban_engine::BanRequest {
+                    target: *target,
+                    duration: secs(3_600),
+                    reason: "reported by web1".into(),
+                    source: BanSource::Other("fleet:web1".into()),
+                    service: None,
+                })
+                .collect();
+            let before = crmonban_firewall::ruleset_generation().unwrap();
+            let report = engine.ban_many(requests).await.unwrap();
+            let after = crmonban_firewall::ruleset_generation().unwrap();
+            assert_eq!(report.banned.len(), 10_000);
+            assert_eq!(after.wrapping_sub(before), 1, "one transaction");
+            let held = engine.enforced_counts();
+            assert_eq!(held, [5_000, 5_000]);
+            let store = engine.store().clone();
+            assert_eq!(
+                store.count_active(crmonban_core::unix_now()).await.unwrap(),
+                10_000
+            );
+            engine.shutdown().await;
+        })
+    });
+    for i in [0u32, 1, 4_998, 9_999] {
+        let target = seeded_address(i).to_string();
+        let set = if i % 2 == 0 {
+            "blocked_v4"
+        } else {
+            "blocked_v6"
+        };
+        assert!(set_holds(&host, set, &target), "{target} not in {set}");
+    }
+}

@@ -44,6 +44,8 @@ use crate::records::{Record, RecordStats, Records};
 use crate::watch::{FileWatch, watch_files, watched_files};
 use crate::{EngineError, EngineEvent, EngineOptions};
 
+mod bulk;
+pub use bulk::BulkBanReport;
 mod protection;
 mod reports;
 mod restore;
