@@ -54,6 +54,7 @@ mod error;
 mod events;
 mod fleet;
 mod intel;
+mod outbox;
 mod positions;
 mod restore;
 mod rows;
