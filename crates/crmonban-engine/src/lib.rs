@@ -68,6 +68,7 @@ mod engine;
 mod error;
 mod events;
 mod firewall_thread;
+mod fleet;
 mod host;
 mod index;
 mod intel;
@@ -88,6 +89,7 @@ pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, BulkBanReport, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
+pub use fleet::{Accept, FleetOptions, FleetService, FleetStats};
 pub use host::host_addresses;
 pub use intel::{IntelQueryError, IntelService, IntelStats, ON_DEMAND};
 pub use memory::use_few_malloc_arenas;
@@ -104,7 +106,9 @@ pub use crmonban_firewall::{
     NftBackend, NftOptions, RecordingBackend, RuleCounter, Transport,
 };
 pub use crmonban_intel::{Intel, check_config as check_intel_config};
-pub use crmonban_store::{AttackOrigin, IntelSummary, Store, StoreError};
+pub use crmonban_store::{
+    AttackOrigin, FleetConnectOptions, FleetNode, FleetStore, IntelSummary, Store, StoreError,
+};
 /// The Prometheus client the metrics are made with, for an embedder's own registry and
 /// instruments.
 pub use prometheus_client;

@@ -386,8 +386,9 @@ fn change_of(row: &sqlx::postgres::PgRow) -> Result<FleetChange, StoreError> {
     })
 }
 
-/// `user@host:port/database` (or the socket directory for a unix socket), no password.
-fn describe(options: &PgConnectOptions) -> String {
+/// `user@host:port/database` of a connection to the fleet database (the socket directory as
+/// the host for a unix socket), never its password: how messages name the fleet database.
+pub fn describe(options: &PgConnectOptions) -> String {
     format!(
         "{}@{}:{}/{}",
         options.get_username(),

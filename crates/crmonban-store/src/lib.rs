@@ -75,9 +75,15 @@ pub use activity::{ActivityEntry, NewActivity};
 pub use bans::BanRecord;
 pub use error::StoreError;
 pub use events::EventRecord;
-pub use fleet::{ChangeKind, FLEET_CHANNEL, FleetChange, FleetNode, FleetStore, Publication};
+pub use fleet::{
+    ChangeKind, FLEET_CHANNEL, FleetChange, FleetNode, FleetStore, Publication,
+    describe as describe_fleet,
+};
 pub use intel::IntelSummary;
 pub use positions::LogPosition;
+/// Where the fleet database is and how to log in (sqlx's PostgreSQL options: URL, host or
+/// socket, password, TLS), for [`FleetStore::connect_with`].
+pub use sqlx::postgres::PgConnectOptions as FleetConnectOptions;
 pub use stats::AttackOrigin;
 pub use whitelist::WhitelistEntry;
 
