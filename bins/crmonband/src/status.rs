@@ -115,5 +115,39 @@ pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
         status_keys::XDP_NOT_MIRRORED,
         Variant::from(u64::try_from(xdp.not_mirrored).unwrap_or(u64::MAX)),
     );
+    let (fleet, numbers) = match running.fleet().await {
+        None => ("off".to_owned(), [0; 5]),
+        Some((server, node, stats)) => {
+            let state = match (&stats.last_error, stats.connected) {
+                (None, true) => format!("connected to {server} as {node}"),
+                (Some(error), _) => format!("connecting to {server} as {node}: {error}"),
+                (None, false) => format!("connecting to {server} as {node}"),
+            };
+            let lag = u64::try_from(stats.fleet_id.saturating_sub(stats.applied_id)).unwrap_or(0);
+            (
+                state,
+                [
+                    lag,
+                    stats.outbox,
+                    stats.published,
+                    stats.applied,
+                    stats.vetoed,
+                ],
+            )
+        }
+    };
+    put(status_keys::FLEET, Variant::from(fleet));
+    for (key, value) in [
+        status_keys::FLEET_LAG,
+        status_keys::FLEET_OUTBOX,
+        status_keys::FLEET_PUBLISHED,
+        status_keys::FLEET_APPLIED,
+        status_keys::FLEET_VETOED,
+    ]
+    .into_iter()
+    .zip(numbers)
+    {
+        put(key, Variant::from(value));
+    }
     status
 }

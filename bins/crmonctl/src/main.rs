@@ -320,6 +320,12 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::XDP_DROPPED_V4,
         status_keys::XDP_DROPPED_V6,
         status_keys::XDP_NOT_MIRRORED,
+        status_keys::FLEET,
+        status_keys::FLEET_LAG,
+        status_keys::FLEET_OUTBOX,
+        status_keys::FLEET_PUBLISHED,
+        status_keys::FLEET_APPLIED,
+        status_keys::FLEET_VETOED,
     ];
     let mut pairs = Vec::new();
     for key in known {

@@ -273,6 +273,20 @@ pub mod status_keys {
     pub const XDP_DROPPED_V6: &str = "xdp_dropped_v6";
     /// `t`: bans the XDP maps had no room for (`[ebpf] max_entries`); nftables enforces them.
     pub const XDP_NOT_MIRRORED: &str = "xdp_not_mirrored";
+    /// `s`: the fleet (`[fleet]`): `off`, `connected to USER@HOST:PORT/DB as NODE`, or
+    /// `connecting to ...: last error`.
+    pub const FLEET: &str = "fleet";
+    /// `t`: fleet changes not applied here yet (the newest the fleet had when last read,
+    /// minus the last applied).
+    pub const FLEET_LAG: &str = "fleet_lag";
+    /// `t`: this node's publications waiting for the fleet database.
+    pub const FLEET_OUTBOX: &str = "fleet_outbox";
+    /// `t`: changes this node published since start.
+    pub const FLEET_PUBLISHED: &str = "fleet_published";
+    /// `t`: peers' bans applied here since start.
+    pub const FLEET_APPLIED: &str = "fleet_applied";
+    /// `t`: peers' bans this node's protection or the fleet whitelist refused, since start.
+    pub const FLEET_VETOED: &str = "fleet_vetoed";
 }
 
 #[cfg(test)]

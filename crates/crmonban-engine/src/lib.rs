@@ -89,7 +89,7 @@ pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, BulkBanReport, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
-pub use fleet::{Accept, FleetOptions, FleetService, FleetStats};
+pub use fleet::{Accept, FleetConfigError, FleetOptions, FleetService, FleetStats};
 pub use host::host_addresses;
 pub use intel::{IntelQueryError, IntelService, IntelStats, ON_DEMAND};
 pub use memory::use_few_malloc_arenas;

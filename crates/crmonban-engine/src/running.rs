@@ -23,8 +23,8 @@ use tokio::sync::{Mutex, broadcast};
 use tracing::info;
 
 use crate::{
-    Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions, IntelService,
-    SiemError, SiemService, XdpService,
+    Detection, DetectionError, Engine, EngineError, EngineEvent, EngineOptions, FleetConfigError,
+    FleetOptions, FleetService, FleetStats, IntelService, SiemError, SiemService, XdpService,
 };
 
 /// Why an engine could not be built.
@@ -53,6 +53,9 @@ pub enum BuildError {
     /// A `[[siem.targets]]` cannot be built (a TLS or headers file).
     #[error(transparent)]
     Siem(#[from] SiemError),
+    /// `[fleet]` cannot be used (a secret file others may read, a bad URL...).
+    #[error(transparent)]
+    Fleet(#[from] FleetConfigError),
 }
 
 /// Why a reconfiguration was refused; nothing of it was applied.
@@ -79,6 +82,9 @@ pub enum ReconfigureError {
     /// A `[[siem.targets]]` cannot be built (a TLS or headers file).
     #[error(transparent)]
     Siem(#[from] SiemError),
+    /// `[fleet]` cannot be used.
+    #[error(transparent)]
+    Fleet(#[from] FleetConfigError),
 }
 
 /// What a reconfiguration applied.
@@ -173,6 +179,7 @@ impl EngineBuilder {
         } = self;
         // Checked before anything starts: a bad target file refuses the start.
         let siem = SiemService::prepare(&config)?;
+        let fleet = fleet_options(&config)?;
         let firewall = match firewall {
             Some(backend) => backend,
             None => {
@@ -213,12 +220,17 @@ impl EngineBuilder {
         } else {
             None
         };
+        let fleet = fleet.map(|options| FleetService::start(engine.clone(), options));
         let running = Running {
             engine,
             intel,
             siem,
             xdp,
-            state: Mutex::new(State { config, pipeline }),
+            state: Mutex::new(State {
+                config,
+                pipeline,
+                fleet,
+            }),
             utc_offset,
             detection,
         };
@@ -240,6 +252,8 @@ pub struct Running {
 struct State {
     config: Config,
     pipeline: Option<Detection>,
+    /// The fleet service while `[fleet]` is enabled.
+    fleet: Option<FleetService>,
 }
 
 impl Running {
@@ -280,9 +294,22 @@ impl Running {
             records: self.engine.record_stats(),
             events_dropped: self.engine.events_dropped(),
             activity_dropped: self.engine.activity_dropped(),
+            fleet: self.fleet().await.map(|(_, _, stats)| stats),
         };
         registry.register_collector(Box::new(scraped));
         registry
+    }
+
+    /// The fleet service's database (no password), this node's name and its figures, while
+    /// `[fleet]` is enabled.
+    pub async fn fleet(&self) -> Option<(String, String, FleetStats)> {
+        let state = self.state.lock().await;
+        let fleet = state.fleet.as_ref()?;
+        Some((
+            fleet.server().to_owned(),
+            fleet.node().to_owned(),
+            fleet.stats(),
+        ))
     }
 
     /// The configuration in force.
@@ -296,6 +323,12 @@ impl Running {
         needs_no_restart(&state.config, &new)?;
         Detection::check(&new)?;
         let siem = SiemService::prepare(&new)?;
+        let fleet_changed = state.config.fleet != new.fleet;
+        let fleet = if fleet_changed {
+            fleet_options(&new)?
+        } else {
+            None
+        };
         // The first change, itself all or nothing.
         let problems = self
             .engine
@@ -320,6 +353,12 @@ impl Running {
         }
         // Files reopened, headers files re-read: a reload (SIGHUP) after a log rotation.
         self.siem.apply(siem).await;
+        if fleet_changed {
+            if let Some(old) = state.fleet.take() {
+                old.shutdown().await;
+            }
+            state.fleet = fleet.map(|options| FleetService::start(self.engine.clone(), options));
+        }
         let services = new
             .enabled_services()
             .map(|(name, _)| name.to_owned())
@@ -340,6 +379,11 @@ impl Running {
             return;
         }
         self.engine.shutdown().await;
+        // After the engine: its last bans are in the outbox, sent at the next start.
+        let fleet = self.state.lock().await.fleet.take();
+        if let Some(fleet) = fleet {
+            fleet.shutdown().await;
+        }
         // After the engine: its last bans and unbans are mirrored; then off the interfaces.
         self.xdp.shutdown().await;
         // After the engine: its last events ("daemon stopping") are sent.
@@ -347,6 +391,14 @@ impl Running {
         // Checkpoints the WAL into the database file.
         self.engine.store().clone().close().await;
     }
+}
+
+/// The fleet options of `[fleet]` (its secret files read now), when it is enabled.
+fn fleet_options(config: &Config) -> Result<Option<FleetOptions>, FleetConfigError> {
+    if !config.fleet.enabled {
+        return Ok(None);
+    }
+    FleetOptions::from_config(&config.fleet).map(Some)
 }
 
 /// How long cached intel is kept: the history of events and activity (`history_days`).

@@ -84,6 +84,12 @@ pub use positions::LogPosition;
 /// Where the fleet database is and how to log in (sqlx's PostgreSQL options: URL, host or
 /// socket, password, TLS), for [`FleetStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions as FleetConnectOptions;
+
+/// Parses a fleet database URL (`postgres://...`); the error is the driver's reason.
+pub fn parse_fleet_url(url: &str) -> Result<FleetConnectOptions, String> {
+    url.parse::<FleetConnectOptions>()
+        .map_err(|e| e.to_string())
+}
 pub use stats::AttackOrigin;
 pub use whitelist::WhitelistEntry;
 

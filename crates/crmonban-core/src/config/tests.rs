@@ -2027,3 +2027,66 @@ fn metrics_are_off_on_loopback_by_default_and_listen_where_told() {
     );
     assert!(error("[metrics]\nlisten = 9717\n").starts_with("config.toml:2: metrics.listen: "));
 }
+
+#[test]
+fn fleet_is_off_and_shares_detector_and_manual_bans_by_default() {
+    let fleet = parse("").fleet;
+    assert!(!fleet.enabled);
+    assert_eq!(
+        fleet.share.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["dbus", "detector"]
+    );
+    assert_eq!(fleet.accept, None);
+    assert_eq!(fleet.min_ban_time, secs(600));
+    assert_eq!((fleet.escalate_after, fleet.escalate_factor), (3, 4.0));
+    let config = parse(
+        "[fleet]\nenabled = true\nurl = \"postgres://crmonban@db.example.org/crmonban?sslmode=verify-full\"\n\
+         password_file = \"/etc/crmonban/fleet.password\"\nnode_name = \"web1\"\n\
+         share = [\"detector\", \"manual\"]\naccept = [\"web2\", \"web3\"]\nmin_ban_time = \"1h\"\n\
+         max_publish_rate = 50\nescalate_after = 0\nheartbeat = \"10s\"\n",
+    );
+    let fleet = config.fleet;
+    assert!(fleet.enabled);
+    assert_eq!(fleet.node_name.as_deref(), Some("web1"));
+    assert_eq!(
+        fleet.password_file,
+        Some(PathBuf::from("/etc/crmonban/fleet.password"))
+    );
+    assert_eq!(
+        fleet.accept.unwrap().into_iter().collect::<Vec<_>>(),
+        ["web2", "web3"]
+    );
+    assert_eq!(
+        (fleet.min_ban_time, fleet.heartbeat),
+        (secs(3_600), secs(10))
+    );
+    assert_eq!((fleet.max_publish_rate, fleet.escalate_after), (50, 0));
+}
+
+#[test]
+fn fleet_mistakes_are_named() {
+    assert_eq!(
+        error("[fleet]\nenabled = true\n"),
+        "config.toml:1: fleet.url: the fleet is enabled but no url (or url_file) says where its database is"
+    );
+    assert!(
+        error("[fleet]\nurl = \"mysql://x@y/z\"\n")
+            .starts_with("config.toml:2: fleet.url: not a PostgreSQL URL")
+    );
+    assert!(
+        error("[fleet]\nshare = [\"fleet\"]\n").starts_with(
+            "config.toml:2: fleet.share[0]: \"fleet\" is not a ban source a node shares"
+        )
+    );
+    assert_eq!(
+        error("[fleet]\naccept = [\"*\", \"web1\"]\n"),
+        "config.toml:2: fleet.accept[0]: \"*\" stands alone: [\"*\"] accepts every node"
+    );
+    assert!(error("[fleet]\nnode_name = \"web 1\"\n").contains("is not a node name"));
+    assert_eq!(
+        warnings("[fleet]\nurl = \"postgres://crmonban:hunter2@db/crmonban\"\n"),
+        [
+            "config.toml:2: fleet.url: the URL holds a password: config.toml is read by anyone who may read the configuration; move it to password_file (mode 600)"
+        ]
+    );
+}

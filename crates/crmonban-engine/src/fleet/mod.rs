@@ -15,7 +15,10 @@
 //! database. Both sides reconnect with backoff.
 
 mod apply;
+mod config;
 mod publish;
+
+pub use config::FleetConfigError;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -140,6 +143,7 @@ pub struct FleetService {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: String,
+    node: String,
 }
 
 impl FleetService {
@@ -149,6 +153,7 @@ impl FleetService {
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = watch::channel(false);
         let server = describe_fleet(&options.connect);
+        let node = options.node.clone();
         let options = Arc::new(options);
         let tasks = vec![
             tokio::spawn(publish::queue(
@@ -165,18 +170,24 @@ impl FleetService {
             )),
             tokio::spawn(apply::follow(engine, options, shared.clone(), stopped)),
         ];
-        tracing::info!(%server, "fleet: sharing bans");
+        tracing::info!(%server, %node, "fleet: sharing bans");
         FleetService {
             shared,
             stop,
             tasks,
             server,
+            node,
         }
     }
 
     /// `user@host:port/database` of the fleet database (no password).
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// This node's name in the fleet.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The service's figures now.

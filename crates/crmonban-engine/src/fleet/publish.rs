@@ -31,10 +31,23 @@ pub(super) async fn queue(
 ) {
     let mut events = engine.subscribe_lossless(SUBSCRIPTION, Overflow::Wait);
     let mut batch = Vec::new();
+    // Once asked to stop, what the subscription already holds is still queued: no ban made
+    // before the stop is left unpublished.
+    let mut stopping = false;
     loop {
-        let received = tokio::select! {
-            n = events.recv_many(&mut batch, 512) => n,
-            _ = stop.changed() => return,
+        let received = if stopping {
+            let waiting = events.recv_many(&mut batch, 512);
+            tokio::time::timeout(Duration::ZERO, waiting)
+                .await
+                .unwrap_or(0)
+        } else {
+            tokio::select! {
+                n = events.recv_many(&mut batch, 512) => n,
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
         };
         if received == 0 {
             return;

@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::{IntelStats, RecordStats, RuleCounter, SiemStats, XdpReport};
+use crate::{FleetStats, IntelStats, RecordStats, RuleCounter, SiemStats, XdpReport};
 
 /// The exposition formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub(crate) struct Scraped {
     pub(crate) records: RecordStats,
     pub(crate) events_dropped: u64,
     pub(crate) activity_dropped: u64,
+    /// While `[fleet]` is enabled.
+    pub(crate) fleet: Option<FleetStats>,
 }
 
 /// One series: its labels and value.
@@ -192,6 +194,9 @@ impl Collector for Scraped {
             queued.push(one("queue", &queue, to_u64(target.stats.queued)));
             lost.push(one("queue", &queue, target.stats.dropped));
         }
+        if let Some(fleet) = &self.fleet {
+            queued.push(one("queue", "fleet", fleet.outbox));
+        }
         gauge(
             e,
             "crmonban_queue_length",
@@ -267,11 +272,47 @@ impl Collector for Scraped {
             "1 when the last attempt reached the SIEM target",
             per_target(&|s| u64::from(s.up)),
         )?;
+        if let Some(fleet) = &self.fleet {
+            self.encode_fleet(e, fleet)?;
+        }
         Ok(())
     }
 }
 
 impl Scraped {
+    fn encode_fleet(
+        &self,
+        e: &mut DescriptorEncoder,
+        fleet: &FleetStats,
+    ) -> Result<(), std::fmt::Error> {
+        gauge(
+            e,
+            "crmonban_fleet_connected",
+            "1 while this node is connected to the fleet database",
+            vec![(vec![], u64::from(fleet.connected))],
+        )?;
+        gauge(
+            e,
+            "crmonban_fleet_lag",
+            "Fleet changes not applied here yet",
+            vec![(
+                vec![],
+                u64::try_from(fleet.fleet_id.saturating_sub(fleet.applied_id)).unwrap_or(0),
+            )],
+        )?;
+        counter(
+            e,
+            "crmonban_fleet_changes",
+            "Fleet changes: published by this node, peers' bans applied, vetoed by this node's protection, ignored (unaccepted nodes)",
+            vec![
+                one("result", "published", fleet.published),
+                one("result", "applied", fleet.applied),
+                one("result", "vetoed", fleet.vetoed),
+                one("result", "ignored", fleet.ignored),
+            ],
+        )
+    }
+
     /// Dropped packets and bytes by path and family.
     fn dropped(&self) -> (Series, Series) {
         let mut packets: Series = Vec::new();

@@ -18,10 +18,12 @@ use super::schema::*;
 use crate::duration;
 use crate::{EventKind, Target};
 
+mod fleet;
 mod sections;
 mod services;
 mod siem;
 
+use fleet::*;
 use sections::*;
 use services::*;
 use siem::*;
@@ -74,6 +76,9 @@ pub(super) fn parse(
     }
     if let Some(t) = root.table(&mut d, "metrics") {
         read_metrics(&mut d, t, &mut config.metrics);
+    }
+    if let Some(t) = root.table(&mut d, "fleet") {
+        read_fleet(&mut d, t, &mut config.fleet);
     }
     if let Some(t) = root.table(&mut d, "zones") {
         read_zones(&mut d, t, &mut config.zones);

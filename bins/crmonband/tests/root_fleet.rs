@@ -1,0 +1,117 @@
+//! `[fleet]` between two daemons, each in a network namespace of its own with its own bus and
+//! database, through a real PostgreSQL started by the test: a ban made with crmonctl on one is
+//! in the other's kernel within a second (measured), an unban follows, the other's whitelist
+//! vetoes, `crmonctl status` shows the fleet; a password file others may read refuses the
+//! start, naming it. They panic without root.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use crmonban_testutil::{NetNs, PATIENCE, Postgres, PrivateBus, wait_until};
+use support::*;
+
+fn fleet_config(pg: &Postgres, node: &str) -> String {
+    format!(
+        "\n[fleet]\nenabled = true\nurl = \"{}\"\nnode_name = \"{node}\"\nheartbeat = \"1s\"\n",
+        pg.url()
+    )
+}
+
+fn node(pg: &Postgres, name: &str, extra: &str) -> Daemon {
+    Daemon::start_on(
+        NetNs::new(&format!("fl-{name}")),
+        PrivateBus::system_like(&policy_file()),
+        &format!("{}{extra}", fleet_config(pg, name)),
+    )
+}
+
+#[test]
+fn root_a_ban_on_one_daemon_is_enforced_on_the_other_within_a_second() {
+    let pg = Postgres::start();
+    let a = node(&pg, "a", "");
+    let b = node(&pg, "b", "");
+    for daemon in [&a, &b] {
+        wait_until("the fleet connected", PATIENCE, || {
+            let status = text(&daemon.ctl(&["status"]).stdout);
+            status
+                .contains("fleet:                 connected to")
+                .then_some(())
+        })
+        .unwrap_or_else(|w| panic!("{w}\n{}", daemon.log()));
+    }
+    let started = Instant::now();
+    assert!(a.ctl(&["ban", "203.0.113.7", "-d", "1h"]).status.success());
+    wait_until("the ban in b's kernel", Duration::from_secs(1), || {
+        b.set_contains("blocked_v4", "203.0.113.7").then_some(())
+    })
+    .unwrap_or_else(|w| panic!("{w}\nb:\n{}", b.log()));
+    eprintln!(
+        "crmonctl ban on a -> in b's nftables set: {:?}",
+        started.elapsed()
+    );
+    let listed = text(&b.ctl(&["list"]).stdout);
+    assert!(listed.contains("fleet:a"), "{listed}");
+
+    assert!(a.ctl(&["unban", "203.0.113.7"]).status.success());
+    wait_until("the unban in b's kernel", PATIENCE, || {
+        (!b.set_contains("blocked_v4", "203.0.113.7")).then_some(())
+    })
+    .unwrap();
+
+    // b's whitelist vetoes a's ban of b's trusted network.
+    assert!(
+        b.ctl(&["whitelist", "add", "10.9.0.0/16", "-c", "b's office"])
+            .status
+            .success()
+    );
+    assert!(a.ctl(&["ban", "10.9.1.1", "-d", "1h"]).status.success());
+    assert!(a.ctl(&["ban", "203.0.113.99", "-d", "1h"]).status.success());
+    wait_until("the marker ban in b's kernel", PATIENCE, || {
+        b.set_contains("blocked_v4", "203.0.113.99").then_some(())
+    })
+    .unwrap();
+    assert!(!b.set_contains("blocked_v4", "10.9.1.1"));
+    let status = text(&b.ctl(&["status"]).stdout);
+    assert!(status.contains("fleet_vetoed:          1"), "{status}");
+    assert!(status.contains("fleet_lag:             0"), "{status}");
+}
+
+#[test]
+fn root_a_password_file_others_may_read_refuses_the_start() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("fleet.password");
+    std::fs::write(&password, "not-used\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let host = NetNs::new("fl-pw");
+    let mut daemon = Daemon {
+        child: None,
+        dir: tempfile::tempdir().unwrap(),
+        config: Default::default(),
+        bus: PrivateBus::system_like(&policy_file()),
+        host,
+        mount_ns_of: None,
+        crmonctl_for_others: Default::default(),
+    };
+    daemon.config = daemon.dir.path().join("config.toml");
+    write_config(
+        &daemon.config,
+        daemon.dir.path(),
+        &format!(
+            "{}password_file = \"{}\"\n",
+            fleet_config(&pg, "a"),
+            password.display()
+        ),
+    );
+    daemon.launch(&[]);
+    let status = daemon.wait_exit();
+    assert!(!status.success());
+    let log = daemon.log();
+    assert!(
+        log.contains("password_file") && log.contains("group or others may read it (mode 644)"),
+        "{log}"
+    );
+    assert!(!log.contains("not-used"), "{log}");
+}
