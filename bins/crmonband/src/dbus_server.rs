@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use crmonban_core::{BanSource, Target, config::BanDuration};
 use crmonban_dbus::{
-    BANS_PAGE_MAX, BanInfo, Error, GET_BANS_MAX, INTEL_REPLY_MAX, INTEL_SUMMARIES_MAX,
-    IntelSummaryInfo, LogInfo, MAX_NOTE_TEXT, MAX_TARGET_TEXT, PROTECTED_PAGE_MAX, ProtectedInfo,
-    WhitelistInfo, authorize,
+    BANS_PAGE_MAX, BanInfo, Error, FLEET_BANS_PAGE_MAX, FleetBanInfo, FleetNodeInfo, GET_BANS_MAX,
+    INTEL_REPLY_MAX, INTEL_SUMMARIES_MAX, IntelSummaryInfo, LogInfo, MAX_NOTE_TEXT,
+    MAX_TARGET_TEXT, PROTECTED_PAGE_MAX, ProtectedInfo, WhitelistInfo, authorize,
 };
 use crmonban_engine::{BanRequest, EngineError, IntelQueryError};
 use crmonban_zones::{Origin, Refusal};
@@ -36,6 +36,13 @@ impl DaemonObject {
 
     fn engine(&self) -> &crmonban_engine::Engine {
         self.shared.engine()
+    }
+
+    /// The fleet's queries; `NotEnabled` without `[fleet]`.
+    async fn fleet(&self) -> Result<crmonban_engine::FleetQueries, Error> {
+        self.shared.running.fleet_queries().await.ok_or_else(|| {
+            Error::NotEnabled("the fleet is not enabled ([fleet] enabled = false)".into())
+        })
     }
 }
 
@@ -423,6 +430,43 @@ impl DaemonObject {
                     e.action,
                     e.target.map(|t| t.to_string()).unwrap_or_default(),
                     e.detail,
+                )
+            })
+            .collect())
+    }
+
+    /// The fleet's nodes: name, version, first and latest heartbeat.
+    async fn get_fleet_nodes(&self) -> Result<Vec<FleetNodeInfo>, Error> {
+        let nodes = self
+            .fleet()
+            .await?
+            .nodes()
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| (n.name, n.version, n.first_seen, n.last_seen))
+            .collect())
+    }
+
+    /// The fleet's bans in force, newest first: node, target, reason, service, taken, ends.
+    async fn get_fleet_bans(&self, offset: u32, limit: u32) -> Result<Vec<FleetBanInfo>, Error> {
+        let bans = self
+            .fleet()
+            .await?
+            .bans(offset, limit.min(FLEET_BANS_PAGE_MAX))
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(bans
+            .into_iter()
+            .map(|b| {
+                (
+                    b.node,
+                    b.change.target.to_string(),
+                    b.change.reason,
+                    b.change.service.unwrap_or_default(),
+                    b.created_at,
+                    b.change.expires_at.unwrap_or(0),
                 )
             })
             .collect())

@@ -76,6 +76,36 @@ fn root_a_ban_on_one_daemon_is_enforced_on_the_other_within_a_second() {
     let status = text(&b.ctl(&["status"]).stdout);
     assert!(status.contains("fleet_vetoed:          1"), "{status}");
     assert!(status.contains("fleet_lag:             0"), "{status}");
+
+    // What the fleet holds, asked from either node.
+    let nodes = text(&b.ctl(&["fleet", "nodes"]).stdout);
+    let names: Vec<&str> = nodes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{nodes}");
+    assert!(
+        nodes.lines().skip(1).all(|l| l.ends_with("alive")),
+        "{nodes}"
+    );
+    let bans = text(&b.ctl(&["fleet", "bans"]).stdout);
+    let row = bans
+        .lines()
+        .find(|l| l.starts_with("203.0.113.99"))
+        .unwrap_or_else(|| panic!("{bans}"));
+    assert!(row.contains(" a "), "{bans}");
+    assert!(!bans.contains("203.0.113.7 "), "unbanned: {bans}");
+}
+
+#[test]
+fn root_fleet_queries_without_a_fleet_say_so() {
+    let daemon = Daemon::start("");
+    let out = daemon.ctl(&["fleet", "nodes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains("the fleet is not enabled"), "{said}");
+    assert!(text(&daemon.ctl(&["status"]).stdout).contains("fleet:                 off"));
 }
 
 #[test]

@@ -126,6 +126,9 @@ pub enum Command {
     /// Convert fail2ban's jail configuration to a crmonban config.toml (a report of what has
     /// no equivalent on stderr), or with --bans send fail2ban's active bans to the daemon
     ImportFail2ban(crate::fail2ban::ImportArgs),
+    /// What the fleet shares ([fleet]): its nodes, or its bans in force
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Write the manual pages and shell completions under DIR/man and DIR/completions
     #[command(hide = true)]
     Assets { dir: std::path::PathBuf },
@@ -143,6 +146,18 @@ pub struct BanArgs {
     /// Why (recorded with the ban) [default: chosen by the daemon]
     #[arg(short, long, default_value = "", hide_default_value = true)]
     pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// The fleet's nodes and their last heartbeat
+    Nodes,
+    /// The fleet's bans in force, newest first
+    Bans {
+        /// Show at most this many
+        #[arg(short = 'n', long, default_value_t = 1_000)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,7 @@
 mod assets;
 mod cli;
 mod fail2ban;
+mod fleet;
 mod intel;
 mod live;
 mod output;
@@ -263,6 +264,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::ImportFail2ban(args) => fail2ban::import_bans(&proxy, &args, call).await?,
+        Command::Fleet(command) => fleet::run(&proxy, command).await.map_err(call)?,
         Command::Assets { .. } => unreachable!("handled before connecting"),
         Command::Flush { .. } => {
             let removed = proxy.flush().await.map_err(call)?;

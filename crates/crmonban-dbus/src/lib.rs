@@ -165,6 +165,18 @@ pub const INTEL_REPLY_MAX: usize = 64 * 1024;
 /// (`ban`, `unban`, `flush`, `reload`, ...), target (address or CIDR, empty when none), detail.
 pub type LogInfo = (i64, String, String, String);
 
+/// One node of the fleet as `GetFleetNodes` returns it (`(ssxx)`): name, crmonban version,
+/// first and latest heartbeat (unix seconds).
+pub type FleetNodeInfo = (String, String, i64, i64);
+
+/// One ban in force in the fleet as `GetFleetBans` returns it (`(ssssxx)`): the node that made
+/// it, target, reason, service (empty when none), when the fleet took it and when it ends
+/// (unix seconds; 0 = never).
+pub type FleetBanInfo = (String, String, String, String, i64, i64);
+
+/// The most fleet bans one `GetFleetBans` call returns.
+pub const FLEET_BANS_PAGE_MAX: u32 = 10_000;
+
 /// Methods open to every local user: they change nothing.
 pub const READ_ONLY_MEMBERS: &[&str] = &[
     "Status",
@@ -179,6 +191,8 @@ pub const READ_ONLY_MEMBERS: &[&str] = &[
     "CheckProtected",
     "GetLogs",
     "GetStats",
+    "GetFleetNodes",
+    "GetFleetBans",
 ];
 
 /// Methods that change state: only uid 0 and members of group [`PRIVILEGED_GROUP`] may call
@@ -310,9 +324,10 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            20,
+            22,
             "DESIGN.md §6 has 14 methods, and GetProtectedEntries, CheckProtected, \
-             WhitelistAddLifting, GetBansPaged, GetBan and GetIntelSummaries: {all:?}"
+             WhitelistAddLifting, GetBansPaged, GetBan, GetIntelSummaries, GetFleetNodes and \
+             GetFleetBans: {all:?}"
         );
     }
 }

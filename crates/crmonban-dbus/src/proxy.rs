@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use zbus::OwnedVariant;
 
-use crate::{BanInfo, Error, IntelSummaryInfo, LogInfo, ProtectedInfo, WhitelistInfo};
+use crate::{
+    BanInfo, Error, FleetBanInfo, FleetNodeInfo, IntelSummaryInfo, LogInfo, ProtectedInfo,
+    WhitelistInfo,
+};
 
 /// `org.crmonban.Daemon` at `/org/crmonban/Daemon` on `org.crmonban.Daemon`.
 ///
@@ -100,6 +103,16 @@ pub trait Daemon {
     /// `GetLogs(limit u) -> a(xsss)`: the newest `limit` activity-log entries, newest first.
     #[zbus(name = "GetLogs")]
     fn get_logs(&self, limit: u32) -> Result<Vec<LogInfo>, Error>;
+
+    /// `GetFleetNodes() -> a(ssxx)`: the fleet's nodes and their heartbeats (`NotEnabled`
+    /// without `[fleet]`).
+    #[zbus(name = "GetFleetNodes")]
+    fn get_fleet_nodes(&self) -> Result<Vec<FleetNodeInfo>, Error>;
+
+    /// `GetFleetBans(offset u, limit u) -> a(ssssxx)`: the fleet's bans in force, newest
+    /// first, at most 10,000 a page.
+    #[zbus(name = "GetFleetBans")]
+    fn get_fleet_bans(&self, offset: u32, limit: u32) -> Result<Vec<FleetBanInfo>, Error>;
 
     /// `GetStats() -> s`: statistics as a JSON object.
     #[zbus(name = "GetStats")]

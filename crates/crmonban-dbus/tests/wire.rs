@@ -101,6 +101,8 @@ fn proxy_sends_exactly_the_listed_members_and_receives_the_signals() {
             recorded(proxy.check_protected(ip).await),
             recorded(proxy.get_logs(10).await),
             recorded(proxy.get_stats().await),
+            recorded(proxy.get_fleet_nodes().await),
+            recorded(proxy.get_fleet_bans(0, 10).await),
             recorded(proxy.flush().await),
             recorded(proxy.reload().await),
             recorded(proxy.stop().await),

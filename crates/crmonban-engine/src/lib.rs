@@ -89,7 +89,7 @@ pub use detection::{Detection, DetectionError};
 pub use engine::{BanRequest, BulkBanReport, Engine};
 pub use error::EngineError;
 pub use events::{EngineEvent, EventStream, Overflow};
-pub use fleet::{Accept, FleetConfigError, FleetOptions, FleetService, FleetStats};
+pub use fleet::{Accept, FleetConfigError, FleetOptions, FleetQueries, FleetService, FleetStats};
 pub use host::host_addresses;
 pub use intel::{IntelQueryError, IntelService, IntelStats, ON_DEMAND};
 pub use memory::use_few_malloc_arenas;
@@ -107,7 +107,8 @@ pub use crmonban_firewall::{
 };
 pub use crmonban_intel::{Intel, check_config as check_intel_config};
 pub use crmonban_store::{
-    AttackOrigin, FleetConnectOptions, FleetNode, FleetStore, IntelSummary, Store, StoreError,
+    AttackOrigin, FleetChange, FleetConnectOptions, FleetNode, FleetStore, IntelSummary, Store,
+    StoreError,
 };
 /// The Prometheus client the metrics are made with, for an embedder's own registry and
 /// instruments.

@@ -312,6 +312,16 @@ impl Running {
         ))
     }
 
+    /// Queries of the fleet database, while `[fleet]` is enabled.
+    pub async fn fleet_queries(&self) -> Option<crate::FleetQueries> {
+        self.state
+            .lock()
+            .await
+            .fleet
+            .as_ref()
+            .map(FleetService::queries)
+    }
+
     /// The configuration in force.
     pub async fn config(&self) -> Config {
         self.state.lock().await.config.clone()

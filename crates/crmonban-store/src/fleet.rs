@@ -230,6 +230,33 @@ impl FleetStore {
         rows.iter().map(change_of).collect()
     }
 
+    /// The bans in force at `now` (each node's latest change of a target, when it is a ban
+    /// that has not ended), newest first, `limit` from `offset`.
+    pub async fn active_bans(
+        &self,
+        now: i64,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<FleetChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (
+                SELECT DISTINCT ON (node, target)
+                       id, node, kind, target, reason, service, first_seen, last_seen,
+                       expires_at, created_at
+                  FROM fleet_changes ORDER BY node, target, id DESC
+             ) latest
+             WHERE kind = 'ban' AND (expires_at IS NULL OR expires_at > $1)
+             ORDER BY id DESC OFFSET $2 LIMIT $3",
+        )
+        .bind(now)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("list the fleet's bans"))?;
+        rows.iter().map(change_of).collect()
+    }
+
     /// The highest change id (0 when there is none): where a node that has never applied
     /// anything starts, when it should not apply the fleet's past.
     pub async fn last_id(&self) -> Result<i64, StoreError> {

@@ -137,8 +137,52 @@ impl Shared {
     }
 }
 
+/// Asks the fleet database what it holds (for `crmonctl fleet`), over a connection of its
+/// own made when first needed. Cheap to clone.
+#[derive(Clone)]
+pub struct FleetQueries {
+    connect: FleetConnectOptions,
+    store: Arc<tokio::sync::Mutex<Option<FleetStore>>>,
+}
+
+impl FleetQueries {
+    async fn store(&self) -> Result<FleetStore, crmonban_store::StoreError> {
+        let mut slot = self.store.lock().await;
+        if let Some(store) = slot.as_ref() {
+            return Ok(store.clone());
+        }
+        let store = FleetStore::connect_with(self.connect.clone()).await?;
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The fleet's nodes and their heartbeats.
+    pub async fn nodes(
+        &self,
+    ) -> Result<Vec<crmonban_store::FleetNode>, crmonban_store::StoreError> {
+        self.store().await?.nodes().await
+    }
+
+    /// The fleet's bans in force now, newest first.
+    pub async fn bans(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<crmonban_store::FleetChange>, crmonban_store::StoreError> {
+        self.store()
+            .await?
+            .active_bans(
+                crmonban_core::unix_now(),
+                i64::from(offset),
+                i64::from(limit),
+            )
+            .await
+    }
+}
+
 /// The running fleet service; stopped when dropped or by [`FleetService::shutdown`].
 pub struct FleetService {
+    queries: FleetQueries,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -154,6 +198,10 @@ impl FleetService {
         let (stop, stopped) = watch::channel(false);
         let server = describe_fleet(&options.connect);
         let node = options.node.clone();
+        let queries = FleetQueries {
+            connect: options.connect.clone(),
+            store: Arc::new(tokio::sync::Mutex::new(None)),
+        };
         let options = Arc::new(options);
         let tasks = vec![
             tokio::spawn(publish::queue(
@@ -172,6 +220,7 @@ impl FleetService {
         ];
         tracing::info!(%server, %node, "fleet: sharing bans");
         FleetService {
+            queries,
             shared,
             stop,
             tasks,
@@ -188,6 +237,11 @@ impl FleetService {
     /// This node's name in the fleet.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Queries of the fleet database, usable without holding the service.
+    pub fn queries(&self) -> FleetQueries {
+        self.queries.clone()
     }
 
     /// The service's figures now.
