@@ -41,10 +41,20 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    fn as_str(&self) -> &'static str {
+    /// How both databases store it.
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             ChangeKind::Ban => "ban",
             ChangeKind::Unban => "unban",
+        }
+    }
+
+    /// The kind stored as `text`, if it is one.
+    pub(crate) fn parse(text: &str) -> Option<ChangeKind> {
+        match text {
+            "ban" => Some(ChangeKind::Ban),
+            "unban" => Some(ChangeKind::Unban),
+            _ => None,
         }
     }
 }
@@ -386,17 +396,8 @@ fn change_of(row: &sqlx::postgres::PgRow) -> Result<FleetChange, StoreError> {
     let target =
         Target::parse(&text).map_err(|e| corrupt("target", format!("{text:?}"), e.to_string()))?;
     let kind: String = row.get("kind");
-    let kind = match kind.as_str() {
-        "ban" => ChangeKind::Ban,
-        "unban" => ChangeKind::Unban,
-        other => {
-            return Err(corrupt(
-                "kind",
-                format!("{other:?}"),
-                "neither ban nor unban".into(),
-            ));
-        }
-    };
+    let kind = ChangeKind::parse(&kind)
+        .ok_or_else(|| corrupt("kind", format!("{kind:?}"), "neither ban nor unban".into()))?;
     Ok(FleetChange {
         id,
         node: row.get("node"),

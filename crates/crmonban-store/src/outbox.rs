@@ -23,10 +23,7 @@ impl Store {
                    (kind, target, reason, service, first_seen, last_seen, expires_at, queued_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
-            .bind(match p.kind {
-                ChangeKind::Ban => "ban",
-                ChangeKind::Unban => "unban",
-            })
+            .bind(p.kind.as_str())
             .bind(p.target.to_string())
             .bind(&p.reason)
             .bind(&p.service)
@@ -67,10 +64,10 @@ impl Store {
                 let text: String = row.get("target");
                 let target = crmonban_core::Target::parse(&text)
                     .map_err(|e| corrupt("target", format!("{text:?}"), e.to_string()))?;
-                let kind = match row.get::<String, _>("kind").as_str() {
-                    "ban" => ChangeKind::Ban,
-                    _ => ChangeKind::Unban,
-                };
+                let text: String = row.get("kind");
+                let kind = ChangeKind::parse(&text).ok_or_else(|| {
+                    corrupt("kind", format!("{text:?}"), "neither ban nor unban".into())
+                })?;
                 Ok((
                     id,
                     Publication {
