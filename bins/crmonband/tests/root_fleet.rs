@@ -145,3 +145,45 @@ fn root_a_password_file_others_may_read_refuses_the_start() {
     );
     assert!(!log.contains("not-used"), "{log}");
 }
+
+/// PostgreSQL going away stops no local ban: the publication waits in a's outbox (status says
+/// so) and reaches b when the database is back.
+#[test]
+fn root_a_fleet_outage_stops_no_ban_and_publication_resumes() {
+    let mut pg = Postgres::start();
+    let a = node(&pg, "a", "");
+    let b = node(&pg, "b", "");
+    for daemon in [&a, &b] {
+        wait_until("the fleet connected", PATIENCE, || {
+            let status = text(&daemon.ctl(&["status"]).stdout);
+            status
+                .contains("fleet:                 connected to")
+                .then_some(())
+        })
+        .unwrap_or_else(|w| panic!("{w}\n{}", daemon.log()));
+    }
+    pg.stop();
+    assert!(a.ctl(&["ban", "203.0.113.66", "-d", "1h"]).status.success());
+    assert!(
+        a.set_contains("blocked_v4", "203.0.113.66"),
+        "local bans go on"
+    );
+    wait_until("a's publication queued", PATIENCE, || {
+        let status = text(&a.ctl(&["status"]).stdout);
+        status.contains("fleet_outbox:          1").then_some(())
+    })
+    .unwrap_or_else(|w| panic!("{w}\n{}", text(&a.ctl(&["status"]).stdout)));
+    assert!(!b.set_contains("blocked_v4", "203.0.113.66"));
+    pg.start_again();
+    wait_until(
+        "the ban on b after the outage",
+        Duration::from_secs(60),
+        || b.set_contains("blocked_v4", "203.0.113.66").then_some(()),
+    )
+    .unwrap_or_else(|w| panic!("{w}\na:\n{}\nb:\n{}", a.log(), b.log()));
+    wait_until("a's outbox empty", PATIENCE, || {
+        let status = text(&a.ctl(&["status"]).stdout);
+        status.contains("fleet_outbox:          0").then_some(())
+    })
+    .unwrap();
+}
