@@ -27,12 +27,9 @@ fn node(pg: &Postgres, name: &str, extra: &str) -> Daemon {
     )
 }
 
-#[test]
-fn root_a_ban_on_one_daemon_is_enforced_on_the_other_within_a_second() {
-    let pg = Postgres::start();
-    let a = node(&pg, "a", "");
-    let b = node(&pg, "b", "");
-    for daemon in [&a, &b] {
+/// Waits until each of `daemons` says it is connected to the fleet.
+fn wait_connected(daemons: &[&Daemon]) {
+    for daemon in daemons {
         wait_until("the fleet connected", PATIENCE, || {
             let status = text(&daemon.ctl(&["status"]).stdout);
             status
@@ -41,6 +38,14 @@ fn root_a_ban_on_one_daemon_is_enforced_on_the_other_within_a_second() {
         })
         .unwrap_or_else(|w| panic!("{w}\n{}", daemon.log()));
     }
+}
+
+#[test]
+fn root_a_ban_on_one_daemon_is_enforced_on_the_other_within_a_second() {
+    let pg = Postgres::start();
+    let a = node(&pg, "a", "");
+    let b = node(&pg, "b", "");
+    wait_connected(&[&a, &b]);
     let started = Instant::now();
     assert!(a.ctl(&["ban", "203.0.113.7", "-d", "1h"]).status.success());
     wait_until("the ban in b's kernel", Duration::from_secs(1), || {
@@ -153,15 +158,7 @@ fn root_a_fleet_outage_stops_no_ban_and_publication_resumes() {
     let mut pg = Postgres::start();
     let a = node(&pg, "a", "");
     let b = node(&pg, "b", "");
-    for daemon in [&a, &b] {
-        wait_until("the fleet connected", PATIENCE, || {
-            let status = text(&daemon.ctl(&["status"]).stdout);
-            status
-                .contains("fleet:                 connected to")
-                .then_some(())
-        })
-        .unwrap_or_else(|w| panic!("{w}\n{}", daemon.log()));
-    }
+    wait_connected(&[&a, &b]);
     pg.stop();
     assert!(a.ctl(&["ban", "203.0.113.66", "-d", "1h"]).status.success());
     assert!(
