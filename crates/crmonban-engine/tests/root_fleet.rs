@@ -27,6 +27,8 @@ fn options(pg: &Postgres, node: &str, accept: Accept) -> FleetOptions {
         max_publish_rate: 1_000,
         escalate_after: 0,
         escalate_factor: 1.0,
+        escalate_window: Duration::from_secs(3_600),
+        prune_after: Duration::ZERO,
         heartbeat: Duration::from_secs(1),
     }
 }
@@ -297,4 +299,66 @@ async fn root_a_ban_held_by_enough_nodes_is_escalated() {
     fa.shutdown().await;
     fb.shutdown().await;
     fc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_a_node_prunes_what_no_longer_says_anything_and_keeps_bans_in_force() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    let now = unix_now();
+    let days = |n: i64| now - n * 86_400;
+    let ban = |target: &str, expires_at: Option<i64>| crmonban_store::Publication {
+        kind: crmonban_store::ChangeKind::Ban,
+        target: t(target),
+        reason: "r".into(),
+        service: None,
+        first_seen: None,
+        last_seen: None,
+        expires_at,
+    };
+    let unban = crmonban_store::Publication {
+        kind: crmonban_store::ChangeKind::Unban,
+        ..ban("192.0.2.1", None)
+    };
+    // Three days old: a ban and its unban, a ban that ended; a permanent ban still in force.
+    fleet
+        .publish(
+            "old",
+            &[
+                ban("192.0.2.1", None),
+                unban,
+                ban("192.0.2.2", Some(days(3) + 3_600)),
+                ban("192.0.2.3", None),
+            ],
+            days(3),
+        )
+        .await
+        .unwrap();
+    // Yesterday's ended ban is inside the horizon: kept.
+    fleet
+        .publish("old", &[ban("192.0.2.4", Some(days(1)))], days(1) - 60)
+        .await
+        .unwrap();
+    let a = Harness::start().await;
+    let mut pruning = options(&pg, "a", Accept::All);
+    pruning.prune_after = Duration::from_secs(2 * 86_400);
+    let fa = FleetService::start(a.engine.clone(), pruning);
+    let left = || async {
+        let rows = fleet.changes_after(0, 100).await.unwrap();
+        rows.iter()
+            .map(|c| c.change.target.to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut waited = Duration::ZERO;
+    while left().await.len() != 2 && waited < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert_eq!(left().await, ["192.0.2.3", "192.0.2.4"]);
+    // The permanent ban in force was applied, as the only one still saying something.
+    within("the old permanent ban on a", PATIENCE, || {
+        banned(&a.engine, "192.0.2.3")
+    })
+    .await;
+    fa.shutdown().await;
 }

@@ -11,6 +11,7 @@
 //! Targets are crmonban's canonical text and the database refuses anything `cidr` does not
 //! parse; every read parses them again and refuses what is not a [`Target`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crmonban_core::Target;
@@ -28,6 +29,8 @@ pub const FLEET_CHANNEL: &str = "crmonban_fleet";
 
 /// Connections per node: a publisher, a reader, a heartbeat; the listener has its own.
 const MAX_CONNECTIONS: u32 = 3;
+/// The advisory lock key of pruning ("crmnprun"): one node prunes at a time.
+const PRUNE_LOCK: i64 = i64::from_be_bytes(*b"crmnprun");
 /// How long a connection attempt may take before the fleet counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -277,22 +280,44 @@ impl FleetStore {
         Ok(id.unwrap_or(0))
     }
 
-    /// How many nodes hold a ban of `target` in force at `now`: those whose latest change
-    /// of it is a ban that has not ended (for escalation).
-    pub async fn reporters(&self, target: &Target, now: i64) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (
-                SELECT DISTINCT ON (node) node, kind, expires_at FROM fleet_changes
-                 WHERE target = $1 ORDER BY node, id DESC
+    /// How many nodes report each of `targets` (those reported by none are absent): a node
+    /// counts when its latest change of the target is a ban that is in force at `now` or that
+    /// it published at or after `since` (an unban withdraws its report). One query for all.
+    pub async fn reporters(
+        &self,
+        targets: &[Target],
+        since: i64,
+        now: i64,
+    ) -> Result<HashMap<Target, u32>, StoreError> {
+        if targets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let texts: Vec<String> = targets.iter().map(Target::to_string).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT target, count(*) FROM (
+                SELECT DISTINCT ON (target, node) target, node, kind, expires_at, created_at
+                  FROM fleet_changes WHERE target = ANY($1) ORDER BY target, node, id DESC
              ) latest
-             WHERE kind = 'ban' AND (expires_at IS NULL OR expires_at > $2)",
+             WHERE kind = 'ban'
+               AND (created_at >= $2 OR expires_at IS NULL OR expires_at > $3)
+             GROUP BY target",
         )
-        .bind(target.to_string())
+        .bind(&texts)
+        .bind(since)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(query("count the nodes banning an address"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        .map_err(query("count the nodes reporting addresses"))?;
+        // Read back by the text sent: the database's own rows are not parsed again.
+        let by_text: HashMap<&str, &Target> =
+            texts.iter().map(String::as_str).zip(targets).collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(text, count)| {
+                let target = **by_text.get(text.as_str())?;
+                Some((target, u32::try_from(count).unwrap_or(u32::MAX)))
+            })
+            .collect())
     }
 
     /// The fleet's nodes, by name.
@@ -357,10 +382,21 @@ impl FleetStore {
 
     /// Deletes changes taken before `before` (Unix seconds) that no longer say anything by
     /// then: unbans, bans expired, and bans a later change of the same node and target
-    /// replaced. Bans in force stay, whatever their age. Returns how many rows went. A node
-    /// offline for longer than the horizon misses the pruned unbans (its copies of those bans
-    /// then last until they expire): keep the horizon well beyond any outage.
-    pub async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+    /// replaced. Bans in force stay, whatever their age. Returns how many rows went, or `None`
+    /// when another node is pruning now (one at a time: a transaction-scoped advisory lock). A
+    /// node offline for longer than the horizon misses the pruned unbans (its copies of those
+    /// bans then last until they expire): keep the horizon well beyond any outage.
+    pub async fn prune(&self, before: i64) -> Result<Option<u64>, StoreError> {
+        let action = "prune the fleet's changes";
+        let mut tx = self.pool.begin().await.map_err(query(action))?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query(action))?;
+        if !ours {
+            return Ok(None);
+        }
         let done = sqlx::query(
             "DELETE FROM fleet_changes c
               WHERE c.created_at < $1
@@ -371,10 +407,11 @@ impl FleetStore {
                                    AND later.id > c.id))",
         )
         .bind(before)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(query("prune the fleet's changes"))?;
-        Ok(done.rows_affected())
+        .map_err(query(action))?;
+        tx.commit().await.map_err(query(action))?;
+        Ok(Some(done.rows_affected()))
     }
 
     /// Closes every connection of this store and its clones.

@@ -85,38 +85,79 @@ async fn root_changes_are_published_in_order_and_announced_by_id() {
 }
 
 #[tokio::test]
-async fn root_reporters_count_nodes_whose_latest_change_is_a_ban_in_force() {
+async fn root_reporters_count_nodes_whose_ban_is_in_force_or_recent_and_not_withdrawn() {
     let pg = Postgres::start();
     let fleet = FleetStore::connect(&pg.url()).await.unwrap();
     let x = "198.51.100.9";
+    let y = "2001:db8:9::/48";
     for node in ["a", "b", "c"] {
         fleet
             .publish(node, &[ban(x, Some(10_000))], 100)
             .await
             .unwrap();
     }
-    // d's ban of it has ended by now; e banned and unbanned.
+    // d's ban of x ended at 500 (published at 100: outside a window from 900, inside one
+    // from 50); e banned it and lifted its ban (a withdrawn report, whenever).
     fleet.publish("d", &[ban(x, Some(500))], 100).await.unwrap();
     fleet
         .publish("e", &[ban(x, None), unban(x)], 100)
         .await
         .unwrap();
-    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 3);
-    fleet.publish("a", &[unban(x)], 200).await.unwrap();
-    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 2);
+    fleet.publish("a", &[ban(y, Some(700))], 100).await.unwrap();
+    let count = |targets: Vec<Target>, since: i64| {
+        let fleet = fleet.clone();
+        async move { fleet.reporters(&targets, since, 1_000).await.unwrap() }
+    };
+    let both = count(vec![t(x), t(y), t("198.51.100.10")], 900).await;
+    assert_eq!(both.get(&t(x)), Some(&3));
     assert_eq!(
-        fleet.reporters(&t("198.51.100.10"), 1_000).await.unwrap(),
-        0
+        both.get(&t(y)),
+        None,
+        "ended and published before the window"
     );
+    assert_eq!(both.get(&t("198.51.100.10")), None);
+    let wide = count(vec![t(x), t(y)], 50).await;
+    assert_eq!((wide.get(&t(x)), wide.get(&t(y))), (Some(&4), Some(&1)));
+    fleet.publish("a", &[unban(x)], 200).await.unwrap();
+    assert_eq!(count(vec![t(x)], 900).await.get(&t(x)), Some(&2));
+    assert!(count(Vec::new(), 0).await.is_empty());
 
-    // Pruning keeps what is in force (b's and c's bans): a's ban and e's permanent one were
-    // replaced by unbans, d's expired, and the unbans themselves say nothing any more.
+    // Pruning keeps what is in force (b's and c's bans): a's bans of x and y (replaced, and
+    // ended), d's (ended) and e's permanent one (replaced by an unban) go, and the unbans
+    // themselves say nothing any more.
     let pruned = fleet.prune(5_000).await.unwrap();
     let left = fleet.changes_after(0, 100).await.unwrap();
-    assert_eq!(pruned, 5, "{left:?}");
+    assert_eq!(pruned, Some(6), "{left:?}");
     let nodes: Vec<&str> = left.iter().map(|c| c.node.as_str()).collect();
     assert_eq!(nodes, ["b", "c"]);
-    assert_eq!(fleet.reporters(&t(x), 1_000).await.unwrap(), 2);
+    assert_eq!(count(vec![t(x)], 900).await.get(&t(x)), Some(&2));
+}
+
+#[tokio::test]
+async fn root_one_node_prunes_at_a_time() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    fleet
+        .publish(
+            "a",
+            &[ban("203.0.113.1", Some(150)), unban("203.0.113.1")],
+            100,
+        )
+        .await
+        .unwrap();
+    // Another node holds the pruning lock: this one does nothing and says so.
+    use sqlx::Connection;
+    let mut other = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    let key = i64::from_be_bytes(*b"crmnprun");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(fleet.prune(1_000).await.unwrap(), None);
+    assert_eq!(fleet.changes_after(0, 10).await.unwrap().len(), 2);
+    other.close().await.unwrap();
+    assert_eq!(fleet.prune(1_000).await.unwrap(), Some(2));
 }
 
 #[tokio::test]

@@ -2039,11 +2039,16 @@ fn fleet_is_off_and_shares_detector_and_manual_bans_by_default() {
     assert_eq!(fleet.accept, None);
     assert_eq!(fleet.min_ban_time, secs(600));
     assert_eq!((fleet.escalate_after, fleet.escalate_factor), (3, 4.0));
+    assert_eq!(
+        (fleet.escalate_window, fleet.prune_after),
+        (secs(86_400), secs(7 * 86_400))
+    );
     let config = parse(
         "[fleet]\nenabled = true\nurl = \"postgres://crmonban@db.example.org/crmonban?sslmode=verify-full\"\n\
          password_file = \"/etc/crmonban/fleet.password\"\nnode_name = \"web1\"\n\
          share = [\"detector\", \"manual\"]\naccept = [\"web2\", \"web3\"]\nmin_ban_time = \"1h\"\n\
-         max_publish_rate = 50\nescalate_after = 0\nheartbeat = \"10s\"\n",
+         max_publish_rate = 50\nescalate_after = 0\nheartbeat = \"10s\"\n\
+         escalate_window = \"2h\"\nprune_after = \"0\"\n",
     );
     let fleet = config.fleet;
     assert!(fleet.enabled);
@@ -2061,6 +2066,10 @@ fn fleet_is_off_and_shares_detector_and_manual_bans_by_default() {
         (secs(3_600), secs(10))
     );
     assert_eq!((fleet.max_publish_rate, fleet.escalate_after), (50, 0));
+    assert_eq!(
+        (fleet.escalate_window, fleet.prune_after),
+        (secs(7_200), secs(0))
+    );
 }
 
 #[test]
@@ -2083,6 +2092,16 @@ fn fleet_mistakes_are_named() {
         "config.toml:2: fleet.accept[0]: \"*\" stands alone: [\"*\"] accepts every node"
     );
     assert!(error("[fleet]\nnode_name = \"web 1\"\n").contains("is not a node name"));
+    assert_eq!(
+        error("[fleet]\nescalate_window = \"2d\"\nprune_after = \"1d\"\n"),
+        "config.toml:3: fleet.prune_after: prune_after is shorter than escalate_window: the \
+         reports escalation counts would be pruned; make prune_after at least as long (or 0: \
+         never prune)"
+    );
+    assert!(
+        error("[fleet]\nescalate_window = \"30s\"\n")
+            .starts_with("config.toml:2: fleet.escalate_window: ")
+    );
     assert_eq!(
         warnings("[fleet]\nurl = \"postgres://crmonban:hunter2@db/crmonban\"\n"),
         [

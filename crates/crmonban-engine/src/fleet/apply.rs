@@ -3,6 +3,7 @@
 //! whitelist covers, escalate bans many nodes hold, ban through [`Engine::ban_many`] a page at
 //! a time, unban only bans the unbanning peer made, and save how far it got.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -106,6 +107,7 @@ async fn apply_page(
         .map(|(t, _)| t)
         .collect();
     let now = unix_now();
+    let reports = reports(options, fleet, changes, now).await?;
     let mut bans: Vec<BanRequest> = Vec::new();
     for change in changes {
         if change.node == options.node {
@@ -126,7 +128,7 @@ async fn apply_page(
                     tracing::info!(%target, node = %change.node, "fleet: a peer's ban of a fleet-whitelisted network; not applied");
                     continue;
                 }
-                let duration = escalated(options, fleet, &target, duration, now).await?;
+                let duration = escalated(options, reports.get(&target).copied(), duration);
                 bans.push(BanRequest {
                     target,
                     duration: Some(duration),
@@ -186,27 +188,42 @@ fn remaining(expires_at: Option<i64>, now: i64) -> Option<BanDuration> {
     }
 }
 
-/// `duration`, `escalate_factor` times as long when at least `escalate_after` nodes hold a
-/// ban of `target` (permanent bans stay permanent).
-async fn escalated(
+/// How many nodes reported each target the page bans for a time, in one query; empty when
+/// escalation is off.
+async fn reports(
     options: &FleetOptions,
     fleet: &FleetStore,
-    target: &Target,
-    duration: BanDuration,
+    changes: &[FleetChange],
     now: i64,
-) -> Result<BanDuration, StoreError> {
-    let BanDuration::Timed(length) = duration else {
-        return Ok(duration);
-    };
+) -> Result<HashMap<Target, u32>, StoreError> {
     if options.escalate_after == 0 || options.escalate_factor <= 1.0 {
-        return Ok(duration);
+        return Ok(HashMap::new());
     }
-    if fleet.reporters(target, now).await? < options.escalate_after {
-        return Ok(duration);
+    let mut targets: Vec<Target> = changes
+        .iter()
+        .filter(|c| c.change.kind == ChangeKind::Ban && c.change.expires_at.is_some())
+        .map(|c| c.change.target)
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let window = i64::try_from(options.escalate_window.as_secs()).unwrap_or(i64::MAX);
+    fleet
+        .reporters(&targets, now.saturating_sub(window), now)
+        .await
+}
+
+/// `duration`, `escalate_factor` times as long when at least `escalate_after` nodes reported
+/// the target (permanent bans stay permanent).
+fn escalated(options: &FleetOptions, reporters: Option<u32>, duration: BanDuration) -> BanDuration {
+    let BanDuration::Timed(length) = duration else {
+        return duration;
+    };
+    if options.escalate_after == 0 || reporters.unwrap_or(0) < options.escalate_after {
+        return duration;
     }
-    Ok(BanDuration::Timed(Duration::from_secs_f64(
-        length.as_secs_f64() * options.escalate_factor,
-    )))
+    BanDuration::Timed(Duration::from_secs_f64(
+        length.as_secs_f64() * options.escalate_factor.max(1.0),
+    ))
 }
 
 /// Whether two targets share an address (one contains the other).

@@ -90,6 +90,8 @@ impl FleetOptions {
             max_publish_rate: config.max_publish_rate,
             escalate_after: config.escalate_after,
             escalate_factor: config.escalate_factor,
+            escalate_window: config.escalate_window,
+            prune_after: config.prune_after,
             heartbeat: config.heartbeat,
         })
     }

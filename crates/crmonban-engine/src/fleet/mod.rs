@@ -72,11 +72,17 @@ pub struct FleetOptions {
     pub min_ban_time: Duration,
     /// Changes published a second at most (the rest wait in the outbox).
     pub max_publish_rate: u32,
-    /// A ban that this many nodes hold (or more) is applied `escalate_factor` times as long;
-    /// 0 turns escalation off.
+    /// A ban of a target that this many nodes (or more) reported within `escalate_window`
+    /// ([`FleetStore::reporters`]) is applied `escalate_factor` times as long; 0 turns
+    /// escalation off.
     pub escalate_after: u32,
     /// See `escalate_after`.
     pub escalate_factor: f64,
+    /// See `escalate_after`.
+    pub escalate_window: Duration,
+    /// Changes that no longer say anything are pruned from the fleet database this long after
+    /// they were published ([`FleetStore::prune`], hourly); zero: never.
+    pub prune_after: Duration,
     /// How often this node says it is alive.
     pub heartbeat: Duration,
 }

@@ -1,14 +1,14 @@
 //! This node's side of publishing: [`queue`] turns the engine's events into outbox rows in
 //! the node's SQLite database (bans of shared sources, unbans), [`send`] drains the outbox into
-//! the fleet database, rate-limited, with backoff while the fleet is down, and beats the
-//! heart.
+//! the fleet database, rate-limited, with backoff while the fleet is down, beats the heart,
+//! and prunes the fleet's old changes hourly (beside it, never holding a publication up).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crmonban_core::unix_now;
-use crmonban_store::{ChangeKind, Publication};
+use crmonban_store::{ChangeKind, FleetStore, Publication};
 use tokio::sync::watch;
 
 use super::{FleetOptions, Shared, connect, pause};
@@ -18,6 +18,8 @@ use crate::{Engine, EngineEvent, Overflow};
 const SUBSCRIPTION: usize = 4_096;
 /// Outbox rows read per round.
 const PAGE: u32 = 1_000;
+/// How often a node offers to prune the fleet's changes (one node at a time does).
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// The reason of unbans this node makes when applying a peer's unban (never published again).
 pub(crate) const FLEET_UNBAN: &str = "fleet unban";
@@ -135,7 +137,9 @@ pub(super) async fn send(
             return;
         };
         let mut last_beat: Option<tokio::time::Instant> = None;
+        let mut pruning = Pruning::default();
         loop {
+            pruning.offer(&fleet, &options);
             if last_beat.is_none_or(|at| at.elapsed() >= options.heartbeat) {
                 if let Err(e) = fleet.heartbeat(&options.node, version, unix_now()).await {
                     shared.failed("cannot send the heartbeat", &e);
@@ -195,6 +199,50 @@ pub(super) async fn send(
                 _ = tokio::time::sleep(options.heartbeat) => {}
                 _ = stop.changed() => return,
             }
+        }
+    }
+}
+
+/// The fleet's hourly pruning, run beside the sender on a clone of its store.
+#[derive(Default)]
+struct Pruning {
+    last: Option<tokio::time::Instant>,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Pruning {
+    /// Starts a prune when one is due (`prune_after` set, an hour since the last, none running).
+    fn offer(&mut self, fleet: &FleetStore, options: &FleetOptions) {
+        if options.prune_after.is_zero()
+            || self.last.is_some_and(|at| at.elapsed() < PRUNE_EVERY)
+            || self
+                .running
+                .as_ref()
+                .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
+        self.last = Some(tokio::time::Instant::now());
+        let horizon = i64::try_from(options.prune_after.as_secs()).unwrap_or(i64::MAX);
+        let before = unix_now().saturating_sub(horizon);
+        let fleet = fleet.clone();
+        self.running = Some(tokio::spawn(async move {
+            match fleet.prune(before).await {
+                Ok(Some(0)) => {}
+                Ok(Some(rows)) => {
+                    tracing::info!(rows, "fleet: pruned changes that no longer say anything")
+                }
+                Ok(None) => tracing::debug!("fleet: another node is pruning"),
+                Err(e) => tracing::warn!("fleet: cannot prune: {e}"),
+            }
+        }));
+    }
+}
+
+impl Drop for Pruning {
+    fn drop(&mut self) {
+        if let Some(task) = &self.running {
+            task.abort();
         }
     }
 }

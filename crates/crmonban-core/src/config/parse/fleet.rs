@@ -102,6 +102,25 @@ pub(super) fn read_fleet(d: &mut Diagnostics<'_>, mut t: Table<'_, '_>, fleet: &
     if let Some(v) = t.get("escalate_factor").and_then(|v| v.number(d, 1.0)) {
         fleet.escalate_factor = v;
     }
+    let window = t.get("escalate_window");
+    if let Some(v) = window.as_ref().and_then(|v| seconds(d, v, 60)) {
+        fleet.escalate_window = v;
+    }
+    let prune_after = t.get("prune_after");
+    if let Some(v) = prune_after.as_ref().and_then(|v| seconds(d, v, 0)) {
+        fleet.prune_after = v;
+    }
+    if !fleet.prune_after.is_zero() && fleet.prune_after < fleet.escalate_window {
+        let v = prune_after.as_ref().or(window.as_ref());
+        let (span, key) = v.map_or((t.span.clone(), "fleet.prune_after".to_owned()), |v| {
+            (v.span.clone(), v.path.clone())
+        });
+        d.error(
+            &span,
+            &key,
+            "prune_after is shorter than escalate_window: the reports escalation counts would be pruned; make prune_after at least as long (or 0: never prune)",
+        );
+    }
     if let Some(v) = t.get("heartbeat").and_then(|v| seconds(d, &v, 1)) {
         fleet.heartbeat = v;
     }

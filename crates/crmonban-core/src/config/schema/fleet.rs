@@ -29,11 +29,17 @@ pub struct FleetConfig {
     pub min_ban_time: Duration,
     /// Changes published a second at most; the rest wait in the outbox. Default 100.
     pub max_publish_rate: u32,
-    /// A ban held by this many nodes (or more) is applied `escalate_factor` times as long;
-    /// 0 = never. Default 3.
+    /// A ban reported by this many nodes (or more) within `escalate_window` is applied
+    /// `escalate_factor` times as long; 0 = never. Default 3.
     pub escalate_after: u32,
     /// Default 4.0.
     pub escalate_factor: f64,
+    /// How far back reports count towards `escalate_after`. Default 24 hours.
+    pub escalate_window: Duration,
+    /// Changes that no longer say anything (unbans, ended bans, bans replaced) are deleted
+    /// from the fleet database this long after they were published; zero: never. At least
+    /// `escalate_window`. Default 7 days.
+    pub prune_after: Duration,
     /// How often the node says it is alive. Default 30 s.
     pub heartbeat: Duration,
 }
@@ -55,6 +61,8 @@ impl Default for FleetConfig {
             max_publish_rate: 100,
             escalate_after: 3,
             escalate_factor: 4.0,
+            escalate_window: Duration::from_secs(24 * 3600),
+            prune_after: Duration::from_secs(7 * 24 * 3600),
             heartbeat: Duration::from_secs(30),
         }
     }
