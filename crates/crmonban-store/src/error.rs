@@ -26,8 +26,12 @@ pub enum StoreError {
         source: sqlx::migrate::MigrateError,
     },
     /// The fleet database could not be reached or refused the connection (wrong password,
-    /// no such database, TLS required...). `server` names it without any password.
-    #[error("cannot connect to the fleet database {server}: {source}")]
+    /// no such database, TLS required, a server certificate that does not verify...).
+    /// `server` names it without any password.
+    #[error(
+        "cannot connect to the fleet database {server}: {}",
+        connect_reason(source)
+    )]
     FleetConnect {
         /// `user@host:port/database`.
         server: String,
@@ -91,6 +95,29 @@ pub enum StoreError {
         /// The value given.
         value: u64,
     },
+}
+
+/// Why a connection to the fleet database failed, for the administrator who reads it:
+/// PostgreSQL's own message without the " at line N" sqlx appends (a line of the server's C
+/// source, which reads like a line of pg_hba.conf); for a server certificate signed by no
+/// trusted CA, which CAs are trusted. Anything else as sqlx says it.
+fn connect_reason(source: &sqlx::Error) -> String {
+    match source {
+        sqlx::Error::Database(db) => format!("PostgreSQL says: {}", db.message()),
+        // rustls's words for it, inside the io::Error of the handshake.
+        sqlx::Error::Io(io)
+            if io.get_ref().is_some_and(|e| {
+                e.to_string()
+                    .ends_with("invalid peer certificate: UnknownIssuer")
+            }) =>
+        {
+            "TLS: the server's certificate is signed by no CA this node trusts (the system's \
+             CAs and the file named by sslrootcert= in the URL; invalid peer certificate: \
+             UnknownIssuer)"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Maps a sqlx error to [`StoreError::Query`] for `action`. Row conversions run inside sqlx's

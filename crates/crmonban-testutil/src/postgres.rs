@@ -1,17 +1,34 @@
 //! A real PostgreSQL server ([`Postgres`]) for the fleet tests: Debian's server binaries,
-//! `initdb` run as the `postgres` user into a temporary directory, the server listening on a
-//! unix socket in that directory only (no TCP port: reachable from every network namespace
-//! through the file system, from none through the network), trust authentication for the role
-//! `crmonban`. [`Postgres::stop`] and [`Postgres::start_again`] take it away and bring it back
-//! with its data, for the fault tests. Stopped by its PID on drop.
+//! `initdb` run as the `postgres` user into a temporary directory, the server
+//! ([`Postgres::start`]) listening on a unix socket in that directory only (no TCP port:
+//! reachable from every network namespace through the file system, from none through the
+//! network), trust authentication for the role `crmonban`. [`Postgres::stop`] and
+//! [`Postgres::start_again`] take it away and bring it back with its data, for the fault
+//! tests. Stopped by its PID on drop.
+//!
+//! [`Postgres::start_tls`] starts one that also listens on TCP, on 127.0.0.1 of the host at a
+//! free port, with TLS only: a certificate for `localhost` and 127.0.0.1 made by `openssl` at
+//! start and signed by a throwaway CA ([`Postgres::ca_file`]); a second, unrelated CA
+//! ([`Postgres::other_ca_file`]) for the tests that must see verification fail; and a
+//! `pg_hba.conf` that trusts `crmonban` over TLS, rejects TCP without it and keeps the unix
+//! socket as it was ([`Postgres::tcp_url`]).
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::{PATIENCE, command_as, wait_until};
 
-/// The port number in the socket's name (`.s.PGSQL.<port>`); nothing listens on TCP.
-const PORT: u16 = 5432;
+/// The port number in the socket's name (`.s.PGSQL.<port>`) of a server without TCP.
+const SOCKET_ONLY_PORT: u16 = 5432;
+
+/// Who may connect how when the server listens on TCP too: anyone on the unix socket, and
+/// on 127.0.0.1 only through TLS (the first matching line decides).
+const TLS_HBA: &str = "\
+local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 127.0.0.1/32 reject
+";
 
 /// A running PostgreSQL; see the module documentation.
 pub struct Postgres {
@@ -20,11 +37,26 @@ pub struct Postgres {
     bin: PathBuf,
     uid: u32,
     gid: u32,
+    /// The port in the socket's name, and on 127.0.0.1 when `tls` is set.
+    port: u16,
+    /// Whether the server also listens on 127.0.0.1, with TLS.
+    tls: bool,
 }
 
 impl Postgres {
-    /// Initialises a cluster and starts the server; waits until it accepts connections.
+    /// Initialises a cluster and starts the server on its unix socket only; waits until it
+    /// accepts connections.
     pub fn start() -> Postgres {
+        Self::init_and_start(false)
+    }
+
+    /// Like [`Postgres::start`], and also listening on TCP (127.0.0.1, a free port) with TLS
+    /// required; see the module documentation.
+    pub fn start_tls() -> Postgres {
+        Self::init_and_start(true)
+    }
+
+    fn init_and_start(tls: bool) -> Postgres {
         crate::require_root();
         let bin = server_bin();
         let (uid, gid) = postgres_user();
@@ -55,12 +87,24 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let port = if tls {
+            // initdb wrote a pg_hba.conf owned by postgres; writing it keeps owner and mode.
+            std::fs::write(data.join("pg_hba.conf"), TLS_HBA).unwrap();
+            let certificates = dir.path().join("tls");
+            std::fs::create_dir(&certificates).unwrap();
+            make_certificates(&certificates, uid, gid);
+            free_port()
+        } else {
+            SOCKET_ONLY_PORT
+        };
         let mut postgres = Postgres {
             child: None,
             dir,
             bin,
             uid,
             gid,
+            port,
+            tls,
         };
         postgres.start_again();
         postgres
@@ -74,15 +118,26 @@ impl Postgres {
             .append(true)
             .open(self.dir.path().join("postgres.log"))
             .unwrap();
-        let child = command_as(self.bin.join("postgres"), self.uid, self.gid)
+        let mut command = command_as(self.bin.join("postgres"), self.uid, self.gid);
+        command
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .arg("-k")
             .arg(self.socket_dir())
-            .args(["-p", &PORT.to_string(), "-c", "listen_addresses="])
+            .args(["-p", &self.port.to_string()])
             // A test database: durability is not what is tested.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=200"])
+            .args(["-c", "max_connections=200"]);
+        if self.tls {
+            let file = |name: &str| self.tls_dir().join(name).display().to_string();
+            command
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
+                .args(["-c", &format!("ssl_cert_file={}", file("server.pem"))])
+                .args(["-c", &format!("ssl_key_file={}", file("server.key"))]);
+        } else {
+            command.args(["-c", "listen_addresses="]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -90,6 +145,7 @@ impl Postgres {
         self.child = Some(child);
         let socket = self.socket_dir().to_owned();
         let bin = self.bin.clone();
+        let port = self.port.to_string();
         wait_until("PostgreSQL to accept connections", PATIENCE, || {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -99,7 +155,7 @@ impl Postgres {
             Command::new(bin.join("pg_isready"))
                 .arg("-h")
                 .arg(&socket)
-                .args(["-p", &PORT.to_string(), "-q"])
+                .args(["-p", &port, "-q"])
                 .status()
                 .is_ok_and(|s| s.success())
                 .then_some(())
@@ -127,9 +183,46 @@ impl Postgres {
     /// The URL of database `postgres` as role `crmonban`, over the unix socket.
     pub fn url(&self) -> String {
         format!(
-            "postgres://crmonban@localhost:{PORT}/postgres?host={}",
+            "postgres://crmonban@localhost:{}/postgres?host={}",
+            self.port,
             self.socket_dir().display()
         )
+    }
+
+    /// The URL of database `postgres` as role `crmonban` over TCP, `localhost` and the
+    /// server's port, without a query: the caller adds `?sslmode=...`. Panics unless started
+    /// by [`Postgres::start_tls`].
+    pub fn tcp_url(&self) -> String {
+        format!("postgres://crmonban@localhost:{}/postgres", self.tcp_port())
+    }
+
+    /// The TCP port on 127.0.0.1 (see [`Postgres::tcp_url`]).
+    pub fn tcp_port(&self) -> u16 {
+        self.expect_tls();
+        self.port
+    }
+
+    /// The CA that signed the server's certificate (for `localhost` and 127.0.0.1), PEM.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls_dir().join("ca.pem")
+    }
+
+    /// A CA that signed nothing the server presents, PEM: verification against it must fail.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.tls_dir().join("other-ca.pem")
+    }
+
+    /// The directory of the certificates and keys.
+    fn tls_dir(&self) -> PathBuf {
+        self.expect_tls();
+        self.dir.path().join("tls")
+    }
+
+    fn expect_tls(&self) {
+        assert!(
+            self.tls,
+            "no TCP, no TLS: start the server with Postgres::start_tls"
+        );
     }
 
     /// The directory of the server's socket.
@@ -142,7 +235,14 @@ impl Postgres {
         let out = Command::new(self.bin.join("psql"))
             .arg("-h")
             .arg(self.socket_dir())
-            .args(["-p", &PORT.to_string(), "-U", "crmonban", "-d", "postgres"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "crmonban",
+                "-d",
+                "postgres",
+            ])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql");
@@ -189,4 +289,83 @@ fn postgres_user() -> (u32, u32) {
         .flatten()
         .expect("the postgres user (Debian package postgresql creates it)");
     (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// A port on 127.0.0.1 that nothing listens on now (the kernel's choice for an ephemeral
+/// bind); the server binds it a moment later.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// In `dir`: a throwaway CA (`ca.pem`), a certificate for `localhost` and 127.0.0.1 signed by
+/// it (`server.pem`; its key `server.key` owned by `uid`/`gid` with mode 0600, as PostgreSQL
+/// requires) and an unrelated CA (`other-ca.pem`). P-256 keys, valid for two days.
+fn make_certificates(dir: &Path, uid: u32, gid: u32) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian package openssl; cargo xtask deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=crmonban test CA"),
+        ("other-ca", "/CN=unrelated CA"),
+    ] {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let self_signed = [
+            "-days", "2", "-subj", subject, "-keyout", &key, "-out", &pem,
+        ];
+        openssl(&[&["req", "-x509"][..], &new_key, &self_signed].concat());
+    }
+    let request = [
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    openssl(&[&["req"][..], &new_key, &request].concat());
+    // x509 -req, not req -x509 -CA: the latter marks the server's certificate as a CA's
+    // (openssl.cnf's v3_ca), which webpki refuses as a server's.
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let key = dir.join("server.key");
+    nix::unistd::chown(&key, Some(uid.into()), Some(gid.into())).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
