@@ -42,6 +42,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "xdp_flood",
         "a 64-byte UDP flood over veth, dropped by nothing, by crmonban's nftables rule and by XDP (a minimal drop-all program, and crmonban's with the same 1,000,000 bans)",
     ),
+    (
+        "crmonban-store",
+        "fleet_sim",
+        "50 simulated fleet nodes sharing bans through one PostgreSQL: propagation latency under light load and floods, publish rate sustained, followers keeping up, table size and prune",
+    ),
 ];
 
 /// What a reader needs to compare the figures, by bench target.
@@ -185,6 +190,44 @@ const NOTES: &[(&str, &str)] = &[
          against the same bans, which reads every entry (in batches) and changes none. The \
          ratio to the minimal program varied between 0.84 and 0.93 over runs on this VM with \
          the hash maps (0.77-0.93 with a trie for every address, the first design).",
+    ),
+    (
+        "fleet_sim",
+        "One local PostgreSQL 15 (`crmonban_testutil::Postgres`: unix socket, fsync=off, \
+         max_connections 200) on this 2-core VM, and 50 simulated nodes in one process on one \
+         tokio runtime (2 workers): each a `FleetStore` of its own (a pool of up to 3 \
+         connections, its listener holding one of them: `client_connections`) and a follower \
+         that reads like the daemon's applier, `changes_after(cursor, 10,000)` on every \
+         notification (or each second) until a page is short, the cursor then moving to the \
+         last id read (it does not read the whitelist, count reporters or ban anything). \
+         Propagation (`*_propagation_*`) runs from just before the publisher's `publish` call \
+         to the return of the follower's read holding the change, over every (publication, \
+         other node) pair; `*_propagation_after_commit_*` from the call's return instead (0 \
+         when the read came first). `light_*`: every node publishes single bans at random \
+         (Poisson) intervals, 2 a second each, ~100 a second in all, for 10 s. `flood_1_*`, \
+         `flood_100_*`: every node publishes as fast as it can for 10 s, one change a \
+         transaction, then pages of 100 (the daemon's publisher sends up to \
+         `max_publish_rate`, default 100, a second; a page from a backlog), while all 50 \
+         follow. `*_changes_per_sec` counts changes committed over the phase, until the last \
+         call returned; `*_publish_call_*` is one `publish` call (a transaction: one INSERT \
+         round trip per change, then `pg_notify` and COMMIT). `*_lag_while_publishing_*` is \
+         the largest follower's distance behind the newest id (in changes), sampled every \
+         100 ms; `*_lag_at_end` the same when the last call returned, and \
+         `*_all_followers_at_last_id_after` the time from then until every cursor reached it. \
+         `*_follower_reads` counts `changes_after` calls (every notification wakes every \
+         follower: about one read per transaction per node), `*_empty_reads` those that found \
+         nothing. `*_pairs_skipped` counts pairs whose change lies behind the receiver's \
+         cursor but was never read: a transaction that took a lower id committed after one \
+         with a higher id had been read, so the cursor had passed it (it must be 0; the \
+         bench fails otherwise); `*_pairs_unread` pairs still beyond a cursor when the bench \
+         stopped waiting (20 s). CPU is in cores' worth over the phase: the PostgreSQL server \
+         (postmaster and its children), this process, and the whole machine's busy time \
+         (the VM is shared: the rest is other work); a context line gives what the server's \
+         non-idle backends were waiting for (pg_stat_activity, sampled every 100 ms; \
+         `Client.ClientRead`: inside a transaction, waiting for the client's next statement). \
+         `table_*` is `fleet_changes` after the three phases (`pg_total_relation_size`, \
+         indexes included); `prune_*` one `prune(now + 1)` over it: the flood bans last 1 s \
+         and have ended (deleted), the light ones an hour (kept).",
     ),
 ];
 
