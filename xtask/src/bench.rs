@@ -209,17 +209,20 @@ const NOTES: &[(&str, &str)] = &[
          transaction, then pages of 100 (the daemon's publisher sends up to \
          `max_publish_rate`, default 100, a second; a page from a backlog), while all 50 \
          follow. `*_changes_per_sec` counts changes committed over the phase, until the last \
-         call returned; `*_publish_call_*` is one `publish` call (a transaction: one INSERT \
-         round trip per change, then `pg_notify` and COMMIT). `*_lag_while_publishing_*` is \
+         call returned; `*_publish_call_*` is one `publish` call (one statement, its own \
+         transaction: the publication advisory lock, one multi-row INSERT, `pg_notify`; \
+         publications commit one at a time, in id order, so that no follower passes over one). \
+         In the floods the 50 followers share this process's cores: past some rate they, not \
+         the server, fall behind (each node has its own CPU in a real fleet). `*_lag_while_publishing_*` is \
          the largest follower's distance behind the newest id (in changes), sampled every \
          100 ms; `*_lag_at_end` the same when the last call returned, and \
          `*_all_followers_at_last_id_after` the time from then until every cursor reached it. \
          `*_follower_reads` counts `changes_after` calls (every notification wakes every \
          follower: about one read per transaction per node), `*_empty_reads` those that found \
          nothing. `*_pairs_skipped` counts pairs whose change lies behind the receiver's \
-         cursor but was never read: a transaction that took a lower id committed after one \
-         with a higher id had been read, so the cursor had passed it (it must be 0; the \
-         bench fails otherwise); `*_pairs_unread` pairs still beyond a cursor when the bench \
+         cursor but was never read (a transaction that took a lower id committing after one \
+         with a higher id had been read: what this bench found before publications were \
+         serialised; it must be 0, the bench fails otherwise); `*_pairs_unread` pairs still beyond a cursor when the bench \
          stopped waiting (20 s). CPU is in cores' worth over the phase: the PostgreSQL server \
          (postmaster and its children), this process, and the whole machine's busy time \
          (the VM is shared: the rest is other work); a context line gives what the server's \

@@ -27,8 +27,10 @@ static FLEET_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The channel every insert notifies, with the highest id as its payload.
 pub const FLEET_CHANNEL: &str = "crmonban_fleet";
 
-/// Connections per node: a publisher, a reader, a heartbeat; the listener has its own.
+/// Connections of one store's pool, its listener included (it keeps one for itself).
 const MAX_CONNECTIONS: u32 = 3;
+/// The advisory lock key of publishing ("crmnpubl"): one publication commits at a time.
+const PUBLISH_LOCK: i64 = i64::from_be_bytes(*b"crmnpubl");
 /// The advisory lock key of pruning ("crmnprun"): one node prunes at a time.
 const PRUNE_LOCK: i64 = i64::from_be_bytes(*b"crmnprun");
 /// How long a connection attempt may take before the fleet counts as unreachable.
@@ -181,46 +183,73 @@ impl FleetStore {
 
     /// Publishes `changes` of `node` in one transaction, notifying the fleet once; returns
     /// their ids, in order.
+    ///
+    /// Publications are serialised by an advisory lock held until the commit, so ids become
+    /// visible in the order they were given: a reader that has seen id N has seen every id
+    /// below it. Without it, a transaction given lower ids could commit after a later one had
+    /// been read, behind every follower's position, and never be applied anywhere. To hold the
+    /// lock for as short a time as can be, it is all one statement (one round trip, its own
+    /// transaction): take the lock, insert the rows in the order given, notify.
     pub async fn publish(
         &self,
         node: &str,
         changes: &[Publication],
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let action = "publish to the fleet";
-        let mut tx = self.pool.begin().await.map_err(query(action))?;
-        let mut ids = Vec::with_capacity(changes.len());
-        for change in changes {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO fleet_changes
-                   (node, kind, target, reason, service, first_seen, last_seen, expires_at,
-                    created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            )
-            .bind(node)
-            .bind(change.kind.as_str())
-            .bind(change.target.to_string())
-            .bind(&change.reason)
-            .bind(&change.service)
-            .bind(change.first_seen)
-            .bind(change.last_seen)
-            .bind(change.expires_at)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(query(action))?;
-            ids.push(id);
+        if changes.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(last) = ids.last() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(FLEET_CHANNEL)
-                .bind(last.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(query(action))?;
-        }
-        tx.commit().await.map_err(query(action))?;
-        Ok(ids)
+        let column = |f: fn(&Publication) -> Option<i64>| changes.iter().map(f).collect::<Vec<_>>();
+        let row = sqlx::query(
+            "WITH locked AS (SELECT pg_advisory_xact_lock($10)),
+             added AS (
+               INSERT INTO fleet_changes
+                 (node, kind, target, reason, service, first_seen, last_seen, expires_at,
+                  created_at)
+               SELECT $1, c.kind, c.target, c.reason, c.service, c.first_seen, c.last_seen,
+                      c.expires_at, $9
+                 FROM locked,
+                      unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                             $7::bigint[], $8::bigint[])
+                      WITH ORDINALITY
+                      AS c(kind, target, reason, service, first_seen, last_seen, expires_at, n)
+                ORDER BY c.n
+               RETURNING id)
+             SELECT array_agg(id ORDER BY id) AS ids,
+                    pg_notify($11, max(id)::text)::text AS notified
+               FROM added",
+        )
+        .bind(node)
+        .bind(changes.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            changes
+                .iter()
+                .map(|c| c.target.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changes
+                .iter()
+                .map(|c| c.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changes
+                .iter()
+                .map(|c| c.service.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|c| c.first_seen))
+        .bind(column(|c| c.last_seen))
+        .bind(column(|c| c.expires_at))
+        .bind(now)
+        .bind(PUBLISH_LOCK)
+        .bind(FLEET_CHANNEL)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query("publish to the fleet"))?;
+        // Numbered in the order given (ORDER BY n), returned sorted.
+        row.try_get("ids").map_err(query("publish to the fleet"))
     }
 
     /// Up to `limit` changes after id `after`, in order. A row whose target or kind does not

@@ -156,8 +156,14 @@ async fn root_one_node_prunes_at_a_time() {
         .unwrap();
     assert_eq!(fleet.prune(1_000).await.unwrap(), None);
     assert_eq!(fleet.changes_after(0, 10).await.unwrap().len(), 2);
-    other.close().await.unwrap();
+    // Released (a closed connection's backend may hold it a moment longer).
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut other)
+        .await
+        .unwrap();
     assert_eq!(fleet.prune(1_000).await.unwrap(), Some(2));
+    other.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -279,5 +285,69 @@ async fn root_connection_errors_name_the_server_and_never_the_password() {
         text.contains("cannot connect to the fleet database crmonban@")
             && text.contains("no_such_database"),
         "{text}"
+    );
+}
+
+/// Concurrent publishers and a follower reading on from its position, as every node does:
+/// the follower must read every change. (Ids are drawn before commit; a transaction given
+/// lower ids that committed after a later one had been read was once passed over for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn root_a_follower_misses_no_change_of_concurrent_publishers() {
+    let pg = Postgres::start();
+    let fleet = FleetStore::connect(&pg.url()).await.unwrap();
+    let publishers: Vec<_> = (0..8u32)
+        .map(|p| {
+            let url = pg.url();
+            tokio::spawn(async move {
+                let store = FleetStore::connect(&url).await.unwrap();
+                for i in 0..150u32 {
+                    let target = format!("10.{p}.{}.{}", i / 256, i % 256);
+                    let size = 1 + (i % 3) as usize;
+                    let changes = vec![ban(&target, Some(10_000)); size];
+                    store
+                        .publish(&format!("n{p}"), &changes, 100)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let expected: usize = 8 * (0..150).map(|i| 1 + i % 3).sum::<usize>();
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let started = std::time::Instant::now();
+    while seen.len() < expected && started.elapsed() < Duration::from_secs(60) {
+        let page = fleet.changes_after(cursor, 50).await.unwrap();
+        if let Some(last) = page.last() {
+            cursor = last.id;
+        }
+        seen.extend(page.iter().map(|c| c.id));
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    // Whatever is left after the publishers finished.
+    seen.extend(
+        fleet
+            .changes_after(cursor, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id),
+    );
+    let all: Vec<i64> = fleet
+        .changes_after(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(all.len(), expected);
+    let missed: Vec<&i64> = all.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {expected} changes passed over by the follower: {:?}",
+        missed.len(),
+        &missed[..missed.len().min(10)]
     );
 }

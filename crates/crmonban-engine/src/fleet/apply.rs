@@ -56,8 +56,14 @@ async fn follow_connected(
     shared.connected.store(true, Ordering::Relaxed);
     let key = fleet.server();
     let mut applied = engine.store().fleet_cursor(&key).await?.unwrap_or(0);
+    // The newest id a notification announced (publications commit in id order, so all
+    // below it are readable); asked of the database after a poll or an odd payload.
+    let mut announced: Option<i64> = None;
     loop {
-        let newest = fleet.last_id().await?;
+        let newest = match announced.take() {
+            Some(id) => id.max(applied),
+            None => fleet.last_id().await?,
+        };
         shared.fleet_id.store(newest, Ordering::Relaxed);
         if applied > newest {
             // A fleet database made anew: its numbers started again.
@@ -84,7 +90,14 @@ async fn follow_connected(
         shared.applied_id.store(applied, Ordering::Relaxed);
         tokio::select! {
             notification = listener.recv() => {
-                notification.map_err(|source| StoreError::Query { action: "listen to the fleet", source })?;
+                let first = notification.map_err(|source| StoreError::Query { action: "listen to the fleet", source })?;
+                // A burst of commits wakes a node once: what else arrived meanwhile is read
+                // now, and one pass applies it all.
+                let mut newest = first.payload().parse::<i64>().ok();
+                while let Some(more) = listener.next_buffered() {
+                    newest = newest.zip(more.payload().parse::<i64>().ok()).map(|(a, b)| a.max(b));
+                }
+                announced = newest;
             }
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.changed() => return Ok(()),
