@@ -116,7 +116,7 @@ pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
         Variant::from(u64::try_from(xdp.not_mirrored).unwrap_or(u64::MAX)),
     );
     let (fleet, numbers) = match running.fleet().await {
-        None => ("off".to_owned(), [0; 5]),
+        None => ("off".to_owned(), [0; 6]),
         Some((server, node, stats)) => {
             let state = match (&stats.last_error, stats.connected) {
                 (None, true) => format!("connected to {server} as {node}"),
@@ -132,6 +132,7 @@ pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
                     stats.published,
                     stats.applied,
                     stats.vetoed,
+                    stats.ignored,
                 ],
             )
         }
@@ -143,6 +144,7 @@ pub async fn collect(running: &Running) -> HashMap<String, OwnedVariant> {
         status_keys::FLEET_PUBLISHED,
         status_keys::FLEET_APPLIED,
         status_keys::FLEET_VETOED,
+        status_keys::FLEET_IGNORED,
     ]
     .into_iter()
     .zip(numbers)

@@ -1,8 +1,10 @@
 //! `[fleet]` between two daemons, each in a network namespace of its own with its own bus and
 //! database, through a real PostgreSQL started by the test: a ban made with crmonctl on one is
 //! in the other's kernel within a second (measured), an unban follows, the other's whitelist
-//! vetoes, `crmonctl status` shows the fleet; a password file others may read refuses the
-//! start, naming it. They panic without root.
+//! vetoes, `crmonctl status` shows the fleet; a node restarted after missing 10,000 bans
+//! catches up in one batch, and bans of a node it does not accept are ignored; a PostgreSQL
+//! outage stops no ban; a password file others may read refuses the start, naming it. They
+//! panic without root.
 
 mod support;
 
@@ -183,4 +185,65 @@ fn root_a_fleet_outage_stops_no_ban_and_publication_resumes() {
         status.contains("fleet_outbox:          0").then_some(())
     })
     .unwrap();
+}
+
+/// Bans published to the fleet by `node` in one statement, as its publisher does (one
+/// transaction, one notification): `count` addresses of 198.18.0.0/15 from `first`.
+fn publish_as(pg: &Postgres, node: &str, first: u32, count: u32) {
+    pg.psql(&format!(
+        "WITH added AS (
+           INSERT INTO fleet_changes (node, kind, target, reason, service, expires_at, created_at)
+           SELECT '{node}', 'ban', '198.18.' || (i / 256) || '.' || (i % 256), 'seen on {node}',
+                  'ssh', extract(epoch FROM now())::bigint + 3600, extract(epoch FROM now())::bigint
+             FROM generate_series({first}, {last}) AS i
+           RETURNING id)
+         SELECT pg_notify('crmonban_fleet', max(id)::text) FROM added",
+        last = first + count - 1
+    ));
+}
+
+#[test]
+fn root_a_node_back_after_missing_10000_bans_catches_up_in_one_batch_and_ignores_unaccepted_nodes()
+{
+    let pg = Postgres::start();
+    let mut b = node(&pg, "b", "accept = [\"a\"]\n");
+    wait_connected(&[&b]);
+    // A node b does not accept: ignored, live.
+    publish_as(&pg, "c", 60_000, 5);
+    wait_until("b to read c's bans", PATIENCE, || {
+        let status = text(&b.ctl(&["status"]).stdout);
+        status.contains("fleet_ignored:         5").then_some(())
+    })
+    .unwrap_or_else(|w| panic!("{w}\n{}", text(&b.ctl(&["status"]).stdout)));
+    assert!(b.set_elements("blocked_v4").is_empty());
+
+    // b is down while a publishes 10,000 bans.
+    b.signal("TERM");
+    assert!(b.wait_exit().success());
+    publish_as(&pg, "a", 0, 10_000);
+    let started = Instant::now();
+    b.spawn(&[]);
+    wait_until("b to hold a's 10,000 bans", Duration::from_secs(60), || {
+        (b.set_elements("blocked_v4").len() == 10_000).then_some(())
+    })
+    .unwrap_or_else(|w| panic!("{w}\n{}", b.log()));
+    eprintln!(
+        "b restarted -> 10,000 missed bans in its nftables set: {:?}",
+        started.elapsed()
+    );
+    assert!(b.set_contains("blocked_v4", "198.18.39.15"));
+    assert!(!b.set_contains("blocked_v4", "198.18.234.96"), "c's ban");
+    let log = b.log();
+    let batches: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("banned in one batch"))
+        .collect();
+    assert_eq!(batches.len(), 1, "{log}");
+    assert!(batches[0].contains("banned=10000"), "{}", batches[0]);
+    let listed = text(&b.ctl(&["list"]).stdout);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("198.18.0.0 "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("fleet:a"), "{row}");
 }

@@ -328,6 +328,7 @@ async fn status(proxy: &DaemonProxy<'_>) -> Result<String, Error> {
         status_keys::FLEET_PUBLISHED,
         status_keys::FLEET_APPLIED,
         status_keys::FLEET_VETOED,
+        status_keys::FLEET_IGNORED,
     ];
     let mut pairs = Vec::new();
     for key in known {

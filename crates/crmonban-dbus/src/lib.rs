@@ -301,6 +301,8 @@ pub mod status_keys {
     pub const FLEET_APPLIED: &str = "fleet_applied";
     /// `t`: peers' bans this node's protection or the fleet whitelist refused, since start.
     pub const FLEET_VETOED: &str = "fleet_vetoed";
+    /// `t`: changes of nodes this node does not accept (`[fleet] accept`), since start.
+    pub const FLEET_IGNORED: &str = "fleet_ignored";
 }
 
 #[cfg(test)]
