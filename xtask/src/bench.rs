@@ -198,7 +198,8 @@ const NOTES: &[(&str, &str)] = &[
          tokio runtime (2 workers): each a `FleetStore` of its own (a pool of up to 3 \
          connections, its listener holding one of them: `client_connections`) and a follower \
          that reads like the daemon's applier, `changes_after(cursor, 10,000)` on every \
-         notification (or each second) until a page is short, the cursor then moving to the \
+         notification (at most one read every 100 ms, as the applier: notifications arriving \
+         meanwhile are taken together; or each second) until a page is short, the cursor then moving to the \
          last id read (it does not read the whitelist, count reporters or ban anything). \
          Propagation (`*_propagation_*`) runs from just before the publisher's `publish` call \
          to the return of the follower's read holding the change, over every (publication, \

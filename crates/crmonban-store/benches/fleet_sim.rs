@@ -47,6 +47,8 @@ const NODES: usize = 50;
 const PAGE: i64 = 10_000;
 /// How long a follower waits for a notification before reading anyway (the daemon: 30 s).
 const POLL: Duration = Duration::from_secs(1);
+/// The shortest time between two reads of a follower (the daemon's applier's `READ_GAP`).
+const READ_GAP: Duration = Duration::from_millis(100);
 /// Length of the light phase, and the mean pause between one node's publications in it.
 const LIGHT_FOR: Duration = Duration::from_secs(10);
 const LIGHT_MEAN_GAP: Duration = Duration::from_millis(500);
@@ -134,6 +136,7 @@ async fn follow(
     let mut cursor = store.last_id().await.expect("the fleet's last id");
     me.cursor.store(cursor, Relaxed);
     loop {
+        let read_at = Instant::now();
         loop {
             let page = store
                 .changes_after(cursor, PAGE)
@@ -158,6 +161,10 @@ async fn follow(
         tokio::select! {
             notification = listener.recv() => {
                 notification.expect("a fleet notification");
+                // As the daemon's applier: one read every READ_GAP at most, taking every
+                // notification that arrived meanwhile.
+                tokio::time::sleep(READ_GAP.saturating_sub(read_at.elapsed())).await;
+                while listener.next_buffered().is_some() {}
             }
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.changed() => return,

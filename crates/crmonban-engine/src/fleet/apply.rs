@@ -19,6 +19,8 @@ use crate::{BanRequest, Engine, EngineError};
 
 /// Changes read (and banned in one transaction) per page.
 const PAGE: i64 = 10_000;
+/// The shortest time between two reads of the fleet's changes.
+const READ_GAP: Duration = Duration::from_millis(100);
 
 /// Follows the fleet until stopped, reconnecting after faults.
 pub(super) async fn follow(
@@ -60,6 +62,7 @@ async fn follow_connected(
     // below it are readable); asked of the database after a poll or an odd payload.
     let mut announced: Option<i64> = None;
     loop {
+        let read_at = tokio::time::Instant::now();
         let newest = match announced.take() {
             Some(id) => id.max(applied),
             None => fleet.last_id().await?,
@@ -91,8 +94,13 @@ async fn follow_connected(
         tokio::select! {
             notification = listener.recv() => {
                 let first = notification.map_err(|source| StoreError::Query { action: "listen to the fleet", source })?;
-                // A burst of commits wakes a node once: what else arrived meanwhile is read
-                // now, and one pass applies it all.
+                // At most one read every READ_GAP: a busy fleet's commits are read in
+                // batches (each node's reads, times every node, are the fleet database's
+                // load), an idle fleet's first ban at once.
+                if !pause(stop, READ_GAP.saturating_sub(read_at.elapsed())).await {
+                    return Ok(());
+                }
+                // What else arrived meanwhile is read now, in the same pass.
                 let mut newest = first.payload().parse::<i64>().ok();
                 while let Some(more) = listener.next_buffered() {
                     newest = newest.zip(more.payload().parse::<i64>().ok()).map(|(a, b)| a.max(b));
