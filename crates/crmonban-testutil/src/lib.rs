@@ -12,6 +12,7 @@
 //! Privileged tests call [`require_root`] first: they fail, never skip, without root.
 
 mod bus;
+mod certs;
 mod disk;
 mod dovecot;
 mod journal;

@@ -14,7 +14,7 @@
 //! socket as it was ([`Postgres::tcp_url`]).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use crate::{PATIENCE, command_as, wait_until};
@@ -92,7 +92,11 @@ impl Postgres {
             std::fs::write(data.join("pg_hba.conf"), TLS_HBA).unwrap();
             let certificates = dir.path().join("tls");
             std::fs::create_dir(&certificates).unwrap();
-            make_certificates(&certificates, uid, gid);
+            crate::certs::make(&certificates, true);
+            // PostgreSQL refuses a key others may read, or one it does not own.
+            let key = certificates.join("server.key");
+            nix::unistd::chown(&key, Some(uid.into()), Some(gid.into())).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
             free_port()
         } else {
             SOCKET_ONLY_PORT
@@ -296,76 +300,4 @@ fn postgres_user() -> (u32, u32) {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
-}
-
-/// In `dir`: a throwaway CA (`ca.pem`), a certificate for `localhost` and 127.0.0.1 signed by
-/// it (`server.pem`; its key `server.key` owned by `uid`/`gid` with mode 0600, as PostgreSQL
-/// requires) and an unrelated CA (`other-ca.pem`). P-256 keys, valid for two days.
-fn make_certificates(dir: &Path, uid: u32, gid: u32) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (Debian package openssl; cargo xtask deps installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let new_key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    for (name, subject) in [
-        ("ca", "/CN=crmonban test CA"),
-        ("other-ca", "/CN=unrelated CA"),
-    ] {
-        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        let self_signed = [
-            "-days", "2", "-subj", subject, "-keyout", &key, "-out", &pem,
-        ];
-        openssl(&[&["req", "-x509"][..], &new_key, &self_signed].concat());
-    }
-    let request = [
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ];
-    openssl(&[&["req"][..], &new_key, &request].concat());
-    // x509 -req, not req -x509 -CA: the latter marks the server's certificate as a CA's
-    // (openssl.cnf's v3_ca), which webpki refuses as a server's.
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "server.pem",
-    ]);
-    let key = dir.join("server.key");
-    nix::unistd::chown(&key, Some(uid.into()), Some(gid.into())).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

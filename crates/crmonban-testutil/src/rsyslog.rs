@@ -6,7 +6,7 @@
 //! of LEEF must be set up), and every message it receives is written as one JSON object per line, which
 //! [`Rsyslog::records`] reads back. Stopped by its PID on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use crate::{NetNs, PATIENCE, wait_until};
@@ -30,7 +30,7 @@ impl Rsyslog {
     pub fn start_in(ns: &NetNs) -> Rsyslog {
         crate::require_root();
         let dir = tempfile::tempdir().unwrap();
-        make_certificates(dir.path());
+        crate::certs::make(dir.path(), false);
         let d = dir.path().display().to_string();
         let config = dir.path().join("rsyslog.conf");
         std::fs::write(&config, CONFIG.replace("@DIR@", &d)).unwrap();
@@ -128,75 +128,6 @@ impl Drop for Rsyslog {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A test CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (Debian package openssl; cargo xtask test installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-subj",
-        "/CN=crmonban test CA",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-    ]);
-    ca.extend(["-out", "ca.pem"]);
-    openssl(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    openssl(&csr);
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "server.pem",
-    ]);
 }
 
 /// The test configuration; `@DIR@` is the instance's directory.
