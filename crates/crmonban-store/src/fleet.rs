@@ -140,7 +140,11 @@ impl FleetStore {
                 server: server.clone(),
                 source,
             })?;
-        if let Err(source) = FLEET_MIGRATOR.run(&pool).await {
+        // A node with a role of its own may not create or alter tables: it finds the schema
+        // up to date (its owner migrated it) and leaves it alone.
+        if !schema_is_current(&pool).await
+            && let Err(source) = FLEET_MIGRATOR.run(&pool).await
+        {
             pool.close().await;
             return Err(StoreError::FleetMigrate { server, source });
         }
@@ -447,6 +451,20 @@ impl FleetStore {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// Whether every migration this build knows has been applied to the fleet database (false
+/// when that cannot be read: the migrator then says why).
+async fn schema_is_current(pool: &PgPool) -> bool {
+    let Some(latest) = FLEET_MIGRATOR.iter().map(|m| m.version).max() else {
+        return true;
+    };
+    // An error (no such table yet: a new database) counts as not current.
+    let applied: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await;
+    matches!(applied, Ok(Some(version)) if version >= latest)
 }
 
 fn change_of(row: &sqlx::postgres::PgRow) -> Result<FleetChange, StoreError> {

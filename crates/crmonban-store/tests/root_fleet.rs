@@ -351,3 +351,56 @@ async fn root_a_follower_misses_no_change_of_concurrent_publishers() {
         &missed[..missed.len().min(10)]
     );
 }
+
+/// A node with a role of its own writes only under its own name: it cannot publish as
+/// another node (past the others' `accept` lists, or lifting that node's bans) nor say
+/// another is alive. Nodes sharing the owner's role are not checked.
+#[tokio::test]
+async fn root_a_node_with_a_role_of_its_own_writes_only_under_its_name() {
+    let pg = Postgres::start();
+    let owner = FleetStore::connect(&pg.url()).await.unwrap();
+    pg.psql(
+        "CREATE ROLE web1 LOGIN;
+         GRANT SELECT, INSERT ON fleet_changes TO web1;
+         GRANT SELECT, INSERT, UPDATE ON fleet_nodes TO web1;
+         GRANT SELECT ON fleet_whitelist, _sqlx_migrations TO web1;
+         GRANT USAGE ON SEQUENCE fleet_changes_id_seq TO web1;",
+    );
+    // It finds the schema current and does not try to migrate it (it may not).
+    let web1 = FleetStore::connect(&pg.url().replace("crmonban@", "web1@"))
+        .await
+        .unwrap();
+    assert_eq!(web1.server().split('@').next(), Some("web1"));
+    web1.publish("web1", &[ban("203.0.113.5", None)], 100)
+        .await
+        .unwrap();
+    web1.heartbeat("web1", "0.1.0", 100).await.unwrap();
+
+    let forged = web1
+        .publish("web2", &[unban("203.0.113.6")], 100)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        forged.contains("role web1 may write only as node web1, not as web2"),
+        "{forged}"
+    );
+    let beat = web1.heartbeat("web2", "0.1.0", 100).await.unwrap_err();
+    assert!(beat.to_string().contains("not as web2"), "{beat}");
+    // Without DELETE it cannot prune (nor delete anyone's changes).
+    assert!(web1.prune(1_000).await.is_err());
+
+    // The owner's role speaks for any node.
+    owner
+        .publish("web2", &[ban("203.0.113.7", None)], 100)
+        .await
+        .unwrap();
+    let nodes: Vec<String> = owner
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node)
+        .collect();
+    assert_eq!(nodes, ["web1", "web2"]);
+}
