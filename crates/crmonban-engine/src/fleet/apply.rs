@@ -1,6 +1,6 @@
 //! Applying the fleet's changes here ([`follow`]): read the changes after the last one applied
 //! (on a notification, and every [`POLL`]), keep those of accepted peers, veto what the fleet
-//! whitelist covers, escalate bans many nodes hold, ban through [`Engine::ban_many`] a page at
+//! whitelist covers, escalate bans many nodes reported, ban through [`Engine::ban_many`] a page at
 //! a time, unban only bans the unbanning peer made, and save how far it got.
 
 use std::collections::HashMap;
