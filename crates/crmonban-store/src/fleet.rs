@@ -469,32 +469,47 @@ async fn schema_is_current(pool: &PgPool) -> bool {
 
 fn change_of(row: &sqlx::postgres::PgRow) -> Result<FleetChange, StoreError> {
     let id: i64 = row.get("id");
-    let corrupt = |column: &'static str, value: String, problem: String| StoreError::Corrupt {
-        table: "fleet_changes",
-        key: format!("id {id}"),
-        column,
-        value,
-        problem,
-    };
-    let text: String = row.get("target");
-    let target =
-        Target::parse(&text).map_err(|e| corrupt("target", format!("{text:?}"), e.to_string()))?;
-    let kind: String = row.get("kind");
-    let kind = ChangeKind::parse(&kind)
-        .ok_or_else(|| corrupt("kind", format!("{kind:?}"), "neither ban nor unban".into()))?;
     Ok(FleetChange {
         id,
         node: row.get("node"),
-        change: Publication {
-            kind,
-            target,
-            reason: row.get("reason"),
-            service: row.get("service"),
-            first_seen: row.get("first_seen"),
-            last_seen: row.get("last_seen"),
-            expires_at: row.get("expires_at"),
-        },
+        change: publication_of("fleet_changes", id, row)?,
         created_at: row.get("created_at"),
+    })
+}
+
+/// The publication a row of `table` (the fleet's changes, or this node's outbox, in either
+/// database) holds; a target or kind that does not read back is [`StoreError::Corrupt`].
+pub(crate) fn publication_of<R>(
+    table: &'static str,
+    id: i64,
+    row: &R,
+) -> Result<Publication, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let corrupt = |column: &'static str, value: &str, problem: String| StoreError::Corrupt {
+        table,
+        key: format!("id {id}"),
+        column,
+        value: format!("{value:?}"),
+        problem,
+    };
+    let text: String = row.get("target");
+    let target = Target::parse(&text).map_err(|e| corrupt("target", &text, e.to_string()))?;
+    let text: String = row.get("kind");
+    let kind = ChangeKind::parse(&text)
+        .ok_or_else(|| corrupt("kind", &text, "neither ban nor unban".into()))?;
+    Ok(Publication {
+        kind,
+        target,
+        reason: row.get("reason"),
+        service: row.get("service"),
+        first_seen: row.get("first_seen"),
+        last_seen: row.get("last_seen"),
+        expires_at: row.get("expires_at"),
     })
 }
 

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use crate::fleet::{ChangeKind, Publication};
+use crate::fleet::{Publication, publication_of};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -53,33 +53,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let id: i64 = row.get("id");
-                let corrupt =
-                    |column: &'static str, value: String, problem: String| StoreError::Corrupt {
-                        table: "fleet_outbox",
-                        key: format!("id {id}"),
-                        column,
-                        value,
-                        problem,
-                    };
-                let text: String = row.get("target");
-                let target = crmonban_core::Target::parse(&text)
-                    .map_err(|e| corrupt("target", format!("{text:?}"), e.to_string()))?;
-                let text: String = row.get("kind");
-                let kind = ChangeKind::parse(&text).ok_or_else(|| {
-                    corrupt("kind", format!("{text:?}"), "neither ban nor unban".into())
-                })?;
-                Ok((
-                    id,
-                    Publication {
-                        kind,
-                        target,
-                        reason: row.get("reason"),
-                        service: row.get("service"),
-                        first_seen: row.get("first_seen"),
-                        last_seen: row.get("last_seen"),
-                        expires_at: row.get("expires_at"),
-                    },
-                ))
+                Ok((id, publication_of("fleet_outbox", id, row)?))
             })
             .collect()
     }
