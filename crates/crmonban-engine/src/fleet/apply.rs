@@ -223,6 +223,7 @@ async fn reports(
     let mut targets: Vec<Target> = changes
         .iter()
         .filter(|c| c.change.kind == ChangeKind::Ban && c.change.expires_at.is_some())
+        .filter(|c| c.node != options.node && options.accept.accepts(&c.node))
         .map(|c| c.change.target)
         .collect();
     targets.sort_unstable();

@@ -132,12 +132,13 @@ pub(super) async fn send(
 ) {
     let version = env!("CARGO_PKG_VERSION");
     let rate = options.max_publish_rate.max(1);
+    // Hourly across reconnections too (a flapping link does not prune at each one).
+    let mut pruning = Pruning::default();
     'connect: loop {
         let Some(fleet) = connect(&options, &shared, &mut stop).await else {
             return;
         };
         let mut last_beat: Option<tokio::time::Instant> = None;
-        let mut pruning = Pruning::default();
         loop {
             pruning.offer(&fleet, &options);
             if last_beat.is_none_or(|at| at.elapsed() >= options.heartbeat) {
