@@ -479,7 +479,8 @@ async fn carry_out(engine: Engine, decision: Decision, check_history: bool, read
             if let Some(read_at) = read_at {
                 engine.metrics().banned(read_at);
             }
-            info!(target = %ban.target, service = %service, failures, "banned");
+            // The engine logs the ban itself (one line per ban, its reason naming the service).
+            debug!(target = %ban.target, service = %service, failures, "banned");
         }
         Err(
             e @ (EngineError::Protected { .. }

@@ -469,8 +469,11 @@ fn log_sources(gatherer: &Gatherer, auto: bool) {
         reports = gatherer.reports(),
         "intel"
     );
+    // GeoIP logs its files' problems itself as it finds them (and when they change).
     for problem in gatherer.problems() {
-        warn!(source = %problem.source, "intel: {}", problem.message);
+        if problem.source != Source::Geoip {
+            warn!(source = %problem.source, "intel: {}", problem.message);
+        }
     }
 }
 

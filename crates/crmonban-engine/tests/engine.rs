@@ -468,6 +468,24 @@ async fn bans_expire_on_time_and_stay_in_the_history() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].unban_reason.as_deref(), Some("expired"));
     assert_eq!(history[0].unbanned_at, history[0].ban.expires_at);
+
+    // `crmonctl logs` shows the expiry with how long the ban lasted.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let log = h.store.recent_activity(10).await.unwrap();
+        if let Some(entry) = log
+            .iter()
+            .find(|e| e.action == "expire" && e.target == Some(t("198.51.100.20")))
+        {
+            assert!(entry.detail.ends_with("lasted 1s)"), "{entry:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no expiry in {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,6 +77,8 @@ impl Settings {
 
 /// Expiries logged one by one per sweep at info level.
 const EXPIRIES_LOGGED: usize = 20;
+/// Expiries of one round written to the activity log one by one; the rest as one entry.
+const EXPIRIES_RECORDED: usize = 4096;
 /// How often queued ban records are written again while the database fails.
 const RECORDS_RETRY: Duration = Duration::from_secs(1);
 

@@ -149,10 +149,11 @@ impl Engine {
             tasks: Mutex::new(Vec::new()),
         });
 
+        // The background tasks outlive the start: their spans are roots, not under engine_start.
         let tasks = vec![
             tokio::spawn(
                 write_activity(store, activity_queue, inner.stop.subscribe())
-                    .instrument(info_span!("activity_log")),
+                    .instrument(info_span!(parent: None, "activity_log")),
             ),
             tokio::spawn(
                 run_every(
@@ -161,7 +162,7 @@ impl Engine {
                     inner.options.expiry_interval,
                     Periodic::Expiry,
                 )
-                .instrument(info_span!("expiry")),
+                .instrument(info_span!(parent: None, "expiry")),
             ),
             tokio::spawn(
                 run_every(
@@ -170,7 +171,7 @@ impl Engine {
                     inner.options.repair_interval,
                     Periodic::Repair,
                 )
-                .instrument(info_span!("repair")),
+                .instrument(info_span!(parent: None, "repair")),
             ),
             tokio::spawn(
                 run_every(
@@ -179,7 +180,7 @@ impl Engine {
                     RECORDS_RETRY,
                     Periodic::Records,
                 )
-                .instrument(info_span!("records")),
+                .instrument(info_span!(parent: None, "records")),
             ),
             tokio::spawn(
                 run_every(
@@ -188,7 +189,7 @@ impl Engine {
                     inner.options.retention.every,
                     Periodic::Retention,
                 )
-                .instrument(info_span!("retention")),
+                .instrument(info_span!(parent: None, "retention")),
             ),
             tokio::spawn(
                 follow_host_addresses(
@@ -196,7 +197,7 @@ impl Engine {
                     inner.stop.subscribe(),
                     address_events,
                 )
-                .instrument(info_span!("host_addresses")),
+                .instrument(info_span!(parent: None, "host_addresses")),
             ),
         ];
         *lock(&inner.tasks) = tasks;

@@ -47,17 +47,41 @@ impl Inner {
                 .collect()
         };
         for (i, ban) in removed.iter().enumerate() {
+            let lasted = crmonban_core::duration::format(
+                ban.expires_at
+                    .map(|end| u64::try_from(end - ban.banned_at).unwrap_or(0)),
+            );
             // Each expiry is logged; a wave of them is summed up after the first few.
             if i < EXPIRIES_LOGGED {
-                info!(target = %ban.target, reason = %ban.reason, banned_at = ban.banned_at, "ban expired");
+                info!(target = %ban.target, reason = %ban.reason, %lasted, "ban expired");
             } else {
                 debug!(target = %ban.target, "ban expired");
+            }
+            // And kept in the activity log (`crmonctl logs`), a wave up to what one write takes.
+            if i < EXPIRIES_RECORDED {
+                self.record(
+                    now,
+                    "expire",
+                    Some(ban.target),
+                    format!("{} (source {}, lasted {lasted})", ban.reason, ban.source),
+                );
             }
             self.emit(EngineEvent::BanRemoved {
                 target: ban.target,
                 reason: "expired".to_owned(),
             })
             .await;
+        }
+        if removed.len() > EXPIRIES_RECORDED {
+            self.record(
+                now,
+                "expire",
+                None,
+                format!(
+                    "{} more bans expired at the same time",
+                    removed.len() - EXPIRIES_RECORDED
+                ),
+            );
         }
         if removed.len() > EXPIRIES_LOGGED {
             info!(
