@@ -1,7 +1,10 @@
 //! `crmonctl stats` for people: the daemon's `GetStats` JSON (docs/DBUS.md) as a summary, the
 //! bans and attacks of the last day as sparklines, and aligned tables of the top attackers,
-//! services, countries and networks; what else the daemon reports (SIEM, XDP, keys of a newer
-//! daemon) follows as `key: value` lines. `--json` prints the JSON as it came.
+//! services, countries and networks; SIEM export and the XDP fast path in sections of their
+//! own ([`paths`]); keys of a newer daemon follow as `key: value` lines. `--json` prints the
+//! JSON as it came.
+
+mod paths;
 
 use serde_json::{Map, Value};
 
@@ -24,6 +27,8 @@ const SHOWN: &[&str] = &[
     "events_per_hour",
     // Every country's count, for `crmonctl report`'s map; top_countries has the top ones.
     "events_by_country",
+    "siem",
+    "xdp",
 ];
 
 /// The sparkline's levels, lowest first; an hour without bans is a space.
@@ -159,6 +164,9 @@ pub fn stats_text(json: &str) -> String {
         ));
     }
 
+    sections.extend(paths::siem_section(&stats));
+    sections.extend(paths::xdp_section(&stats));
+
     let rest: Map<String, Value> = stats
         .iter()
         .filter(|(key, _)| !SHOWN.contains(&key.as_str()))
@@ -263,7 +271,7 @@ mod tests {
             "DE       40      1",
             "Top networks (last 1d)",
             "AS24940 Hetzner Online GmbH  40      1",
-            "siem.enabled:  false",
+            "SIEM export: off",
         ] {
             assert!(
                 out.lines().any(|l| l == line),

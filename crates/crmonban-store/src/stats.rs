@@ -109,11 +109,13 @@ impl Store {
     }
 
     /// Events (attacks) in each of the `hours` hours up to `now` by their own time (the log
-    /// line's, else when it was read), oldest hour first like [`Store::bans_per_hour`].
+    /// line's, else when it was read), oldest hour first like [`Store::bans_per_hour`]. A
+    /// line stamped later than it was read (a sender's clock ahead of ours) counts when read.
     pub async fn events_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>, StoreError> {
         self.per_hour(
-            "SELECT (coalesce(time, seen_at) - ?1) / 3600 AS hour, count(*) FROM events
-             WHERE coalesce(time, seen_at) > ?1 AND coalesce(time, seen_at) <= ?2
+            "SELECT (min(coalesce(time, seen_at), seen_at) - ?1) / 3600 AS hour, count(*)
+             FROM events
+             WHERE coalesce(time, seen_at) > ?1 AND min(coalesce(time, seen_at), seen_at) <= ?2
              GROUP BY hour",
             now,
             hours,

@@ -755,3 +755,23 @@ async fn events_per_hour_count_by_the_events_own_time() {
     assert_eq!(per_hour[21], 1, "{per_hour:?}");
     assert_eq!(per_hour.iter().sum::<u64>(), 3, "25 h ago is outside");
 }
+
+#[tokio::test]
+async fn events_stamped_ahead_of_our_clock_count_when_they_were_read() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let now = crmonban_core::unix_now();
+    let ahead = Event {
+        addr: "192.0.2.1".parse::<IpAddr>().unwrap(),
+        service: Service::new("ssh"),
+        kind: EventKind::FailedAuth,
+        // A remote syslog sender whose clock is two hours ahead.
+        time: Some(now + 2 * 3600),
+    };
+    store.record_events(&[ahead]).await.unwrap();
+    let per_hour = store
+        .events_per_hour(crmonban_core::unix_now(), 24)
+        .await
+        .unwrap();
+    assert_eq!(per_hour[23], 1, "{per_hour:?}");
+}
