@@ -221,6 +221,16 @@ fn root_metrics_count_what_the_daemon_does_and_pass_promtool() {
         !text.contains("# EOF"),
         "the classic format has no EOF marker"
     );
+
+    // Someone deletes crmonban's table: the daemon puts it back, and the repair is counted.
+    let layout = "crmonban_ruleset_repairs_total{what=\"layout\"}";
+    expect(layout, 0.0);
+    ns.nft(&["delete", "table", "inet", "crmonban"]);
+    wait_until("the repair counted", PATIENCE, || {
+        (value(&scrape(ns, 9717), layout) == Some(1.0)).then_some(())
+    })
+    .unwrap_or_else(|w| panic!("{w}\n{}", daemon.log()));
+    assert!(daemon.set_contains("blocked_v4", ATTACKER_V4));
 }
 
 #[test]

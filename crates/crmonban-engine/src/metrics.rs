@@ -40,6 +40,7 @@ pub struct Metrics {
     detection_latency: Histogram,
     ban_latency: Histogram,
     job_failures: Family<Labels, Counter>,
+    repairs: Family<Labels, Counter>,
 }
 
 /// The line counters of one service, held by the detection task (an atomic add a line).
@@ -64,6 +65,7 @@ impl Default for Metrics {
             // A ban reaches the kernel in about half a millisecond; a slow database, longer.
             ban_latency: Histogram::new(buckets(0.000_1, 10.0)),
             job_failures: Family::default(),
+            repairs: Family::default(),
         };
         // Known label values start at 0, so that a rate over them is defined from the start
         // (Prometheus' advice) and dashboards find every series.
@@ -85,9 +87,19 @@ impl Default for Metrics {
                 .get_or_create(&vec![("job", job.to_owned())])
                 .inc_by(0);
         }
+        for what in REPAIRS {
+            metrics
+                .repairs
+                .get_or_create(&vec![("what", what.to_owned())])
+                .inc_by(0);
+        }
         metrics
     }
 }
+
+/// What a repair of the nftables ruleset did: the layout re-created (flushed or altered by
+/// someone else), sets refilled (elements deleted behind our back), sets rebuilt larger (full).
+const REPAIRS: [&str; 3] = ["layout", "elements", "grown"];
 
 /// The reasons a ban ends that are counted by name (any other is `other`).
 const REMOVAL_REASONS: [&str; 4] = ["expired", "unban", "flush", "whitelisted"];
@@ -134,6 +146,12 @@ impl Metrics {
             "crmonban_background_job_failures",
             "Failed runs of background jobs (expiry, repair, records, retention, host_addresses)",
             self.job_failures.clone(),
+        );
+        registry.register(
+            "crmonban_ruleset_repairs",
+            "Repairs of the nftables ruleset: layout re-created (flushed or altered by someone \
+             else), elements put back (deleted behind our back), sets grown (full)",
+            self.repairs.clone(),
         );
     }
 
@@ -197,6 +215,14 @@ impl Metrics {
     /// Notes how long a ban took from its deciding line being read (unix microseconds) to now.
     pub(crate) fn banned(&self, read_at_us: i64) {
         self.ban_latency.observe(seconds_since(read_at_us));
+    }
+
+    /// Counts a repair of the ruleset (`what`: one of [`REPAIRS`]).
+    pub(crate) fn repaired(&self, what: &'static str) {
+        debug_assert!(REPAIRS.contains(&what), "{what}");
+        self.repairs
+            .get_or_create(&vec![("what", what.to_owned())])
+            .inc();
     }
 
     /// Counts a failed run of the background job `job`.

@@ -114,6 +114,7 @@ impl Inner {
             bans,
             "the nftables layout had disappeared or was altered (flushed, a rule changed by someone else?); re-created it with every active ban"
         );
+        self.metrics.repaired("layout");
         self.record(
             now,
             "repair",
@@ -184,6 +185,7 @@ impl Inner {
             missing = %short.join(", "),
             "bans had been removed from crmonban's sets by someone else; rebuilt them with every active ban"
         );
+        self.metrics.repaired("elements");
         self.record(
             now,
             "repair",
@@ -240,6 +242,7 @@ impl Inner {
             took_ms = started.elapsed().as_millis(),
             "an nftables address set was full; rebuilt the sets larger with every active ban"
         );
+        self.metrics.repaired("grown");
         self.record(
             now,
             "repair",
