@@ -14,7 +14,7 @@
 //! - `cargo xtask tidy`                           layers, binaries through the engine, file sizes
 //! - `cargo xtask deps`                           only install missing packages
 //! - `cargo xtask deb`                            the Debian package (deb.rs)
-//! - `cargo xtask world-map`                      regenerate crmonctl's report map from
+//! - `cargo xtask world-map`                      regenerate the HTML report's map from
 //!   world-atlas (npm) and iso-codes (worldmap.rs)
 
 use std::path::{Path, PathBuf};
@@ -121,7 +121,7 @@ fn run_main() -> Result<ExitCode> {
                  \n  tidy   check the crates' layers, binaries going through the engine, file sizes\
                  \n  deps   install missing Debian packages only\
                  \n  deb    build the Debian package (target/debian/crmonban_*.deb)\
-                 \n  world-map  regenerate crmonctl's report map (world-atlas via npm, iso-codes)"
+                 \n  world-map  regenerate the HTML report's map (world-atlas via npm, iso-codes)"
             );
             Ok(ExitCode::from(2))
         }

@@ -20,6 +20,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("crmonban-zones", 1),
     ("crmonban-intel", 1),
     ("crmonban-siem", 1),
+    // The HTML report: core's durations and dbus's RFC 3339 times, no I/O.
+    ("crmonban-report", 1),
     // A second firewall backend: implements crmonban-firewall's trait.
     ("crmonban-ebpf", 2),
     ("crmonban-engine", 3),

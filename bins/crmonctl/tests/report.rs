@@ -1,10 +1,11 @@
 //! `crmonctl report --html` as a user sees it: the binary asks a fake daemon (tests/support)
-//! for a busy day's statistics (tests/data/report-stats.json, hostile strings included),
-//! writes the page, and headless Chromium (Debian's `chromium`; `cargo xtask deps` installs
-//! it) opens it. The page must render without a single console message (a blocked load, a
-//! blocked script, an error), and — measured by a checking script in a test copy of the page
-//! — show the map with a shape per country and the attacked ones shaded, the hourly bars, the
-//! tables, and no script of anyone else. Fails, never skips, without Chromium.
+//! for a busy day's statistics (crates/crmonban-report/tests/data/report-stats.json, hostile
+//! strings included, shared with that crate's unit tests), writes the page, and headless
+//! Chromium (Debian's `chromium`; `cargo xtask deps` installs it) opens it. The page must
+//! render without a single console message (a blocked load, a blocked script, an error), and
+//! — measured by a checking script in a test copy of the page — show the map with a shape per
+//! country and the attacked ones shaded, the hourly bars, the tables, and no script of anyone
+//! else. Fails, never skips, without Chromium.
 
 // Shared with tests/cli.rs, which uses the rest of it.
 #[allow(dead_code)]
@@ -18,7 +19,7 @@ use crmonban_testutil::PrivateBus;
 use serde_json::Value;
 use support::{Callers, FakeDaemon, run_at};
 
-const STATS: &str = include_str!("data/report-stats.json");
+const STATS: &str = include_str!("../../../crates/crmonban-report/tests/data/report-stats.json");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Long enough for a cold start on a loaded 2-core machine.
 const CHROMIUM_PATIENCE: Duration = Duration::from_secs(90);

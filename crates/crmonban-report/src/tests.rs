@@ -9,8 +9,8 @@ use super::*;
 const NOW: i64 = 1_764_090_360;
 
 /// A day of a busy host, with markup where the daemon relays strings from outside (shared
-/// with tests/report.rs, which opens the page in Chromium).
-const STATS: &str = include_str!("../../tests/data/report-stats.json");
+/// with crmonctl's tests/report.rs, which opens the page in Chromium).
+const STATS: &str = include_str!("../tests/data/report-stats.json");
 
 fn context() -> Context {
     Context {

@@ -11,7 +11,6 @@ use crmonban_dbus::rfc3339_utc;
 use super::charts::{self, Bar};
 use super::map;
 use super::{Attacker, Context, Origin, Stats};
-use crate::output::duration_text;
 
 /// Nothing may be loaded or run: the page is complete as written, and an escaping mistake
 /// still could not run a script.
@@ -92,6 +91,12 @@ pub fn number(n: u64) -> String {
     out
 }
 
+/// `3600` as `1h`, `90061` as `1d 1h 1m 1s`, 0 as `permanent`: written as crmonctl writes
+/// durations elsewhere (its `duration_text`), so the page and the terminal agree.
+fn duration_text(secs: u64) -> String {
+    crmonban_core::duration::format((secs != 0).then_some(secs))
+}
+
 /// The whole page.
 pub fn page(stats: &Stats, context: &Context) -> String {
     let host = escape(&context.host);
@@ -133,6 +138,7 @@ pub fn page(stats: &Stats, context: &Context) -> String {
          </header>\n<main>\n{body}</main>\n<footer>Map: Natural Earth (public domain) via \
          world-atlas (ISC licence). This page loads nothing and runs no script.</footer>\n\
          </body>\n</html>\n",
+        // The workspace's version, which crmonctl shares with this crate.
         version = env!("CARGO_PKG_VERSION"),
     )
 }
