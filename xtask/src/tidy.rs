@@ -24,6 +24,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("crmonban-report", 1),
     // A second firewall backend: implements crmonban-firewall's trait.
     ("crmonban-ebpf", 2),
+    // The migration from fail2ban: reads fail2ban's database through the store.
+    ("crmonban-fail2ban", 2),
     ("crmonban-engine", 3),
 ];
 

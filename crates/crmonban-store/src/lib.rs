@@ -12,6 +12,9 @@
 //! panics. This crate touches no firewall and spawns no task; callers decide when to write
 //! (the engine writes a ban only after the firewall accepted it).
 //!
+//! It also reads fail2ban's own database, read-only, for the migration from fail2ban
+//! ([`read_fail2ban_bans`], used by crmonban-fail2ban): those queries are SQL too.
+//!
 //! # Example
 //!
 //! ```
@@ -52,6 +55,7 @@ mod bans;
 mod bulk;
 mod error;
 mod events;
+mod fail2ban;
 mod fleet;
 mod intel;
 mod outbox;
@@ -75,6 +79,7 @@ pub use activity::{ActivityEntry, NewActivity};
 pub use bans::BanRecord;
 pub use error::StoreError;
 pub use events::EventRecord;
+pub use fail2ban::{Fail2banBan, Fail2banDbError, read_fail2ban_bans};
 pub use fleet::{
     ChangeKind, FLEET_CHANNEL, FleetChange, FleetNode, FleetStore, Publication,
     describe as describe_fleet,

@@ -18,7 +18,9 @@ use super::values;
 /// crmonban's escalation: `[general] ban_time_increment` and `max_ban_time` (0: no cap).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Escalation {
+    /// `ban_time_increment`: each repeat ban lasts this many times the one before.
     pub increment: f64,
+    /// `max_ban_time` in seconds (0: no cap).
     pub max_ban_time: u64,
     /// The jails it comes from.
     pub jails: Vec<String>,

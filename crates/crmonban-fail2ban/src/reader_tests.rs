@@ -108,17 +108,24 @@ fn interpolation_names_and_errors() {
         Some("100%")
     );
     assert_eq!(
-        config.get("nginx-http-auth", "missing").unwrap_err(),
+        config
+            .get("nginx-http-auth", "missing")
+            .unwrap_err()
+            .to_string(),
         "%(nowhere)s is not defined"
     );
     assert_eq!(
-        config.get("nginx-http-auth", "bad").unwrap_err(),
+        config
+            .get("nginx-http-auth", "bad")
+            .unwrap_err()
+            .to_string(),
         "`%` must be followed by `%` or `(name)s`, found \"%\""
     );
     assert!(
         config
             .get("postfix", "loop")
             .unwrap_err()
+            .to_string()
             .contains("nested more than 10 deep")
     );
 }

@@ -3,8 +3,8 @@
 //! `postfix`), and `maxretry`, `findtime`, `bantime`, `backend`, `logpath`, `journalmatch` and
 //! `port` become the service's keys. Jails whose filter has no pack are reported, not guessed
 //! at; jails sharing a pack become one service (the first jail's values kept, differences
-//! reported). The rest of the configuration (whitelist, actions, escalation) is [`super::policy`]
-//! and [`super::escalation`].
+//! reported). The rest of the configuration (whitelist, actions, escalation) is [`crate::policy`]
+//! and [`crate::escalation`].
 
 use std::path::Path;
 
@@ -22,14 +22,18 @@ pub const MAX_SECS: u64 = u32::MAX as u64;
 /// A ban length as the configuration writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BanLength {
+    /// This many seconds.
     Secs(u64),
+    /// A permanent ban.
     Permanent,
 }
 
 /// A value for the output with the fail2ban setting it came from (`maxretry = 3 (jail.local:14)`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sourced<T> {
+    /// The value for crmonban.
     pub value: T,
+    /// The fail2ban setting it comes from, `key = value (file:line)`.
     pub from: String,
 }
 
@@ -40,12 +44,19 @@ pub struct Service {
     pub name: String,
     /// The jails it comes from, first the one whose values it has.
     pub jails: Vec<String>,
+    /// `log_path`, from `logpath`.
     pub log_path: Option<Sourced<String>>,
+    /// `source` (`"file"` or `"journal"`), from `backend`.
     pub source: Option<Sourced<&'static str>>,
+    /// `journal_match`, from `journalmatch`.
     pub journal_match: Option<Sourced<String>>,
+    /// `max_failures`, from `maxretry`.
     pub max_failures: Option<Sourced<u32>>,
+    /// `find_time` in seconds, from `findtime`.
     pub find_time: Option<Sourced<u64>>,
+    /// `ban_time`, from `bantime`.
     pub ban_time: Option<Sourced<BanLength>>,
+    /// `port`, from `port` when it differs from the pack's.
     pub ports: Option<Sourced<Vec<u16>>>,
 }
 

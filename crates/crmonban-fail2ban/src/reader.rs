@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ini::{self, IniError, IniFile, Origin, RawValue};
+use crate::ini::{self, IniError, IniFile, Origin, RawValue};
 
 /// How deep `%(...)s` references may nest, as in Python's configparser.
 const MAX_DEPTH: usize = 10;
@@ -42,37 +42,52 @@ pub struct JailConfig {
 /// A value after interpolation, with where its key was set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
+    /// The value with its references replaced.
     pub text: String,
+    /// The value as written, and where.
     pub raw: RawValue,
 }
 
 /// Why a directory cannot be read as fail2ban configuration.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// A file that is not valid INI, with file and line.
+    #[error("{0}")]
     Syntax(IniError),
     /// A file or directory that cannot be read.
+    #[error("{}: {}", .0.display(), .1)]
     Io(PathBuf, std::io::Error),
     /// Nothing to read in the directory.
+    #[error(
+        "{}: no jail.conf, jail.local or jail.d/*.conf there: is it fail2ban's configuration \
+         directory?",
+        .0.display()
+    )]
     NoJailFiles(PathBuf),
 }
 
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Syntax(e) => write!(f, "{e}"),
-            ReadError::Io(path, e) => write!(f, "{}: {e}", path.display()),
-            ReadError::NoJailFiles(dir) => write!(
-                f,
-                "{}: no jail.conf, jail.local or jail.d/*.conf there: is it fail2ban's \
-                 configuration directory?",
-                dir.display()
-            ),
-        }
-    }
+/// Why a value's `%(name)s` references cannot be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InterpolationError {
+    /// References within references, deeper than fail2ban follows them.
+    #[error("references nested more than {MAX_DEPTH} deep (a loop?) at {rest:?}")]
+    TooDeep {
+        /// The text where it went too deep.
+        rest: String,
+    },
+    /// A `%` that starts neither `%%` nor `%(name)s`.
+    #[error("`%` must be followed by `%` or `(name)s`, found {rest:?}")]
+    BadPercent {
+        /// The text from the `%` on.
+        rest: String,
+    },
+    /// A reference to a key set nowhere it can be found.
+    #[error("%({name})s is not defined")]
+    Undefined {
+        /// The reference's name.
+        name: String,
+    },
 }
-
-impl std::error::Error for ReadError {}
 
 impl JailConfig {
     /// Reads the jail configuration of the fail2ban directory `dir`.
@@ -171,7 +186,7 @@ impl JailConfig {
 
     /// The interpolated value of `key` in `section` (falling back to `[DEFAULT]`); `Ok(None)`
     /// when neither sets it; `Err` names the reference that cannot be resolved.
-    pub fn get(&self, section: &str, key: &str) -> Result<Option<Resolved>, String> {
+    pub fn get(&self, section: &str, key: &str) -> Result<Option<Resolved>, InterpolationError> {
         let Some(raw) = self.raw(section, key) else {
             return Ok(None);
         };
@@ -189,11 +204,11 @@ impl JailConfig {
         mut rest: &str,
         depth: usize,
         out: &mut String,
-    ) -> Result<(), String> {
+    ) -> Result<(), InterpolationError> {
         if depth > MAX_DEPTH {
-            return Err(format!(
-                "references nested more than {MAX_DEPTH} deep (a loop?) at {rest:?}"
-            ));
+            return Err(InterpolationError::TooDeep {
+                rest: rest.to_owned(),
+            });
         }
         while let Some(at) = rest.find('%') {
             out.push_str(&rest[..at]);
@@ -208,14 +223,16 @@ impl JailConfig {
                 .and_then(|r| r.find(")s").map(|end| &r[..end]))
                 .filter(|name| !name.is_empty() && !name.contains(')'));
             let Some(name) = reference else {
-                return Err(format!(
-                    "`%` must be followed by `%` or `(name)s`, found {rest:?}"
-                ));
+                return Err(InterpolationError::BadPercent {
+                    rest: rest.to_owned(),
+                });
             };
             rest = &rest[name.len() + 4..];
-            let value = self
-                .lookup(section, name)
-                .ok_or_else(|| format!("%({name})s is not defined"))?;
+            let value =
+                self.lookup(section, name)
+                    .ok_or_else(|| InterpolationError::Undefined {
+                        name: name.to_owned(),
+                    })?;
             if value.contains('%') {
                 self.interpolate(section, &value, depth + 1, out)?;
             } else {

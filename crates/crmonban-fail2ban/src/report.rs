@@ -1,4 +1,4 @@
-//! What `crmonctl import-fail2ban` tells the user about the conversion (on stderr): what it
+//! What the conversion tells the user (`crmonctl import-fail2ban` prints it on stderr): what it
 //! could not carry over, and what works differently in crmonban. Each entry points at the file
 //! and line that set the value (or names the jail), says which jails it concerns when the value
 //! comes from `[DEFAULT]`, and appears once however many jails share it.
@@ -22,11 +22,13 @@ pub enum Kind {
 /// One entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// How much it matters.
     pub kind: Kind,
     /// Where it was set; `None` for what concerns the whole conversion.
     pub origin: Option<Origin>,
     /// What it is about, e.g. `[sshd] bantime.factor = 2`.
     pub subject: String,
+    /// What happened to it.
     pub message: String,
     /// The jails concerned, when that is not clear from the subject.
     pub jails: BTreeSet<String>,

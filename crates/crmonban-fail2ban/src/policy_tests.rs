@@ -1,5 +1,5 @@
 use super::*;
-use crate::fail2ban::map::enabled_jails;
+use crate::map::enabled_jails;
 
 fn convert(jail_local: &str) -> (Whitelist, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,9 @@ use std::sync::Arc;
 /// Where something was written: a file and a 1-based line (0: not from a file's line).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
+    /// The file.
     pub file: Arc<Path>,
+    /// The line, from 1; 0 for what is not on a line (fail2ban's built-in values).
     pub line: usize,
 }
 
@@ -29,7 +31,9 @@ impl fmt::Display for Origin {
 /// A value as written (not interpolated), with where it was written and in which section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawValue {
+    /// The text, continuation lines joined with `\n`.
     pub text: String,
+    /// Where it was written.
     pub origin: Origin,
     /// The section it was written in (`DEFAULT` for defaults).
     pub section: String,
@@ -58,19 +62,14 @@ impl IniFile {
 }
 
 /// A file that is not fail2ban configuration, with the place and the reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
 pub struct IniError {
+    /// The file and line.
     pub origin: Origin,
+    /// What is wrong there.
     pub message: String,
 }
-
-impl fmt::Display for IniError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.origin, self.message)
-    }
-}
-
-impl std::error::Error for IniError {}
 
 /// Where the value being read goes: the defaults or a section, and which of its options.
 #[derive(Clone, Copy)]
