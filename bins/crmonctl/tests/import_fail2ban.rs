@@ -258,11 +258,11 @@ const REALISTIC_TOML: &str = r#"# crmonban configuration converted from fail2ban
 
 [general]
 # bantime = 1h (jail.local:10)
-default_ban_duration = 3600
+default_ban_duration = "1h"
 # bantime.increment of [sshd]: the n-th repeat ban lasts ban_time x 2.0^n
 ban_time_increment = 2.0
 # bantime.maxtime, or the last of bantime.multipliers
-max_ban_time = 2419200
+max_ban_time = "28d"
 
 [services.ssh]
 # fail2ban jail [sshd]
@@ -272,9 +272,9 @@ source = "journal"
 # maxretry = 3 (jail.local:19)
 max_failures = 3
 # findtime = 1h (jail.local:20)
-find_time = 3600
+find_time = "1h"
 # bantime = 1h (jail.local:10)
-ban_time = 3600
+ban_time = "1h"
 # port = 2222 (jail.local:18)
 port = 2222
 
@@ -288,9 +288,9 @@ source = "file"
 # maxretry = 4 (jail.local:30)
 max_failures = 4
 # findtime = 15m (jail.local:11)
-find_time = 900
+find_time = "15m"
 # bantime = 1h (jail.local:10)
-ban_time = 3600
+ban_time = "1h"
 
 [services.postfix]
 # fail2ban jail [postfix]
@@ -300,9 +300,9 @@ source = "journal"
 # maxretry = 5 (jail.conf:108)
 max_failures = 5
 # findtime = 15m (jail.local:11)
-find_time = 900
+find_time = "15m"
 # bantime = 2h (jail.local:37)
-ban_time = 7200
+ban_time = "2h"
 
 [services.recidive]
 # fail2ban jail [recidive]
@@ -310,7 +310,7 @@ enabled = true
 # maxretry = 3 (jail.local:43)
 max_failures = 3
 # findtime = 1d (jail.local:42)
-find_time = 86400
+find_time = "1d"
 # bantime = -1 (jail.local:41)
 ban_time = "permanent"
 

@@ -29,7 +29,7 @@
 //! let toml = checked_toml(&mut conversion)?;
 //! assert!(toml.contains("[services.ssh]\n# fail2ban jail [sshd]\nenabled = true\n"));
 //! assert!(toml.contains("\nmax_failures = 3\n"));
-//! assert!(toml.contains("\ndefault_ban_duration = 3600\n"));
+//! assert!(toml.contains("\ndefault_ban_duration = \"1h\"\n"));
 //! assert!(conversion.summary().contains("enabled jails: [sshd] -> services.ssh\n"));
 //! // What had no equivalent, with the file and line that set it.
 //! print!("{}", conversion.report.text());

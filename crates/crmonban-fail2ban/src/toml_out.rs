@@ -12,9 +12,19 @@ fn string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
+/// A length as people write it (`"10m"`, `"1d 12h"`), which crmonban's config reads back
+/// exactly; 0 stays 0.
+fn duration(secs: u64) -> String {
+    if secs == 0 {
+        "0".to_owned()
+    } else {
+        string(&crmonban_core::duration::format(Some(secs)))
+    }
+}
+
 fn ban_length(length: BanLength) -> String {
     match length {
-        BanLength::Secs(secs) => secs.to_string(),
+        BanLength::Secs(secs) => duration(secs),
         BanLength::Permanent => string("permanent"),
     }
 }
@@ -36,7 +46,7 @@ fn service(out: &mut String, s: &Service) {
     key(out, "source", &s.source, |v| string(v));
     key(out, "journal_match", &s.journal_match, |m| string(m));
     key(out, "max_failures", &s.max_failures, u32::to_string);
-    key(out, "find_time", &s.find_time, u64::to_string);
+    key(out, "find_time", &s.find_time, |secs| duration(*secs));
     key(out, "ban_time", &s.ban_time, |b| ban_length(*b));
     key(out, "port", &s.ports, |ports| match ports.as_slice() {
         [one] => one.to_string(),
@@ -94,7 +104,7 @@ pub fn render(conversion: &Conversion) -> String {
             "bantime.maxtime, or the last of bantime.multipliers".to_owned()
         };
         let _ = writeln!(general, "# {cap}");
-        let _ = writeln!(general, "max_ban_time = {}", e.max_ban_time);
+        let _ = writeln!(general, "max_ban_time = {}", duration(e.max_ban_time));
     }
     if !general.is_empty() {
         let _ = write!(out, "\n[general]\n{general}");
