@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use crmonban_core::text::shorten;
 use crmonban_dbus::{BanInfo, IntelSummaryInfo, LogInfo, ProtectedInfo, rfc3339_utc};
 use serde::Serialize;
 use zbus::Variant;
@@ -10,19 +11,7 @@ use zbus::Variant;
 /// `text` with control characters (escape sequences, newlines) written as escapes, so that
 /// nothing a daemon relays (a comment, a log detail) can drive the terminal.
 pub fn escape_control(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    crmonban_core::text::escape_control(text).into_owned()
 }
 
 /// Left-aligned columns separated by two spaces, widths from the widest cell; no trailing
@@ -211,16 +200,6 @@ pub fn bans_table(bans: &[BanInfo], intel: &Summaries) -> String {
         ],
         &rows,
     )
-}
-
-/// `text` cut to `max` characters, with "…" when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// The whitelist's `added_at` for people: unix seconds become RFC 3339; anything else is

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crmonban_core::text::shorten;
+
 use super::html::{escape, number};
 
 /// The hourly chart's drawing area, in SVG units.
@@ -138,16 +140,6 @@ pub fn horizontal(rows: &[Bar], colour: &str) -> String {
     }
     svg.push_str("</svg>");
     svg
-}
-
-/// `text` cut to `max` characters, with an ellipsis when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
