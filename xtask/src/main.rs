@@ -70,6 +70,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("postgresql", "/usr/lib/postgresql/15/bin/postgres"),
     // crmonctl report --html is opened in headless Chromium: it must render without errors.
     ("chromium", "/usr/bin/chromium"),
+    // import-fail2ban --bans is checked against a database written by a real fail2ban-server:
+    // Debian's package unpacked (not installed), run with Debian's python3.
+    ("python3", "/usr/bin/python3"),
 ];
 
 pub(crate) const RUN_PACKAGES: &[(&str, &str)] = &[

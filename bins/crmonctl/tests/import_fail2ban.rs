@@ -9,7 +9,10 @@
 //!
 //! The `--bans` tests build a database shaped as fail2ban 0.11+ creates it, with active,
 //! expired and permanent bans and protected addresses, and import it into the fake daemon of
-//! tests/support and — as root — into a real crmonband on a private bus.
+//! tests/support and — as root — into a real crmonband on a private bus. One more has the
+//! database written by a real fail2ban-server: the same package's Python code, run from the
+//! unpacked tree with Debian's python3 (not installed; its files, socket and dummy action in a
+//! temporary directory), banning for real from sshd log lines and `fail2ban-client banip`.
 
 // Shared with tests/cli.rs, which uses the rest of it.
 #[allow(dead_code)]
@@ -653,6 +656,434 @@ fn bans_are_imported_with_the_time_they_have_left() {
     );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("not a fail2ban database"), "{r:?}");
+}
+
+/// The root of Debian's unpacked fail2ban package (its /etc/fail2ban is [`debian_fail2ban`]).
+fn debian_fail2ban_root() -> &'static Path {
+    debian_fail2ban()
+        .ancestors()
+        .nth(2)
+        .expect("the package's etc/fail2ban has a root")
+}
+
+/// Debian's python3: fail2ban's programs start with `#!/usr/bin/python3`, and fail2ban 1.0.2
+/// needs a Python that still has `asyncore` (3.11 has; 3.12 removed it), so whatever other
+/// python3 is first on PATH is not used. `cargo xtask test` installs it.
+const PYTHON3: &str = "/usr/bin/python3";
+
+/// `fail2ban-<program>` of Debian's package run from the unpacked tree (not installed): its
+/// Python code on PYTHONPATH, configuration `conf`, control socket `socket`. fail2ban reads
+/// syslog times as local time: TZ=UTC, as the lines written by [`syslog_time`].
+fn fail2ban_command(program: &str, conf: &Path, socket: &Path) -> Command {
+    assert!(
+        Path::new(PYTHON3).is_file(),
+        "{PYTHON3} is missing: this test runs Debian's fail2ban with Debian's python3 \
+         (apt-get install python3, or run `cargo xtask test`, which installs it)"
+    );
+    let root = debian_fail2ban_root();
+    let mut cmd = Command::new(PYTHON3);
+    cmd.arg(root.join("usr/bin").join(format!("fail2ban-{program}")))
+        .arg("-c")
+        .arg(conf)
+        .arg("-s")
+        .arg(socket)
+        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONSTARTUP")
+        .env("TZ", "UTC");
+    cmd
+}
+
+/// A real fail2ban-server of Debian's package, in the foreground as a child of the test,
+/// everything it writes (database, socket, pid file, log, the dummy action's file) in `dir`;
+/// killed (by its pid) and reaped when dropped, if it has not stopped by then.
+struct Fail2banServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Fail2banServer {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.path("conf")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("fail2ban.sock")
+    }
+
+    /// What the server wrote: its stderr, then its log.
+    fn logs(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.path(name)).unwrap_or_default();
+        format!(
+            "--- server output:\n{}--- fail2ban.log:\n{}",
+            read("server.out"),
+            read("fail2ban.log")
+        )
+    }
+
+    /// `fail2ban-client ARGS` against this server; panics (with the server's logs) unless it
+    /// succeeds, returns its stdout.
+    fn client(&self, args: &[&str]) -> String {
+        let out = run(fail2ban_command("client", &self.conf(), &self.socket()).args(args));
+        assert!(
+            out.status.success(),
+            "fail2ban-client {} failed: {}{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The addresses `fail2ban-client status JAIL` lists as banned.
+    fn banned(&self, jail: &str) -> Vec<String> {
+        let status = self.client(&["status", jail]);
+        let list = status
+            .lines()
+            .find_map(|l| l.split_once("Banned IP list:"))
+            .unwrap_or_else(|| panic!("no banned list in the status of {jail}:\n{status}"))
+            .1;
+        let mut ips: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
+        ips.sort();
+        ips
+    }
+
+    /// `fail2ban-client stop`, then waits for the process to exit.
+    fn stop(&mut self) {
+        assert_eq!(self.client(&["stop"]).trim(), "Shutdown successful");
+        let status = crmonban_testutil::wait_until(
+            "fail2ban-server to exit",
+            crmonban_testutil::PATIENCE,
+            || self.child.try_wait().unwrap(),
+        )
+        .unwrap_or_else(|waited| panic!("{waited}\n{}", self.logs()));
+        assert!(
+            status.success(),
+            "fail2ban-server: {status}\n{}",
+            self.logs()
+        );
+    }
+}
+
+impl Drop for Fail2banServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `Dec  4 18:51:58`: a unix time as rsyslog's traditional format writes it (in UTC).
+fn syslog_time(unix: i64) -> String {
+    // 2026-12-04T18:51:58Z
+    let rfc3339 = crmonban_dbus::rfc3339_utc(unix);
+    let month: usize = rfc3339[5..7].parse().unwrap();
+    let day: u32 = rfc3339[8..10].parse().unwrap();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!("{} {day:>2} {}", months[month - 1], &rfc3339[11..19])
+}
+
+/// Appends `lines` to the log file at `path`, as rsyslog does.
+fn append(path: &Path, lines: &[String]) {
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for line in lines {
+        writeln!(log, "{line}").unwrap();
+    }
+}
+
+/// Starts Debian's fail2ban-server with Debian's /etc/fail2ban plus a fail2ban.local keeping
+/// all its files in a temporary directory and a jail.local with two jails polling log files of
+/// that directory: [sshd] (bantime 1h, maxretry 3) on an auth.log and [recidive] (bantime -1,
+/// permanent) on fail2ban's own log, both with the `dummy` action, which writes to a file of
+/// that directory. Nothing of the host is touched: no firewall, nothing under /var or /run.
+fn start_fail2ban() -> Fail2banServer {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("conf");
+    copy_tree(debian_fail2ban(), &conf);
+    for (name, text) in [
+        (
+            "fail2ban.local",
+            format!(
+                "[DEFAULT]\nlogtarget = {d}/fail2ban.log\nsocket = {d}/fail2ban.sock\n\
+                 pidfile = {d}/fail2ban.pid\ndbfile = {d}/fail2ban.sqlite3\n"
+            ),
+        ),
+        // The dummy action's only file (Debian's default is /var/run/fail2ban/fail2ban.dummy).
+        (
+            "action.d/dummy.local",
+            format!("[Init]\ntarget = {d}/fail2ban.dummy\n"),
+        ),
+        (
+            "jail.local",
+            format!(
+                "[DEFAULT]\nbackend = polling\nbanaction = dummy\nbanaction_allports = dummy\n\n\
+                 [sshd]\nenabled = true\nlogpath = {d}/auth.log\nmaxretry = 3\nfindtime = 10m\n\
+                 bantime = 1h\n\n\
+                 [recidive]\nenabled = true\nlogpath = {d}/fail2ban.log\nbantime = -1\n"
+            ),
+        ),
+    ] {
+        std::fs::write(conf.join(name), text).unwrap();
+    }
+    for log in ["auth.log", "fail2ban.log"] {
+        std::fs::write(dir.path().join(log), "").unwrap();
+    }
+    let socket = dir.path().join("fail2ban.sock");
+
+    // What fail2ban will run, as its client resolves the configuration: the dummy action
+    // writing to our directory, and nothing else (no iptables, no nft).
+    let out = run(fail2ban_command("client", &conf, &socket).arg("-d"));
+    assert!(
+        out.status.success(),
+        "fail2ban-client -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let actions: Vec<&str> = dump.lines().filter(|l| l.contains("'addaction'")).collect();
+    assert_eq!(
+        actions,
+        [
+            "['set', 'sshd', 'addaction', 'dummy']",
+            "['set', 'recidive', 'addaction', 'dummy']"
+        ],
+        "{dump}"
+    );
+    for word in ["iptables", "nft", "/var/", "/run/"] {
+        assert!(!dump.contains(word), "fail2ban would use {word}:\n{dump}");
+    }
+    assert!(dump.contains(&format!("'{d}/fail2ban.dummy'")), "{dump}");
+
+    let out = std::fs::File::create(dir.path().join("server.out")).unwrap();
+    let child = fail2ban_command("server", &conf, &socket)
+        .arg("-p")
+        .arg(dir.path().join("fail2ban.pid"))
+        .args(["-f", "-x", "start"])
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start fail2ban-server: {e}"));
+    let mut server = Fail2banServer { child, dir };
+    crmonban_testutil::wait_until(
+        "fail2ban-server to answer",
+        crmonban_testutil::PATIENCE,
+        || {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("fail2ban-server exited ({status}):\n{}", server.logs());
+            }
+            let out = run(fail2ban_command("client", &server.conf(), &server.socket())
+                .args(["status", "recidive"]));
+            out.status.success().then_some(())
+        },
+    )
+    .unwrap_or_else(|waited| panic!("{waited}\n{}", server.logs()));
+    // The server answering is the child (its pid file), not another fail2ban.
+    let pid = std::fs::read_to_string(server.path("fail2ban.pid")).unwrap();
+    assert_eq!(pid.trim(), server.child.id().to_string());
+    server
+}
+
+/// `crmonctl import-fail2ban CONF --bans=DB` into a fake daemon of its own: its output, and
+/// the bans the daemon got as (address, reason, seconds; 0 when permanent), sorted.
+fn import_into_fake_daemon(conf: &Path, db: &Path) -> (String, Vec<(String, String, i64)>) {
+    let bus = PrivateBus::open();
+    let daemon = FakeDaemon::start(bus.address(), None, Callers::Trusted);
+    let r = run_at(
+        bus.address(),
+        &[
+            "import-fail2ban",
+            conf.to_str().unwrap(),
+            &format!("--bans={}", db.display()),
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let state = daemon.state.lock().unwrap();
+    let mut bans: Vec<(String, String, i64)> = state
+        .bans
+        .iter()
+        .map(|b| {
+            (
+                b.0.clone(),
+                b.1.clone(),
+                if b.4 == 0 { 0 } else { b.4 - NOW },
+            )
+        })
+        .collect();
+    bans.sort();
+    (r.stdout, bans)
+}
+
+/// fail2ban's `jails` table: (name, enabled), sorted.
+fn jails_in(db: &Path) -> Vec<(String, i64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .read_only(true);
+        let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let jails = sqlx::query_as("SELECT name, enabled FROM jails ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        jails
+    })
+}
+
+/// A real fail2ban (Debian's package, run from its unpacked tree as a child of the test) bans
+/// for real: failed ssh logins in an auth.log it polls (IPv4 and IPv6), `banip` into both
+/// jails, `unbanip` from one jail or the other. Its database is then imported twice, as the
+/// migration guide says (while fail2ban runs) and after `fail2ban-client stop` (which leaves
+/// the bans in `bips` but marks every jail disabled): the same bans arrive, each with the time
+/// fail2ban gave it left, permanent for the bantime = -1 jail, the unbanned ones not at all.
+#[test]
+fn bans_written_by_a_real_fail2ban_server_are_imported() {
+    let mut server = start_fail2ban();
+    let started = unix_now();
+
+    // Three failed passwords (sshd's maxretry) from each of three addresses, as sshd logs them.
+    let attackers = ["192.0.2.10", "192.0.2.11", "2001:db8::5"];
+    let lines: Vec<String> = (0..3)
+        .flat_map(|n| {
+            attackers.iter().enumerate().map(move |(i, ip)| {
+                let port = 50_000 + 100 * i + n;
+                format!(
+                    "{} web1 sshd[{}]: Failed password for root from {ip} port {port} ssh2",
+                    syslog_time(unix_now()),
+                    4_000 + port,
+                )
+            })
+        })
+        .collect();
+    append(&server.path("auth.log"), &lines);
+    let mut expected_by_sshd: Vec<String> = attackers.iter().map(|ip| ip.to_string()).collect();
+    expected_by_sshd.sort();
+    crmonban_testutil::wait_until(
+        "fail2ban to ban the three attackers",
+        crmonban_testutil::PATIENCE,
+        || (server.banned("sshd") == expected_by_sshd).then_some(()),
+    )
+    .unwrap_or_else(|waited| panic!("{waited}\n{}", server.logs()));
+
+    // By hand: into [sshd] (1h) and [recidive] (permanent); .40 into both, then out of
+    // [recidive] again; .11 (banned for its log lines) out of [sshd]. fail2ban also takes a
+    // network, and an ID that is no address at all (what a filter's <F-ID> may capture).
+    let set = |jail: &str, what: &str, ips: &[&str]| {
+        let args: Vec<&str> = [jail, what]
+            .into_iter()
+            .chain(ips.iter().copied())
+            .collect();
+        server
+            .client(&[&["set"], &args[..]].concat())
+            .trim()
+            .to_owned()
+    };
+    let v4 = ["192.0.2.20", "192.0.2.30", "192.0.2.40"];
+    assert_eq!(set("sshd", "banip", &v4), "3");
+    assert_eq!(set("sshd", "banip", &["198.51.100.0/24", "mallory"]), "2");
+    assert_eq!(
+        set("recidive", "banip", &["2001:db8::20", v4[1], v4[2]]),
+        "3"
+    );
+    assert_eq!(set("recidive", "unbanip", &["192.0.2.40"]), "1");
+    assert_eq!(set("sshd", "unbanip", &["192.0.2.11"]), "1");
+    assert_eq!(
+        server.banned("sshd"),
+        [
+            "192.0.2.10",
+            "192.0.2.20",
+            "192.0.2.30",
+            "192.0.2.40",
+            "198.51.100.0/24",
+            "2001:db8::5",
+            "mallory"
+        ]
+    );
+    assert_eq!(server.banned("recidive"), ["192.0.2.30", "2001:db8::20"]);
+
+    let conf = server.conf();
+    let db = server.path("fail2ban.sqlite3");
+    let check = |when: &str, (stdout, bans): (String, Vec<(String, String, i64)>)| {
+        // fail2ban's `bips`: the latest ban of each address and jail, .30 in both jails.
+        assert_eq!(
+            stdout,
+            format!(
+                "{}: 9 bans (the latest of each address and jail), 0 expired (skipped)\n\
+                 sent to crmonban: 8 addresses (each with its longest ban)\n\
+                 imported: 7\n\
+                 already banned at least as long: 0\n\
+                 refused: 1\n  \
+                 mallory (jail sshd): org.crmonban.Error.InvalidAddress: mallory is not an IP \
+                 address or CIDR\n",
+                db.display()
+            ),
+            "{when}"
+        );
+        // [sshd]'s bans were made after `started` for 3600 s: what is left of them now,
+        // give or take the second fail2ban rounds its time of ban to.
+        let elapsed = unix_now() - started;
+        let hour_left = |secs: i64| (3600 - elapsed - 1..=3601).contains(&secs);
+        let shown: Vec<(&str, &str, i64)> = bans
+            .iter()
+            .map(|(ip, reason, secs)| (ip.as_str(), reason.as_str(), *secs))
+            .collect();
+        let ips: Vec<&str> = shown.iter().map(|b| b.0).collect();
+        assert_eq!(
+            ips,
+            [
+                "192.0.2.10",
+                "192.0.2.20",
+                "192.0.2.30",
+                "192.0.2.40",
+                "198.51.100.0/24",
+                "2001:db8::20",
+                "2001:db8::5"
+            ],
+            "{when}: {shown:?}"
+        );
+        for (ip, reason, secs) in &shown {
+            match *ip {
+                "192.0.2.30" | "2001:db8::20" => {
+                    assert_eq!((*reason, *secs), ("fail2ban:recidive", 0), "{when}: {ip}");
+                }
+                _ => {
+                    assert_eq!(*reason, "fail2ban:sshd", "{when}: {ip}");
+                    assert!(
+                        hour_left(*secs),
+                        "{when}: {ip}: {secs} s left after {elapsed} s"
+                    );
+                }
+            }
+        }
+    };
+    check("while fail2ban runs", import_into_fake_daemon(&conf, &db));
+    assert_eq!(jails_in(&db), [("recidive".into(), 1), ("sshd".into(), 1)]);
+    server.stop();
+    assert_eq!(jails_in(&db), [("recidive".into(), 0), ("sshd".into(), 0)]);
+    check(
+        "after fail2ban stopped",
+        import_into_fake_daemon(&conf, &db),
+    );
 }
 
 /// crmonband of this build: a test of crmonctl alone does not build the daemon's package, so
