@@ -96,10 +96,11 @@ pub enum Command {
         /// How many entries
         #[arg(short, long, default_value_t = 50)]
         limit: u32,
-        #[arg(short, long, value_enum, default_value_t = LogFormat::Table)]
+        /// Output format (-o: -f is --follow here, as in tail and journalctl)
+        #[arg(short = 'o', long, value_enum, default_value_t = LogFormat::Table)]
         format: LogFormat,
         /// Keep showing new entries as they are written, oldest first (Ctrl-C ends)
-        #[arg(short = 'F', long, conflicts_with = "format")]
+        #[arg(short = 'f', short_alias = 'F', long, conflicts_with = "format")]
         follow: bool,
     },
     /// Show bans, unbans and attacks as they happen (Ctrl-C ends)
@@ -235,5 +236,24 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["crmonctl", "--system", "--session", "status"]).is_err());
         assert!(Cli::try_parse_from(["crmonctl", "--address", "nonsense", "status"]).is_err());
+    }
+
+    #[test]
+    fn logs_follow_with_f_as_tail_and_journalctl_do() {
+        let logs = |args: &[&str]| -> Result<(LogFormat, bool), clap::Error> {
+            let cli = Cli::try_parse_from([&["crmonctl", "logs"][..], args].concat())?;
+            match cli.command {
+                Command::Logs { format, follow, .. } => Ok((format, follow)),
+                other => panic!("{other:?}"),
+            }
+        };
+        for follow in ["-f", "-F", "--follow"] {
+            assert_eq!(logs(&[follow]).unwrap(), (LogFormat::Table, true));
+        }
+        assert_eq!(logs(&["-o", "json"]).unwrap(), (LogFormat::Json, false));
+        assert!(
+            logs(&["-f", "-o", "json"]).is_err(),
+            "follow writes lines, not JSON"
+        );
     }
 }

@@ -354,7 +354,7 @@ fn every_command_round_trips() {
         ok(&["logs", "-l", "5"]),
         "TIME                  ACTION  TARGET     DETAIL\n2025-11-25T17:06:00Z  ban     192.0.2.7  manual ban\n"
     );
-    let logs: serde_json::Value = serde_json::from_str(&ok(&["logs", "-f", "json"])).unwrap();
+    let logs: serde_json::Value = serde_json::from_str(&ok(&["logs", "-o", "json"])).unwrap();
     assert_eq!(logs[0]["time"], NOW);
     // Whitelisting one address says which ban around it was lifted.
     assert_eq!(
