@@ -1,8 +1,14 @@
 //! `cargo xtask deb`: the Debian package. Release binaries first, then the manual pages and
 //! shell completions each binary generates from its own command line (its hidden `assets DIR`)
-//! under target/release/assets, the pages gzipped as Debian wants them, then `cargo deb --no-build`
-//! with the metadata of bins/crmonband/Cargo.toml (cargo-deb is installed when missing). Prints
-//! the path of the package.
+//! under target/release/assets, the pages gzipped as Debian wants them, the Debian changelog (one
+//! entry: the version, the commit, its date, and who built it), then `cargo deb --no-build` with
+//! the metadata of bins/crmonband/Cargo.toml (cargo-deb is installed when missing). Prints the
+//! path of the package.
+//!
+//! The Maintainer is whoever builds the package, named as Debian's own tools are told
+//! (`DEBFULLNAME` and `DEBEMAIL`, as `dch` and `debuild` read them); without them, the
+//! placeholder of the metadata (`crmonban developers <crmonban@localhost>`, which lintian
+//! rightly calls bogus).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -13,13 +19,32 @@ use anyhow::{Context, Result, bail};
 const BINARIES: [&str; 2] = ["crmonband", "crmonctl"];
 
 pub fn run(root: &Path) -> Result<ExitCode> {
-    let package = build(root)?;
+    let package = build(root, maintainer_from_env().as_deref())?;
     println!("{}", package.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the package and returns its path.
-pub fn build(root: &Path) -> Result<PathBuf> {
+/// The Maintainer Debian's tools would write: `DEBFULLNAME <DEBEMAIL>`, or `DEBEMAIL` when it
+/// already holds both; `None` without `DEBEMAIL`.
+fn maintainer_from_env() -> Option<String> {
+    let email = std::env::var("DEBEMAIL")
+        .ok()
+        .filter(|e| !e.trim().is_empty())?;
+    if email.contains('<') {
+        return Some(email);
+    }
+    Some(match std::env::var("DEBFULLNAME") {
+        Ok(name) if !name.trim().is_empty() => format!("{} <{}>", name.trim(), email.trim()),
+        _ => email,
+    })
+}
+
+/// The placeholder Maintainer of bins/crmonband/Cargo.toml.
+const PLACEHOLDER_MAINTAINER: &str = "crmonban developers <crmonban@localhost>";
+
+/// Builds the package (Maintainer `maintainer`, else the metadata's placeholder) and returns
+/// its path.
+pub fn build(root: &Path, maintainer: Option<&str>) -> Result<PathBuf> {
     crate::status(Command::new("cargo").current_dir(root).args([
         "build",
         "--release",
@@ -45,6 +70,8 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         // -n: no name or time stamp in the header, so that the package is reproducible.
         crate::status(Command::new("gzip").args(["-9nf"]).arg(&path))?;
     }
+    let maintainer = maintainer.unwrap_or(PLACEHOLDER_MAINTAINER);
+    write_changelog(root, &assets, maintainer)?;
     if Command::new("cargo")
         .args(["deb", "--version"])
         .output()
@@ -55,7 +82,15 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     }
     let output = Command::new("cargo")
         .current_dir(root)
-        .args(["deb", "-p", "crmonband", "--no-build", "--strip"])
+        .args([
+            "deb",
+            "-p",
+            "crmonband",
+            "--no-build",
+            "--strip",
+            "--maintainer",
+        ])
+        .arg(maintainer)
         .output()
         .context("running cargo deb")?;
     if !output.status.success() {
@@ -74,12 +109,49 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// target/release/assets/changelog: one entry for this build, in the format of
+/// deb-changelog(5), dated by the commit (so that a rebuild of a commit gives the same file).
+fn write_changelog(root: &Path, assets: &Path, maintainer: &str) -> Result<()> {
+    let git = |args: &[&str]| -> Result<String> {
+        let out = Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!(
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+    // RFC 2822, as deb-changelog(5) wants it.
+    let date = git(&["log", "-1", "--format=%aD", "HEAD"])?;
+    let version = env!("CARGO_PKG_VERSION");
+    let text = format!(
+        "crmonban ({version}-1) unstable; urgency=medium\n\n  \
+         * Built from the crmonban sources at commit {commit} with cargo xtask deb.\n\n \
+         -- {maintainer}  {date}\n"
+    );
+    std::fs::write(assets.join("changelog"), text)
+        .with_context(|| format!("writing {}", assets.join("changelog").display()))
+}
+
 /// The package, built once for all the tests of this process.
 #[cfg(test)]
 pub(crate) fn built_package() -> PathBuf {
     static PACKAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PACKAGE
-        .get_or_init(|| build(&crate::workspace_root()).expect("cargo xtask deb"))
+        .get_or_init(|| {
+            // A builder named as Debian's tools are told, as an admin building it would be.
+            build(
+                &crate::workspace_root(),
+                Some("crmonban test build <test-build@example.org>"),
+            )
+            .expect("cargo xtask deb")
+        })
         .clone()
 }
 
@@ -99,6 +171,27 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The text of the gzipped file `path` in `package`.
+    fn read_gzip(package: &Path, path: &str) -> String {
+        let unpacked = tempfile::tempdir().unwrap();
+        assert!(
+            Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(package)
+                .arg(unpacked.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = Command::new("gzip")
+            .arg("-dc")
+            .arg(unpacked.path().join(path))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path} is not in the package");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The package as built: what it installs where, with which modes, its conffile, its
@@ -181,6 +274,36 @@ mod tests {
         assert!(
             prerm.contains("deb-systemd-invoke stop") || prerm.contains("systemctl stop"),
             "prerm stops the daemon:\n{prerm}"
+        );
+        // Debian's own checker finds nothing to complain of (the overrides shipped with the
+        // package, config.toml's mode 0600 and a first changelog entry closing no Debian bug,
+        // say why).
+        let lintian = Command::new("lintian")
+            .args(["--tag-display-limit", "0"])
+            .arg(&package)
+            .output()
+            .expect("lintian (cargo xtask deps installs it)");
+        let findings = String::from_utf8_lossy(&lintian.stdout);
+        let complaints: Vec<&str> = findings
+            .lines()
+            .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+            .collect();
+        assert!(
+            complaints.is_empty() && lintian.status.success(),
+            "lintian:\n{findings}{}",
+            String::from_utf8_lossy(&lintian.stderr)
+        );
+        let changelog = read_gzip(&package, "./usr/share/doc/crmonban/changelog.Debian.gz");
+        assert!(
+            changelog.starts_with(&format!(
+                "crmonban ({}-1) unstable; urgency=medium",
+                env!("CARGO_PKG_VERSION")
+            )) && changelog.contains(" -- crmonban test build <test-build@example.org>  "),
+            "{changelog}"
+        );
+        assert!(
+            info.contains("Maintainer: crmonban test build <test-build@example.org>"),
+            "{info}"
         );
         // Stripped: no symbol table left in either binary.
         let unpacked = tempfile::tempdir().unwrap();

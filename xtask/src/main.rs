@@ -62,6 +62,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     // The metrics endpoint's output must pass Debian's `promtool check metrics`.
     ("prometheus", "/usr/bin/promtool"),
+    // The package must pass Debian's own checker.
+    ("lintian", "/usr/bin/lintian"),
     // The package is installed in a pristine Debian 12 made by debootstrap and booted under
     // systemd with systemd-nspawn.
     ("debootstrap", "/usr/sbin/debootstrap"),
