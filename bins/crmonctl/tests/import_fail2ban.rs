@@ -543,27 +543,16 @@ const BANS: &[(&str, &str, i64, i64)] = &[
 /// Writes a fail2ban database with [`BANS`] (and an older, ended ban of 192.0.2.10 in `bans`
 /// only, as fail2ban keeps its history there) at `path`.
 fn fail2ban_db(path: &Path) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true);
-        let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
+    on_sqlite(path, true, async |conn| {
         sqlx::raw_sql(FAIL2BAN_SCHEMA)
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await
             .unwrap();
         let now = unix_now();
         for jail in ["sshd", "recidive", "nginx-http-auth", "postfix"] {
             sqlx::query("INSERT INTO jails(name, enabled) VALUES (?, 1)")
                 .bind(jail)
-                .execute(&mut conn)
+                .execute(&mut *conn)
                 .await
                 .unwrap();
         }
@@ -582,12 +571,11 @@ fn fail2ban_db(path: &Path) {
                     .bind(ip)
                     .bind(now - ago)
                     .bind(bantime)
-                    .execute(&mut conn)
+                    .execute(&mut *conn)
                     .await
                     .unwrap();
             }
         }
-        conn.close().await.unwrap();
     });
 }
 
@@ -929,24 +917,39 @@ fn import_into_fake_daemon(conf: &Path, db: &Path) -> (String, Vec<(String, Stri
 
 /// fail2ban's `jails` table: (name, enabled), sorted.
 fn jails_in(db: &Path) -> Vec<(String, i64)> {
+    on_sqlite(db, false, async |conn| {
+        sqlx::query_as("SELECT name, enabled FROM jails ORDER BY name")
+            .fetch_all(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// Runs `work` on a connection to the SQLite file `path` (created when `create`, else opened
+/// read-only), on a runtime of its own; closes the connection after.
+fn on_sqlite<T>(
+    path: &Path,
+    create: bool,
+    work: impl AsyncFnOnce(&mut sqlx::sqlite::SqliteConnection) -> T,
+) -> T {
+    use sqlx::Connection;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        use sqlx::Connection;
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(db)
-            .read_only(true);
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        let options = if create {
+            options.create_if_missing(true)
+        } else {
+            options.read_only(true)
+        };
         let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
             .await
             .unwrap();
-        let jails = sqlx::query_as("SELECT name, enabled FROM jails ORDER BY name")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+        let result = work(&mut conn).await;
         conn.close().await.unwrap();
-        jails
+        result
     })
 }
 
