@@ -110,29 +110,35 @@ pub fn build(root: &Path, maintainer: Option<&str>) -> Result<PathBuf> {
 }
 
 /// target/release/assets/changelog: one entry for this build, in the format of
-/// deb-changelog(5), dated by the commit (so that a rebuild of a commit gives the same file).
+/// deb-changelog(5), dated by the commit (so that a rebuild of a commit gives the same file);
+/// a source tree without git history is dated by `SOURCE_DATE_EPOCH`, else now.
 fn write_changelog(root: &Path, assets: &Path, maintainer: &str) -> Result<()> {
-    let git = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            bail!(
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let output = |command: &mut Command| -> Option<String> {
+        let out = command.output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
     };
-    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let git = |args: &[&str]| output(Command::new("git").current_dir(root).args(args));
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]);
     // RFC 2822, as deb-changelog(5) wants it.
-    let date = git(&["log", "-1", "--format=%aD", "HEAD"])?;
+    let date = match (&commit, std::env::var("SOURCE_DATE_EPOCH")) {
+        (Some(_), _) => git(&["log", "-1", "--format=%aD", "HEAD"]),
+        (None, Ok(epoch)) => output(
+            Command::new("date")
+                .args(["-R", "-u", "-d"])
+                .arg(format!("@{epoch}")),
+        ),
+        (None, Err(_)) => output(Command::new("date").args(["-R", "-u"])),
+    }
+    .context("no date for the changelog (git log or date -R)")?;
+    let origin = commit.map_or_else(
+        || "a source tree without git history".to_owned(),
+        |commit| format!("commit {commit}"),
+    );
     let version = env!("CARGO_PKG_VERSION");
     let text = format!(
         "crmonban ({version}-1) unstable; urgency=medium\n\n  \
-         * Built from the crmonban sources at commit {commit} with cargo xtask deb.\n\n \
+         * Built from the crmonban sources at {origin} with cargo xtask deb.\n\n \
          -- {maintainer}  {date}\n"
     );
     std::fs::write(assets.join("changelog"), text)
@@ -173,25 +179,32 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The text of the gzipped file `path` in `package`.
-    fn read_gzip(package: &Path, path: &str) -> String {
-        let unpacked = tempfile::tempdir().unwrap();
-        assert!(
-            Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(package)
-                .arg(unpacked.path())
-                .status()
-                .unwrap()
-                .success()
+    #[test]
+    fn a_source_tree_without_git_history_still_gets_a_changelog() {
+        let tree = tempfile::tempdir().unwrap();
+        write_changelog(tree.path(), tree.path(), "A Builder <builder@example.org>").unwrap();
+        let text = std::fs::read_to_string(tree.path().join("changelog")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "crmonban ({}-1) unstable; urgency=medium",
+                env!("CARGO_PKG_VERSION")
+            )
         );
-        let out = Command::new("gzip")
-            .arg("-dc")
-            .arg(unpacked.path().join(path))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{path} is not in the package");
-        String::from_utf8(out.stdout).unwrap()
+        assert_eq!(
+            lines[2],
+            "  * Built from the crmonban sources at a source tree without git history with \
+             cargo xtask deb."
+        );
+        // " -- NAME <EMAIL>  Day, DD Mon YYYY HH:MM:SS +0000", as deb-changelog(5) has it.
+        let trailer = lines[4]
+            .strip_prefix(" -- A Builder <builder@example.org>  ")
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            trailer.ends_with(" +0000") && trailer.contains(", "),
+            "{text}"
+        );
     }
 
     /// The package as built: what it installs where, with which modes, its conffile, its
@@ -293,7 +306,25 @@ mod tests {
             "lintian:\n{findings}{}",
             String::from_utf8_lossy(&lintian.stderr)
         );
-        let changelog = read_gzip(&package, "./usr/share/doc/crmonban/changelog.Debian.gz");
+        let unpacked = tempfile::tempdir().unwrap();
+        let out = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&package)
+            .arg(unpacked.path())
+            .status()
+            .unwrap();
+        assert!(out.success());
+        let changelog = Command::new("gzip")
+            .arg("-dc")
+            .arg(
+                unpacked
+                    .path()
+                    .join("usr/share/doc/crmonban/changelog.Debian.gz"),
+            )
+            .output()
+            .unwrap();
+        assert!(changelog.status.success(), "no changelog.Debian.gz");
+        let changelog = String::from_utf8_lossy(&changelog.stdout);
         assert!(
             changelog.starts_with(&format!(
                 "crmonban ({}-1) unstable; urgency=medium",
@@ -306,14 +337,6 @@ mod tests {
             "{info}"
         );
         // Stripped: no symbol table left in either binary.
-        let unpacked = tempfile::tempdir().unwrap();
-        let out = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&package)
-            .arg(unpacked.path())
-            .status()
-            .unwrap();
-        assert!(out.success());
         for binary in ["usr/sbin/crmonband", "usr/bin/crmonctl"] {
             let sections = Command::new("readelf")
                 .arg("-S")
