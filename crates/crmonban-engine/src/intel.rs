@@ -469,11 +469,9 @@ fn log_sources(gatherer: &Gatherer, auto: bool) {
         reports = gatherer.reports(),
         "intel"
     );
-    // GeoIP logs its files' problems itself as it finds them (and when they change).
-    for problem in gatherer.problems() {
-        if problem.source != Source::Geoip {
-            warn!(source = %problem.source, "intel: {}", problem.message);
-        }
+    // The GeoIP files' state is logged by GeoIP itself, as it finds or changes.
+    for problem in gatherer.setup_problems() {
+        warn!(source = %problem.source, "intel: {}", problem.message);
     }
 }
 

@@ -123,6 +123,13 @@ impl Gatherer {
             || self.geoip.as_ref().is_some_and(GeoIp::any_open)
     }
 
+    /// What was wrong when the sources were set up (an unreadable key file or hosting list, a
+    /// client that could not be built), one line each. Unlike [`Gatherer::problems`] it leaves
+    /// out the GeoIP files' state, which GeoIP logs itself when it finds or changes.
+    pub fn setup_problems(&self) -> &[Problem] {
+        &self.setup_problems
+    }
+
     /// What is wrong with the configured sources now, one line each (a missing database and
     /// how to get it, an unreadable key file, ...): for the log at start and `crmonctl status`.
     pub fn problems(&self) -> Vec<Problem> {
@@ -459,9 +466,23 @@ mod tests {
             abuseipdb_api_key_file: Some(empty_key.clone()),
             shodan_api_key_file: Some(dir.path().join("absent.key")),
             abuseipdb_report: true,
+            hosting_asn_file: Some(dir.path().join("absent-hosting.txt")),
             ..IntelConfig::default()
         };
         let gatherer = Gatherer::new(&config);
+        // What setup found (the engine logs these at start), without the GeoIP files' state
+        // (GeoIP logs that itself); the hosting list is GeoIP's but a setup problem.
+        let setup: Vec<&Problem> = gatherer.setup_problems().iter().collect();
+        assert!(
+            setup
+                .iter()
+                .any(|p| p.source == Source::Geoip && p.message.contains("hosting_asn_file")),
+            "{setup:?}"
+        );
+        assert!(
+            !setup.iter().any(|p| p.message.contains("City.mmdb")),
+            "{setup:?}"
+        );
         assert!(!gatherer.can_learn());
         assert!(!gatherer.reports());
         assert_eq!(gatherer.sources(), [Source::Geoip]);
@@ -491,6 +512,7 @@ mod tests {
             has(Source::Geoip, "/nonexistent/City.mmdb is missing"),
             "{problems:?}"
         );
+        assert!(has(Source::Geoip, "hosting_asn_file"), "{problems:?}");
         // check-config says the same, as lines.
         let checked = check_config(&config);
         assert_eq!(checked.len(), problems.len(), "{checked:?}");
